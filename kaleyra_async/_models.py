@@ -1,0 +1,144 @@
+"""Plain values passed between the layers: no I/O, no behaviour beyond small conveniences."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+__all__ = [
+    "Encoding",
+    "Message",
+    "MessageStatus",
+    "Receipt",
+    "RowResult",
+    "RowStatus",
+    "SendResult",
+    "SenderId",
+    "SenderIdResult",
+]
+
+Encoding = Literal["GSM-7", "UCS-2"]
+RowStatus = Literal["sent", "failed", "invalid", "unknown", "skipped", "planned"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """One SMS payload without its recipients.
+
+    Two recipients whose ``Message`` compares equal can share one multi-recipient request, so
+    every field that goes on the wire lives here and the value is hashable.
+    """
+
+    body: str | None = None
+    sender: str | None = None
+    type: str = "DEFAULT"
+    template_id: str | None = None
+    #: DLT template variables, as ordered (name, value) pairs so that the value stays hashable.
+    template_data: tuple[tuple[str, str], ...] = ()
+    #: "AUTO", "0" or "1"; None leaves the field out.
+    unicode: str | None = None
+    flash: bool = False
+    #: Scheduled send time, ISO-8601 with a UTC offset.
+    time: str | None = None
+    ref_custom: tuple[str, ...] = ()
+    callback_profile_id: str | None = None
+
+    @property
+    def is_otp(self) -> bool:
+        """OTP messages may only ever go to one recipient per request."""
+        return self.type == "OTP"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Receipt:
+    """One recipient of an accepted request and the message id Kaleyra gave it."""
+
+    message_id: str
+    #: E.164 with the leading "+" (Kaleyra echoes it without; we put it back).
+    recipient: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SendResult:
+    """Kaleyra accepted a send request (HTTP 2xx with an empty ``error``)."""
+
+    request_id: str
+    receipts: tuple[Receipt, ...]
+    sender: str | None = None
+    type: str | None = None
+    body: str | None = None
+    created: str | None = None
+    total_count: int = 0
+    #: HTTP attempts it took, retries included.
+    attempts: int = 1
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def message_ids(self) -> dict[str, str]:
+        """Map each recipient (E.164 with "+") to its message id."""
+        return {r.recipient: r.message_id for r in self.receipts}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SenderId:
+    """A sender ID to register (``POST .../sender``)."""
+
+    sender: str
+    description: str = ""
+    iso_code: str = "in"
+    entity_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SenderIdResult:
+    """Kaleyra's answer to a sender-ID create or delete call."""
+
+    code: str | None
+    message: str
+    senders: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class MessageStatus:
+    """The delivery status of one message id."""
+
+    message_id: str
+    #: "Sent", "Delivered", "UnDelivered", "NotSent", ... as Kaleyra reports it.
+    status: str
+    #: The trace code or detail, e.g. "DELIVERED", "KLR-INV-NUMBER".
+    detail: str | None = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RowResult:
+    """The one recorded outcome of one input row: a line of the results file."""
+
+    #: 1-based data row number (the header is not counted).
+    row: int
+    #: The normalised E.164 number, or the raw value when the row is invalid.
+    to: str
+    status: RowStatus
+    message_id: str | None = None
+    request_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    segments: int | None = None
+    encoding: Encoding | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The results-file record: every key always present, in a stable order."""
+        return {
+            "row": self.row,
+            "to": self.to,
+            "status": self.status,
+            "message_id": self.message_id,
+            "request_id": self.request_id,
+            "error_code": self.error_code,
+            "error": self.error,
+            "attempts": self.attempts,
+            "segments": self.segments,
+            "encoding": self.encoding,
+        }
