@@ -1,12 +1,39 @@
-"""The command line: ``python -m kaleyra_async <command>``. The only module that prints."""
+"""The command line: ``python -m kaleyra_async <command>``. The only module that prints.
+
+Exit codes: 0 every row sent (or planned, in a dry run); 1 some rows not sent; 2 usage or
+configuration error; 130 interrupted (Ctrl-C / SIGTERM).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
+import math
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TextIO
+
+import anyio
+
+from ._config import Config, load_config
+from ._exceptions import ConfigError, KaleyraError, ValidationError
 
 __all__ = ["main"]
+
+EXIT_OK: Final = 0
+EXIT_NOT_ALL_SENT: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+logger = logging.getLogger("kaleyra_async")
+
+
+class _UsageError(Exception):
+    """A command-line mistake: exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,7 +41,70 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m kaleyra_async",
         description="Asyncio bulk SMS dispatcher for the Kaleyra SMS API.",
     )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    bulk = commands.add_parser(
+        "send-bulk",
+        help="send every row of a CSV, one NDJSON result line per row",
+        description="Stream a CSV (header row required), validate and batch its rows, send them "
+        "within the pod's rate limit, and write one NDJSON result line per data row.",
+    )
+    bulk.add_argument(
+        "input", metavar="INPUT.csv", help="CSV file with a header row, or - for stdin"
+    )
+    _account_options(bulk)
+    _message_options(bulk)
+    bulk.add_argument("--out", "-o", metavar="PATH", help="results file (default: stdout)")
+    bulk.add_argument("--to-column", default="to", metavar="COL", help="column with the numbers")
+    bulk.add_argument(
+        "--template-data",
+        metavar="COL1,COL2",
+        help="columns whose values go into template_data",
+    )
+    bulk.add_argument("--rate", type=_positive_float, metavar="N", help="requests/s for the pod")
+    bulk.add_argument("--concurrency", type=_positive_int, metavar="N", help="requests in flight")
+    bulk.add_argument("--batch-size", type=_positive_int, metavar="N", help="recipients/request")
+    bulk.add_argument("--max-wait-ms", type=float, metavar="MS", help="linger of a partial batch")
+    bulk.add_argument("--dedupe", action="store_true", help="skip repeats of number + message")
+    bulk.add_argument("--dry-run", action="store_true", help="send nothing; print the plan")
+    bulk.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    bulk.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    bulk.add_argument(
+        "--retry-ambiguous",
+        action="store_true",
+        help="resend requests whose fate is unknown (at-least-once: may send duplicates)",
+    )
+    bulk.add_argument("--no-progress", action="store_true", help="no progress display")
+    bulk.set_defaults(handler=_cmd_send_bulk)
+
+    send = commands.add_parser("send", help="send one message to one or more numbers")
+    send.add_argument("--to", required=True, metavar="N[,N...]", help="recipients (E.164)")
+    _account_options(send)
+    _message_options(send)
+    send.add_argument(
+        "--endpoint", choices=("sms", "messages"), default="sms", help="API endpoint to use"
+    )
+    send.set_defaults(handler=_cmd_send)
+
+    senders = commands.add_parser(
+        "create-senders",
+        help="register sender IDs from a CSV (sender,description,iso_code,entity_id)",
+    )
+    senders.add_argument("input", metavar="FILE.csv")
+    _account_options(senders)
+    senders.set_defaults(handler=_cmd_create_senders)
+
+    delete = commands.add_parser("delete-senders", help="delete sender IDs")
+    delete.add_argument("names", nargs="+", metavar="SENDER")
+    _account_options(delete)
+    delete.set_defaults(handler=_cmd_delete_senders)
+
+    status = commands.add_parser("status", help="delivery status of message ids")
+    status.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
+    _account_options(status)
+    status.set_defaults(handler=_cmd_status)
 
     from .sandbox._command import configure_parser as configure_sandbox
 
@@ -28,13 +118,353 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _account_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("account")
+    group.add_argument(
+        "--config", "-c", metavar="PATH", help="TOML config (see config.example.toml)"
+    )
+    group.add_argument("--base-url", metavar="URL", help="e.g. http://127.0.0.1:8787 (sandbox)")
+    group.add_argument("--pod", choices=("IN", "SG", "EU", "NA"), type=str.upper)
+
+
+def _message_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("message defaults (a CSV column of the same name wins)")
+    group.add_argument("--sender", metavar="S")
+    group.add_argument("--type", metavar="T", type=str.upper, help="OTP, TXN, TXND, MKT, DEFAULT")
+    group.add_argument("--body", metavar="TEXT", help="body; {column} placeholders are filled")
+    group.add_argument("--template-id", metavar="ID", help="DLT template id (12-30 digits)")
+    group.add_argument("--country-prefix", metavar="+CC", help="prefix for national numbers")
+    group.add_argument("--unicode", metavar="AUTO|0|1")
+    group.add_argument("--flash", action="store_true", default=None, help="send as flash SMS")
+    group.add_argument("--time", metavar="ISO", help="schedule, e.g. 2026-12-01T10:00:00+05:30")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _config_from(args: argparse.Namespace, *, require_credentials: bool = True) -> Config:
+    config = load_config(args.config, require_credentials=require_credentials)
+    account: dict[str, Any] = {}
+    if args.base_url:
+        account["base_url"] = args.base_url
+    if args.pod:
+        account["pod"] = args.pod
+    defaults: dict[str, Any] = {}
+    for name in ("sender", "type", "body", "template_id", "unicode", "country_prefix", "flash"):
+        value = getattr(args, name, None)
+        if value is not None:
+            defaults[name] = value
+    if getattr(args, "template_data", None):
+        cols = tuple(c.strip() for c in args.template_data.split(",") if c.strip())
+        defaults["template_data_columns"] = cols
+    dispatch: dict[str, Any] = {}
+    for arg, key in (
+        ("concurrency", "concurrency"),
+        ("batch_size", "batch_size"),
+        ("max_wait_ms", "max_wait_ms"),
+    ):
+        if getattr(args, arg, None) is not None:
+            dispatch[key] = getattr(args, arg)
+    if getattr(args, "dedupe", False):
+        dispatch["dedupe"] = True
+    pods = dict(config.pods)
+    rate = getattr(args, "rate", None)
+    pod = account.get("pod", config.pod)
+    if rate is not None:
+        pods[pod] = dataclasses.replace(config.pods[pod], rate_per_s=rate)
+    retry = config.retry
+    if getattr(args, "retry_ambiguous", False):
+        retry = dataclasses.replace(retry, retry_ambiguous=True)
+    return dataclasses.replace(
+        config,
+        **account,
+        pods=pods,
+        retry=retry,
+        defaults=dataclasses.replace(config.defaults, **defaults),
+        dispatch=dataclasses.replace(config.dispatch, **dispatch),
+    )
+
+
+# -- send-bulk ------------------------------------------------------------------------------
+
+
+def _cmd_send_bulk(args: argparse.Namespace) -> int:
+    from ._bulk import BulkOptions, send_bulk
+    from ._dispatch import Summary
+
+    config = _config_from(args, require_credentials=not args.dry_run)
+    options = BulkOptions(
+        out=args.out,
+        to_column=args.to_column,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        dry_run=args.dry_run,
+        time=args.time,
+    )
+    if args.out is None and sys.stdout.isatty() and not args.dry_run:
+        logger.info("results go to stdout; use --out results.ndjson to keep them and resume")
+    summary = Summary()
+    started = time.monotonic()
+    show_progress = not args.no_progress and not args.quiet
+
+    async def run() -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+            if show_progress:
+                tg.start_soon(_show_progress, summary, args.input, sys.stderr)
+            await send_bulk(args.input, config, options, stop=stop, summary=summary)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(run)
+    finally:
+        _print_summary(summary, config, args, time.monotonic() - started)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.all_sent else EXIT_NOT_ALL_SENT
+
+
+async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    """First Ctrl-C / SIGTERM: stop gracefully. Second: stop now (in-flight rows -> unknown)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop.is_set():
+                print("\nsecond signal: stopping now", file=sys.stderr)
+                scope.cancel()
+                return
+            name = signal.Signals(signum).name
+            print(
+                f"\n{name}: finishing requests in flight (Ctrl-C again to stop now)",
+                file=sys.stderr,
+            )
+            stop.set()
+
+
+async def _show_progress(summary: Any, input_path: str, stream: TextIO) -> None:
+    total = None
+    if input_path != "-":
+        total = await anyio.to_thread.run_sync(_count_data_lines, input_path)
+    if stream.isatty():
+        from tqdm import tqdm
+
+        with tqdm(total=total, unit="row", file=stream, dynamic_ncols=True) as bar:
+            while True:
+                bar.n = summary.recorded + summary.resumed_done
+                s = summary.by_status
+                bar.set_postfix(
+                    sent=s["sent"],
+                    failed=s["failed"] + s["invalid"],
+                    unknown=s["unknown"],
+                    refresh=False,
+                )
+                bar.refresh()
+                await anyio.sleep(0.25)
+    else:
+        started = time.monotonic()
+        while True:
+            await anyio.sleep(10)
+            done = summary.recorded
+            rate = done / max(time.monotonic() - started, 1e-9)
+            left = f", ~{(total - done) / rate:.0f}s left" if total and rate else ""
+            print(
+                f"progress: {done}{'/' + str(total) if total else ''} rows, "
+                f"{dict(summary.by_status)}, {rate:.0f} rows/s{left}",
+                file=stream,
+                flush=True,
+            )
+
+
+def _count_data_lines(path: str) -> int:
+    """A quick estimate of the data rows, for the progress bar's ETA (quoted newlines aside)."""
+    count = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            count += block.count(b"\n")
+    return max(count - 1, 0)
+
+
+def _print_summary(
+    summary: Any, config: Config, args: argparse.Namespace, elapsed_s: float
+) -> None:
+    out = sys.stderr
+    s = summary.by_status
+    if args.dry_run:
+        print("\nDry run: nothing was sent.", file=out)
+        print(f"  rows read:        {summary.rows}", file=out)
+        print(f"  valid (planned):  {s['planned']}", file=out)
+        print(f"  invalid:          {s['invalid']}", file=out)
+        print(f"  duplicates:       {s['skipped']}", file=out)
+        print(f"  requests:         {summary.requests}", file=out)
+        if summary.encodings:
+            print(f"  encodings:        {dict(summary.encodings)}", file=out)
+        if summary.segments:
+            hist = ", ".join(f"{k} seg: {v}" for k, v in sorted(summary.segments.items()))
+            print(f"  segments:         {hist}", file=out)
+        if summary.unicode_chars:
+            chars = ", ".join(f"{c!r} x{n}" for c, n in summary.unicode_chars.most_common(10))
+            print(f"  forced Unicode:   {chars}", file=out)
+        rate = config.pod_config.rate_per_s
+        print(
+            f"  estimated time:   {math.ceil(summary.requests / rate)} s at {rate:g} requests/s "
+            f"(pod {config.pod})",
+            file=out,
+        )
+    else:
+        line = ", ".join(f"{k} {v}" for k, v in sorted(s.items())) or "no rows"
+        print(
+            f"\nDone in {elapsed_s:.1f} s: {summary.recorded} rows recorded ({line}); "
+            f"{summary.requests_ok}/{summary.requests} requests accepted.",
+            file=out,
+        )
+        if summary.resumed_done:
+            print(f"  {summary.resumed_done} rows were already done by the earlier run.", file=out)
+    reasons = summary.top_reasons()
+    if reasons:
+        print("  top reasons:", file=out)
+        for reason, count in reasons:
+            print(f"    {count:>7}  {reason.strip()}", file=out)
+    if summary.interrupted:
+        cmd = "python -m kaleyra_async send-bulk " + " ".join(sys.argv[2:])
+        if "--resume" not in cmd:
+            cmd += " --resume"
+        print(f"\nInterrupted. Rows without a result line are sent by:\n  {cmd}", file=out)
+
+
+# -- other commands -------------------------------------------------------------------------
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from ._client import KaleyraClient
+    from ._models import Message
+
+    config = _config_from(args)
+    recipients = [n.strip() for n in args.to.split(",") if n.strip()]
+    d = config.defaults
+    message = Message(
+        body=d.body,
+        sender=d.sender,
+        type=config.message_type,
+        template_id=d.template_id,
+        unicode=d.unicode,
+        flash=d.flash,
+        time=args.time,
+        callback_profile_id=d.callback_profile_id,
+    )
+
+    async def run() -> Any:
+        async with KaleyraClient.from_config(config) as client:
+            return await client.send(message, recipients, endpoint=args.endpoint)
+
+    result = anyio.run(run)
+    for receipt in result.receipts:
+        print(f"{receipt.recipient}\t{receipt.message_id}")
+    return EXIT_OK
+
+
+def _cmd_create_senders(args: argparse.Namespace) -> int:
+    import csv
+
+    from ._client import KaleyraClient
+    from ._models import SenderId
+
+    config = _config_from(args)
+    try:
+        with open(args.input, newline="", encoding="utf-8") as fh:
+            items = [
+                SenderId(
+                    (row.get("sender") or "").strip(),
+                    (row.get("description") or "").strip(),
+                    iso_code=(row.get("iso_code") or "in").strip(),
+                    entity_id=(row.get("entity_id") or "").strip() or None,
+                )
+                for row in csv.DictReader(fh)
+            ]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.input}: {exc.strerror}") from None
+
+    async def run() -> Any:
+        async with KaleyraClient.from_config(config) as client:
+            return await client.create_sender_ids(items)
+
+    for result in anyio.run(run):
+        print(f"{result.code or ''}\t{result.message}")
+    return EXIT_OK
+
+
+def _cmd_delete_senders(args: argparse.Namespace) -> int:
+    from ._client import KaleyraClient
+
+    config = _config_from(args)
+
+    async def run() -> Any:
+        async with KaleyraClient.from_config(config) as client:
+            return await client.delete_sender_ids(args.names)
+
+    for result in anyio.run(run):
+        print(f"{result.code or ''}\t{result.message}")
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ._client import KaleyraClient
+
+    config = _config_from(args)
+
+    async def run() -> Any:
+        async with KaleyraClient.from_config(config) as client:
+            return await client.get_status(args.message_ids)
+
+    for status in anyio.run(run):
+        print(f"{status.message_id}\t{status.status}\t{status.detail or ''}")
+    return EXIT_OK
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = args.handler
+    _configure_logging(args.verbose, args.quiet)
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return int(handler(args))
+    except (ConfigError, ValidationError, _UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KaleyraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_ALL_SENT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        # Results may go to stdout; a closed pipe (| head) is not an error worth a traceback.
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,0 +1,133 @@
+"""Grouping rows with identical payloads into multi-recipient requests, and the OTP guard (pure).
+
+A request is a :class:`Batch`: one :class:`~kaleyra_async._models.Message` and up to
+``batch_size`` rows. Two rows join the same batch only when their messages compare equal, so
+everything that goes on the wire except ``to`` is the same for every recipient of a request.
+
+The OTP guard lives in :class:`Batch` itself: constructing a batch of an OTP message with more
+than one row raises, so no code path, setting or future change can put two recipients in an
+OTP request without a test failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Final
+
+from ._exceptions import ValidationError
+from ._models import Encoding, Message
+
+__all__ = ["Batch", "Batcher", "PreparedRow"]
+
+MAX_BATCH_SIZE: Final = 100
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreparedRow:
+    """An input row that passed validation: ready to be sent."""
+
+    row: int
+    #: E.164 number with "+".
+    to: str
+    message: Message
+    segments: int
+    encoding: Encoding
+    #: The characters of the body that forced UCS-2 (empty for GSM-7).
+    unicode_chars: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """One request's worth of rows that share a message."""
+
+    message: Message
+    rows: tuple[PreparedRow, ...]
+
+    def __post_init__(self) -> None:
+        if not self.rows:
+            raise ValueError("a batch needs at least one row")
+        if self.message.is_otp and len(self.rows) != 1:
+            raise ValidationError(
+                "to", "otp_single_recipient", "an OTP request must have exactly one recipient"
+            )
+        if len(self.rows) > MAX_BATCH_SIZE:
+            raise ValidationError(
+                "to", "max_recipients", f"at most {MAX_BATCH_SIZE} recipients per request"
+            )
+
+    @property
+    def recipients(self) -> list[str]:
+        return [r.to for r in self.rows]
+
+
+@dataclasses.dataclass(slots=True)
+class _Open:
+    rows: list[PreparedRow]
+    numbers: set[str]
+    deadline: float
+
+
+class Batcher:
+    """Collects rows into batches; flushes a batch when full or when its linger expires.
+
+    Time is passed in (``now``), so the batcher is tested without a clock. A number is never
+    put twice into one request: a repeat starts a new batch, because Kaleyra's handling of a
+    duplicate recipient within one request is not documented (it might merge them, and then a
+    row would have no message id).
+    """
+
+    def __init__(self, *, batch_size: int = MAX_BATCH_SIZE, max_wait_s: float = 0.05) -> None:
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}")
+        self._batch_size = batch_size
+        self._max_wait_s = max_wait_s
+        # Insertion order is deadline order: a key re-inserted after a flush goes to the end.
+        self._open: dict[Message, _Open] = {}
+
+    def __len__(self) -> int:
+        """Rows waiting in open batches."""
+        return sum(len(b.rows) for b in self._open.values())
+
+    def add(self, row: PreparedRow, now: float) -> list[Batch]:
+        """Add a row; return the batches that are now ready to send (possibly none)."""
+        message = row.message
+        if message.is_otp:
+            return [Batch(message, (row,))]
+        ready: list[Batch] = []
+        current = self._open.get(message)
+        if current is not None and row.to in current.numbers:
+            ready.append(self._close(message))
+            current = None
+        if current is None:
+            current = self._open[message] = _Open([], set(), now + self._max_wait_s)
+        current.rows.append(row)
+        current.numbers.add(row.to)
+        if len(current.rows) >= self._batch_size:
+            ready.append(self._close(message))
+        return ready
+
+    def due(self, now: float) -> list[Batch]:
+        """Close and return the batches whose linger has expired at ``now``."""
+        expired = [key for key, _ in self._until(now)]
+        return [self._close(key) for key in expired]
+
+    def next_deadline(self) -> float | None:
+        """When the oldest open batch must be flushed, or None if nothing is open."""
+        for entry in self._open.values():
+            return entry.deadline
+        return None
+
+    def drain(self) -> list[Batch]:
+        """Close and return every open batch."""
+        return [self._close(key) for key in list(self._open)]
+
+    def _until(self, now: float) -> Iterator[tuple[Message, _Open]]:
+        for key, entry in self._open.items():
+            if entry.deadline > now:
+                return
+            yield key, entry
+
+    def _close(self, key: Message) -> Batch:
+        entry = self._open.pop(key)
+        return Batch(key, tuple(entry.rows))

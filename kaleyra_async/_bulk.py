@@ -1,0 +1,201 @@
+"""``send_bulk``: the whole bulk job (files, client, pipeline) behind one awaitable call.
+
+The CLI's ``send-bulk`` is a thin shell over this; library users who have a CSV call it too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import IO
+
+import anyio
+import httpx
+
+from ._config import Config
+from ._dispatch import DispatchSettings, Summary, dispatch
+from ._exceptions import ConfigError
+from ._phone import PhoneNormalizer
+from ._prepare import RowPlan, RowPreparer
+from ._results import (
+    Progress,
+    ResultsWriter,
+    describe_input,
+    journal_path_for,
+    journal_start_record,
+    load_progress,
+)
+from ._sources import CsvSource
+
+__all__ = ["BulkOptions", "send_bulk"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class BulkOptions:
+    """Per-run choices that are not account configuration."""
+
+    #: Results file; None writes results to stdout (no journal, so no resume).
+    out: str | None = None
+    to_column: str = "to"
+    resume: bool = False
+    #: Replace an existing results file instead of refusing to touch it.
+    overwrite: bool = False
+    dry_run: bool = False
+    #: A scheduled send time applied to every row without a ``time`` column.
+    time: str | None = None
+
+
+def settings_from(config: Config, *, dry_run: bool = False) -> DispatchSettings:
+    d = config.dispatch
+    return DispatchSettings(
+        batch_size=d.batch_size,
+        max_wait_s=d.max_wait_ms / 1000,
+        concurrency=d.concurrency,
+        otp_share=d.otp_share,
+        dedupe=d.dedupe,
+        drain_timeout_s=d.drain_timeout_s,
+        queue_size=d.queue_size,
+        retry_ambiguous=config.retry.retry_ambiguous,
+        dry_run=dry_run,
+    )
+
+
+def plan_from(config: Config, *, to_column: str = "to", time: str | None = None) -> RowPlan:
+    d = config.defaults
+    return RowPlan(
+        pod=config.pod,
+        to_column=to_column,
+        body=d.body,
+        sender=d.sender,
+        type=config.message_type,
+        template_id=d.template_id,
+        template_data_columns=d.template_data_columns,
+        unicode=d.unicode,
+        flash=d.flash,
+        time=time,
+        callback_profile_id=d.callback_profile_id,
+    )
+
+
+async def send_bulk(
+    input_path: str,
+    config: Config,
+    options: BulkOptions,
+    *,
+    stop: anyio.Event | None = None,
+    summary: Summary | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+) -> Summary:
+    """Send every row of a CSV and record one result line per row.
+
+    Args:
+        input_path: a CSV file with a header row, or "-" for stdin.
+        config: the account, defaults and pipeline settings.
+        options: output file, resume, dry run.
+        stop: set it (e.g. on Ctrl-C) to stop gracefully; see :func:`dispatch`.
+        summary: live counters to update (for a progress display).
+        transport: an httpx transport to use instead of the configured one (tests).
+
+    Raises:
+        ConfigError: bad options, an unreadable input, a results file that exists without
+            ``resume``/``overwrite``, or a resume whose input differs from the first run's.
+    """
+    from ._client import KaleyraClient  # the client pulls in httpx's transports: only when sending
+
+    summary = summary if summary is not None else Summary()
+    progress = await anyio.to_thread.run_sync(_prepare_files, input_path, options)
+    source = CsvSource(input_path, stdin=stdin)
+    preparer = RowPreparer(
+        plan_from(config, to_column=options.to_column, time=options.time),
+        normalize=PhoneNormalizer(config.defaults.country_prefix),
+        now=datetime.now(UTC),
+    )
+    settings = settings_from(config, dry_run=options.dry_run)
+    with _open_outputs(options, stdout) as (results_io, journal_io):
+        writer = ResultsWriter(results_io, journal_io)
+        writer.journal_header(
+            journal_start_record(describe_input(input_path), resumed=progress is not None)
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            try:
+                if options.dry_run:
+                    await dispatch(
+                        source,
+                        preparer,
+                        None,
+                        writer,
+                        settings,
+                        summary=summary,
+                        progress=progress,
+                        stop=stop,
+                    )
+                else:
+                    async with KaleyraClient.from_config(config, transport=transport) as client:
+                        send = functools.partial(client.send, prevalidated=True)
+                        await dispatch(
+                            source,
+                            preparer,
+                            send,
+                            writer,
+                            settings,
+                            summary=summary,
+                            progress=progress,
+                            stop=stop,
+                        )
+            finally:
+                await writer.aclose()
+    return summary
+
+
+def _prepare_files(input_path: str, options: BulkOptions) -> Progress | None:
+    if options.resume and options.out is None:
+        raise ConfigError("--resume needs --out: results on stdout cannot be resumed")
+    if options.resume and options.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other")
+    if input_path != "-" and not os.path.isfile(input_path):
+        raise ConfigError(f"input file not found: {input_path}")
+    if options.out is None:
+        return None
+    exists = os.path.exists(options.out) and os.path.getsize(options.out) > 0
+    if not options.resume:
+        if exists and not options.overwrite:
+            raise ConfigError(
+                f"{options.out} already exists: pass --resume to continue that run, "
+                "or --overwrite to start again"
+            )
+        return None
+    if not exists and not journal_path_for(options.out).exists():
+        logger.info("nothing to resume in %s: starting a new run", options.out)
+        return None
+    progress = load_progress(options.out)
+    earlier = progress.input
+    now = describe_input(input_path)
+    if earlier and earlier.get("path") != "-" and now.get("path") != "-" and earlier != now:
+        raise ConfigError(
+            f"--resume: the input differs from the first run's ({earlier.get('path')}, "
+            f"{earlier.get('size')} bytes); resume with the same file"
+        )
+    return progress
+
+
+@contextmanager
+def _open_outputs(
+    options: BulkOptions, stdout: IO[bytes] | None
+) -> Iterator[tuple[IO[bytes], IO[bytes] | None]]:
+    if options.out is None:
+        yield (stdout or sys.stdout.buffer), None
+        return
+    mode = "ab" if options.resume else "wb"
+    with open(options.out, mode) as results, open(journal_path_for(options.out), mode) as journal:
+        yield results, journal

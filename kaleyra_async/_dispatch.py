@@ -1,0 +1,496 @@
+"""The bulk pipeline: source -> validate -> batch -> (limit, retry) -> send -> results.
+
+One task group, stages joined by bounded streams, so memory stays flat for any input length::
+
+    CsvSource.pump ──rows──▶ _plan_rows ──batches──▶ N senders ──▶ ResultsWriter
+     (thread)      (chunks)  validate, dedupe,     (LaneQueue:     (one task, writes
+                             batch, linger          OTP first)      in a thread)
+
+Rate limiting and retries happen inside ``send`` (``KaleyraClient.send``), per attempt, so the
+pipeline cannot bypass them. Every row read gets exactly one result line, except rows that were
+read but not yet sent when the run was interrupted: they get no line, so ``--resume`` sends them.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+
+from ._batching import Batch, Batcher, PreparedRow
+from ._exceptions import KaleyraError
+from ._models import Message, RowResult, RowStatus, SendResult
+from ._prepare import RowPreparer
+from ._results import Progress, ResultsWriter
+from ._sources import CsvSource, InputRow
+
+__all__ = ["DispatchSettings", "SendFn", "Summary", "dispatch"]
+
+logger = logging.getLogger(__name__)
+
+#: What the pipeline needs from a client: ``KaleyraClient.send`` fits.
+SendFn = Callable[[Message, Sequence[str]], Awaitable[SendResult]]
+
+_TOP_REASONS: Final = 5
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    """How the pipeline runs (see ``[dispatch]`` in config.example.toml)."""
+
+    batch_size: int = 100
+    max_wait_s: float = 0.05
+    concurrency: int = 32
+    otp_share: float = 0.2
+    dedupe: bool = False
+    drain_timeout_s: float = 30.0
+    queue_size: int = 1024
+    #: Resend rows whose earlier request's fate is unknown (at-least-once) instead of reporting.
+    retry_ambiguous: bool = False
+    #: Send nothing: every valid row becomes ``planned``.
+    dry_run: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Summary:
+    """Live counters of a run; the CLI reads them for the progress bar and the final report."""
+
+    rows: int = 0
+    by_status: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    requests: int = 0
+    requests_ok: int = 0
+    reasons: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    encodings: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    segments: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
+    unicode_chars: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    #: Rows already done by an earlier run (resume), not read again.
+    resumed_done: int = 0
+    interrupted: bool = False
+
+    @property
+    def recorded(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def all_sent(self) -> bool:
+        """True when every recorded row was sent (or planned, in a dry run)."""
+        return all(status in ("sent", "planned") for status in self.by_status)
+
+    def top_reasons(self, n: int = _TOP_REASONS) -> list[tuple[str, int]]:
+        return self.reasons.most_common(n)
+
+    def count(self, results: Sequence[RowResult]) -> None:
+        for result in results:
+            self.by_status[result.status] += 1
+            if result.status != "sent" and result.error:
+                self.reasons[_reason_key(result)] += 1
+
+
+def _reason_key(result: RowResult) -> str:
+    # Group "to: '+9x' is not a valid number for IN" style reasons by their rule, not their value.
+    return f"{result.status}: {result.error_code or ''} {(result.error or '').split(':', 1)[0]}"
+
+
+async def dispatch(
+    source: CsvSource,
+    preparer: RowPreparer,
+    send: SendFn | None,
+    writer: ResultsWriter,
+    settings: DispatchSettings,
+    *,
+    summary: Summary | None = None,
+    progress: Progress | None = None,
+    stop: anyio.Event | None = None,
+) -> Summary:
+    """Run the whole pipeline over ``source`` and record one result per row through ``writer``.
+
+    Args:
+        source: the input rows.
+        preparer: validates rows into messages (holds the per-run caches).
+        send: sends one request; None means a dry run regardless of ``settings.dry_run``.
+        writer: where result lines (and the in-flight journal) go; its task must be running.
+        settings: batching, concurrency, dedupe and drain behaviour.
+        summary: counters to update live (a new one when None).
+        progress: what an earlier run did (``--resume``): done rows are skipped, rows that were
+            in flight are reported ``unknown`` (or sent again when ``retry_ambiguous``).
+        stop: set it to stop gracefully: reading stops, requests in flight finish (bounded by
+            ``drain_timeout_s``) and have their outcome recorded; rows not yet sent get no line.
+
+    Returns:
+        The final counters; ``interrupted`` is True when ``stop`` was set.
+
+    Raises:
+        ConfigError: the input cannot be read or lacks a required column.
+    """
+    summary = summary if summary is not None else Summary()
+    stop = stop if stop is not None else anyio.Event()
+    dry_run = settings.dry_run or send is None
+    run = _Run(source, preparer, send, writer, settings, summary, progress, stop, dry_run)
+    await run.go()
+    return summary
+
+
+class _Run:
+    def __init__(
+        self,
+        source: CsvSource,
+        preparer: RowPreparer,
+        send: SendFn | None,
+        writer: ResultsWriter,
+        settings: DispatchSettings,
+        summary: Summary,
+        progress: Progress | None,
+        stop: anyio.Event,
+        dry_run: bool,
+    ) -> None:
+        self.source = source
+        self.preparer = preparer
+        self.send = send
+        self.writer = writer
+        self.settings = settings
+        self.summary = summary
+        self.progress = progress
+        self.stop = stop
+        self.dry_run = dry_run
+        self.queue = _LaneQueue(max(1, settings.concurrency * 2))
+        self.reading = anyio.CancelScope()
+        self.sending = anyio.CancelScope()
+        self.dedupe_ids: dict[Message, int] = {}
+        self.seen: set[str] = set()
+        source.on_header(preparer.check_header)
+
+    async def go(self) -> None:
+        rows_send, rows_receive = anyio.create_memory_object_stream[list[InputRow]](4)
+
+        async def read() -> None:
+            with self.reading:
+                async with rows_send:
+                    await self.source.pump(rows_send)
+
+        async def plan() -> None:
+            try:
+                await self._plan_rows(rows_receive)
+            finally:
+                self.queue.close()
+
+        async def senders() -> None:
+            with self.sending:
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self.settings.concurrency):
+                        workers.start_soon(self._sender)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_stop)
+                async with anyio.create_task_group() as stages:
+                    stages.start_soon(read)
+                    stages.start_soon(plan)
+                    if not self.dry_run:
+                        stages.start_soon(senders)
+                tg.cancel_scope.cancel()  # the stop watcher never ends by itself
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+
+    # -- stop handling ----------------------------------------------------------------------
+
+    async def _watch_stop(self) -> None:
+        await self.stop.wait()
+        self.summary.interrupted = True
+        logger.warning("stopping: no new rows are read; waiting for requests in flight")
+        self.reading.cancel()
+        self.queue.close(discard=True)
+        if self.settings.drain_timeout_s > 0:
+            await anyio.sleep(self.settings.drain_timeout_s)
+        logger.warning("drain timeout: requests still in flight are recorded as unknown")
+        self.sending.cancel()
+
+    # -- planning: validate, dedupe, batch --------------------------------------------------
+
+    async def _plan_rows(self, rows: ObjectReceiveStream[list[InputRow]]) -> None:
+        settings = self.settings
+        batcher = Batcher(
+            batch_size=settings.batch_size,
+            # A dry run sends nothing, so there is nothing to linger for.
+            max_wait_s=math.inf if self.dry_run else settings.max_wait_s,
+        )
+        async with rows:
+            while True:
+                deadline = batcher.next_deadline()
+                chunk: list[InputRow] | None = None
+                if deadline is None:
+                    try:
+                        chunk = await rows.receive()
+                    except anyio.EndOfStream:
+                        break
+                else:
+                    with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                        try:
+                            chunk = await rows.receive()
+                        except anyio.EndOfStream:
+                            break
+                if chunk is not None:
+                    results, ready = self._plan_chunk(chunk, batcher)
+                    if results:
+                        self._record(results)
+                    for batch in ready:
+                        await self._submit(batch)
+                for batch in batcher.due(anyio.current_time()):
+                    await self._submit(batch)
+        if not self.stop.is_set():
+            for batch in batcher.drain():
+                await self._submit(batch)
+
+    def _plan_chunk(
+        self, chunk: list[InputRow], batcher: Batcher
+    ) -> tuple[list[RowResult], list[Batch]]:
+        """Validate a chunk of rows: the results it settles, and the batches now ready."""
+        ready: list[Batch] = []
+        results: list[RowResult] = []
+        progress = self.progress
+        dedupe = self.settings.dedupe
+        summary = self.summary
+        now = anyio.current_time()
+        for row in chunk:
+            summary.rows += 1
+            inflight_before = False
+            if progress is not None:
+                if progress.is_done(row.row):
+                    summary.resumed_done += 1
+                    if dedupe:
+                        self._dedupe_check(self.preparer.prepare(row))
+                    continue
+                if row.row in progress.unresolved:
+                    inflight_before = True
+                    if not self.settings.retry_ambiguous:
+                        earlier = self.preparer.prepare(row)
+                        results.append(_unknown_from_earlier_run(row, earlier))
+                        if dedupe:
+                            self._dedupe_check(earlier)
+                        continue
+            prepared = self.preparer.prepare(row)
+            if isinstance(prepared, RowResult):
+                results.append(prepared)
+                continue
+            if dedupe and not self._dedupe_check(prepared):
+                results.append(
+                    _row_result(
+                        prepared,
+                        "skipped",
+                        error_code="duplicate",
+                        error="same number and message as an earlier row",
+                    )
+                )
+                continue
+            if inflight_before:
+                logger.info("row %d: resending (retry_ambiguous is on)", row.row)
+            summary.encodings[prepared.encoding] += 1
+            summary.segments[prepared.segments] += 1
+            if prepared.unicode_chars:
+                summary.unicode_chars.update(prepared.unicode_chars)
+            ready.extend(batcher.add(prepared, now))
+        return results, ready
+
+    def _dedupe_check(self, prepared: PreparedRow | RowResult) -> bool:
+        """Remember (number, message); False when it was seen before."""
+        if isinstance(prepared, RowResult):
+            return True
+        message_id = self.dedupe_ids.setdefault(prepared.message, len(self.dedupe_ids))
+        key = f"{message_id}:{prepared.to}"
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    async def _submit(self, batch: Batch) -> None:
+        self.summary.requests += 1
+        if self.dry_run:
+            self._record([_row_result(r, "planned") for r in batch.rows])
+            return
+        await self.queue.put(batch)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        while (batch := await self.queue.get()) is not None:
+            await self._send_batch(batch)
+
+    async def _send_batch(self, batch: Batch) -> None:
+        assert self.send is not None
+        rows = batch.rows
+        await self.writer.inflight([r.row for r in rows])
+        try:
+            result = await self.send(batch.message, batch.recipients)
+        except KaleyraError as exc:
+            self._record(_failure_results(batch, exc))
+        except anyio.get_cancelled_exc_class():
+            # Drain timeout or outer cancellation: the request may be out there.
+            self._record(
+                [
+                    _row_result(
+                        r,
+                        "unknown",
+                        error_code="interrupted",
+                        error="run stopped while the request was in flight; not resent",
+                    )
+                    for r in rows
+                ]
+            )
+            raise
+        else:
+            self.summary.requests_ok += 1
+            self._record(_success_results(batch, result))
+
+    def _record(self, results: list[RowResult]) -> None:
+        self.summary.count(results)
+        self.writer.write(results)
+
+
+class _LaneQueue:
+    """A bounded queue of batches in which OTP batches overtake bulk ones.
+
+    OTP traffic must not wait behind a bulk backlog: a sender always takes the oldest OTP batch
+    before any bulk batch. Each lane has its own capacity, so a full bulk lane never blocks an
+    OTP row from being queued.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._lanes: dict[bool, collections.deque[Batch]] = {
+            True: collections.deque(),
+            False: collections.deque(),
+        }
+        self._space = {True: anyio.Semaphore(capacity), False: anyio.Semaphore(capacity)}
+        self._ready = anyio.Semaphore(0)
+        self.closed = False
+
+    async def put(self, batch: Batch) -> None:
+        otp = batch.message.is_otp
+        await self._space[otp].acquire()
+        if self.closed:
+            self._space[otp].release()
+            return
+        self._lanes[otp].append(batch)
+        self._ready.release()
+
+    async def get(self) -> Batch | None:
+        """The next batch (OTP first), or None once the queue is closed and empty."""
+        await self._ready.acquire()
+        for otp in (True, False):
+            lane = self._lanes[otp]
+            if lane:
+                self._space[otp].release()
+                return lane.popleft()
+        self._ready.release()  # a close wake-up: pass it on to the next sender
+        return None
+
+    def close(self, *, discard: bool = False) -> None:
+        """No more puts; senders drain what is queued (or nothing, with ``discard``)."""
+        if discard:
+            # Batches never sent have no journal entry and no result: --resume sends them.
+            dropped = sum(len(b.rows) for lane in self._lanes.values() for b in lane)
+            if dropped:
+                logger.info("%d queued rows were not sent and have no result yet", dropped)
+            for lane in self._lanes.values():
+                lane.clear()
+        if not self.closed:
+            self.closed = True
+            self._ready.release()
+
+
+def _row_result(
+    row: PreparedRow,
+    status: RowStatus,
+    *,
+    message_id: str | None = None,
+    request_id: str | None = None,
+    error_code: str | None = None,
+    error: str | None = None,
+    attempts: int = 0,
+) -> RowResult:
+    return RowResult(
+        row=row.row,
+        to=row.to,
+        status=status,
+        message_id=message_id,
+        request_id=request_id,
+        error_code=error_code,
+        error=error,
+        attempts=attempts,
+        segments=row.segments,
+        encoding=row.encoding,
+    )
+
+
+def _success_results(batch: Batch, result: SendResult) -> list[RowResult]:
+    # Kaleyra echoes each recipient (without "+"); the receipts put the "+" back.
+    ids = result.message_ids()
+    out = []
+    for row in batch.rows:
+        message_id = ids.get(row.to)
+        if message_id is None:
+            out.append(
+                _row_result(
+                    row,
+                    "unknown",
+                    request_id=result.request_id,
+                    error_code="no_message_id",
+                    error="request accepted but no message id came back for this number",
+                    attempts=result.attempts,
+                )
+            )
+        else:
+            out.append(
+                _row_result(
+                    row,
+                    "sent",
+                    message_id=message_id,
+                    request_id=result.request_id,
+                    attempts=result.attempts,
+                )
+            )
+    return out
+
+
+def _failure_results(batch: Batch, exc: KaleyraError) -> list[RowResult]:
+    if exc.fate_unknown:
+        status: RowStatus = "unknown"
+        error = f"{exc} (may have been accepted; not resent: Kaleyra has no idempotency key)"
+    else:
+        status = "failed"
+        error = str(exc)
+    return [
+        _row_result(r, status, error_code=exc.code, error=error, attempts=exc.attempts)
+        for r in batch.rows
+    ]
+
+
+def _unknown_from_earlier_run(row: InputRow, prepared: PreparedRow | RowResult) -> RowResult:
+    code = "inflight_at_crash"
+    error = "in flight when an earlier run stopped; not resent (retry_ambiguous resends)"
+    if isinstance(prepared, PreparedRow):
+        return _row_result(prepared, "unknown", error_code=code, error=error)
+    return RowResult(row=row.row, to=prepared.to, status="unknown", error_code=code, error=error)
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The one meaningful error of a failed task group (ours first, cancellation last)."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kinds in ((KaleyraError,), (Exception,), (BaseException,)):
+        for leaf in leaves:
+            if isinstance(leaf, kinds) and not isinstance(leaf, anyio.get_cancelled_exc_class()):
+                return leaf
+    return leaves[0]

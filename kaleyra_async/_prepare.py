@@ -1,0 +1,173 @@
+"""Turning an input row into a validated, normalised message, or into an ``invalid`` result (pure).
+
+Per-row work is the hot path of a million-row run, so everything that repeats is cached: the
+number normaliser caches numbers, validated messages are cached by value (a bulk campaign has
+one message for every row) and segment counts are cached by body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Final
+
+from ._batching import PreparedRow
+from ._encoding import SegmentInfo, analyse
+from ._exceptions import ConfigError, ValidationError
+from ._models import Message, RowResult
+from ._phone import PhoneNormalizer
+from ._sources import InputRow
+from ._validate import validate_flash, validate_message
+
+__all__ = ["MESSAGE_COLUMNS", "RowPlan", "RowPreparer"]
+
+#: Columns that, when present and non-empty in a row, override the message field of that name.
+MESSAGE_COLUMNS: Final = ("body", "sender", "type", "template_id", "flash", "unicode", "time")
+
+# "{name}" is a placeholder; "{{" and "}}" are literal braces. "{#var#}" (India's DLT template
+# slot) contains "#" and is therefore left alone.
+_PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}#]+)\}")
+_MAX_CACHED_MESSAGES: Final = 4096
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RowPlan:
+    """How rows become messages: the defaults and which columns mean what."""
+
+    pod: str
+    to_column: str = "to"
+    body: str | None = None
+    sender: str | None = None
+    type: str = "TXN"
+    template_id: str | None = None
+    template_data_columns: tuple[str, ...] = ()
+    unicode: str | None = None
+    flash: bool = False
+    time: str | None = None
+    callback_profile_id: str | None = None
+
+
+class RowPreparer:
+    """Validates rows against a :class:`RowPlan`; one instance per run (it holds the caches)."""
+
+    def __init__(self, plan: RowPlan, *, normalize: PhoneNormalizer, now: datetime) -> None:
+        self.plan = plan
+        self._normalize = normalize
+        self._now = now
+        self._messages: dict[Message, Message | ValidationError] = {}
+        self._segments: dict[str, SegmentInfo] = {}
+        self._columns: frozenset[str] = frozenset()
+        self._overrides: tuple[str, ...] = ()
+        self._fill_body = False
+
+    def check_header(self, header: tuple[str, ...]) -> None:
+        """Check that the input has the columns the plan needs.
+
+        Raises:
+            ConfigError: the number column or a template-data column is missing, or the default
+                body names a placeholder that is not a column.
+        """
+        columns = frozenset(header)
+        if self.plan.to_column not in columns:
+            raise ConfigError(
+                f"input has no {self.plan.to_column!r} column (columns: {', '.join(header)}); "
+                "use --to-column to name the column that holds the numbers"
+            )
+        missing = [c for c in self.plan.template_data_columns if c not in columns]
+        if missing:
+            raise ConfigError(f"template-data column(s) not in the input: {', '.join(missing)}")
+        if self.plan.body and "body" not in columns:
+            unknown = [n for n in _placeholders(self.plan.body) if n not in columns]
+            if unknown:
+                raise ConfigError(
+                    f"the body uses placeholder(s) {', '.join('{' + n + '}' for n in unknown)} "
+                    "that are not input columns (write {{ and }} for literal braces)"
+                )
+        self._columns = columns
+        self._overrides = tuple(c for c in MESSAGE_COLUMNS if c in columns)
+        self._fill_body = "body" in columns or bool(
+            self.plan.body and _PLACEHOLDER.search(self.plan.body)
+        )
+
+    def prepare(self, row: InputRow) -> PreparedRow | RowResult:
+        """Return the row ready to send, or its ``invalid`` result."""
+        fields = row.fields
+        raw_to = fields.get(self.plan.to_column, "").strip() if row.error is None else ""
+        if row.error is not None:
+            return _invalid(row.row, raw_to, "invalid_row", row.error)
+        if not raw_to:
+            return _invalid(row.row, raw_to, "invalid_to", f"{self.plan.to_column}: missing number")
+        try:
+            to = self._normalize(raw_to)
+            message = self._message(fields)
+        except ValidationError as exc:
+            return _invalid(row.row, raw_to, exc.code, str(exc))
+        if isinstance(message, ValidationError):
+            # Cached failures come back as values: re-raising one instance would grow its traceback.
+            return _invalid(row.row, raw_to, message.code, str(message))
+        info = self._segments.get(message.body or "")
+        if info is None:
+            info = self._segments[message.body or ""] = analyse(message.body or "")
+            if len(self._segments) > _MAX_CACHED_MESSAGES:
+                self._segments.clear()
+        return PreparedRow(row.row, to, message, info.segments, info.encoding, info.unicode_chars)
+
+    def _message(self, fields: Mapping[str, str]) -> Message | ValidationError:
+        plan = self.plan
+        values: dict[str, str] = {}
+        for column in self._overrides:
+            value = fields[column].strip()
+            if value:
+                values[column] = value
+        body = values.get("body", plan.body)
+        if body is not None and self._fill_body:
+            body = _fill(body, fields)
+        flash = plan.flash
+        if "flash" in values:
+            flash = validate_flash(values["flash"])
+        candidate = Message(
+            body=body,
+            sender=values.get("sender", plan.sender),
+            type=values.get("type", plan.type),
+            template_id=values.get("template_id", plan.template_id),
+            template_data=tuple((c, fields[c]) for c in plan.template_data_columns),
+            unicode=values.get("unicode", plan.unicode),
+            flash=flash,
+            time=values.get("time", plan.time),
+            callback_profile_id=plan.callback_profile_id,
+        )
+        cached = self._messages.get(candidate)
+        if cached is None:
+            try:
+                cached = validate_message(candidate, pod=plan.pod, now=self._now)
+            except ValidationError as exc:
+                cached = exc
+            if len(self._messages) >= _MAX_CACHED_MESSAGES:
+                self._messages.clear()  # personalised bodies: don't let the cache grow forever
+            self._messages[candidate] = cached
+        return cached
+
+
+def _placeholders(body: str) -> list[str]:
+    return [m.group(1).strip() for m in _PLACEHOLDER.finditer(body) if m.group(1)]
+
+
+def _fill(body: str, fields: Mapping[str, str]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        name = match.group(1).strip()
+        if name not in fields:
+            raise ValidationError("body", "placeholder", f"placeholder {{{name}}} has no column")
+        return fields[name]
+
+    return _PLACEHOLDER.sub(replace, body)
+
+
+def _invalid(row: int, to: str, code: str, reason: str) -> RowResult:
+    return RowResult(row=row, to=to, status="invalid", error_code=code, error=reason)

@@ -1,0 +1,255 @@
+"""The results file (one NDJSON line per input row) and the in-flight journal beside it.
+
+Two files, both append-only:
+
+* ``results.ndjson``: one line per input data row, its final outcome (see README, "Results").
+* ``results.ndjson.journal``: a first line describing the run's input, then one line per request
+  *before* it is sent: ``{"inflight": [row, ...]}``.
+
+A request's rows are journaled before the request leaves, and their outcomes are appended to the
+results file after the answer. So after any crash, ``kill -9`` included, a row is in one of three
+states: it has a result line (done: never sent again), it is journaled without a result (its
+request may have reached Kaleyra: reported ``unknown`` on resume, never resent silently), or
+neither (never sent: resume sends it).
+
+Writes go through one writer task that hands each accumulated block to a worker thread, so the
+event loop never blocks on the disk, and every request in flight at once shares one journal write
+(group commit). Journal writes reach the operating system (``write``) before the request is sent,
+which survives a killed process; ``fsync`` is not called, so a power cut may lose the tail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final
+
+import anyio
+import anyio.to_thread
+import orjson
+
+from ._exceptions import ConfigError
+from ._models import RowResult
+
+__all__ = ["Progress", "ResultsWriter", "journal_path_for", "load_progress"]
+
+_JOURNAL_VERSION: Final = 1
+
+
+def journal_path_for(results_path: str | os.PathLike[str]) -> Path:
+    return Path(f"{os.fspath(results_path)}.journal")
+
+
+def encode_result(result: RowResult) -> bytes:
+    """One results-file line."""
+    return orjson.dumps(result.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+
+
+@dataclasses.dataclass(slots=True)
+class Progress:
+    """What an earlier run of the same input already did, read back from its files."""
+
+    #: done[row] is 1 when the row has a result line (index 0 unused).
+    done: bytearray = dataclasses.field(default_factory=bytearray)
+    #: Rows journaled as in flight that have no result line.
+    unresolved: set[int] = dataclasses.field(default_factory=set)
+    #: The input description recorded by the first run.
+    input: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: How many result lines there were.
+    results: int = 0
+
+    def is_done(self, row: int) -> bool:
+        return row < len(self.done) and self.done[row] == 1
+
+    def mark_done(self, row: int) -> None:
+        if row >= len(self.done):
+            self.done.extend(bytes(max(row + 1 - len(self.done), len(self.done))))
+        self.done[row] = 1
+
+
+def describe_input(path: str) -> dict[str, Any]:
+    """What identifies an input file across runs (stdin cannot be identified)."""
+    if path == "-":
+        return {"path": "-"}
+    stat = os.stat(path)
+    return {"path": os.path.abspath(path), "size": stat.st_size}
+
+
+def load_progress(results_path: str | os.PathLike[str]) -> Progress:
+    """Read an earlier run's results and journal, repairing a torn last line of either.
+
+    Raises:
+        ConfigError: a file exists but is not one of ours (a line that isn't a JSON object).
+    """
+    progress = Progress()
+    results = Path(results_path)
+    journal = journal_path_for(results)
+    for line_no, record in _read_ndjson(results):
+        row = record.get("row")
+        if not isinstance(row, int) or row < 1:
+            raise ConfigError(f"{results}:{line_no}: not a kaleyra_async result line")
+        if progress.is_done(row):
+            raise ConfigError(f"{results}:{line_no}: row {row} has two result lines")
+        progress.mark_done(row)
+        progress.results += 1
+    for line_no, record in _read_ndjson(journal):
+        if "inflight" in record:
+            for row in record["inflight"]:
+                if not progress.is_done(row):
+                    progress.unresolved.add(row)
+        elif "journal" in record and not progress.input:
+            progress.input = dict(record.get("input") or {})
+        elif "journal" not in record and "resumed" not in record:
+            raise ConfigError(f"{journal}:{line_no}: not a kaleyra_async journal line")
+    return progress
+
+
+def _read_ndjson(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    if not path.exists():
+        return
+    _truncate_torn_tail(path)
+    with path.open("rb") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise ConfigError(f"{path}:{line_no}: not valid JSON") from None
+            if not isinstance(record, dict):
+                raise ConfigError(f"{path}:{line_no}: not a JSON object")
+            yield line_no, record
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    """Cut a last line that a killed process left without its newline."""
+    with path.open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        block = 1 << 16
+        pos = size
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                fh.truncate(start + cut + 1)
+                return
+            pos = start
+        fh.truncate(0)
+
+
+class ResultsWriter:
+    """Appends result lines and journal records from one task, off the event loop.
+
+    Use it as an async context manager inside a task group: ``start(tg)`` launches the writer
+    task; ``aclose()`` flushes everything and stops it (shielded, so cancellation still leaves a
+    consistent file).
+    """
+
+    def __init__(
+        self,
+        results: IO[bytes],
+        journal: IO[bytes] | None = None,
+    ) -> None:
+        self._results = results
+        self._journal = journal
+        self._pending: list[bytes] = []
+        self._pending_journal: list[bytes] = []
+        self._journal_waiters: list[anyio.Event] = []
+        self._wakeup = anyio.Event()
+        self._closing = False
+        self._stopped = anyio.Event()
+        self._error: BaseException | None = None
+
+    def write(self, results: Sequence[RowResult]) -> None:
+        """Queue result lines; they are written soon, without waiting here."""
+        self._check()
+        self._pending.extend(encode_result(r) for r in results)
+        self._wakeup.set()
+
+    async def inflight(self, rows: Sequence[int]) -> None:
+        """Journal rows as in flight and return once the journal write reached the OS."""
+        self._check()
+        if self._journal is None:
+            return
+        done = anyio.Event()
+        self._pending_journal.append(orjson.dumps({"inflight": list(rows)}) + b"\n")
+        self._journal_waiters.append(done)
+        self._wakeup.set()
+        await done.wait()
+        self._check()
+
+    def journal_header(self, record: dict[str, Any]) -> None:
+        """Queue a descriptive journal line (run start or resume)."""
+        if self._journal is not None:
+            self._pending_journal.append(orjson.dumps(record) + b"\n")
+            self._wakeup.set()
+
+    async def run(self) -> None:
+        """The writer task: write whatever is pending, in a worker thread, until closed.
+
+        Cancelled or not, it writes what is still pending before it returns.
+        """
+        try:
+            while not (self._closing and not self._has_pending()):
+                await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                await self._write_pending()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._write_pending()
+            self._stopped.set()
+
+    def _has_pending(self) -> bool:
+        return bool(self._pending or self._pending_journal or self._journal_waiters)
+
+    async def _write_pending(self) -> None:
+        results, self._pending = self._pending, []
+        journal, self._pending_journal = self._pending_journal, []
+        waiters, self._journal_waiters = self._journal_waiters, []
+        try:
+            if (results or journal) and self._error is None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._write_blocks, results, journal)
+        except Exception as exc:
+            self._error = exc
+            raise
+        finally:
+            for waiter in waiters:
+                waiter.set()
+
+    async def aclose(self) -> None:
+        """Write everything still pending and stop the writer task."""
+        self._closing = True
+        self._wakeup.set()
+        with anyio.CancelScope(shield=True):
+            await self._stopped.wait()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise ConfigError(f"cannot write results: {self._error}") from self._error
+
+    def _write_blocks(self, results: list[bytes], journal: list[bytes]) -> None:
+        # The journal goes first: an in-flight mark must never trail the request it describes.
+        if journal and self._journal is not None:
+            self._journal.write(b"".join(journal))
+            self._journal.flush()
+        if results:
+            self._results.write(b"".join(results))
+            self._results.flush()
+
+
+def journal_start_record(input_description: dict[str, Any], *, resumed: bool) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    if resumed:
+        return {"resumed": now, "input": input_description}
+    return {"journal": _JOURNAL_VERSION, "started": now, "input": input_description}

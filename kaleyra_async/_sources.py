@@ -1,0 +1,245 @@
+"""Streaming input: CSV from a file or stdin, read in a worker thread, handed over in chunks.
+
+The reader thread calls ``os.read`` and parses whatever it got before it reads again, so:
+
+* a regular file arrives in chunks of about a thousand rows (one thread hand-off per chunk);
+* a slow pipe delivers each row as soon as its line is complete: before the thread blocks on
+  ``os.read`` it hands over every row it already has, so no row waits for the next one;
+* the hand-off waits for room in a bounded stream, so a fast file cannot outrun the senders
+  and memory stays flat however long the input is.
+
+Undecodable bytes, a wrong number of fields and malformed quoting make that one row an error
+(``InputRow.error``), never the whole run.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import IO, Final
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from anyio.abc import ObjectSendStream
+
+from ._exceptions import ConfigError
+
+__all__ = ["CsvSource", "InputRow"]
+
+_READ_SIZE: Final = 1 << 16
+_MAX_CHUNK_ROWS: Final = 2048
+_SURROGATE: Final = re.compile("[\udc80-\udcff]")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InputRow:
+    """One data row of the input, or the reason it could not be read."""
+
+    #: 1-based data row number: the header is not counted, nor are blank lines.
+    row: int
+    #: Column name -> value; empty when the row could not be read.
+    fields: dict[str, str]
+    #: Why the row is unusable (bad bytes, wrong field count, malformed CSV), or None.
+    error: str | None = None
+    #: The line the row started on in the file, for error messages.
+    line: int = 0
+
+
+class CsvSource:
+    """Rows of a CSV file (or ``-`` for stdin) with a required header row.
+
+    :meth:`pump` sends lists of :class:`InputRow` to a stream; :attr:`header` is set once the
+    header row has been read.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        stdin: IO[bytes] | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.header: tuple[str, ...] = ()
+        self._stdin = stdin
+        self._on_header: list[Callable[[tuple[str, ...]], None]] = []
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path == "-"
+
+    def describe(self) -> str:
+        return "stdin" if self.is_stdin else self.path
+
+    async def pump(self, send: ObjectSendStream[list[InputRow]]) -> None:
+        """Read the whole input and send it to ``send`` in chunks of rows, in input order.
+
+        Returns when the input is exhausted; closes nothing. Cancelling it stops the reading
+        (a thread blocked on a pipe is abandoned, not waited for).
+
+        Raises:
+            ConfigError: the file cannot be opened, or its header row is missing or unusable.
+        """
+        fd, owned = self._open()
+        try:
+            await anyio.to_thread.run_sync(
+                _read_rows,
+                fd,
+                send,
+                self._set_header,
+                # A read blocked on a pipe or terminal must not hold up cancellation.
+                abandon_on_cancel=True,
+            )
+        finally:
+            if owned:
+                os.close(fd)
+
+    def _set_header(self, header: tuple[str, ...]) -> None:
+        self.header = header
+        for callback in self._on_header:
+            callback(header)
+
+    def on_header(self, callback: Callable[[tuple[str, ...]], None]) -> None:
+        """Call ``callback(header)`` in the event loop once the header row has been read."""
+        self._on_header.append(callback)
+
+    def _open(self) -> tuple[int, bool]:
+        if self.is_stdin:
+            stream = self._stdin
+            if stream is None:
+                import sys
+
+                stream = sys.stdin.buffer
+            return stream.fileno(), False
+        try:
+            return os.open(self.path, os.O_RDONLY), True
+        except OSError as exc:
+            raise ConfigError(f"cannot open input {self.path!r}: {exc.strerror}") from None
+
+
+def _read_rows(
+    fd: int,
+    send: ObjectSendStream[list[InputRow]],
+    set_header: Callable[[tuple[str, ...]], None],
+) -> None:
+    """Thread body: parse the CSV on ``fd`` and hand chunks of rows to the event loop."""
+    lines = _LineFeed(fd)
+    chunk: list[InputRow] = []
+
+    def hand_over() -> None:
+        nonlocal chunk
+        if chunk:
+            ready, chunk = chunk, []
+            anyio.from_thread.run(send.send, ready)
+
+    lines.before_block = hand_over
+    reader = csv.reader(lines, strict=True)
+    header = _read_header(reader, lines)
+    anyio.from_thread.run_sync(set_header, header)
+    width = len(header)
+    row_number = 0
+    while True:
+        bad_before = lines.bad_lines
+        start_line = lines.line + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            row_number += 1
+            chunk.append(InputRow(row_number, {}, f"malformed CSV: {exc}", start_line))
+            continue
+        if not values or (len(values) == 1 and not values[0].strip() and width > 1):
+            continue  # a blank line is not a data row
+        row_number += 1
+        if lines.bad_lines != bad_before and any(_SURROGATE.search(v) for v in values):
+            chunk.append(
+                InputRow(row_number, {}, "row contains bytes that are not valid UTF-8", start_line)
+            )
+        elif len(values) != width:
+            reason = f"row has {len(values)} fields, the header has {width}"
+            chunk.append(InputRow(row_number, {}, reason, start_line))
+        else:
+            chunk.append(
+                InputRow(row_number, dict(zip(header, values, strict=True)), None, start_line)
+            )
+        if len(chunk) >= _MAX_CHUNK_ROWS:
+            hand_over()
+    hand_over()
+
+
+def _read_header(reader: Iterator[list[str]], lines: _LineFeed) -> tuple[str, ...]:
+    try:
+        values = next(reader)
+        while not values:
+            values = next(reader)
+    except StopIteration:
+        raise ConfigError("input is empty: a header row is required") from None
+    except csv.Error as exc:
+        raise ConfigError(f"header row is not valid CSV: {exc}") from None
+    if lines.bad_lines:
+        raise ConfigError("header row contains bytes that are not valid UTF-8")
+    header = tuple(v.strip() for v in values)
+    if any(not name for name in header):
+        raise ConfigError("header row has an empty column name")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"header row repeats column(s): {', '.join(duplicates)}")
+    return header
+
+
+class _LineFeed:
+    """An iterator of decoded lines over a file descriptor, for :func:`csv.reader`.
+
+    Lines that are not valid UTF-8 are decoded with ``surrogateescape`` and counted in
+    ``bad_lines``, so the caller can tell exactly which rows carried bad bytes.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending: list[bytes] = []
+        self._tail = b""
+        self._eof = False
+        self._first = True
+        self._decode = codecs.getdecoder("utf-8")
+        self.line = 0
+        self.bad_lines = 0
+        self.before_block: Callable[[], None] = lambda: None
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        while not self._pending:
+            if self._eof:
+                raise StopIteration
+            self._fill()
+        raw = self._pending.pop()
+        self.line += 1
+        try:
+            text: str = self._decode(raw)[0]
+        except UnicodeDecodeError:
+            self.bad_lines += 1
+            text = raw.decode("utf-8", "surrogateescape")
+        if self._first:
+            self._first = False
+            text = text.removeprefix("\ufeff")
+        return text
+
+    def _fill(self) -> None:
+        self.before_block()
+        data = os.read(self._fd, _READ_SIZE)
+        if not data:
+            self._eof = True
+            if self._tail:
+                self._pending = [self._tail]
+                self._tail = b""
+            return
+        parts = (self._tail + data).split(b"\n")
+        self._tail = parts.pop()
+        # csv.reader wants the line endings kept: they matter inside quoted fields.
+        self._pending = [part + b"\n" for part in reversed(parts)]
