@@ -62,7 +62,6 @@ def settings_from(config: Config, *, dry_run: bool = False) -> DispatchSettings:
         otp_share=d.otp_share,
         dedupe=d.dedupe,
         drain_timeout_s=d.drain_timeout_s,
-        queue_size=d.queue_size,
         retry_ambiguous=config.retry.retry_ambiguous,
         dry_run=dry_run,
     )

@@ -183,8 +183,6 @@ class DispatchConfig:
     dedupe: bool = False
     #: On Ctrl-C / SIGTERM, how long in-flight requests may take to finish.
     drain_timeout_s: float = 30.0
-    #: Items buffered between two pipeline stages (back-pressure).
-    queue_size: int = 1024
 
     def __post_init__(self) -> None:
         _require(1 <= self.batch_size <= 100, "dispatch.batch_size", "must be 1..100")
@@ -192,7 +190,6 @@ class DispatchConfig:
         _require(self.concurrency >= 1, "dispatch.concurrency", "must be >= 1")
         _require(0 <= self.otp_share < 1, "dispatch.otp_share", "must be in [0, 1)")
         _require(self.drain_timeout_s >= 0, "dispatch.drain_timeout_s", "must be >= 0")
-        _require(self.queue_size >= 1, "dispatch.queue_size", "must be >= 1")
 
 
 def _default_pods() -> Mapping[str, PodConfig]:

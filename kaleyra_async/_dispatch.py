@@ -50,7 +50,6 @@ class DispatchSettings:
     otp_share: float = 0.2
     dedupe: bool = False
     drain_timeout_s: float = 30.0
-    queue_size: int = 1024
     #: Resend rows whose earlier request's fate is unknown (at-least-once) instead of reporting.
     retry_ambiguous: bool = False
     #: Send nothing: every valid row becomes ``planned``.

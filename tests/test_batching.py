@@ -1,0 +1,120 @@
+"""Batching identical payloads into requests, and the OTP guard."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from kaleyra_async._batching import Batch, Batcher, PreparedRow
+from kaleyra_async._exceptions import ValidationError
+from kaleyra_async._models import Message
+
+BULK = Message(body="Your order has shipped", sender="KLRHXA", type="TXN")
+OTHER = Message(body="Your order is late", sender="KLRHXA", type="TXN")
+OTP = Message(body="1234 is your OTP", sender="KLRHXA", type="OTP")
+
+
+def row(n: int, message: Message = BULK, to: str | None = None) -> PreparedRow:
+    return PreparedRow(n, to or f"+9198765{n:05d}", message, 1, "GSM-7")
+
+
+def test_full_batch_is_flushed_at_batch_size() -> None:
+    """A batch is ready as soon as it holds batch_size rows, not before."""
+    batcher = Batcher(batch_size=3, max_wait_s=10)
+    assert batcher.add(row(1), 0) == []
+    assert batcher.add(row(2), 0) == []
+    [batch] = batcher.add(row(3), 0)
+    assert [r.row for r in batch.rows] == [1, 2, 3]
+    assert batch.recipients == ["+919876500001", "+919876500002", "+919876500003"]
+    assert len(batcher) == 0
+
+
+def test_different_payloads_never_share_a_request() -> None:
+    """Rows join a batch only when every wire field of their message is equal."""
+    batcher = Batcher(batch_size=100, max_wait_s=10)
+    variants = [
+        BULK,
+        OTHER,
+        Message(body=BULK.body, sender="OTHERS", type="TXN"),
+        Message(body=BULK.body, sender="KLRHXA", type="MKT"),
+        Message(body=BULK.body, sender="KLRHXA", type="TXN", flash=True),
+        Message(body=BULK.body, sender="KLRHXA", type="TXN", template_data=(("a", "1"),)),
+    ]
+    for n, message in enumerate(variants, 1):
+        batcher.add(row(n, message), 0)
+    batches = batcher.drain()
+    assert len(batches) == len(variants)
+    assert all(len(b.rows) == 1 for b in batches)
+
+
+def test_linger_flushes_partial_batch_after_max_wait() -> None:
+    """A partial batch becomes due max_wait_s after its first row, and not earlier."""
+    batcher = Batcher(batch_size=100, max_wait_s=0.05)
+    batcher.add(row(1), 10.0)
+    batcher.add(row(2), 10.04)
+    assert batcher.next_deadline() == pytest.approx(10.05)
+    assert batcher.due(10.049) == []
+    [batch] = batcher.due(10.05)
+    assert len(batch.rows) == 2
+    assert batcher.next_deadline() is None
+
+
+def test_deadlines_stay_in_order_after_a_key_is_reopened() -> None:
+    """A message whose batch was flushed full starts a new batch with a new, later deadline."""
+    batcher = Batcher(batch_size=2, max_wait_s=1)
+    batcher.add(row(1, BULK), 0)
+    batcher.add(row(2, OTHER), 0.5)
+    batcher.add(row(3, BULK), 0.6)  # BULK full -> flushed
+    batcher.add(row(4, BULK), 0.7)  # BULK reopened, deadline 1.7
+    [due] = batcher.due(1.6)
+    assert due.message == OTHER
+    [due] = batcher.due(1.7)
+    assert [r.row for r in due.rows] == [4]
+
+
+def test_same_number_twice_goes_to_separate_requests() -> None:
+    """A repeated number closes the open batch, so one request never names a number twice."""
+    batcher = Batcher(batch_size=100, max_wait_s=10)
+    batcher.add(row(1, to="+919876543210"), 0)
+    [first] = batcher.add(row(2, to="+919876543210"), 0)
+    assert [r.row for r in first.rows] == [1]
+    [second] = batcher.drain()
+    assert [r.row for r in second.rows] == [2]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 50, 100])
+def test_otp_rows_are_always_alone(batch_size: int) -> None:
+    """Whatever the batch size, every OTP row is its own request, ready at once."""
+    batcher = Batcher(batch_size=batch_size, max_wait_s=10)
+    out = []
+    for n in range(1, 6):
+        out += batcher.add(row(n, OTP), 0)
+    assert [len(b.rows) for b in out] == [1] * 5
+    assert batcher.drain() == []
+
+
+def test_otp_guard_rejects_two_recipients_in_any_batch() -> None:
+    """Constructing an OTP batch with two rows raises: no code path can build one."""
+    with pytest.raises(ValidationError) as info:
+        Batch(OTP, (row(1, OTP), row(2, OTP)))
+    assert info.value.rule == "otp_single_recipient"
+
+
+def test_otp_guard_holds_for_every_interleaving() -> None:
+    """Mixed OTP and bulk rows, any batch size and order: no produced OTP batch has 2 rows."""
+    rows = [row(n, OTP if n % 3 == 0 else BULK) for n in range(1, 10)]
+    for batch_size in (1, 2, 3, 100):
+        for order in itertools.islice(itertools.permutations(rows), 200):
+            batcher = Batcher(batch_size=batch_size, max_wait_s=1)
+            batches = [b for r in order for b in batcher.add(r, 0)] + batcher.drain()
+            assert sum(len(b.rows) for b in batches) == len(rows)
+            assert all(len(b.rows) == 1 for b in batches if b.message.is_otp)
+
+
+def test_batch_over_100_recipients_is_refused() -> None:
+    """Kaleyra takes at most 100 recipients per request."""
+    with pytest.raises(ValidationError):
+        Batch(BULK, tuple(row(n) for n in range(101)))
+    with pytest.raises(ValueError, match="1..100"):
+        Batcher(batch_size=101)

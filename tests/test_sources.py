@@ -1,0 +1,143 @@
+"""Streaming CSV input: chunks, bad rows, header rules, pipes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from kaleyra_async._exceptions import ConfigError
+from kaleyra_async._sources import CsvSource, InputRow
+
+
+async def read_all(source: CsvSource) -> list[InputRow]:
+    send, receive = anyio.create_memory_object_stream[list[InputRow]](100)
+    rows: list[InputRow] = []
+    try:
+        async with anyio.create_task_group() as tg:
+
+            async def pump() -> None:
+                async with send:
+                    await source.pump(send)
+
+            tg.start_soon(pump)
+            async with receive:
+                async for chunk in receive:
+                    rows.extend(chunk)
+    except BaseExceptionGroup as group:
+        [error] = group.exceptions
+        raise error from None
+    return rows
+
+
+def write(tmp_path: Path, data: bytes) -> str:
+    path = tmp_path / "in.csv"
+    path.write_bytes(data)
+    return str(path)
+
+
+async def test_rows_are_numbered_from_one_after_the_header(tmp_path: Path) -> None:
+    """Data rows are numbered 1.. in order, fields keyed by the header."""
+    source = CsvSource(write(tmp_path, b"to,name\n+919876543210,Asha\n+919876543211,Ravi\n"))
+    rows = await read_all(source)
+    assert source.header == ("to", "name")
+    assert [(r.row, r.fields, r.error) for r in rows] == [
+        (1, {"to": "+919876543210", "name": "Asha"}, None),
+        (2, {"to": "+919876543211", "name": "Ravi"}, None),
+    ]
+
+
+async def test_bad_rows_become_errors_and_reading_goes_on(tmp_path: Path) -> None:
+    """Undecodable bytes and a wrong field count spoil one row each, not the run."""
+    data = b"to,name\n+911,ok\n+912,caf\xe9\n+913\n+914,a,b\n+915,fine\n"
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [r.row for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[0].error is None
+    assert rows[1].error is not None and "UTF-8" in rows[1].error
+    assert rows[2].error == "row has 1 fields, the header has 2"
+    assert rows[3].error == "row has 3 fields, the header has 2"
+    assert rows[4].fields == {"to": "+915", "name": "fine"}
+
+
+async def test_quoted_newlines_bom_crlf_and_blank_lines(tmp_path: Path) -> None:
+    """A quoted field may span lines; a BOM, CRLF endings and blank lines are handled."""
+    data = '\ufeffto,body\r\n+911,"line one\r\nline two"\r\n\r\n+912,"say ""hi"""\r\n'.encode()
+    source = CsvSource(write(tmp_path, data))
+    rows = await read_all(source)
+    assert source.header == ("to", "body")
+    assert [r.fields["body"] for r in rows] == ["line one\r\nline two", 'say "hi"']
+    assert [r.row for r in rows] == [1, 2]
+
+
+async def test_last_line_without_newline_is_read(tmp_path: Path) -> None:
+    """The final row counts even without a trailing newline."""
+    rows = await read_all(CsvSource(write(tmp_path, b"to\n+911\n+912")))
+    assert [r.fields["to"] for r in rows] == ["+911", "+912"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b"", "header row is required", id="empty"),
+        pytest.param(b"to,to\n+91\n", "repeats column", id="duplicate-column"),
+        pytest.param(b"to,\n+91,\n", "empty column name", id="empty-column-name"),
+        pytest.param(b"t\xffo\n+91\n", "not valid UTF-8", id="bad-header-bytes"),
+    ],
+)
+async def test_header_problems_are_config_errors(tmp_path: Path, data: bytes, message: str) -> None:
+    """A missing or unusable header stops the run before anything is sent."""
+    with pytest.raises(ConfigError, match=message):
+        await read_all(CsvSource(write(tmp_path, data)))
+
+
+async def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """The error names the file."""
+    with pytest.raises(ConfigError, match="nope.csv"):
+        await read_all(CsvSource(str(tmp_path / "nope.csv")))
+
+
+async def test_large_file_arrives_in_bounded_chunks(tmp_path: Path) -> None:
+    """A big file is handed over in several chunks, none over the chunk cap."""
+    lines = b"".join(b"+9198%08d\n" % n for n in range(20_000))
+    send, receive = anyio.create_memory_object_stream[list[InputRow]](1)
+    sizes: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def pump() -> None:
+            async with send:
+                await CsvSource(write(tmp_path, b"to\n" + lines)).pump(send)
+
+        tg.start_soon(pump)
+        async with receive:
+            async for chunk in receive:
+                sizes.append(len(chunk))
+    assert sum(sizes) == 20_000
+    assert len(sizes) > 5
+    assert max(sizes) <= 2048
+
+
+async def test_pipe_rows_arrive_before_the_writer_finishes() -> None:
+    """From a pipe, a complete row is delivered while the writer is still open (no waiting)."""
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb", buffering=0)
+    os.write(write_fd, b"to\n+919876543210\n")
+    send, receive = anyio.create_memory_object_stream[list[InputRow]](10)
+    async with anyio.create_task_group() as tg:
+
+        async def pump() -> None:
+            async with send:
+                await CsvSource("-", stdin=reader).pump(send)
+
+        tg.start_soon(pump)
+        async with receive:
+            with anyio.fail_after(10):
+                first = await receive.receive()
+            assert [r.fields["to"] for r in first] == ["+919876543210"]
+            os.write(write_fd, b"+919876543211\n")
+            os.close(write_fd)
+            with anyio.fail_after(10):
+                rest = [r async for chunk in receive for r in chunk]
+            assert [r.fields["to"] for r in rest] == ["+919876543211"]
+    reader.close()
