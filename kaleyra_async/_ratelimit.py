@@ -1,0 +1,143 @@
+"""The per-pod request limiter with an OTP lane (the aiolimiter adapter).
+
+Only this module imports aiolimiter. Three facts about ``AsyncLimiter(max_rate, period)`` shape
+the design:
+
+* It lets ``max_rate`` acquisitions through at once, so ``AsyncLimiter(100, 1)`` lets a
+  1-second window see nearly 200 (mjpieters/aiolimiter#298). We build it as
+  ``AsyncLimiter(burst, burst / rate_per_s)``: a bucket of ``burst`` tokens leaking at
+  ``rate_per_s``, so no 1-second window sees more than ``rate_per_s + burst - 1``.
+* Waiters are woken smallest amount first, so a 100-recipient request would starve behind
+  1-recipient ones on a recipients budget; and ``acquire(amount)`` raises when
+  ``amount > max_rate``.
+* It binds to the event loop it is first used on: create a :class:`RequestLimiter` inside the
+  running loop.
+
+Design::
+
+    OTP  ──▶ OTP lane limiter (otp_share × rate) ──┐
+                                                    ├─▶ turnstile ─▶ [recipients] ─▶ total (rate)
+    bulk ───────────────────────────────────────────┘   OTP first,
+                                                        one at a time
+
+* The **turnstile** lets one request at a time wait on the shared limiters. When the holder has
+  its tokens, the turnstile passes to the oldest waiting OTP request, else to the oldest bulk
+  one. So an OTP request waits for at most the holder's token plus its own (about two token
+  intervals) however many bulk requests are queued, and waiters are served in FIFO order
+  within a lane (which also defuses aiolimiter's smallest-amount-first order).
+* The **total** limiter caps everything at the pod rate. Bulk alone can use all of it.
+* The **OTP lane** caps OTP traffic at ``otp_share × rate`` so a flood of OTPs cannot take the
+  whole pod from bulk (``otp_share = 0`` gives OTP priority without a cap).
+* The optional **recipients** limiter charges each request its recipient count; its bucket
+  holds at least 100 (one full request), so a 1-second window may see up to
+  ``recipients_per_s + 100`` recipients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+
+from aiolimiter import AsyncLimiter
+
+__all__ = ["RequestLimiter"]
+
+logger = logging.getLogger(__name__)
+
+#: The largest recipient count one request can carry (the API's cap).
+_MAX_RECIPIENTS = 100
+
+
+class RequestLimiter:
+    """Limits requests per second to a pod, letting OTP requests overtake bulk ones.
+
+    Args:
+        rate_per_s: requests per second, OTP and bulk together.
+        burst: requests allowed at once after an idle spell (1: evenly spaced).
+        otp_share: the part of ``rate_per_s`` OTP requests may use, in [0, 1); 0: no cap.
+        recipients_per_s: a second budget on recipients per second (0: none).
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        *,
+        burst: int = 1,
+        otp_share: float = 0.2,
+        recipients_per_s: float = 0,
+    ) -> None:
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be > 0")
+        if burst < 1:
+            raise ValueError("burst must be >= 1")
+        if not 0 <= otp_share < 1:
+            raise ValueError("otp_share must be in [0, 1)")
+        if recipients_per_s < 0:
+            raise ValueError("recipients_per_s must be >= 0")
+        self.rate_per_s = rate_per_s
+        self._total = AsyncLimiter(burst, burst / rate_per_s)
+        self._otp: AsyncLimiter | None = None
+        if otp_share > 0:
+            otp_rate = otp_share * rate_per_s
+            otp_burst = max(1, round(burst * otp_share))
+            self._otp = AsyncLimiter(otp_burst, otp_burst / otp_rate)
+        self._recipients: AsyncLimiter | None = None
+        if recipients_per_s > 0:
+            size = max(_MAX_RECIPIENTS, recipients_per_s * burst / rate_per_s)
+            self._recipients = AsyncLimiter(size, size / recipients_per_s)
+        self._busy = False
+        self._otp_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._bulk_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def __repr__(self) -> str:
+        return (
+            f"<RequestLimiter rate_per_s={self.rate_per_s} busy={self._busy} "
+            f"waiting otp={len(self._otp_waiters)} bulk={len(self._bulk_waiters)}>"
+        )
+
+    async def acquire(self, *, otp: bool, recipients: int = 1) -> None:
+        """Wait until one request with ``recipients`` recipients may be sent.
+
+        Cancelling a waiting ``acquire`` is safe: it gives up its place and consumes nothing
+        (or one token, if it was cancelled just as it got it).
+        """
+        if otp and self._otp is not None:
+            await self._otp.acquire()
+        await self._enter(otp)
+        try:
+            if self._recipients is not None:
+                await self._recipients.acquire(min(max(recipients, 0), self._recipients.max_rate))
+            await self._total.acquire()
+        finally:
+            self._leave()
+
+    async def _enter(self, otp: bool) -> None:
+        """Take the turnstile, queueing behind its holder (OTP waiters before bulk ones)."""
+        if not self._busy:
+            self._busy = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        (self._otp_waiters if otp else self._bulk_waiters).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                # The turnstile was handed to us as we were cancelled: pass it on.
+                self._leave()
+            else:
+                queue = self._otp_waiters if otp else self._bulk_waiters
+                with contextlib.suppress(ValueError):  # _leave may have dropped it already
+                    queue.remove(waiter)
+            raise
+
+    def _leave(self) -> None:
+        """Hand the turnstile to the next live waiter, OTP first, or free it."""
+        for queue in (self._otp_waiters, self._bulk_waiters):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._busy = False
