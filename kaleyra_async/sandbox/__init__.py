@@ -1,0 +1,195 @@
+"""A local Kaleyra-compatible SMS server for demos, CI, reliability tests and benchmarks.
+
+It never contacts Kaleyra. Run it with ``python -m kaleyra_async sandbox`` (see ``--help``), in
+process with ``async with Sandbox(SandboxConfig(...)) as sandbox:``, or as a child process with
+``SandboxProcess``. Where Kaleyra's documentation is silent, the sandbox picks one plausible
+behaviour; each such choice is marked **(ours)** below, so that you know which parts of a green
+CI run prove something about Kaleyra and which only prove consistency with this sandbox.
+
+Credentials
+    SID ``HXSANDBOX00001IN``, ``api-key`` header ``sandbox-key`` (change with ``--sid`` and
+    ``--api-key``). A wrong or missing key, or another SID in the path, gives 401 ``E100``.
+
+Endpoints (``<SID>`` is the account SID)
+    ``POST /v1/<SID>/sms`` and ``POST /v1/<SID>/messages``: send one body to 1-100 recipients.
+    ``POST|DELETE /v1/<SID>/sms/sender`` and ``/v1/<SID>/messages/sender``: sender IDs.
+    ``GET /v1/<SID>/sms/status`` and ``/v1/<SID>/messages/status``: delivery status.
+    ``/sms/json`` (personalised bodies) is not implemented: 404.
+
+Send requests
+    Bodies are JSON (``application/json``, or no Content-Type) or form fields
+    (``application/x-www-form-urlencoded``); any other type is 415 ``E400``. In form mode
+    ``template_data`` and ``ref_custom`` may be JSON strings. ``to`` is comma-separated numbers or
+    a JSON array of them; ``prefix`` (e.g. ``+91``) is put in front of numbers without ``+``
+    **(ours)**. Numbers get a cheap E.164 *shape* check, ``^\\+?[1-9]\\d{6,14}$``, not a real
+    numbering-plan check: the client validates fully with phonenumbers, and doing that here
+    (about 15 µs a number) would make the sandbox the bottleneck of every benchmark. Duplicate
+    numbers are kept, each with its own message id **(ours)**. Unknown fields are ignored.
+
+    Success is HTTP 202 with Kaleyra's ``/messages`` shape, also on ``/sms`` **(ours: its body
+    was never captured)**::
+
+        {"id": "<uuid>", "sender": "KLRHXA", "type": "TXN", "body": "...",
+         "createdDateTime": "2025-01-31 10:42:23+00:00", "totalCount": 2,
+         "data": [{"message_id": "<uuid>:1", "recipient": "919876543210"}, ...],
+         "dlrurl": null, "error": {}}
+
+    plus ``"flash": 1`` when ``flash=1``, ``"unicode": 1`` when ``unicode=1`` and
+    ``"source": "API"`` on ``/messages``. ``body`` is null for template-only sends. A request
+    without ``sender`` is sent as ``KLRHXA`` (Kaleyra's trial sender) **(ours)**; senders need
+    not be registered **(ours)**. A missing ``type`` means TXN on the IN pod, DEFAULT elsewhere.
+
+Errors
+    Kaleyra's envelope, ``{"code", "message", "data": [], "error": {...}}``, where ``error`` is
+    ``{"code", "message", "field"}`` for request errors (``field`` may be null), a list of
+    ``{"index", "sender", "reason"}`` for ``MSG134``, and ``{"code", "message",
+    "retry_after"}`` for 429. Checks run in the order of this table; the first failure answers.
+    Only E401, E404, MSG106, MSG108, MSG134 and RBC192 are Kaleyra's; the rest are **(ours)**.
+
+    ======  ======  ======================================================================
+    code    HTTP    meaning
+    ======  ======  ======================================================================
+    E001    404     no such endpoint
+    E002    405     method not allowed on this endpoint (``Allow`` header lists the right one)
+    E100    401     unknown SID in the path, missing or wrong ``api-key`` header
+    E429    429     over ``--rate`` requests per sliding second, or an injected 429;
+                    ``Retry-After`` header in whole seconds (at least 1)
+    E503    503     injected fault: refused before handling, nothing accepted
+    E500    500     injected fault *after* the recipients were accepted (see Faults)
+    E400    400     body is not JSON / not an object / not UTF-8 form data; a field has the
+                    wrong JSON type; 415 for an unsupported Content-Type; also malformed
+                    HTTP (400) and bodies over 1 MiB (413), both closing the connection
+    E402    400     ``to`` missing or empty
+    E405    400     more than 100 recipients
+    E403    400     a recipient is not E.164-shaped, or ``prefix`` is not a country code
+    E408    400     ``type`` not valid for the pod (IN: TXN, MKT, OTP; other pods add DEFAULT)
+    E404    400     OTP request with more than one recipient
+    E406    400     neither ``body`` nor ``template_id``
+    E401    400     ``body`` longer than 4000 characters
+    E407    400     ``template_id`` not 12 to 30 digits
+    E415    400     ``sender`` not 1-11 letters/digits or up to 15 digits
+    E409    400     ``unicode`` not AUTO, 0 or 1
+    E410    400     ``flash`` not 0 or 1 (JSON true/false also accepted)
+    E411    400     ``time`` not ISO-8601 with a UTC offset
+    E412    400     ``time`` less than 15 minutes or more than 3 months (92 days) ahead
+    E413    400     ``template_data`` not an object of strings, or a value over 30 characters
+    E414    400     ``ref_custom`` more than 5 values or a value over 50 characters
+    E416    400     ``ref``, ``ref1`` or ``ref2`` over 150 characters
+    E420    400     status call without ``message_ids``
+    E421    400     status call with more than 100 ``message_ids``
+    MSG134  400     sender IDs: one or more items invalid, duplicate or (delete) unknown;
+                    nothing is created or deleted (all-or-nothing)
+    RBC192  400     more than 5000 sender IDs to create, or more than 100 to delete
+    E005    409     ``GET /_sandbox/ledger`` while the ledger is not kept in memory
+    ======  ======  ======================================================================
+
+Sender IDs
+    Create: ``{"data": [{"sender", "description", "iso_code", "entity_id"}, ...]}``, at most
+    5000. Each ``sender`` must be exactly 6 letters or digits and new (case-insensitive);
+    ``iso_code`` (default ``in``) two letters; ``entity_id``, when given, 12-30 digits
+    **(ours)**. Success: 200 ``MSG106`` "Sender ID(s) created successfully" with the created
+    items in ``data``. Delete: ``{"sender": ["ABCDEF", ...]}``, at most 100; success 200
+    ``{"code": "MSG108", "message": "Sender ID(s) deleted successfully", "data": [],
+    "error": {}}``; deleting an unknown sender fails the whole call with ``MSG134`` **(ours)**.
+
+Status API
+    ``?message_ids=a:1,b:2`` (at most 100 **(ours)**) answers 200 with ``{"data": [{"campaign_id",
+    "status", "status_details"}], "error": {}}``; ``/sms/status`` entries also carry
+    ``message_id`` **(ours: that body was never captured)**. A message is ``Sent``/``SENT`` until
+    ``--deliver-after-s`` (2 s) of the sandbox's clock have passed since acceptance, then
+    ``Delivered``/``DELIVERED``. ``--fail-numbers`` rules match the last digits of a recipient:
+    by default ``...0000`` is ``NotSent``/``KLR-INV-NUMBER`` from the start and ``...9999`` turns
+    from ``Sent`` into ``UnDelivered``/``ABSENT-SUB``. Ids the sandbox never issued (or forgot:
+    it remembers the last ``--status-capacity`` requests) are ``NotFound``/``MESSAGE-NOT-FOUND``
+    entries, not an HTTP error **(ours)**.
+
+Rate limit
+    ``--rate N``: at most N API requests (any endpoint, any answer but 401/404/405) admitted in
+    any sliding one-second window per account; only admitted requests count against the limit.
+    Over it: 429 ``E429`` with ``Retry-After`` (seconds until the window has room, rounded up).
+
+Latency and faults
+    ``--latency-ms N`` delays every API answer by N ms without blocking other requests.
+    ``--faults "429=0.05,503=0.02,500_after_accept=0.01,reset_before=0.01,
+    reset_after_accept=0.01,slow=0.01"`` draws one seeded random number (``--seed``) per
+    authenticated, non-throttled API request, so the sequence of faults is reproducible:
+
+    * ``429``, ``503``: refused without accepting anything.
+    * ``reset_before``: the connection is reset (TCP RST) without accepting anything.
+    * ``500_after_accept``: the request is handled and its recipients **are accepted** (ledger,
+      status API, stats), then the answer is a 500 ``E500`` envelope.
+    * ``reset_after_accept``: accepted, then the connection is reset with no answer.
+    * ``slow``: accepted and answered normally, but ``--slow-ms`` (30 s) late, so that client
+      read timeouts fire.
+
+    The after-accept faults only apply to requests that would have succeeded; a failing request
+    gets its own error. Ledger records of a faulted request carry the fault's name.
+
+Ledger
+    Each accepted recipient is one NDJSON line in ``--ledger PATH`` (appended, never truncated):
+    ``message_id``, ``request_id``, ``recipient`` (E.164 with ``+``), ``sender``, ``type``,
+    ``body``, ``template_id``, ``accepted_at`` (ISO-8601 UTC), ``fault``. Lines are written every
+    ``--flush-interval-s`` (0.2 s) and on a clean stop (then fsynced); a ``kill -9`` loses at
+    most that interval's lines (or 1 MiB). In process, ``Sandbox.ledger_records()`` returns the
+    same records from memory (``keep_in_memory``, on by default; off by default in the CLI,
+    where ``--keep-in-memory`` turns it on, so that million-message benchmarks stay small).
+
+Control surface (no auth, not rate limited, not counted in stats)
+    ``GET /_sandbox/stats``: ``requests_total``, ``by_status``, ``accepted_requests``,
+    ``accepted_recipients``, ``faults``, ``max_requests_in_1s`` (the most API requests that
+    arrived in any sliding one-second window, computed incrementally over a bounded deque),
+    ``mean_rate_per_s`` (over the active period), ``active_s``, ``first_arrival_s``,
+    ``last_arrival_s``. ``POST /_sandbox/reset`` forgets stats, sender IDs, issued messages and
+    the in-memory ledger (not the ledger file). ``GET /_sandbox/ledger`` and
+    ``GET /_sandbox/config`` (no API key in it) help scripts.
+
+HTTP
+    HTTP/1.1 with keep-alive and pipelining (answers leave in request order); Content-Length
+    or chunked request bodies up to 1 MiB.
+"""
+
+from ._config import (
+    DEFAULT_API_KEY,
+    DEFAULT_FAIL_RULES,
+    DEFAULT_SENDER,
+    DEFAULT_SID,
+    FailRule,
+    FaultSpec,
+    SandboxConfig,
+    parse_fail_rules,
+    parse_faults,
+)
+from ._handler import (
+    Acceptance,
+    LedgerRecord,
+    Request,
+    Response,
+    SandboxState,
+    SandboxStats,
+    handle,
+)
+from ._process import SandboxProcess, config_to_args
+from ._server import Sandbox, monotonic_wall_clock
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_FAIL_RULES",
+    "DEFAULT_SENDER",
+    "DEFAULT_SID",
+    "Acceptance",
+    "FailRule",
+    "FaultSpec",
+    "LedgerRecord",
+    "Request",
+    "Response",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxProcess",
+    "SandboxState",
+    "SandboxStats",
+    "config_to_args",
+    "handle",
+    "monotonic_wall_clock",
+    "parse_fail_rules",
+    "parse_faults",
+]

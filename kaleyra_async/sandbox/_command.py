@@ -1,0 +1,147 @@
+"""``python -m kaleyra_async sandbox``: run the sandbox in the foreground.
+
+Prints one line on stdout once listening, flushed, which scripts parse::
+
+    sandbox listening on http://127.0.0.1:8787 (sid HXSANDBOX00001IN)
+
+Ctrl-C or SIGTERM stops it cleanly (ledger flushed and closed) with exit code 0; a one-line
+summary goes to stderr. Exit code 1: it could not listen; 2: bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from ._config import (
+    DEFAULT_API_KEY,
+    DEFAULT_FAIL_RULES,
+    DEFAULT_SID,
+    FailRule,
+    FaultSpec,
+    SandboxConfig,
+    parse_fail_rules,
+    parse_faults,
+)
+from ._server import Sandbox
+
+__all__ = ["configure_parser", "run"]
+
+_T = TypeVar("_T")
+
+
+def _usage(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """Turn a parser's ValueError into an argparse usage error with the same sentence."""
+
+    def convert(text: str) -> _T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sandbox`` arguments and set ``handler=run``."""
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    add("--port", type=int, default=8787, help="TCP port, 0 for a free one (default: %(default)s)")
+    add("--sid", default=DEFAULT_SID, help="account SID to expect (default: %(default)s)")
+    add(
+        "--api-key", default=DEFAULT_API_KEY, help="api-key header to expect (default: %(default)s)"
+    )
+    add("--pod", default="IN", choices=("IN", "SG", "EU", "NA"), help="decides valid message types")
+    add("--ledger", metavar="PATH", help="append one NDJSON line per accepted recipient to PATH")
+    add(
+        "--keep-in-memory",
+        action="store_true",
+        help="also keep accepted messages in memory (GET /_sandbox/ledger); off to bound memory",
+    )
+    add(
+        "--faults",
+        type=_usage(parse_faults),
+        default=FaultSpec(),
+        metavar="SPEC",
+        help='e.g. "429=0.05,503=0.02,500_after_accept=0.01,reset_before=0.01,'
+        'reset_after_accept=0.01,slow=0.01"',
+    )
+    add("--seed", type=int, help="seed for fault draws and request ids (reproducible runs)")
+    add("--rate", type=int, default=0, metavar="N", help="requests per second, 0: unlimited")
+    add("--latency-ms", type=float, default=0.0, metavar="MS", help="delay before every answer")
+    add("--slow-ms", type=float, default=30_000.0, metavar="MS", help="delay of a 'slow' fault")
+    add(
+        "--fail-numbers",
+        type=_usage(parse_fail_rules),
+        default=None,
+        metavar="SPEC",
+        help="recipients that fail in status polls (default: "
+        '"0000=NotSent:KLR-INV-NUMBER,9999=UnDelivered:ABSENT-SUB"; "none" for none)',
+    )
+    add("--deliver-after-s", type=float, default=2.0, metavar="S", help="Sent -> Delivered delay")
+    add("--flush-interval-s", type=float, default=0.2, metavar="S", help="ledger flush period")
+    add("--status-capacity", type=int, default=100_000, metavar="N", help="requests remembered")
+    parser.set_defaults(handler=run)
+
+
+def _config(args: argparse.Namespace) -> SandboxConfig:
+    fail_rules: tuple[FailRule, ...] | None = args.fail_numbers
+    return SandboxConfig(
+        host=args.host,
+        port=args.port,
+        sid=args.sid,
+        api_key=args.api_key,
+        pod=args.pod,
+        rate_per_s=args.rate,
+        latency_ms=args.latency_ms,
+        slow_ms=args.slow_ms,
+        faults=args.faults,
+        seed=args.seed,
+        deliver_after_s=args.deliver_after_s,
+        ledger_path=args.ledger,
+        keep_in_memory=args.keep_in_memory,
+        flush_interval_s=args.flush_interval_s,
+        status_capacity=args.status_capacity,
+        fail_rules=DEFAULT_FAIL_RULES if fail_rules is None else fail_rules,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C or SIGTERM; the process exit code."""
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        print(f"sandbox: error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: SandboxConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    sandbox = Sandbox(config)
+    try:
+        await sandbox.start()
+    except OSError as exc:
+        print(f"sandbox: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"sandbox listening on {sandbox.base_url} (sid {sandbox.sid})", flush=True)
+        await stop.wait()
+    finally:
+        await sandbox.aclose()
+    stats = sandbox.stats
+    print(
+        f"sandbox stopped: {stats.requests_total} requests, "
+        f"{stats.accepted_recipients} recipients accepted, "
+        f"busiest second {stats.max_requests_in_1s} requests",
+        file=sys.stderr,
+    )
+    return 0
