@@ -1,0 +1,758 @@
+"""The sandbox's pure request handler: every endpoint and error path, without a socket."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import pytest
+
+from kaleyra_async.sandbox import (
+    DEFAULT_API_KEY,
+    DEFAULT_SID,
+    FaultSpec,
+    Request,
+    Response,
+    SandboxConfig,
+    SandboxState,
+    handle,
+)
+
+NOW = 1_700_000_000.0
+A = "+919876543210"
+B = "+14155550123"
+
+
+def make_state(**overrides: Any) -> SandboxState:
+    return SandboxState(SandboxConfig(seed=7, **overrides))
+
+
+def send(
+    state: SandboxState,
+    fields: Any,
+    *,
+    endpoint: str = "sms",
+    now: float = NOW,
+    api_key: str | None = DEFAULT_API_KEY,
+    sid: str = DEFAULT_SID,
+    form: bool = False,
+) -> Response:
+    headers = {"content-type": "application/x-www-form-urlencoded" if form else "application/json"}
+    if api_key is not None:
+        headers["api-key"] = api_key
+    body = (
+        fields
+        if isinstance(fields, bytes)
+        else urlencode(fields).encode()
+        if form
+        else orjson.dumps(fields)
+    )
+    request = Request(method="POST", path=f"/v1/{sid}/{endpoint}", headers=headers, body=body)
+    return handle(state, request, now)
+
+
+def call(
+    state: SandboxState,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: str = "",
+    now: float = NOW,
+) -> Response:
+    headers = {"api-key": DEFAULT_API_KEY, "content-type": "application/json"}
+    raw = b"" if body is None else orjson.dumps(body)
+    return handle(
+        state, Request(method=method, path=path, query=query, headers=headers, body=raw), now
+    )
+
+
+def payload(response: Response) -> Any:
+    return orjson.loads(response.body)
+
+
+def ok_fields(**extra: Any) -> dict[str, Any]:
+    return {"to": f"{A},{B}", "body": "Hello", "type": "TXN", "sender": "KLRHXA", **extra}
+
+
+# -- success ---------------------------------------------------------------------------------------
+
+
+def test_send_success_has_the_documented_messages_shape() -> None:
+    """A valid send answers 202 with id, echoes, createdDateTime, totalCount, data, error {}."""
+    response = send(make_state(), ok_fields())
+    assert response.status == 202
+    body = payload(response)
+    request_id = body["id"]
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", request_id
+    )
+    assert body == {
+        "id": request_id,
+        "sender": "KLRHXA",
+        "type": "TXN",
+        "body": "Hello",
+        "createdDateTime": "2023-11-14 22:13:20+00:00",
+        "totalCount": 2,
+        "data": [
+            {"message_id": f"{request_id}:1", "recipient": "919876543210"},
+            {"message_id": f"{request_id}:2", "recipient": "14155550123"},
+        ],
+        "dlrurl": None,
+        "error": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "extra", "echoed"),
+    [
+        pytest.param("messages", {}, {"source": "API"}, id="messages-adds-source"),
+        pytest.param("sms", {"flash": 1}, {"flash": 1}, id="flash"),
+        pytest.param("sms", {"unicode": "1"}, {"unicode": 1}, id="unicode"),
+        pytest.param("sms", {"flash": "0", "unicode": "AUTO"}, {}, id="no-echo-for-0-and-auto"),
+    ],
+)
+def test_send_echoes_flash_unicode_and_source(
+    endpoint: str, extra: dict[str, Any], echoed: dict[str, Any]
+) -> None:
+    """flash=1 and unicode=1 are echoed as 1; /messages adds "source": "API"."""
+    body = payload(send(make_state(), ok_fields(**extra), endpoint=endpoint))
+    assert {k: body[k] for k in ("flash", "unicode", "source") if k in body} == echoed
+
+
+def test_form_body_with_json_template_data_is_accepted() -> None:
+    """Form fields work, and template_data may be a JSON string in form mode."""
+    fields = {"to": A, "template_id": "1234567890123", "template_data": '{"name": "Asha"}'}
+    response = send(make_state(), fields, form=True)
+    assert response.status == 202
+    assert payload(response)["body"] is None
+
+
+def test_repeated_form_to_fields_add_recipients() -> None:
+    """A repeated `to` form field adds its numbers to the request."""
+    request = Request(
+        method="POST",
+        path=f"/v1/{DEFAULT_SID}/sms",
+        headers={"api-key": DEFAULT_API_KEY, "content-type": "application/x-www-form-urlencoded"},
+        body=urlencode([("to", A), ("to", B), ("body", "x")]).encode(),
+    )
+    assert payload(handle(make_state(), request, NOW))["totalCount"] == 2
+
+
+def test_to_may_be_a_json_array() -> None:
+    """`to` as a JSON array of numbers is the same as the comma-separated string."""
+    body = payload(send(make_state(), ok_fields(to=[A, B])))
+    assert [d["recipient"] for d in body["data"]] == ["919876543210", "14155550123"]
+
+
+def test_prefix_is_put_in_front_of_numbers_without_plus() -> None:
+    """`prefix` completes national numbers; numbers with "+" keep their own country code."""
+    body = payload(send(make_state(), ok_fields(to="9876543210, +14155550123", prefix="+91")))
+    assert [d["recipient"] for d in body["data"]] == ["919876543210", "14155550123"]
+
+
+@pytest.mark.parametrize(
+    ("pod", "kind", "status"),
+    [
+        pytest.param("IN", None, 202, id="IN-default-TXN"),
+        pytest.param("IN", "MKT", 202, id="IN-MKT"),
+        pytest.param("IN", "DEFAULT", 400, id="IN-rejects-DEFAULT"),
+        pytest.param("SG", "DEFAULT", 202, id="SG-DEFAULT"),
+        pytest.param("SG", None, 202, id="SG-default-DEFAULT"),
+    ],
+)
+def test_message_types_depend_on_the_pod(pod: str, kind: str | None, status: int) -> None:
+    """IN accepts TXN/MKT/OTP (default TXN); other pods also DEFAULT (their default)."""
+    fields = {"to": A, "body": "x"} | ({"type": kind} if kind else {})
+    response = send(make_state(pod=pod), fields)
+    assert response.status == status
+    if status == 202 and kind is None:
+        assert payload(response)["type"] == ("TXN" if pod == "IN" else "DEFAULT")
+
+
+def test_ledger_records_one_entry_per_recipient_in_e164() -> None:
+    """Accepted recipients become ledger records with "+", in request order, ids matching data[]."""
+    state = make_state()
+    response = send(state, ok_fields(template_id="123456789012"))
+    assert response.acceptance is not None
+    records = state.ledger_records()
+    request_id = payload(response)["id"]
+    assert [(r.message_id, r.recipient) for r in records] == [
+        (f"{request_id}:1", A),
+        (f"{request_id}:2", B),
+    ]
+    assert records[0].to_dict() == {
+        "message_id": f"{request_id}:1",
+        "request_id": request_id,
+        "recipient": A,
+        "sender": "KLRHXA",
+        "type": "TXN",
+        "body": "Hello",
+        "template_id": "123456789012",
+        "accepted_at": "2023-11-14T22:13:20.000+00:00",
+        "fault": None,
+    }
+
+
+def test_ndjson_lines_match_the_records() -> None:
+    """The fast NDJSON serialisation gives exactly the records' dicts, one line each."""
+    state = make_state()
+    response = send(state, ok_fields(body='quote " and \\ and ü'))
+    assert response.acceptance is not None
+    lines = response.acceptance.ndjson().splitlines()
+    assert [orjson.loads(line) for line in lines] == [r.to_dict() for r in state.ledger_records()]
+
+
+def test_missing_sender_uses_the_trial_sender() -> None:
+    """Without `sender` the request is sent (and echoed) as KLRHXA."""
+    assert payload(send(make_state(), {"to": A, "body": "x"}))["sender"] == "KLRHXA"
+
+
+def test_seeded_states_issue_the_same_request_ids() -> None:
+    """The same seed gives the same request ids, so runs can be compared."""
+    ids = [payload(send(make_state(), ok_fields()))["id"] for _ in range(2)]
+    assert ids[0] == ids[1]
+
+
+# -- validation errors -----------------------------------------------------------------------------
+
+LONG = "x" * 4001
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "field"),
+    [
+        pytest.param({"body": "x"}, "E402", "to", id="missing-to"),
+        pytest.param({"to": "", "body": "x"}, "E402", "to", id="empty-to"),
+        pytest.param(
+            {"to": ",".join(f"+9198765{i:05d}" for i in range(101)), "body": "x"},
+            "E405",
+            "to",
+            id="101-recipients",
+        ),
+        pytest.param({"to": "+0123456789", "body": "x"}, "E403", "to", id="leading-zero"),
+        pytest.param({"to": f"{A},12345", "body": "x"}, "E403", "to", id="too-short"),
+        pytest.param({"to": f"{A},,{B}", "body": "x"}, "E403", "to", id="empty-item"),
+        pytest.param({"to": 919876543210, "body": "x"}, "E403", "to", id="to-not-a-string"),
+        pytest.param({"to": A, "body": "x", "prefix": "91x"}, "E403", "prefix", id="bad-prefix"),
+        pytest.param({"to": f"{A},{B}", "body": "x", "type": "OTP"}, "E404", "to", id="otp-two"),
+        pytest.param({"to": A, "body": "x", "type": "BULK"}, "E408", "type", id="unknown-type"),
+        pytest.param({"to": A}, "E406", "body", id="no-body-no-template"),
+        pytest.param({"to": A, "body": LONG}, "E401", "body", id="body-4001"),
+        pytest.param({"to": A, "template_id": "12345678901"}, "E407", "template_id", id="tpl-11"),
+        pytest.param({"to": A, "template_id": "1" * 31}, "E407", "template_id", id="tpl-31"),
+        pytest.param({"to": A, "template_id": "12345678901a"}, "E407", "template_id", id="tpl-a"),
+        pytest.param(
+            {"to": A, "body": "x", "sender": "TOO-LONG-NAME"}, "E415", "sender", id="sndr"
+        ),
+        pytest.param({"to": A, "body": "x", "unicode": "2"}, "E409", "unicode", id="unicode"),
+        pytest.param({"to": A, "body": "x", "flash": "yes"}, "E410", "flash", id="flash"),
+        pytest.param(
+            {"to": A, "body": "x", "time": "2023-11-15T12:00:00"}, "E411", "time", id="time-no-tz"
+        ),
+        pytest.param({"to": A, "body": "x", "time": "tomorrow"}, "E411", "time", id="time-text"),
+        pytest.param(
+            {"to": A, "body": "x", "time": "2023-11-14T22:23:20+00:00"},
+            "E412",
+            "time",
+            id="time-10-min-ahead",
+        ),
+        pytest.param(
+            {"to": A, "body": "x", "time": "2024-02-20T00:00:00+00:00"},
+            "E412",
+            "time",
+            id="time-98-days-ahead",
+        ),
+        pytest.param(
+            {"to": A, "template_id": "123456789012", "template_data": {"v": "y" * 31}},
+            "E413",
+            "template_data",
+            id="template-data-31",
+        ),
+        pytest.param(
+            {"to": A, "template_id": "123456789012", "template_data": ["a"]},
+            "E413",
+            "template_data",
+            id="template-data-list",
+        ),
+        pytest.param(
+            {"to": A, "body": "x", "ref_custom": ["a"] * 6}, "E414", "ref_custom", id="ref-6"
+        ),
+        pytest.param(
+            {"to": A, "body": "x", "ref_custom": ["a" * 51]}, "E414", "ref_custom", id="ref-51"
+        ),
+        pytest.param({"to": A, "body": "x", "ref1": "r" * 151}, "E416", "ref1", id="ref1-151"),
+        pytest.param({"to": A, "body": 5}, "E400", "body", id="body-not-a-string"),
+    ],
+)
+def test_invalid_send_is_a_400_envelope_and_accepts_nothing(
+    fields: dict[str, Any], code: str, field: str
+) -> None:
+    """Each rule answers 400 with its own code in the envelope, and nothing reaches the ledger."""
+    state = make_state()
+    response = send(state, fields)
+    assert response.status == 400
+    body = payload(response)
+    assert body == {
+        "code": code,
+        "message": body["message"],
+        "data": [],
+        "error": {"code": code, "message": body["message"], "field": field},
+    }
+    assert response.acceptance is None
+    assert state.ledger_records() == []
+    assert state.stats.by_status == {"400": 1}
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        pytest.param({"to": A, "body": "x" * 4000}, 202, id="body-4000"),
+        pytest.param(
+            {"to": ",".join(f"+9198765{i:05d}" for i in range(100)), "body": "x"},
+            202,
+            id="100-recipients",
+        ),
+        pytest.param({"to": A, "template_id": "1" * 30}, 202, id="template-30-digits"),
+        pytest.param({"to": A, "template_id": 123456789012}, 202, id="template-id-as-number"),
+        pytest.param(
+            {"to": A, "body": "x", "time": "2023-11-14T22:28:20+00:00"}, 202, id="time-15-min-ahead"
+        ),
+        pytest.param(
+            {"to": A, "body": "x", "time": "2023-11-16T03:43:20+05:30"}, 202, id="time-with-offset"
+        ),
+        pytest.param({"to": A, "body": "x", "ref_custom": ["a" * 50] * 5}, 202, id="ref-5x50"),
+        pytest.param({"to": A, "body": "x", "ref_custom": "a,b"}, 202, id="ref-comma-string"),
+        pytest.param({"to": A, "body": "x", "type": "OTP"}, 202, id="otp-one"),
+        pytest.param({"to": A, "body": "x", "flash": True}, 202, id="flash-true"),
+    ],
+)
+def test_boundary_values_are_accepted(fields: dict[str, Any], status: int) -> None:
+    """Values exactly at a documented limit pass."""
+    assert send(make_state(), fields).status == status
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        pytest.param(b"{not json", "application/json", 400, id="bad-json"),
+        pytest.param(b"[1, 2]", "application/json", 400, id="json-array"),
+        pytest.param(b"to=1", "text/plain", 415, id="text-plain"),
+        pytest.param(b"to=\xff", "application/x-www-form-urlencoded", 400, id="form-not-utf8"),
+    ],
+)
+def test_unreadable_bodies_are_e400(body: bytes, content_type: str, status: int) -> None:
+    """A body that is not a JSON object or UTF-8 form data is refused with E400."""
+    headers = {"api-key": DEFAULT_API_KEY, "content-type": content_type}
+    request = Request(method="POST", path=f"/v1/{DEFAULT_SID}/sms", headers=headers, body=body)
+    response = handle(make_state(), request, NOW)
+    assert (response.status, payload(response)["code"]) == (status, "E400")
+
+
+# -- auth and routing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("api_key", "sid"),
+    [
+        pytest.param("wrong-key", DEFAULT_SID, id="wrong-key"),
+        pytest.param(None, DEFAULT_SID, id="missing-key"),
+        pytest.param(DEFAULT_API_KEY, "HXOTHER0001IN", id="wrong-sid"),
+    ],
+)
+def test_wrong_credentials_are_401_and_never_echo_the_key(api_key: str | None, sid: str) -> None:
+    """A wrong or missing api-key, or another SID, answers 401 E100 without the key in the body."""
+    state = make_state()
+    response = send(state, ok_fields(), api_key=api_key, sid=sid)
+    assert (response.status, payload(response)["code"]) == (401, "E100")
+    assert b"wrong-key" not in response.body
+    assert DEFAULT_API_KEY.encode() not in response.body
+    assert state.ledger_records() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        pytest.param("POST", f"/v1/{DEFAULT_SID}/sms/json", 404, "E001", id="sms-json"),
+        pytest.param("POST", "/v2/x/sms", 404, "E001", id="v2"),
+        pytest.param("GET", "/", 404, "E001", id="root"),
+        pytest.param("GET", f"/v1/{DEFAULT_SID}/sms", 405, "E002", id="get-send"),
+        pytest.param("PUT", f"/v1/{DEFAULT_SID}/sms/sender", 405, "E002", id="put-sender"),
+        pytest.param("GET", "/_sandbox/nothing", 404, "E001", id="control-unknown"),
+        pytest.param("DELETE", "/_sandbox/stats", 405, "E002", id="control-method"),
+    ],
+)
+def test_unknown_paths_and_methods(method: str, path: str, status: int, code: str) -> None:
+    """Unknown paths are 404 E001; known paths with the wrong method are 405 E002."""
+    response = call(make_state(), method, path)
+    assert (response.status, payload(response)["code"]) == (status, code)
+
+
+def test_405_lists_the_allowed_methods() -> None:
+    """A 405 carries an Allow header."""
+    response = call(make_state(), "GET", f"/v1/{DEFAULT_SID}/messages/sender")
+    assert ("Allow", "DELETE, POST") in response.headers
+
+
+# -- rate limit, latency and faults ----------------------------------------------------------------
+
+
+def test_rate_limit_is_a_strict_sliding_second_with_retry_after() -> None:
+    """Rate 2: a third request within a sliding second is 429 E429 with Retry-After."""
+    state = make_state(rate_per_s=2)
+    assert send(state, ok_fields(), now=NOW).status == 202
+    assert send(state, ok_fields(), now=NOW + 0.5).status == 202
+    throttled = send(state, ok_fields(), now=NOW + 0.9)
+    assert throttled.status == 429
+    assert ("Retry-After", "1") in throttled.headers
+    assert payload(throttled)["code"] == "E429"
+    assert throttled.acceptance is None
+    assert send(state, ok_fields(), now=NOW + 1.0).status == 202
+    assert send(state, ok_fields(), now=NOW + 1.2).status == 429
+    assert send(state, ok_fields(), now=NOW + 1.5).status == 202
+
+
+def test_latency_delays_every_api_answer() -> None:
+    """--latency-ms sets the delay of successes and errors alike."""
+    state = make_state(latency_ms=50)
+    assert send(state, ok_fields()).delay_ms == 50
+    assert send(state, {"to": A}).delay_ms == 50
+    assert call(state, "GET", "/_sandbox/stats").delay_ms == 0
+
+
+def faulty(name: str, **overrides: Any) -> SandboxState:
+    return make_state(faults=FaultSpec(((name, 1.0),)), **overrides)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        pytest.param("429", 429, "E429", id="429"),
+        pytest.param("503", 503, "E503", id="503"),
+    ],
+)
+def test_refusing_faults_accept_nothing(fault: str, status: int, code: str) -> None:
+    """Injected 429 and 503 answer with the envelope and put nothing in the ledger."""
+    state = faulty(fault)
+    response = send(state, ok_fields())
+    assert (response.status, payload(response)["code"]) == (status, code)
+    assert response.acceptance is None
+    assert state.ledger_records() == []
+    assert state.stats.faults == {fault: 1}
+
+
+def test_reset_before_accepts_nothing() -> None:
+    """reset_before resets the connection and nothing is accepted."""
+    state = faulty("reset_before")
+    response = send(state, ok_fields())
+    assert (response.action, response.acceptance) == ("reset", None)
+    assert state.ledger_records() == []
+    assert state.stats.by_status == {"reset": 1}
+
+
+@pytest.mark.parametrize(
+    ("fault", "action", "status"),
+    [
+        pytest.param("500_after_accept", "respond", 500, id="500"),
+        pytest.param("reset_after_accept", "reset", 0, id="reset"),
+        pytest.param("slow", "respond", 202, id="slow"),
+    ],
+)
+def test_after_accept_faults_record_the_recipients(fault: str, action: str, status: int) -> None:
+    """After-accept faults hide or delay the answer, but the recipients ARE in the ledger."""
+    state = faulty(fault, slow_ms=1234)
+    response = send(state, ok_fields())
+    assert (response.action, response.status) == (action, status)
+    assert [r.recipient for r in state.ledger_records()] == [A, B]
+    assert {r.fault for r in state.ledger_records()} == {fault}
+    assert state.stats.accepted_recipients == 2
+    assert response.delay_ms == (1234 if fault == "slow" else 0)
+
+
+def test_after_accept_fault_on_an_invalid_request_keeps_the_error() -> None:
+    """An invalid request under an after-accept fault still gets its 400 and accepts nothing."""
+    state = faulty("500_after_accept")
+    response = send(state, {"to": A})
+    assert (response.status, payload(response)["code"]) == (400, "E406")
+    assert state.ledger_records() == []
+
+
+def test_fault_sequence_is_reproducible_from_the_seed() -> None:
+    """Two sandboxes with the same seed inject the same faults in the same order."""
+    spec = FaultSpec((("429", 0.3), ("503", 0.3)))
+
+    def statuses() -> list[int]:
+        state = make_state(faults=spec)
+        return [send(state, ok_fields()).status for _ in range(40)]
+
+    first = statuses()
+    assert first == statuses()
+    assert {429, 503, 202} <= set(first)
+
+
+def test_faults_follow_their_probabilities() -> None:
+    """Over many requests each fault's share is close to its probability."""
+    state = make_state(faults=FaultSpec((("503", 0.1),)))
+    statuses = [send(state, {"to": A, "body": "x"}).status for _ in range(2000)]
+    assert 150 < statuses.count(503) < 250
+
+
+# -- status API ------------------------------------------------------------------------------------
+
+
+def status_of(state: SandboxState, ids: list[str], *, now: float, endpoint: str = "sms") -> Any:
+    response = call(
+        state,
+        "GET",
+        f"/v1/{DEFAULT_SID}/{endpoint}/status",
+        query=urlencode({"message_ids": ",".join(ids)}),
+        now=now,
+    )
+    assert response.status == 200
+    return payload(response)
+
+
+def test_status_turns_from_sent_to_delivered_after_the_delay() -> None:
+    """A message is Sent until deliver_after_s of the sandbox clock passed, then Delivered."""
+    state = make_state(deliver_after_s=2.0)
+    message_id = payload(send(state, {"to": A, "body": "x"}))["data"][0]["message_id"]
+    early = status_of(state, [message_id], now=NOW + 1.9, endpoint="messages")
+    late = status_of(state, [message_id], now=NOW + 2.0, endpoint="messages")
+    assert early == {
+        "data": [{"campaign_id": message_id, "status": "Sent", "status_details": "SENT"}],
+        "error": {},
+    }
+    assert late["data"][0] == {
+        "campaign_id": message_id,
+        "status": "Delivered",
+        "status_details": "DELIVERED",
+    }
+
+
+def test_failing_numbers_show_notsent_at_once_and_undelivered_later() -> None:
+    """...0000 is NotSent/KLR-INV-NUMBER at once; ...9999 goes Sent -> UnDelivered/ABSENT-SUB."""
+    state = make_state()
+    data = payload(send(state, {"to": "+919876540000,+919876549999", "body": "x"}))["data"]
+    ids = [d["message_id"] for d in data]
+    early = status_of(state, ids, now=NOW)["data"]
+    late = status_of(state, ids, now=NOW + 60)["data"]
+    assert [(e["status"], e["status_details"]) for e in early] == [
+        ("NotSent", "KLR-INV-NUMBER"),
+        ("Sent", "SENT"),
+    ]
+    assert [(e["status"], e["status_details"]) for e in late] == [
+        ("NotSent", "KLR-INV-NUMBER"),
+        ("UnDelivered", "ABSENT-SUB"),
+    ]
+    assert [e["message_id"] for e in late] == ids
+
+
+def test_unknown_ids_are_notfound_entries() -> None:
+    """Ids the sandbox never issued (or an index past the request's count) are NotFound."""
+    state = make_state()
+    request_id = payload(send(state, {"to": A, "body": "x"}))["id"]
+    entries = status_of(state, ["nope:1", f"{request_id}:2", request_id], now=NOW)["data"]
+    assert [e["status"] for e in entries] == ["NotFound"] * 3
+    assert {e["status_details"] for e in entries} == {"MESSAGE-NOT-FOUND"}
+
+
+def test_status_forgets_the_oldest_requests_past_capacity() -> None:
+    """Only the last status_capacity requests are remembered."""
+    state = make_state(status_capacity=1)
+    first = payload(send(state, {"to": A, "body": "x"}))["data"][0]["message_id"]
+    second = payload(send(state, {"to": A, "body": "x"}))["data"][0]["message_id"]
+    entries = status_of(state, [first, second], now=NOW)["data"]
+    assert [e["status"] for e in entries] == ["NotFound", "Sent"]
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        pytest.param("", "E420", id="missing"),
+        pytest.param("message_ids=", "E420", id="empty"),
+        pytest.param("message_ids=" + ",".join(f"a:{i}" for i in range(101)), "E421", id="101"),
+    ],
+)
+def test_status_argument_errors(query: str, code: str) -> None:
+    """A status call needs 1 to 100 message_ids."""
+    response = call(make_state(), "GET", f"/v1/{DEFAULT_SID}/sms/status", query=query)
+    assert (response.status, payload(response)["code"]) == (400, code)
+
+
+# -- sender IDs ------------------------------------------------------------------------------------
+
+SENDER_PATH = f"/v1/{DEFAULT_SID}/sms/sender"
+
+
+def sender_item(name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "sender": name,
+        "description": "d",
+        "iso_code": "in",
+        "entity_id": "123456789012",
+        **extra,
+    }
+
+
+def test_create_senders_answers_msg106() -> None:
+    """Valid sender IDs are created: 200 MSG106 with the created items."""
+    state = make_state()
+    response = call(state, "POST", SENDER_PATH, body={"data": [sender_item("ADPAIX")]})
+    assert response.status == 200
+    body = payload(response)
+    assert (body["code"], body["message"], body["error"]) == (
+        "MSG106",
+        "Sender ID(s) created successfully",
+        {},
+    )
+    assert [item["sender"] for item in body["data"]] == ["ADPAIX"]
+
+
+def test_create_senders_is_all_or_nothing_with_reasons() -> None:
+    """One bad item fails the call with MSG134 and a reason per bad item; nothing is created."""
+    state = make_state()
+    assert call(state, "POST", SENDER_PATH, body={"data": [sender_item("TAKENX")]}).status == 200
+    items = [
+        sender_item("GOODXX"),
+        sender_item("AB"),
+        sender_item("takenx"),
+        sender_item("ISOBAD", iso_code="ind"),
+        sender_item("ENTBAD", entity_id="12"),
+        "not-an-object",
+        sender_item("DUPDUP"),
+        sender_item("DUPDUP"),
+    ]
+    response = call(state, "POST", SENDER_PATH, body={"data": items})
+    body = payload(response)
+    assert (response.status, body["code"], body["data"]) == (400, "MSG134", [])
+    assert [(e["index"], e["reason"]) for e in body["error"]] == [
+        (1, "sender must be exactly 6 letters or digits"),
+        (2, "duplicate sender ID"),
+        (3, "iso_code must be a 2-letter country code"),
+        (4, "entity_id must be 12 to 30 digits"),
+        (5, "each item must be an object"),
+        (7, "duplicate sender ID"),
+    ]
+    # GOODXX was not created: creating it now succeeds.
+    assert call(state, "POST", SENDER_PATH, body={"data": [sender_item("GOODXX")]}).status == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "code"),
+    [
+        pytest.param(
+            "POST",
+            {"data": [sender_item(f"S{i:05d}") for i in range(5001)]},
+            "RBC192",
+            id="create-5001",
+        ),
+        pytest.param("POST", {"data": []}, "E400", id="create-empty"),
+        pytest.param("POST", [1], "E400", id="create-not-object"),
+        pytest.param(
+            "DELETE", {"sender": [f"S{i:05d}" for i in range(101)]}, "RBC192", id="delete-101"
+        ),
+        pytest.param("DELETE", {"sender": []}, "E400", id="delete-empty"),
+        pytest.param("DELETE", {"sender": ["NOSUCH"]}, "MSG134", id="delete-unknown"),
+    ],
+)
+def test_sender_call_errors(method: str, body: Any, code: str) -> None:
+    """Too many items is RBC192, a malformed body E400, deleting an unknown sender MSG134."""
+    response = call(make_state(), method, SENDER_PATH, body=body)
+    assert (response.status, payload(response)["code"]) == (400, code)
+
+
+def test_create_5000_senders_is_allowed() -> None:
+    """Exactly 5000 sender IDs per create call pass."""
+    items = [sender_item(f"S{i:05d}") for i in range(5000)]
+    assert call(make_state(), "POST", SENDER_PATH, body={"data": items}).status == 200
+
+
+def test_delete_senders_answers_msg108_exactly() -> None:
+    """Deleting known senders answers 200 with Kaleyra's documented MSG108 body."""
+    state = make_state()
+    call(state, "POST", SENDER_PATH, body={"data": [sender_item("ADPAIX"), sender_item("JSONSX")]})
+    response = call(
+        state, "DELETE", f"/v1/{DEFAULT_SID}/messages/sender", body={"sender": ["ADPAIX", "JSONSX"]}
+    )
+    assert response.status == 200
+    assert payload(response) == {
+        "code": "MSG108",
+        "message": "Sender ID(s) deleted successfully",
+        "data": [],
+        "error": {},
+    }
+    again = call(state, "DELETE", SENDER_PATH, body={"sender": ["ADPAIX"]})
+    assert payload(again)["code"] == "MSG134"
+
+
+# -- control surface -------------------------------------------------------------------------------
+
+
+def test_stats_counts_statuses_recipients_and_the_busiest_second() -> None:
+    """GET /_sandbox/stats reports totals, per-status counts, recipients and the sliding max."""
+    state = make_state()
+    for offset in (0.0, 0.5, 0.9, 1.5, 2.6):
+        send(state, ok_fields(), now=NOW + offset)
+    send(state, {"to": A}, now=NOW + 3.0)
+    stats = payload(call(state, "GET", "/_sandbox/stats"))
+    assert stats["requests_total"] == 6
+    assert stats["by_status"] == {"202": 5, "400": 1}
+    assert (stats["accepted_requests"], stats["accepted_recipients"]) == (5, 10)
+    assert stats["max_requests_in_1s"] == 3
+    assert stats["mean_rate_per_s"] == pytest.approx(5 / 3.0)
+
+
+def test_control_calls_are_not_counted() -> None:
+    """Requests to /_sandbox/ do not show up in the stats."""
+    state = make_state()
+    call(state, "GET", "/_sandbox/stats")
+    assert state.stats.requests_total == 0
+
+
+def test_reset_forgets_everything_but_the_config() -> None:
+    """POST /_sandbox/reset clears stats, ledger memory, senders and issued ids."""
+    state = make_state()
+    message_id = payload(send(state, ok_fields()))["data"][0]["message_id"]
+    call(state, "POST", SENDER_PATH, body={"data": [sender_item("ADPAIX")]})
+    assert payload(call(state, "POST", "/_sandbox/reset")) == {"reset": True}
+    assert state.ledger_records() == []
+    assert state.stats.requests_total == 0
+    assert status_of(state, [message_id], now=NOW)["data"][0]["status"] == "NotFound"
+    assert call(state, "POST", SENDER_PATH, body={"data": [sender_item("ADPAIX")]}).status == 200
+
+
+def test_ledger_endpoint_returns_records_or_409_when_not_kept() -> None:
+    """GET /_sandbox/ledger lists records, or 409 E005 when keep_in_memory is off."""
+    state = make_state()
+    send(state, ok_fields())
+    assert [r["recipient"] for r in payload(call(state, "GET", "/_sandbox/ledger"))["records"]] == [
+        A,
+        B,
+    ]
+    lean = make_state(keep_in_memory=False)
+    assert send(lean, ok_fields()).acceptance is not None
+    assert lean.ledger_records() == []
+    response = call(lean, "GET", "/_sandbox/ledger")
+    assert (response.status, payload(response)["code"]) == (409, "E005")
+
+
+def test_config_endpoint_never_shows_the_api_key() -> None:
+    """GET /_sandbox/config describes the sandbox without its key."""
+    state = SandboxState(dataclasses.replace(SandboxConfig(), api_key="s3cret-value"))
+    response = call(state, "GET", "/_sandbox/config")
+    assert payload(response)["sid"] == DEFAULT_SID
+    assert b"s3cret" not in response.body
+    assert "s3cret" not in repr(state.config)
+
+
+def test_fault_draw_uses_one_random_number_per_request() -> None:
+    """The fault of request n is FaultSpec.pick of the seed's n-th random number."""
+    spec = FaultSpec((("503", 0.5),))
+    state = make_state(faults=spec)
+    rng = random.Random(7)
+    expected = [503 if spec.pick(rng.random()) else 202 for _ in range(20)]
+    assert [send(state, ok_fields()).status for _ in range(20)] == expected
