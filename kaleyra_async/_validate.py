@@ -1,0 +1,520 @@
+"""Field rules from the Kaleyra SMS API spec, checked before any request is made (pure).
+
+Every function returns the normalised value (or None) and raises
+``ValidationError(field, rule, reason)`` naming the field and a stable rule name, so that a
+result record can say exactly what was wrong. Where the spec is silent the stricter, safer
+reading is taken and written down next to the rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final, TypeVar
+
+from ._exceptions import ValidationError
+from ._models import Message, SenderId
+from ._phone import is_e164
+
+__all__ = [
+    "DEFAULT_TYPES",
+    "MAX_BODY_CHARS",
+    "MAX_RECIPIENTS",
+    "MAX_REF_CUSTOM_CHARS",
+    "MAX_REF_CUSTOM_VALUES",
+    "MAX_SENDER_IDS_PER_CREATE",
+    "MAX_SENDER_IDS_PER_DELETE",
+    "MAX_TEMPLATE_VALUE_CHARS",
+    "MIN_SCHEDULE_LEAD",
+    "SCHEDULE_HORIZON_MONTHS",
+    "TYPES_BY_POD",
+    "chunked",
+    "validate_body",
+    "validate_flash",
+    "validate_message",
+    "validate_recipients",
+    "validate_ref_custom",
+    "validate_sender",
+    "validate_sender_id",
+    "validate_sender_ids",
+    "validate_sender_names",
+    "validate_template_data",
+    "validate_template_id",
+    "validate_time",
+    "validate_type",
+    "validate_unicode",
+]
+
+T = TypeVar("T")
+
+#: Recipients per send request (``/sms`` and ``/messages``).
+MAX_RECIPIENTS: Final = 100
+#: Longest body, in characters (Python code points); Kaleyra answers E401 beyond it.
+MAX_BODY_CHARS: Final = 4000
+#: Sender IDs per create call; more are split with :func:`chunked`.
+MAX_SENDER_IDS_PER_CREATE: Final = 5000
+#: Sender IDs per delete call; more are split with :func:`chunked`.
+MAX_SENDER_IDS_PER_DELETE: Final = 100
+MAX_TEMPLATE_VALUE_CHARS: Final = 30
+MAX_REF_CUSTOM_VALUES: Final = 5
+MAX_REF_CUSTOM_CHARS: Final = 50
+#: A scheduled message must be at least this far after the request...
+MIN_SCHEDULE_LEAD: Final = timedelta(minutes=15)
+#: ...and at most this many calendar months after it.
+SCHEDULE_HORIZON_MONTHS: Final = 3
+
+#: Message types on the pods other than IN.
+DEFAULT_TYPES: Final = ("OTP", "DEFAULT")
+#: Message types each pod accepts; India's DLT rules add transactional and promotional types.
+TYPES_BY_POD: Final[Mapping[str, tuple[str, ...]]] = types.MappingProxyType(
+    {
+        "IN": ("OTP", "TXN", "TXND", "MKT"),
+        "SG": DEFAULT_TYPES,
+        "EU": DEFAULT_TYPES,
+        "NA": DEFAULT_TYPES,
+    }
+)
+
+_TEMPLATE_ID: Final = re.compile(r"[0-9]{12,30}")
+_ENTITY_ID: Final = _TEMPLATE_ID
+_DIGITS_15: Final = re.compile(r"[0-9]{1,15}")
+_LETTERS_6: Final = re.compile(r"[A-Za-z]{6}")
+_DIGITS_6: Final = re.compile(r"[0-9]{6}")
+_ALNUM_11: Final = re.compile(r"[A-Za-z0-9]{1,11}")
+_ISO_CODE: Final = re.compile(r"[A-Za-z]{2}")
+_TRUE: Final = frozenset({"1", "true"})
+_FALSE: Final = frozenset({"0", "false"})
+
+
+# -- message fields ------------------------------------------------------------------------------
+
+
+def validate_type(value: str, *, pod: str) -> str:
+    """Return the message type in upper case if ``pod`` accepts it.
+
+    Raises:
+        ValidationError: ``type`` / ``allowed_values``.
+    """
+    allowed = TYPES_BY_POD.get(pod.upper(), DEFAULT_TYPES)
+    normalised = value.strip().upper() if isinstance(value, str) else ""
+    if normalised not in allowed:
+        raise ValidationError(
+            "type",
+            "allowed_values",
+            f"{value!r} is not a message type of the {pod.upper()} pod "
+            f"(one of {', '.join(allowed)})",
+        )
+    return normalised
+
+
+def validate_sender(value: str, *, pod: str) -> str:
+    """Return the sender (the ``sender``/``from`` field) if it has the shape ``pod`` allows.
+
+    The spec says "6 letters for India DLT; numeric for two-way numbers". Read as:
+
+    * IN pod: a DLT header of exactly 6 letters (upper-cased, as DLT headers are registered),
+      or a numeric sender of 1-15 digits (a two-way or long-code number, without "+");
+    * other pods: an alphanumeric sender ID of 1-11 letters and digits (case kept: it is shown
+      to the recipient as written), or a numeric sender of 1-15 digits.
+
+    Raises:
+        ValidationError: ``sender`` / ``format``.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if pod.upper() == "IN":
+        if _LETTERS_6.fullmatch(text):
+            return text.upper()
+        if _DIGITS_15.fullmatch(text):
+            return text
+        expected = "exactly 6 letters (a DLT header) or up to 15 digits (a numeric sender)"
+    else:
+        if _ALNUM_11.fullmatch(text) or _DIGITS_15.fullmatch(text):
+            return text
+        expected = "1-11 letters and digits (a sender ID) or up to 15 digits (a numeric sender)"
+    raise ValidationError(
+        "sender", "format", f"{value!r} is not a valid sender on the {pod.upper()} pod: {expected}"
+    )
+
+
+def validate_unicode(value: str | int | None) -> str | None:
+    """Return the ``unicode`` parameter as "AUTO", "0" or "1"; None or "" leave it out.
+
+    Accepts any case of "auto", the strings "0"/"1", the ints 0/1 and booleans.
+
+    Raises:
+        ValidationError: ``unicode`` / ``allowed_values``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    text = str(value).strip().upper()
+    if text == "":
+        return None
+    if text in ("AUTO", "0", "1"):
+        return text
+    raise ValidationError("unicode", "allowed_values", f"{value!r} is not one of AUTO, 0, 1")
+
+
+def validate_flash(value: str | int | bool | None) -> bool:
+    """Return the ``flash`` flag; accepts booleans, 0/1 and (any case) "0", "1", "true", "false".
+
+    None and "" mean not flash.
+
+    Raises:
+        ValidationError: ``flash`` / ``allowed_values``.
+    """
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE or text == "":
+        return False
+    raise ValidationError("flash", "allowed_values", f"{value!r} is not one of 0, 1, true, false")
+
+
+def validate_time(value: str, *, now: datetime) -> str:
+    """Return a scheduled send time, normalised to ISO-8601 seconds with its UTC offset.
+
+    The spec: ISO-8601 with a UTC offset, at least 15 minutes after the request and within 3
+    months of it. Read as: ``now + 15 min <= time <= now + 3 calendar months``, where 3 calendar
+    months is the same day and time three months on, clamped to the month's last day (30 Nov ->
+    28/29 Feb). ``now`` is the time the run starts; a run that takes longer than the margin you
+    leave above 15 minutes can still reach Kaleyra too late, so schedule with room to spare.
+    Fractions of a second are dropped. "Z" is accepted for UTC.
+
+    Args:
+        value: e.g. "2024-07-13T12:58:00+04:30".
+        now: the current time, timezone-aware (injected so that tests are deterministic).
+
+    Raises:
+        ValidationError: ``time`` / ``format``, ``timezone_required``, ``too_soon`` or
+            ``too_late``.
+        ValueError: ``now`` is naive.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except (ValueError, AttributeError, TypeError):
+        raise ValidationError(
+            "time", "format", f"{value!r} is not an ISO-8601 date and time"
+        ) from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValidationError(
+            "time",
+            "timezone_required",
+            f"{value!r} has no UTC offset; write it like 2024-07-13T12:58:00+05:30",
+        )
+    earliest = now + MIN_SCHEDULE_LEAD
+    if when < earliest:
+        raise ValidationError(
+            "time",
+            "too_soon",
+            f"{value!r} is less than 15 minutes after now ({_iso(now)})",
+        )
+    latest = _add_months(now.astimezone(UTC), SCHEDULE_HORIZON_MONTHS)
+    if when > latest:
+        raise ValidationError(
+            "time",
+            "too_late",
+            f"{value!r} is more than {SCHEDULE_HORIZON_MONTHS} months after now ({_iso(now)})",
+        )
+    return _iso(when)
+
+
+def validate_body(body: str | None, *, template_id: str | None) -> None:
+    """Check the body: required unless there is a template id, at most 4000 characters.
+
+    A body of only whitespace counts as missing. Length is counted in characters (code points);
+    Kaleyra does not say how it counts, and emoji are rare in bodies this long.
+
+    Raises:
+        ValidationError: ``body`` / ``required`` or ``max_length`` (Kaleyra's E401).
+    """
+    if body is None or body.strip() == "":
+        if not template_id:
+            raise ValidationError("body", "required", "is required when there is no template_id")
+        return
+    if len(body) > MAX_BODY_CHARS:
+        raise ValidationError(
+            "body",
+            "max_length",
+            f"has {len(body)} characters; at most {MAX_BODY_CHARS} are allowed (E401)",
+        )
+
+
+def validate_template_id(value: str) -> str:
+    """Return a DLT template id: 12 to 30 digits.
+
+    Raises:
+        ValidationError: ``template_id`` / ``format``.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if _TEMPLATE_ID.fullmatch(text) is None:
+        raise ValidationError("template_id", "format", f"{value!r} is not 12 to 30 digits")
+    return text
+
+
+def validate_template_data(
+    pairs: Mapping[str, str] | Iterable[tuple[str, str]],
+) -> tuple[tuple[str, str], ...]:
+    """Return template variables as ordered ``(name, value)`` pairs, each value <= 30 characters.
+
+    Raises:
+        ValidationError: ``template_data`` / ``name_required`` or ``duplicate``;
+            ``template_data.<name>`` / ``type`` or ``max_length``.
+    """
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    result: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for name, value in items:
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError("template_data", "name_required", "a variable has no name")
+        if name in seen:
+            raise ValidationError("template_data", "duplicate", f"{name!r} is given twice")
+        seen.add(name)
+        field = f"template_data.{name}"
+        if not isinstance(value, str):
+            raise ValidationError(field, "type", f"must be a string, not {type(value).__name__}")
+        if len(value) > MAX_TEMPLATE_VALUE_CHARS:
+            raise ValidationError(
+                field,
+                "max_length",
+                f"has {len(value)} characters; at most {MAX_TEMPLATE_VALUE_CHARS} are allowed",
+            )
+        result.append((name, value))
+    return tuple(result)
+
+
+def validate_ref_custom(values: Iterable[str] | str) -> tuple[str, ...]:
+    """Return the ``ref_custom`` values: at most 5, each at most 50 characters.
+
+    A single string is one value (not a sequence of characters).
+
+    Raises:
+        ValidationError: ``ref_custom`` / ``max_items``; ``ref_custom[i]`` / ``type`` or
+            ``max_length``.
+    """
+    items = (values,) if isinstance(values, str) else tuple(values)
+    if len(items) > MAX_REF_CUSTOM_VALUES:
+        raise ValidationError(
+            "ref_custom",
+            "max_items",
+            f"has {len(items)} values; at most {MAX_REF_CUSTOM_VALUES} are allowed",
+        )
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ValidationError(f"ref_custom[{i}]", "type", "must be a string")
+        if len(item) > MAX_REF_CUSTOM_CHARS:
+            raise ValidationError(
+                f"ref_custom[{i}]",
+                "max_length",
+                f"has {len(item)} characters; at most {MAX_REF_CUSTOM_CHARS} are allowed",
+            )
+    return items
+
+
+def validate_recipients(recipients: Sequence[str], *, message_type: str) -> None:
+    """Check the recipients of one request: 1 to 100 E.164 numbers, exactly 1 for OTP.
+
+    Numbers must already be normalised (see ``PhoneNormalizer``); only their shape is checked.
+
+    Raises:
+        ValidationError: ``to`` / ``required``, ``max_recipients`` or ``otp_single_recipient``
+            (Kaleyra's E404); ``to[i]`` / ``format``.
+    """
+    count = len(recipients)
+    if count == 0:
+        raise ValidationError("to", "required", "at least one recipient is required")
+    if message_type.upper() == "OTP" and count != 1:
+        raise ValidationError(
+            "to",
+            "otp_single_recipient",
+            f"an OTP request takes exactly one recipient, not {count} (E404)",
+        )
+    if count > MAX_RECIPIENTS:
+        raise ValidationError(
+            "to",
+            "max_recipients",
+            f"has {count} recipients; at most {MAX_RECIPIENTS} per request",
+        )
+    for i, number in enumerate(recipients):
+        if not isinstance(number, str) or not is_e164(number):
+            raise ValidationError(
+                f"to[{i}]", "format", f"{number!r} is not an E.164 number like +919876543210"
+            )
+
+
+def validate_message(message: Message, *, pod: str, now: datetime | None = None) -> Message:
+    """Run every field rule on ``message`` and return its normalised copy.
+
+    Empty strings in the optional fields (``sender``, ``template_id``, ``unicode``, ``time``)
+    mean "not given" and become None. ``time`` is only checked when set.
+
+    Args:
+        message: the message to check.
+        pod: "IN", "SG", "EU" or "NA": the message types and sender shapes depend on it.
+        now: the current time for the ``time`` rule; default ``datetime.now(UTC)``.
+
+    Raises:
+        ValidationError: the first rule the message breaks.
+    """
+    message_type = validate_type(message.type, pod=pod)
+    sender = _blank_to_none(message.sender)
+    template_id = _blank_to_none(message.template_id)
+    time = _blank_to_none(message.time)
+    if template_id is not None:
+        template_id = validate_template_id(template_id)
+    validate_body(message.body, template_id=template_id)
+    return dataclasses.replace(
+        message,
+        type=message_type,
+        sender=None if sender is None else validate_sender(sender, pod=pod),
+        template_id=template_id,
+        template_data=validate_template_data(message.template_data),
+        unicode=validate_unicode(message.unicode),
+        flash=validate_flash(message.flash),
+        time=None if time is None else validate_time(time, now=now or datetime.now(UTC)),
+        ref_custom=validate_ref_custom(message.ref_custom),
+    )
+
+
+# -- sender IDs ----------------------------------------------------------------------------------
+
+
+def validate_sender_id(item: SenderId, *, index: int) -> SenderId:
+    """Return a normalised sender ID to register; fields are named ``senders[<index>].<field>``.
+
+    * ``iso_code``: two letters, lower-cased.
+    * ``sender``: for India ("in") a DLT header of exactly 6 letters or 6 digits (the sandbox,
+      like Kaleyra, answers MSG134 otherwise), upper-cased; elsewhere 1-11 letters and digits or
+      up to 15 digits.
+    * ``entity_id`` (the DLT principal entity id): 12-30 digits when given; "" means not given.
+      The spec does not say it is required for India, so it is not enforced.
+
+    Raises:
+        ValidationError: ``senders[i].iso_code`` / ``format``, ``senders[i].sender`` /
+            ``format``, ``senders[i].entity_id`` / ``format``.
+    """
+    prefix = f"senders[{index}]"
+    iso_code = item.iso_code.strip() if isinstance(item.iso_code, str) else ""
+    if _ISO_CODE.fullmatch(iso_code) is None:
+        raise ValidationError(
+            f"{prefix}.iso_code", "format", f"{item.iso_code!r} is not a two-letter country code"
+        )
+    iso_code = iso_code.lower()
+    sender = item.sender.strip() if isinstance(item.sender, str) else ""
+    if iso_code == "in":
+        if _LETTERS_6.fullmatch(sender) is None and _DIGITS_6.fullmatch(sender) is None:
+            raise ValidationError(
+                f"{prefix}.sender",
+                "format",
+                f"{item.sender!r} is not an Indian DLT header: exactly 6 letters or 6 digits",
+            )
+        sender = sender.upper()
+    elif _ALNUM_11.fullmatch(sender) is None and _DIGITS_15.fullmatch(sender) is None:
+        raise ValidationError(
+            f"{prefix}.sender",
+            "format",
+            f"{item.sender!r} is not 1-11 letters and digits or up to 15 digits",
+        )
+    entity_id = _blank_to_none(item.entity_id)
+    if entity_id is not None and _ENTITY_ID.fullmatch(entity_id) is None:
+        raise ValidationError(
+            f"{prefix}.entity_id", "format", f"{item.entity_id!r} is not 12 to 30 digits"
+        )
+    return dataclasses.replace(item, sender=sender, iso_code=iso_code, entity_id=entity_id)
+
+
+def validate_sender_ids(items: Iterable[SenderId]) -> list[SenderId]:
+    """Validate sender IDs to create; at least one, no sender twice (after normalisation).
+
+    There is no upper bound here: split the result with ``chunked(result,
+    MAX_SENDER_IDS_PER_CREATE)``.
+
+    Raises:
+        ValidationError: ``senders`` / ``required``; ``senders[i].sender`` / ``duplicate``; or
+            any rule of :func:`validate_sender_id`.
+    """
+    result: list[SenderId] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        checked = validate_sender_id(item, index=index)
+        if checked.sender in seen:
+            raise ValidationError(
+                f"senders[{index}].sender",
+                "duplicate",
+                f"{checked.sender!r} is already senders[{seen[checked.sender]}]",
+            )
+        seen[checked.sender] = index
+        result.append(checked)
+    if not result:
+        raise ValidationError("senders", "required", "at least one sender ID is required")
+    return result
+
+
+def validate_sender_names(names: Iterable[str] | str) -> list[str]:
+    """Validate sender names to delete: stripped, non-empty; repeats are dropped.
+
+    No shape rule applies: a name registered under older rules must still be deletable. Asking
+    twice to delete one name has one meaning, so repeats are removed (first one kept) rather
+    than refused. A single string is one name.
+
+    There is no upper bound here: split the result with ``chunked(result,
+    MAX_SENDER_IDS_PER_DELETE)``.
+
+    Raises:
+        ValidationError: ``senders`` / ``required``; ``senders[i]`` / ``required``.
+    """
+    items = (names,) if isinstance(names, str) else names
+    result: dict[str, None] = {}
+    for index, name in enumerate(items):
+        text = name.strip() if isinstance(name, str) else ""
+        if not text:
+            raise ValidationError(f"senders[{index}]", "required", "a sender name is empty")
+        result.setdefault(text, None)
+    if not result:
+        raise ValidationError("senders", "required", "at least one sender name is required")
+    return list(result)
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Yield consecutive slices of ``items`` of at most ``size`` elements (none when empty).
+
+    Raises:
+        ValueError: ``size`` < 1.
+    """
+    if size < 1:
+        raise ValueError("size must be >= 1")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    return text or None
+
+
+def _iso(when: datetime) -> str:
+    return when.replace(microsecond=0).isoformat()
+
+
+def _add_months(when: datetime, months: int) -> datetime:
+    """The same day and time ``months`` later, on the month's last day if that day is missing."""
+    month_index = when.month - 1 + months
+    year, month = when.year + month_index // 12, month_index % 12 + 1
+    next_month = datetime(year + month // 12, month % 12 + 1, 1)
+    last_day = (next_month - timedelta(days=1)).day
+    return when.replace(year=year, month=month, day=min(when.day, last_day))
