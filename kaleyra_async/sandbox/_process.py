@@ -3,7 +3,7 @@
 ``SandboxProcess`` starts ``python -m kaleyra_async sandbox --port 0 ...``, reads the
 "sandbox listening on <url> (sid <SID>)" line, and sends SIGTERM on exit (SIGKILL if the child
 does not stop in time). It works as a sync (``with``) and an async (``async with``) context
-manager.
+manager; the async one runs the blocking start and stop in a worker thread.
 """
 
 from __future__ import annotations
@@ -92,7 +92,6 @@ class SandboxProcess:
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._popen: subprocess.Popen[bytes] | None = None
-        self._aproc: asyncio.subprocess.Process | None = None
         self._base_url: str | None = None
         self._sid: str | None = None
         #: The child's exit code once stopped.
@@ -117,7 +116,7 @@ class SandboxProcess:
 
     @property
     def pid(self) -> int:
-        proc = self._popen or self._aproc
+        proc = self._popen
         if proc is None:
             raise RuntimeError("the sandbox process is not started")
         return proc.pid
@@ -142,7 +141,7 @@ class SandboxProcess:
 
     def start(self) -> None:
         """Start the child and wait for its URL line."""
-        if self._popen is not None or self._aproc is not None:
+        if self._popen is not None:
             raise RuntimeError("already started")
         self._popen = subprocess.Popen(self.command, stdout=subprocess.PIPE)
         stdout = self._popen.stdout
@@ -157,7 +156,7 @@ class SandboxProcess:
         """SIGTERM the child, wait for it (SIGKILL after ``stop_timeout_s``); its exit code."""
         proc = self._popen
         if proc is None:
-            raise RuntimeError("not started with start()")
+            raise RuntimeError("not started")
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -178,41 +177,16 @@ class SandboxProcess:
         self.stop()
 
     # -- async --
+    # The blocking calls run in a worker thread: asyncio's child watchers misreport exit codes
+    # of children that die fast (3.11), and startup/shutdown are far from any hot path.
 
     async def astart(self) -> None:
         """Start the child and wait for its URL line, without blocking the loop."""
-        if self._popen is not None or self._aproc is not None:
-            raise RuntimeError("already started")
-        self._aproc = await asyncio.create_subprocess_exec(
-            *self.command, stdout=asyncio.subprocess.PIPE
-        )
-        assert self._aproc.stdout is not None
-        try:
-            async with asyncio.timeout(self.startup_timeout_s):
-                line = await self._aproc.stdout.readline()
-            if not line:
-                raise RuntimeError("the sandbox exited before it was listening")
-            self._found_line(line)
-        except BaseException:
-            await self.astop()
-            raise
+        await asyncio.to_thread(self.start)
 
     async def astop(self) -> int:
         """SIGTERM the child and wait for it (SIGKILL after ``stop_timeout_s``)."""
-        proc = self._aproc
-        if proc is None:
-            raise RuntimeError("not started with astart()")
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(self.stop_timeout_s):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        assert proc.returncode is not None
-        self.returncode = proc.returncode
-        return proc.returncode
+        return await asyncio.to_thread(self.stop)
 
     async def __aenter__(self) -> SandboxProcess:
         await self.astart()
