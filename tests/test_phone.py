@@ -1,0 +1,251 @@
+"""Phone-number normalisation to E.164: accepted formats, the national-number rule, the cache."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import phonenumbers
+import pytest
+
+from kaleyra_async._exceptions import ValidationError
+from kaleyra_async._phone import PhoneNormalizer, is_e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("+919876543210", "+919876543210", id="e164"),
+        pytest.param("  +919876543210\n", "+919876543210", id="surrounding-whitespace"),
+        pytest.param("+91 98765 43210", "+919876543210", id="spaces"),
+        pytest.param("+91-98765-43210", "+919876543210", id="dashes"),
+        pytest.param("+91.98765.43210", "+919876543210", id="dots"),
+        pytest.param("+1 (415) 555-2671", "+14155552671", id="parentheses"),
+        pytest.param("(+91) 98765/43210", "+919876543210", id="plus-inside-parentheses"),
+        pytest.param("+91\u00a098765\u201343210", "+919876543210", id="nbsp-and-en-dash"),
+        pytest.param("0091 98765 43210", "+919876543210", id="00-international-prefix"),
+        pytest.param("+44 (0)7911 123456", "+447911123456", id="trunk-zero-after-country-code"),
+        pytest.param("+447911123456", "+447911123456", id="uk-mobile"),
+        pytest.param("+6581234567", "+6581234567", id="singapore-mobile"),
+        pytest.param("+390612345678", "+390612345678", id="italian-leading-zero-kept"),
+    ],
+)
+def test_international_input_is_normalised(raw: str, expected: str) -> None:
+    """International numbers in common human formats become E.164, with or without a default."""
+    assert PhoneNormalizer()(raw) == expected
+    assert PhoneNormalizer("+1")(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "raw", "expected"),
+    [
+        pytest.param("+91", "9876543210", "+919876543210", id="in-national"),
+        pytest.param("+91", "98765 43210", "+919876543210", id="in-national-formatted"),
+        pytest.param("+91", "09876543210", "+919876543210", id="in-trunk-prefix"),
+        pytest.param("+91", "919876543210", "+919876543210", id="in-country-code-without-plus"),
+        pytest.param("+1", "(415) 555-2671", "+14155552671", id="us-national"),
+        pytest.param("+1", "1 415 555 2671", "+14155552671", id="us-with-trunk-1"),
+        pytest.param("+1", "011 44 7911 123456", "+447911123456", id="us-idd-011"),
+        pytest.param("+44", "07911 123456", "+447911123456", id="uk-trunk-zero"),
+        pytest.param("+65", "8123 4567", "+6581234567", id="sg-national"),
+    ],
+)
+def test_national_numbers_take_the_default_prefix(prefix: str, raw: str, expected: str) -> None:
+    """Without "+" or "00" a number is national and is read in the default prefix's country."""
+    assert PhoneNormalizer(prefix)(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("9876543210", id="national"),
+        pytest.param("919876543210", id="country-code-without-plus"),
+        pytest.param("4155552671", id="us-national-that-is-also-a-swiss-prefix"),
+        pytest.param("09876543210", id="trunk-prefix"),
+    ],
+)
+def test_digits_without_plus_are_rejected_without_a_default_prefix(raw: str) -> None:
+    """With no default prefix, digits without "+"/"00" are never guessed to be international."""
+    with pytest.raises(ValidationError) as info:
+        PhoneNormalizer()(raw)
+    assert (info.value.field, info.value.rule) == ("to", "missing_country_code")
+    assert "country code" in info.value.reason
+    assert "default country prefix" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("prefix", "raw", "rule"),
+    [
+        pytest.param(None, "", "empty", id="empty"),
+        pytest.param(None, "   ", "empty", id="blank"),
+        pytest.param(None, "abc", "not_a_number", id="letters"),
+        pytest.param(None, "+91 98765 43210 ext. 5", "not_a_number", id="extension"),
+        pytest.param(None, "tel:+919876543210", "not_a_number", id="tel-uri"),
+        pytest.param(None, "1-800-FLOWERS", "not_a_number", id="vanity"),
+        pytest.param(None, "+91 98765+43210", "not_a_number", id="plus-in-the-middle"),
+        pytest.param(None, "+９１９８７６５４３２１０", "not_a_number", id="fullwidth-digits"),
+        pytest.param(None, "+" + "9" * 16, "too_long", id="16-digits"),
+        pytest.param(None, "+9" + " " * 70, "too_long", id="longer-than-64-chars"),
+        pytest.param(None, "+12345", "too_short", id="5-digits"),
+        pytest.param(None, "+999123456789", "unknown_country_code", id="unassigned-code"),
+        pytest.param(None, "+0123456789", "unknown_country_code", id="leading-zero"),
+        pytest.param(None, "+91123456789", "invalid_number", id="invalid-for-india"),
+        pytest.param(None, "+1 555 123 4567", "invalid_number", id="invalid-for-nanp"),
+        pytest.param("+91", "12345", "invalid_number", id="short-national"),
+        pytest.param("+91", "1", "too_short", id="one-digit-national"),
+        pytest.param("+91", "9" * 19, "too_long", id="long-national"),
+        pytest.param("+1", "011", "too_short", id="idd-alone"),
+    ],
+)
+def test_rejections_name_field_and_rule(prefix: str | None, raw: str, rule: str) -> None:
+    """Every rejection is a ValidationError on field "to" with a specific rule."""
+    with pytest.raises(ValidationError) as info:
+        PhoneNormalizer(prefix)(raw)
+    assert (info.value.field, info.value.rule) == ("to", rule)
+    assert str(info.value).startswith("to: ")
+
+
+def test_invalid_number_reason_names_the_country() -> None:
+    """The reason for an invalid number says which country code it was checked against."""
+    with pytest.raises(ValidationError, match=r"\+91 \(IN\)"):
+        PhoneNormalizer()("+91123456789")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "rule"),
+    [
+        pytest.param("91", "format", id="no-plus"),
+        pytest.param("+", "format", id="plus-only"),
+        pytest.param("+9123", "format", id="four-digits"),
+        pytest.param("+0", "format", id="zero"),
+        pytest.param(" +91", "format", id="whitespace"),
+        pytest.param("", "format", id="empty"),
+        pytest.param("+999", "unknown_country_code", id="unassigned"),
+        pytest.param("+800", "unknown_country_code", id="non-geographic"),
+    ],
+)
+def test_bad_default_prefix_is_rejected(prefix: str, rule: str) -> None:
+    """default_prefix must be "+" and 1-3 digits naming a country's code."""
+    with pytest.raises(ValidationError) as info:
+        PhoneNormalizer(prefix)
+    assert (info.value.field, info.value.rule) == ("country_prefix", rule)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "region"),
+    [pytest.param("+91", "IN", id="in"), pytest.param("+1", "US", id="nanp"), (None, None)],
+)
+def test_default_prefix_sets_the_region(prefix: str | None, region: str | None) -> None:
+    """The region national numbers are parsed in is the prefix's main country."""
+    assert PhoneNormalizer(prefix).region == region
+
+
+def test_negative_cache_size_is_refused() -> None:
+    """cache_size must not be negative."""
+    with pytest.raises(ValueError, match="cache_size"):
+        PhoneNormalizer(cache_size=-1)
+
+
+def test_repeated_numbers_hit_the_cache() -> None:
+    """A repeated input is answered from the cache, failures included."""
+    normalize = PhoneNormalizer("+91")
+    for _ in range(3):
+        assert normalize("98765 43210") == "+919876543210"
+        with pytest.raises(ValidationError):
+            normalize("12345")
+    info = normalize.cache_info()
+    assert (info.hits, info.misses, info.currsize) == (4, 2, 2)
+
+
+def test_cache_is_bounded() -> None:
+    """The cache never holds more than cache_size inputs."""
+    normalize = PhoneNormalizer(cache_size=10)
+    for n in range(50):
+        normalize(f"+9198765{n:05d}")
+    assert normalize.cache_info().currsize == 10
+
+
+def test_cached_failure_raises_a_fresh_exception() -> None:
+    """Each call raises a new ValidationError, so tracebacks do not pile up on one instance."""
+    normalize = PhoneNormalizer()
+    errors = []
+    for _ in range(2):
+        with pytest.raises(ValidationError) as info:
+            normalize("abc")
+        errors.append(info.value)
+    assert errors[0] is not errors[1]
+    assert pickle.loads(pickle.dumps(errors[0])).rule == "not_a_number"
+
+
+def test_instances_have_separate_caches() -> None:
+    """Two normalizers with different prefixes do not share answers."""
+    assert PhoneNormalizer("+91")("9876543210") == "+919876543210"
+    with pytest.raises(ValidationError):
+        PhoneNormalizer()("9876543210")
+
+
+def _library(raw: str, region: str | None) -> str | None:
+    """The plain phonenumbers answer: parse, is_valid_number, format as E.164."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _ours(normalize: PhoneNormalizer, raw: str) -> str | None:
+    try:
+        return normalize(raw)
+    except ValidationError:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("prefix", "region", "country_code"),
+    [
+        pytest.param("+91", "IN", "91", id="in"),
+        pytest.param("+1", "US", "1", id="nanp"),
+        pytest.param("+44", "GB", "44", id="gb"),
+        pytest.param("+65", "SG", "65", id="sg"),
+        pytest.param("+39", "IT", "39", id="it"),
+    ],
+)
+def test_fast_paths_agree_with_phonenumbers(prefix: str, region: str, country_code: str) -> None:
+    """On random digit strings, the fast paths give exactly phonenumbers' parse/validate/format."""
+    rnd = random.Random(int(country_code))
+    normalize = PhoneNormalizer(prefix, cache_size=0)
+    checked = valid = 0
+    for _ in range(1500):
+        national = str(rnd.randint(6, 9)) + "".join(
+            rnd.choice("0123456789") for _ in range(rnd.randint(6, 11))
+        )
+        for raw in ("+" + country_code + national, national, "0" + national):
+            library = _library(raw, region)
+            assert _ours(normalize, raw) == library, raw
+            checked += 1
+            valid += library is not None
+    assert valid >= 100  # the sample holds many valid numbers, not only rejections
+    assert checked - valid >= 100  # and many invalid ones
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("+919876543210", True, id="india"),
+        pytest.param("+1234567", True, id="7-digits"),
+        pytest.param("+123456789012345", True, id="15-digits"),
+        pytest.param("+123456", False, id="6-digits"),
+        pytest.param("+1234567890123456", False, id="16-digits"),
+        pytest.param("919876543210", False, id="no-plus"),
+        pytest.param("+0123456789", False, id="leading-zero"),
+        pytest.param("+91 9876543210", False, id="space"),
+        pytest.param("+919876543210\n", False, id="trailing-newline"),
+        pytest.param("+٩١٩٨٧٦٥٤٣٢١٠", False, id="arabic-indic-digits"),
+        pytest.param("", False, id="empty"),
+    ],
+)
+def test_is_e164_is_a_shape_check(value: str, expected: bool) -> None:
+    """is_e164 accepts "+" and 7-15 ASCII digits not starting with 0, nothing else."""
+    assert is_e164(value) is expected
