@@ -1,0 +1,223 @@
+"""RequestLimiter: the pod rate is never exceeded, bulk can use all of it, OTP overtakes bulk.
+
+Every test runs on an event loop whose clock is virtual: when nothing is ready, the loop jumps
+to the next timer instead of sleeping, so rate tests take milliseconds and are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import selectors
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from kaleyra_async._ratelimit import RequestLimiter
+
+T = TypeVar("T")
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` only moves when the loop would otherwise sleep."""
+
+    def __init__(self) -> None:
+        super().__init__(selectors.SelectSelector())
+        self.now = 0.0
+        selector = self._selector  # type: ignore[attr-defined]
+        real_select = selector.select
+
+        def select(timeout: float | None = None) -> Any:
+            events = real_select(0)
+            if timeout is not None:
+                # Always move a little: like a real clock, and so that a timer set a rounding
+                # error into the future cannot make the loop spin at one instant forever.
+                self.now += max(timeout, 1e-9)
+            return events
+
+        selector.select = select
+
+    def time(self) -> float:
+        return self.now
+
+
+def run(coro: Coroutine[Any, Any, T]) -> tuple[T, VirtualClockLoop]:
+    loop = VirtualClockLoop()
+    try:
+        return loop.run_until_complete(coro), loop
+    finally:
+        loop.close()
+
+
+def max_in_window(times: list[float], window_s: float = 1.0) -> int:
+    """The most events in any half-open window [t, t + window_s)."""
+    times = sorted(times)
+    eps = 1e-9
+    return max(bisect.bisect_left(times, t + window_s - eps) - i for i, t in enumerate(times))
+
+
+async def _stamp_acquires(
+    limiter: RequestLimiter, n: int, *, otp: bool = False, recipients: int = 1
+) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(otp=otp, recipients=recipients)
+        times.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return times
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"),
+    [
+        pytest.param(100.0, 1, id="100rps-burst1"),
+        pytest.param(7.0, 1, id="7rps-burst1"),
+        pytest.param(50.0, 5, id="50rps-burst5"),
+    ],
+)
+def test_no_one_second_window_exceeds_the_rate(rate: float, burst: int) -> None:
+    """Any 1-second window sees at most rate + burst - 1 requests; the mean is the rate."""
+
+    async def main() -> list[float]:
+        limiter = RequestLimiter(rate, burst=burst)
+        return await _stamp_acquires(limiter, int(rate * 5))
+
+    times, _ = run(main())
+    assert max_in_window(times) <= rate + burst - 1
+    mean_rate = (len(times) - burst) / (max(times) - min(times))
+    assert mean_rate == pytest.approx(rate, rel=0.02)
+
+
+def test_bulk_alone_uses_the_whole_rate() -> None:
+    """With no OTP traffic, bulk requests get the full pod rate, not rate minus the OTP share."""
+
+    async def main() -> list[float]:
+        limiter = RequestLimiter(100.0, otp_share=0.5)
+        return await _stamp_acquires(limiter, 1000)
+
+    times, _ = run(main())
+    assert len(times) / max(times) >= 0.95 * 100
+
+
+def test_otp_alone_is_capped_at_its_share() -> None:
+    """A flood of OTP requests cannot take more than otp_share of the rate."""
+
+    async def main() -> list[float]:
+        limiter = RequestLimiter(100.0, otp_share=0.2)
+        return await _stamp_acquires(limiter, 100, otp=True)
+
+    times, _ = run(main())
+    assert max_in_window(times) <= 20
+    assert (len(times) - 1) / max(times) == pytest.approx(20, rel=0.02)
+
+
+def test_otp_overtakes_a_bulk_backlog() -> None:
+    """With 500 bulk requests queued, an OTP request gets through within ~2 token intervals."""
+
+    async def main() -> tuple[float, float, int]:
+        loop = asyncio.get_running_loop()
+        limiter = RequestLimiter(100.0, otp_share=0.2)
+        bulk_done = 0
+
+        async def bulk() -> None:
+            nonlocal bulk_done
+            await limiter.acquire(otp=False)
+            bulk_done += 1
+
+        tasks = [asyncio.create_task(bulk()) for _ in range(500)]
+        await asyncio.sleep(0.5)  # virtual: about 50 bulk requests go through, 450 wait
+        started = loop.time()
+        await limiter.acquire(otp=True)
+        otp_wait = loop.time() - started
+        done_then = bulk_done
+        await asyncio.gather(*tasks)
+        return otp_wait, loop.time(), done_then
+
+    (otp_wait, end, done_then), _ = run(main())
+    assert otp_wait <= 2 * 0.01 + 1e-6
+    assert done_then < 100  # the backlog really was there
+    assert end == pytest.approx(501 / 100, abs=0.03)  # total stayed at the pod rate
+
+
+def test_otp_and_bulk_together_never_exceed_the_rate() -> None:
+    """Mixed OTP and bulk traffic shares one total budget."""
+
+    async def main() -> list[float]:
+        limiter = RequestLimiter(50.0, otp_share=0.3)
+        bulk = _stamp_acquires(limiter, 200)
+        otp = _stamp_acquires(limiter, 40, otp=True)
+        a, b = await asyncio.gather(bulk, otp)
+        return a + b
+
+    times, _ = run(main())
+    assert max_in_window(times) <= 50
+
+
+def test_recipients_budget_limits_recipients_per_second() -> None:
+    """With recipients_per_s set, 100-recipient requests are paced by recipients, not requests."""
+
+    async def main() -> list[float]:
+        limiter = RequestLimiter(100.0, recipients_per_s=500)
+        return await _stamp_acquires(limiter, 30, recipients=100)
+
+    times, _ = run(main())
+    # A bucket of 100 recipients leaking 500/s: at most 5 full requests per second after the
+    # first, and never the request rate of 100/s.
+    assert max_in_window(times) <= 6
+    assert (len(times) - 1) / max(times) == pytest.approx(5, rel=0.05)
+
+
+def test_large_requests_are_not_starved_by_small_ones() -> None:
+    """Recipients waiters are served in arrival order, not smallest amount first."""
+
+    async def main() -> list[str]:
+        limiter = RequestLimiter(1000.0, recipients_per_s=100)
+        order: list[str] = []
+
+        async def one(name: str, recipients: int) -> None:
+            await limiter.acquire(otp=False, recipients=recipients)
+            order.append(name)
+
+        await limiter.acquire(otp=False, recipients=100)  # empty the bucket
+        await asyncio.gather(one("big", 100), *(one(f"small{i}", 1) for i in range(5)))
+        return order
+
+    order, _ = run(main())
+    assert order[0] == "big"
+
+
+def test_cancelled_waiter_gives_up_its_place() -> None:
+    """Cancelling a queued acquire neither blocks the turnstile nor loses later waiters."""
+
+    async def main() -> int:
+        limiter = RequestLimiter(10.0)
+        await limiter.acquire(otp=False)
+        waiters = [asyncio.create_task(limiter.acquire(otp=False)) for _ in range(5)]
+        await asyncio.sleep(0)
+        waiters[0].cancel()  # holds the turnstile
+        waiters[2].cancel()  # queued
+        await asyncio.gather(*waiters, return_exceptions=True)
+        await asyncio.wait_for(limiter.acquire(otp=True), timeout=1)
+        return sum(1 for w in waiters if not w.cancelled())
+
+    completed, _ = run(main())
+    assert completed == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"rate_per_s": 0}, id="zero-rate"),
+        pytest.param({"rate_per_s": 10, "burst": 0}, id="zero-burst"),
+        pytest.param({"rate_per_s": 10, "otp_share": 1.0}, id="otp-share-1"),
+        pytest.param({"rate_per_s": 10, "recipients_per_s": -1}, id="negative-recipients"),
+    ],
+)
+def test_invalid_arguments_are_refused(kwargs: dict[str, Any]) -> None:
+    """Nonsense settings raise ValueError at construction."""
+    with pytest.raises(ValueError, match="must be"):
+        RequestLimiter(**kwargs)
