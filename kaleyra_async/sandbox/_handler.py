@@ -267,7 +267,13 @@ class SandboxState:
     ) -> None:
         self.config = config
         self._id_factory = id_factory
-        self._suffixes = tuple(rule.suffix for rule in config.fail_rules)
+        # Suffixes grouped by length: one set intersection per length tells whether any recipient
+        # of a request may fail, which is cheaper than testing each against each rule.
+        lengths = {len(rule.suffix) for rule in config.fail_rules}
+        self._fail_tails = tuple(
+            (n, frozenset(r.suffix for r in config.fail_rules if len(r.suffix) == n))
+            for n in sorted(lengths)
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -308,14 +314,13 @@ class SandboxState:
     def issue(self, request_id: str, recipients: tuple[str, ...], now_s: float) -> None:
         """Remember an accepted request for status polls, dropping the oldest past capacity."""
         failures: dict[int, tuple[str, str]] | None = None
-        if self._suffixes:
-            suffixes = self._suffixes
+        if any(not tails.isdisjoint([d[-n:] for d in recipients]) for n, tails in self._fail_tails):
+            failures = {}
             for n, digits in enumerate(recipients, 1):
-                if digits.endswith(suffixes):
-                    rule = next(r for r in self.config.fail_rules if digits.endswith(r.suffix))
-                    if failures is None:
-                        failures = {}
-                    failures[n] = (rule.status, rule.trace)
+                for rule in self.config.fail_rules:
+                    if digits.endswith(rule.suffix):
+                        failures[n] = (rule.status, rule.trace)
+                        break
         issued = self.issued
         issued[request_id] = _Issued(now_s, len(recipients), failures)
         if len(issued) > self.config.status_capacity:
@@ -596,6 +601,7 @@ def _check_ref_custom(value: Any) -> None:
         raise _Reject("E414", "ref_custom values are at most 50 characters", field="ref_custom")
 
 
+_ID_TAIL: Final = tuple(f':{n}","recipient":"' for n in range(MAX_RECIPIENTS + 1))
 _UNICODE_VALUES: Final = frozenset({"AUTO", "0", "1"})
 _FLASH_VALUES: Final = frozenset({"0", "1"})
 
@@ -640,26 +646,27 @@ def _send(
             raise _Reject("E416", f"{ref} is longer than 150 characters", field=ref)
 
     request_id = state.new_request_id()
-    payload: dict[str, Any] = {
-        "id": request_id,
-        "sender": sender,
-        "type": kind,
-        "body": body,
-        "createdDateTime": state.created_text(now_s),
-        "totalCount": len(recipients),
-        "data": [
-            {"message_id": f"{request_id}:{n}", "recipient": digits}
-            for n, digits in enumerate(recipients, 1)
-        ],
-        "dlrurl": None,
-        "error": {},
-    }
-    if flash == "1":
-        payload["flash"] = 1
-    if unicode == "1":
-        payload["unicode"] = 1
-    if endpoint == "messages":
-        payload["source"] = "API"
+    head = orjson.dumps(
+        {
+            "id": request_id,
+            "sender": sender,
+            "type": kind,
+            "body": body,
+            "createdDateTime": state.created_text(now_s),
+            "totalCount": len(recipients),
+        }
+    )
+    # data[] is formatted by hand: request ids are UUIDs and recipients digits, so nothing needs
+    # escaping, and this is 2.5x faster than building 100 dicts for orjson.
+    item = '{"message_id":"' + request_id
+    data = ",".join([f'{item}{_ID_TAIL[n]}{digits}"}}' for n, digits in enumerate(recipients, 1)])
+    response_body = b'%s,"data":[%s],"dlrurl":null,"error":{}%s%s%s}' % (
+        head[:-1],
+        data.encode(),
+        b',"flash":1' if flash == "1" else b"",
+        b',"unicode":1' if unicode == "1" else b"",
+        b',"source":"API"' if endpoint == "messages" else b"",
+    )
 
     state.issue(request_id, recipients, now_s)
     accepted_at = dt.datetime.fromtimestamp(now_s, dt.UTC).isoformat(timespec="milliseconds")
@@ -675,7 +682,7 @@ def _send(
     )
     if state.accepted is not None:
         state.accepted.append(acceptance)
-    return Response(status=202, body=orjson.dumps(payload), acceptance=acceptance)
+    return Response(status=202, body=response_body, acceptance=acceptance)
 
 
 # -- status --------------------------------------------------------------------------------------
