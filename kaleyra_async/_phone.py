@@ -20,12 +20,19 @@ them in again.
 Speed
 -----
 
-phonenumbers' ``parse`` costs about 10 µs and ``is_valid_number`` about 4-8 µs per number. Most
-bulk input is already E.164, so international input skips ``parse`` and ``format_number``: the
-country code is split off with the library's own country-code table and the number goes straight
-to ``is_valid_number``; when it is valid, the input already *is* its E.164 form. Only input that
-fails this check (for instance ``+44 (0)7911 123456``, whose trunk ``0`` parse removes) pays for
-``parse``. Results, failures included, are cached per normalizer in a bounded LRU.
+Plain ``parse`` + ``is_valid_number`` + ``format_number`` costs about 18 µs per number (10 µs of
+it in ``parse``). Most bulk input is already E.164, so ``parse`` is skipped where it cannot
+change the answer: the country code is split off with phonenumbers' own country-code table and
+the number, exactly as written, goes to ``is_valid_number``; if it is valid the input already
+*is* its E.164 form. A national number is first tried the same way with the default prefix in
+front. Only input that fails this (``+44 (0)7911 123456``, ``09876543210``: a trunk prefix that
+``parse`` removes) pays for ``parse``. On random numbers the result equals phonenumbers' own
+(tests/test_phone.py checks it). With phonenumbers' pattern cache on, this is about 6-7 µs per
+distinct number; results, failures included, are cached per normalizer in a bounded LRU (about
+0.2 µs per repeat; 11 MB when the default 65,536 entries are full).
+
+"Valid" is phonenumbers' ``is_valid_number``: fixed-line numbers pass too; whether a number can
+receive SMS is only known from its delivery report.
 """
 
 from __future__ import annotations
@@ -113,7 +120,7 @@ class PhoneNormalizer:
     prefix is configured, numbers phonenumbers does not consider valid for their country.
 
     One instance per run; it keeps an LRU cache of ``cache_size`` inputs (successes and failures),
-    about 250 bytes each when full. Thread-safe.
+    about 170 bytes each. Thread-safe.
 
     Args:
         default_prefix: the country prefix for national numbers, ``"+"`` and 1-3 digits
