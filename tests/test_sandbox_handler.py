@@ -756,3 +756,19 @@ def test_fault_draw_uses_one_random_number_per_request() -> None:
     rng = random.Random(7)
     expected = [503 if spec.pick(rng.random()) else 202 for _ in range(20)]
     assert [send(state, ok_fields()).status for _ in range(20)] == expected
+
+
+def test_reset_replays_the_fault_sequence_but_not_the_request_ids() -> None:
+    """After a reset the same faults come again, while request ids stay unique."""
+    state = make_state(faults=FaultSpec((("503", 0.5),)))
+
+    def run() -> tuple[list[int], set[str]]:
+        responses = [send(state, ok_fields()) for _ in range(20)]
+        ids = {payload(r)["id"] for r in responses if r.status == 202}
+        return [r.status for r in responses], ids
+
+    first_statuses, first_ids = run()
+    call(state, "POST", "/_sandbox/reset")
+    second_statuses, second_ids = run()
+    assert first_statuses == second_statuses
+    assert first_ids.isdisjoint(second_ids)

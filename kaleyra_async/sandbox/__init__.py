@@ -138,10 +138,11 @@ Control surface (no auth, not rate limited, not counted in stats)
     ``GET /_sandbox/stats``: ``requests_total``, ``by_status``, ``accepted_requests``,
     ``accepted_recipients``, ``faults``, ``max_requests_in_1s`` (the most API requests that
     arrived in any sliding one-second window, computed incrementally over a bounded deque),
-    ``mean_rate_per_s`` (over the active period), ``active_s``, ``first_arrival_s``,
-    ``last_arrival_s``. ``POST /_sandbox/reset`` forgets stats, sender IDs, issued messages and
-    the in-memory ledger (not the ledger file). ``GET /_sandbox/ledger`` and
-    ``GET /_sandbox/config`` (no API key in it) help scripts.
+    ``mean_rate_per_s`` ((arrivals - 1) / ``active_s``), ``active_s`` (first to last arrival),
+    ``first_arrival_s``, ``last_arrival_s``. ``POST /_sandbox/reset`` forgets stats, sender IDs,
+    issued messages and the in-memory ledger (not the ledger file) and restarts the seeded fault
+    sequence, so every run after a reset meets the same faults; request ids are never reissued.
+    ``GET /_sandbox/ledger`` and ``GET /_sandbox/config`` (no API key in it) help scripts.
 
 HTTP
     HTTP/1.1 with keep-alive and pipelining (answers leave in request order); Content-Length

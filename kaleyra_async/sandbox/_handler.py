@@ -267,6 +267,8 @@ class SandboxState:
     ) -> None:
         self.config = config
         self._id_factory = id_factory
+        # Not restarted by reset(): a process never issues the same request id twice.
+        self._id_rng = random.Random(None if config.seed is None else f"ids-{config.seed}")
         # Suffixes grouped by length: one set intersection per length tells whether any recipient
         # of a request may fail, which is cheaper than testing each against each rule.
         lengths = {len(rule.suffix) for rule in config.fail_rules}
@@ -277,7 +279,7 @@ class SandboxState:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything but the config, and restart the random sequences."""
+        """Forget everything but the config; restart the fault sequence (not the request ids)."""
         seed = self.config.seed
         self.stats = SandboxStats(self.config.arrival_log_size)
         self.limiter = (
@@ -288,7 +290,6 @@ class SandboxState:
         #: Accepted requests in order, when ``config.keep_in_memory``.
         self.accepted: list[Acceptance] | None = [] if self.config.keep_in_memory else None
         self._fault_rng = random.Random(seed)
-        self._id_rng = random.Random(None if seed is None else f"ids-{seed}")
         self._created_second = -1
         self._created_text = ""
 
