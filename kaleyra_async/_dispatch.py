@@ -159,6 +159,7 @@ class _Run:
         self.dry_run = dry_run
         self.queue = _LaneQueue(max(1, settings.concurrency * 2))
         self.reading = anyio.CancelScope()
+        self.planning = anyio.CancelScope()
         self.sending = anyio.CancelScope()
         self.dedupe_ids: dict[Message, int] = {}
         self.seen: set[str] = set()
@@ -174,7 +175,8 @@ class _Run:
 
         async def plan() -> None:
             try:
-                await self._plan_rows(rows_receive)
+                with self.planning:
+                    await self._plan_rows(rows_receive)
             finally:
                 self.queue.close()
 
@@ -203,6 +205,7 @@ class _Run:
         self.summary.interrupted = True
         logger.warning("stopping: no new rows are read; waiting for requests in flight")
         self.reading.cancel()
+        self.planning.cancel()
         self.queue.close(discard=True)
         if self.settings.drain_timeout_s > 0:
             await anyio.sleep(self.settings.drain_timeout_s)

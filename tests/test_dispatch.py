@@ -1,0 +1,290 @@
+"""The pipeline with a fake sender: one result per row, batching, OTP guard, failures, resume, stop."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+from kaleyra_async._dispatch import DispatchSettings, Summary, dispatch
+from kaleyra_async._exceptions import (
+    KaleyraError,
+    RateLimitError,
+    RejectedError,
+    ResponseLostError,
+    ServerError,
+)
+from kaleyra_async._models import Message, Receipt, SendResult
+from kaleyra_async._phone import PhoneNormalizer
+from kaleyra_async._prepare import RowPlan, RowPreparer
+from kaleyra_async._results import Progress, ResultsWriter
+from kaleyra_async._sources import CsvSource
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+PLAN = RowPlan(pod="IN", body="Your order has shipped", sender="KLRHXA", type="TXN")
+
+
+class FakeKaleyra:
+    """Records every request; answers like Kaleyra, or raises what it is told to."""
+
+    def __init__(self, fail: dict[int, KaleyraError] | None = None) -> None:
+        self.requests: list[tuple[Message, list[str]]] = []
+        self.fail = fail or {}
+        self.gate: anyio.Event | None = None
+        self.started = anyio.Event()
+
+    async def send(self, message: Message, recipients: Sequence[str]) -> SendResult:
+        self.requests.append((message, list(recipients)))
+        n = len(self.requests)
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        if n in self.fail:
+            raise self.fail[n]
+        rid = f"req-{n}"
+        return SendResult(
+            request_id=rid,
+            receipts=tuple(Receipt(f"{rid}:{i}", to) for i, to in enumerate(recipients, 1)),
+            attempts=1,
+        )
+
+
+def numbers(n: int, start: int = 0) -> list[str]:
+    return [f"+9198{start + i:08d}" for i in range(n)]
+
+
+def csv_file(tmp_path: Path, lines: list[str], header: str = "to") -> str:
+    path = tmp_path / "in.csv"
+    path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    return str(path)
+
+
+async def run(
+    path: str,
+    send: FakeKaleyra | None,
+    *,
+    plan: RowPlan = PLAN,
+    settings: DispatchSettings | None = None,
+    progress: Progress | None = None,
+    stop: anyio.Event | None = None,
+    summary: Summary | None = None,
+) -> list[dict[str, object]]:
+    out = io.BytesIO()
+    writer = ResultsWriter(out, io.BytesIO())
+    preparer = RowPreparer(plan, normalize=PhoneNormalizer("+91"), now=NOW)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        try:
+            await dispatch(
+                CsvSource(path),
+                preparer,
+                send.send if send else None,
+                writer,
+                settings or DispatchSettings(max_wait_s=0),
+                progress=progress,
+                stop=stop,
+                summary=summary,
+            )
+        finally:
+            await writer.aclose()
+    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+
+
+def by_row(results: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    rows = {r["row"]: r for r in results}
+    assert len(rows) == len(results), "a row has two result lines"
+    return rows
+
+
+async def test_every_row_gets_exactly_one_result(tmp_path: Path) -> None:
+    """Valid, invalid and malformed rows: one line each, numbered 1..N."""
+    lines = [*numbers(250), "12345", "\"\"", "not a number", "+919800000001,extra"]
+    fake = FakeKaleyra()
+    results = await run(csv_file(tmp_path, lines), fake)
+    rows = by_row(results)
+    assert sorted(rows) == list(range(1, 255))
+    statuses = [rows[n]["status"] for n in range(1, 255)]
+    assert statuses == ["sent"] * 250 + ["invalid"] * 4
+    assert rows[251]["to"] == "12345" and rows[251]["error_code"] == "invalid_to"
+    assert "missing number" in str(rows[252]["error"])
+    assert "fields" in str(rows[254]["error"])
+
+
+async def test_identical_payloads_share_requests_of_100(tmp_path: Path) -> None:
+    """250 identical rows go out as 100 + 100 + 50, and every message id maps back."""
+    fake = FakeKaleyra()
+    results = await run(csv_file(tmp_path, numbers(250)), fake)
+    assert [len(r) for _, r in fake.requests] == [100, 100, 50]
+    sent = {r["to"]: r["message_id"] for r in results}
+    for n, (_, recipients) in enumerate(fake.requests, 1):
+        for i, to in enumerate(recipients, 1):
+            assert sent[to] == f"req-{n}:{i}"
+
+
+async def test_otp_rows_each_get_their_own_request(tmp_path: Path) -> None:
+    """OTP rows in the same CSV as bulk rows never share a request, whatever batch_size."""
+    lines = [f"{to},{'OTP' if i % 2 else ''}" for i, to in enumerate(numbers(40))]
+    fake = FakeKaleyra()
+    await run(csv_file(tmp_path, lines, header="to,type"), fake)
+    otp = [r for m, r in fake.requests if m.type == "OTP"]
+    bulk = [r for m, r in fake.requests if m.type != "OTP"]
+    assert len(otp) == 20 and all(len(r) == 1 for r in otp)
+    assert [len(r) for r in bulk] == [20]
+
+
+async def test_placeholders_personalise_and_split_batches(tmp_path: Path) -> None:
+    """{name} is filled per row; rows with different bodies go in different requests."""
+    plan = RowPlan(pod="IN", body="Hi {name}", sender="KLRHXA", type="TXN")
+    lines = ["+919800000001,Asha", "+919800000002,Ravi", "+919800000003,Asha"]
+    fake = FakeKaleyra()
+    await run(csv_file(tmp_path, lines, header="to,name"), fake, plan=plan)
+    bodies = sorted((m.body or "", len(r)) for m, r in fake.requests)
+    assert bodies == [("Hi Asha", 2), ("Hi Ravi", 1)]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        pytest.param(RateLimitError("slow down", status_code=429), "failed", "HTTP429", id="429"),
+        pytest.param(
+            RejectedError("bad", status_code=400, kaleyra_code="E401"), "failed", "E401", id="400"
+        ),
+        pytest.param(ServerError("boom", status_code=500), "unknown", "HTTP500", id="500"),
+        pytest.param(ServerError("busy", status_code=503), "failed", "HTTP503", id="503"),
+        pytest.param(ResponseLostError("reset"), "unknown", "response_lost", id="reset"),
+    ],
+)
+async def test_failures_map_to_failed_or_unknown(
+    tmp_path: Path, error: KaleyraError, status: str, code: str
+) -> None:
+    """A request whose fate is unknown gives 'unknown'; a refused one 'failed'; with the code."""
+    error.attempts = 3
+    fake = FakeKaleyra(fail={1: error})
+    results = await run(csv_file(tmp_path, numbers(3)), fake)
+    assert {r["status"] for r in results} == {status}
+    assert {r["error_code"] for r in results} == {code}
+    assert {r["attempts"] for r in results} == {3}
+    assert len(fake.requests) == 1
+
+
+async def test_dedupe_skips_repeats_of_number_and_message(tmp_path: Path) -> None:
+    """With dedupe, the second identical (number, message) row is skipped, not sent."""
+    lines = ["+919800000001", "9800000001", "+919800000002"]
+    fake = FakeKaleyra()
+    results = by_row(
+        await run(csv_file(tmp_path, lines), fake, settings=DispatchSettings(dedupe=True))
+    )
+    assert results[2]["status"] == "skipped" and results[2]["error_code"] == "duplicate"
+    assert sum(len(r) for _, r in fake.requests) == 2
+
+
+async def test_dry_run_sends_nothing_and_plans_every_valid_row(tmp_path: Path) -> None:
+    """A dry run counts requests and marks rows 'planned' without calling send."""
+    summary = Summary()
+    results = await run(csv_file(tmp_path, [*numbers(150), "bad"]), None, summary=summary)
+    assert [r["status"] for r in results].count("planned") == 150
+    assert summary.requests == 2
+    assert summary.by_status["invalid"] == 1
+
+
+async def test_resume_skips_done_rows_and_reports_inflight_as_unknown(tmp_path: Path) -> None:
+    """Done rows are not sent again; rows in flight at the crash are 'unknown', not resent."""
+    progress = Progress()
+    for row in (1, 2, 3):
+        progress.mark_done(row)
+    progress.unresolved = {4, 5}
+    fake = FakeKaleyra()
+    results = by_row(await run(csv_file(tmp_path, numbers(8)), fake, progress=progress))
+    assert sorted(results) == [4, 5, 6, 7, 8]
+    assert results[4]["status"] == results[5]["status"] == "unknown"
+    assert results[4]["error_code"] == "inflight_at_crash"
+    assert [r for _, r in fake.requests] == [numbers(3, start=5)]
+
+
+async def test_resume_with_retry_ambiguous_resends_inflight_rows(tmp_path: Path) -> None:
+    """retry_ambiguous opts in to at-least-once: in-flight rows are sent again."""
+    progress = Progress()
+    progress.unresolved = {1}
+    fake = FakeKaleyra()
+    settings = DispatchSettings(max_wait_s=0, retry_ambiguous=True)
+    results = await run(csv_file(tmp_path, numbers(2)), fake, progress=progress, settings=settings)
+    assert {r["status"] for r in results} == {"sent"}
+    assert sorted(to for _, r in fake.requests for to in r) == numbers(2)
+
+
+async def test_stop_finishes_inflight_and_leaves_unsent_rows_without_a_line(
+    tmp_path: Path,
+) -> None:
+    """After stop: the request in flight completes and is recorded; nothing new is sent."""
+    fake = FakeKaleyra()
+    fake.gate = anyio.Event()
+    stop = anyio.Event()
+    summary = Summary()
+    settings = DispatchSettings(batch_size=10, concurrency=1, max_wait_s=0)
+
+    async def stop_when_first_request_is_out() -> None:
+        await fake.started.wait()
+        stop.set()
+        await anyio.sleep(0)
+        assert fake.gate is not None
+        fake.gate.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_when_first_request_is_out)
+        results = await run(
+            csv_file(tmp_path, numbers(1000)), fake, settings=settings, stop=stop, summary=summary
+        )
+    assert summary.interrupted
+    assert len(fake.requests) == 1
+    assert [r["status"] for r in results] == ["sent"] * 10
+
+
+async def test_drain_timeout_records_inflight_rows_as_unknown(tmp_path: Path) -> None:
+    """A request still in flight when the drain time is up is recorded 'unknown'."""
+    fake = FakeKaleyra()
+    fake.gate = anyio.Event()  # never set: the request hangs
+    stop = anyio.Event()
+    settings = DispatchSettings(batch_size=5, concurrency=1, max_wait_s=0, drain_timeout_s=0)
+
+    async def stop_when_out() -> None:
+        await fake.started.wait()
+        stop.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_when_out)
+        results = await run(csv_file(tmp_path, numbers(50)), fake, settings=settings, stop=stop)
+    assert [r["status"] for r in results] == ["unknown"] * 5
+    assert {r["error_code"] for r in results} == {"interrupted"}
+
+
+async def test_memory_stays_bounded_when_sending_is_slow(tmp_path: Path) -> None:
+    """With senders blocked, the pipeline reads only a bounded number of rows ahead."""
+    fake = FakeKaleyra()
+    fake.gate = anyio.Event()
+    summary = Summary()
+    settings = DispatchSettings(batch_size=100, concurrency=2, max_wait_s=0)
+    path = csv_file(tmp_path, numbers(200_000))
+
+    async def watch() -> None:
+        await fake.started.wait()
+        # Let the reader thread run as far ahead as it can: until the count stops moving (an
+        # unbounded reader would reach all 200,000 rows well within this).
+        stable, last = 0, -1
+        with anyio.fail_after(20):
+            while stable < 20 and summary.rows < 200_000:
+                await anyio.sleep(0.005)
+                stable, last = (stable + 1, last) if summary.rows == last else (0, summary.rows)
+        read_ahead = summary.rows
+        assert read_ahead < 30_000, read_ahead
+        assert fake.gate is not None
+        fake.gate.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        results = await run(path, fake, settings=settings, summary=summary)
+    assert len(results) == 200_000
