@@ -69,12 +69,14 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-try:
-    _VERSION: Final = importlib.metadata.version("kaleyra_async")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-    _VERSION = "0"
+def _version() -> str:
+    try:
+        return importlib.metadata.version("kaleyra_async")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "0"
 
-USER_AGENT: Final = f"kaleyra_async/{_VERSION}"
+
+USER_AGENT: Final = f"kaleyra_async/{_version()}"
 
 #: Message ids per Status API call. The API documents no maximum; 100 ids keep the URL < 8 KB.
 MAX_STATUS_IDS: Final = 100
@@ -158,6 +160,9 @@ class KaleyraClient:
             follow_redirects=False,
             trust_env=False,
         )
+        self._headers = self._client.headers.multi_items()
+        self._extensions = {"timeout": self._client.timeout.as_dict()}
+        self._urls: dict[str, httpx.URL] = {}
 
     @classmethod
     def from_config(
@@ -436,13 +441,7 @@ class KaleyraClient:
             attempts += 1
             started = perf_counter() if debug else 0.0
             try:
-                response = await self._client.request(
-                    request.method,
-                    request.path,
-                    content=request.content or None,
-                    headers=request.headers,
-                    params=request.params or None,
-                )
+                response = await self._client.send(self._http_request(request))
             except httpx.TransportError as exc:
                 url = f"{self.host}/v1/{self.sid}{request.path}"
                 error = classify_error(exc, method=request.method, url=url)
@@ -462,6 +461,27 @@ class KaleyraClient:
 
         result = await call_with_retry(attempt, policy or self._retry, sleep=self._sleep)
         return result, attempts
+
+    def _http_request(self, request: WireRequest) -> httpx.Request:
+        """The httpx request for ``request``, built directly.
+
+        ``httpx.AsyncClient.build_request`` merges URLs and headers on every call (about 70 µs);
+        the base URL, the client's headers and the timeouts are fixed, so they are merged once.
+        """
+        url = self._urls.get(request.path)
+        if url is None:
+            url = self._urls[request.path] = self._client.base_url.copy_with(
+                raw_path=(self._client.base_url.raw_path.rstrip(b"/") + request.path.encode())
+            )
+        if request.params:
+            url = url.copy_merge_params(request.params)
+        return httpx.Request(
+            request.method,
+            url,
+            headers=[*self._headers, *request.headers],
+            content=request.content or None,
+            extensions=self._extensions,
+        )
 
     def _make_limiter(self) -> RequestLimiter:
         self._limiter = RequestLimiter(

@@ -207,15 +207,8 @@ def parse_send(
             with a non-empty ``error``, or a 2xx body that is not a JSON object.
     """
     body = _ok_body(status, headers, content, pod)
-    receipts: list[Receipt] = []
     data = body.get("data")
-    if isinstance(data, list):
-        for item in data:
-            if isinstance(item, dict) and item.get("message_id") is not None:
-                recipient = str(item.get("recipient") or "")
-                if recipient and not recipient.startswith("+"):
-                    recipient = "+" + recipient
-                receipts.append(Receipt(str(item["message_id"]), recipient))
+    receipts = _receipts(data) if isinstance(data, list) else ()
     total = body.get("totalCount")
     return SendResult(
         request_id=str(body.get("id") or ""),
@@ -227,6 +220,34 @@ def parse_send(
         total_count=total if isinstance(total, int) else len(receipts),
         raw=body,
     )
+
+
+def _receipts(data: list[Any]) -> tuple[Receipt, ...]:
+    """One receipt per ``data[]`` item, the recipient given back its ``+`` (the hot path)."""
+    receipts: list[Receipt] = []
+    append = receipts.append
+    for item in data:
+        try:
+            message_id = item["message_id"]
+            recipient = item["recipient"]
+        except (KeyError, TypeError):
+            return _receipts_slow(data)
+        if type(message_id) is not str or type(recipient) is not str or not recipient:
+            return _receipts_slow(data)
+        append(Receipt(message_id, recipient if recipient[0] == "+" else "+" + recipient))
+    return tuple(receipts)
+
+
+def _receipts_slow(data: list[Any]) -> tuple[Receipt, ...]:
+    """Tolerant reading: skip items without a message id, stringify odd values."""
+    receipts = []
+    for item in data:
+        if isinstance(item, dict) and item.get("message_id") is not None:
+            recipient = str(item.get("recipient") or "")
+            if recipient and not recipient.startswith("+"):
+                recipient = "+" + recipient
+            receipts.append(Receipt(str(item["message_id"]), recipient))
+    return tuple(receipts)
 
 
 def parse_sender_ids(

@@ -97,11 +97,24 @@ async def call_with_retry(
         KaleyraError: the last attempt's error, with ``attempts`` set to the attempts made.
         BaseException: anything that is not a KaleyraError passes through untouched.
     """
+    # The first attempt runs outside tenacity: most calls succeed at once, and building the
+    # retry machinery costs more than the rest of this function. A retryable failure is then
+    # handed to tenacity as its attempt 1, so the waits and the stop rule see every attempt.
+    try:
+        return await fn()
+    except KaleyraError as exc:
+        if policy.max_attempts <= 1 or not should_retry(exc, policy):
+            exc.attempts = 1
+            raise
+        first: KaleyraError | None = exc
     attempts = 0
 
     async def attempt() -> T:
-        nonlocal attempts
+        nonlocal attempts, first
         attempts += 1
+        if first is not None:
+            exc, first = first, None
+            raise exc
         return await fn()
 
     def wait(state: RetryCallState) -> float:

@@ -1,0 +1,613 @@
+"""KaleyraClient: golden requests per endpoint, error mapping, the OTP guard, retries, secrecy.
+
+Every test injects ``httpx.MockTransport(router.async_handler)`` over a ``respx.Router`` and a
+sleep that records waits, so nothing leaves the process and nothing really waits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from kaleyra_async._client import USER_AGENT, KaleyraClient
+from kaleyra_async._config import Config, HttpConfig, PodConfig, RetryPolicy, Secret
+from kaleyra_async._exceptions import (
+    APIError,
+    AuthenticationError,
+    ConfigError,
+    ConnectError,
+    KaleyraError,
+    RateLimitError,
+    RejectedError,
+    ResponseLostError,
+    ServerError,
+    ValidationError,
+)
+from kaleyra_async._models import Message, MessageStatus, Receipt, SenderId
+
+KEY = "s3cr3t-api-key-0123456789"
+SID = "HXIN1234567890IN"
+BASE = f"https://api.in.kaleyra.io/v1/{SID}"
+A, B, C = "+919876543210", "+919876543211", "+14155552671"
+FAST = PodConfig(rate_per_s=1e6, burst=1000)
+
+
+def accepted(*recipients: str, request_id: str = "req-1") -> httpx.Response:
+    """The documented /messages 202 body for ``recipients``."""
+    return httpx.Response(
+        202,
+        json={
+            "id": request_id,
+            "sender": "KLRHXA",
+            "type": "TXN",
+            "totalCount": len(recipients),
+            "data": [
+                {"message_id": f"{request_id}:{i + 1}", "recipient": r.lstrip("+")}
+                for i, r in enumerate(recipients)
+            ],
+            "error": {},
+        },
+    )
+
+
+class Sleeps:
+    """A sleep that records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def router() -> respx.Router:
+    return respx.Router(assert_all_called=False, assert_all_mocked=True)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+def make_client(router: respx.Router, sleeps: Sleeps, **kwargs: Any) -> KaleyraClient:
+    options: dict[str, Any] = {
+        "sid": SID,
+        "api_key": KEY,
+        "pod": "IN",
+        "rate_limit": FAST,
+        "retry": RetryPolicy(jitter_s=0.0),
+        "transport": httpx.MockTransport(router.async_handler),
+        "sleep": sleeps,
+    }
+    options.update(kwargs)
+    return KaleyraClient(**options)
+
+
+@pytest.fixture
+async def client(router: respx.Router, sleeps: Sleeps) -> AsyncIterator[KaleyraClient]:
+    async with make_client(router, sleeps) as c:
+        yield c
+
+
+def sent_json(route: respx.Route, index: int = 0) -> Any:
+    return json.loads(route.calls[index].request.content)
+
+
+def assert_common_headers(request: httpx.Request, content_type: str = "application/json") -> None:
+    assert request.headers["api-key"] == KEY
+    assert request.headers["accept"] == "application/json"
+    assert request.headers["user-agent"] == USER_AGENT
+    assert request.headers["content-type"] == content_type
+
+
+# -- golden requests ---------------------------------------------------------------------------
+
+
+async def test_send_sms_golden_request(client: KaleyraClient, router: respx.Router) -> None:
+    """POST /v1/<SID>/sms with the key header and the exact JSON body; numbers normalised."""
+    route = router.post(f"{BASE}/sms").mock(return_value=accepted(A, B))
+    result = await client.send_sms(
+        ["+91 98765 43210", B],
+        body="Your order shipped",
+        sender="klrhxa",
+        template_id="1107161234567890123",
+        template_data={"name": "Asha"},
+        flash=True,
+        ref_custom=["r1"],
+        callback_profile_id="IN_09b3dfa7",
+    )
+    assert route.call_count == 1
+    request = route.calls[0].request
+    assert_common_headers(request)
+    assert sent_json(route) == {
+        "to": f"{A},{B}",
+        "sender": "KLRHXA",
+        "type": "TXN",
+        "body": "Your order shipped",
+        "template_id": "1107161234567890123",
+        "template_data": {"name": "Asha"},
+        "flash": 1,
+        "ref_custom": ["r1"],
+        "callback_profile_id": "IN_09b3dfa7",
+    }
+    assert result.request_id == "req-1"
+    assert result.receipts == (Receipt("req-1:1", A), Receipt("req-1:2", B))
+    assert result.attempts == 1
+
+
+async def test_send_form_encoding(router: respx.Router, sleeps: Sleeps) -> None:
+    """http.encoding="form" posts application/x-www-form-urlencoded fields."""
+    route = router.post(f"{BASE}/sms").mock(return_value=accepted(A))
+    async with make_client(router, sleeps, http=HttpConfig(encoding="form")) as client:
+        await client.send_sms(A, body="hi & bye", template_id="1107161234567890123")
+    request = route.calls[0].request
+    assert_common_headers(request, "application/x-www-form-urlencoded")
+    assert urllib.parse.parse_qsl(request.content.decode()) == [
+        ("to", A),
+        ("type", "TXN"),
+        ("body", "hi & bye"),
+        ("template_id", "1107161234567890123"),
+    ]
+
+
+async def test_send_message_uses_messages_endpoint(
+    client: KaleyraClient, router: respx.Router
+) -> None:
+    """send_message posts to /messages with source=API."""
+    route = router.post(f"{BASE}/messages").mock(return_value=accepted(A))
+    await client.send_message(A, body="hello", template_id="1107161234567890123")
+    assert sent_json(route) == {
+        "to": A,
+        "type": "TXN",
+        "body": "hello",
+        "template_id": "1107161234567890123",
+        "source": "API",
+    }
+
+
+async def test_send_otp_golden_request(client: KaleyraClient, router: respx.Router) -> None:
+    """send_otp sends type OTP to one number."""
+    route = router.post(f"{BASE}/sms").mock(return_value=accepted(A))
+    await client.send_otp(A, body="Your code is 1234", template_id="1107161234567890123")
+    assert sent_json(route) == {
+        "to": A,
+        "type": "OTP",
+        "body": "Your code is 1234",
+        "template_id": "1107161234567890123",
+    }
+
+
+async def test_create_sender_ids_golden_request(
+    client: KaleyraClient, router: respx.Router
+) -> None:
+    """POST /sms/sender with data[]; the answer is returned per request."""
+    route = router.post(f"{BASE}/sms/sender").mock(
+        return_value=httpx.Response(
+            200, json={"code": "MSG106", "message": "created", "data": [], "error": {}}
+        )
+    )
+    results = await client.create_sender_ids([SenderId("adpaix", "alerts", "IN", "123456789012")])
+    assert_common_headers(route.calls[0].request)
+    assert sent_json(route) == {
+        "data": [
+            {
+                "sender": "ADPAIX",
+                "description": "alerts",
+                "iso_code": "in",
+                "entity_id": "123456789012",
+            }
+        ]
+    }
+    assert [r.code for r in results] == ["MSG106"]
+
+
+async def test_create_sender_ids_chunks_by_5000(
+    client: KaleyraClient, router: respx.Router
+) -> None:
+    """5,001 sender IDs take two requests: 5,000 then 1."""
+    route = router.post(f"{BASE}/sms/sender").mock(
+        return_value=httpx.Response(200, json={"code": "MSG106", "message": "ok", "error": {}})
+    )
+    items = [SenderId(f"{i:06d}") for i in range(5001)]
+    results = await client.create_sender_ids(items)
+    assert len(results) == 2
+    assert [len(sent_json(route, i)["data"]) for i in range(2)] == [5000, 1]
+
+
+async def test_delete_sender_ids_golden_request_and_chunks(
+    client: KaleyraClient, router: respx.Router
+) -> None:
+    """DELETE /sms/sender with {"sender": [...]}, 100 names per request."""
+    route = router.delete(f"{BASE}/sms/sender").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "code": "MSG108",
+                "message": "Sender ID(s) deleted successfully",
+                "data": [],
+                "error": {},
+            },
+        )
+    )
+    names = [f"S{i:05d}" for i in range(101)]
+    results = await client.delete_sender_ids(names)
+    assert_common_headers(route.calls[0].request)
+    assert sent_json(route, 0) == {"sender": names[:100]}
+    assert sent_json(route, 1) == {"sender": names[100:]}
+    assert [r.code for r in results] == ["MSG108", "MSG108"]
+
+
+async def test_get_status_golden_request(client: KaleyraClient, router: respx.Router) -> None:
+    """GET /sms/status?message_ids=a,b with Content-Type: application/json."""
+    route = router.get(f"{BASE}/sms/status").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "data": [
+                    {"campaign_id": "m:1", "status": "Delivered", "status_details": "DELIVRD"}
+                ],
+                "error": {},
+            },
+        )
+    )
+    statuses = await client.get_status(["m:1", "m:2"])
+    request = route.calls[0].request
+    assert_common_headers(request)
+    assert request.url.params["message_ids"] == "m:1,m:2"
+    assert request.content == b""
+    assert statuses == [MessageStatus(message_id="m:1", status="Delivered", detail="DELIVRD")]
+
+
+async def test_get_status_chunks_by_100(client: KaleyraClient, router: respx.Router) -> None:
+    """More than 100 ids are looked up in several requests."""
+    route = router.get(f"{BASE}/sms/status").mock(
+        return_value=httpx.Response(200, json={"data": [], "error": {}})
+    )
+    await client.get_status([f"m:{i}" for i in range(250)])
+    assert route.call_count == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "url"),
+    [
+        pytest.param({"pod": "SG"}, f"https://api.kaleyra.io/v1/{SID}/sms", id="sg-pod-host"),
+        pytest.param(
+            {"base_url": "http://127.0.0.1:8787/"},
+            f"http://127.0.0.1:8787/v1/{SID}/sms",
+            id="base-url-overrides",
+        ),
+        pytest.param(
+            {"rate_limit": PodConfig(host="https://custom.example", rate_per_s=1e6)},
+            f"https://custom.example/v1/{SID}/sms",
+            id="pod-config-host",
+        ),
+    ],
+)
+async def test_url_is_host_v1_sid_path(
+    router: respx.Router, sleeps: Sleeps, kwargs: dict[str, Any], url: str
+) -> None:
+    """URL = (base_url or the pod's host) + /v1/<SID> + path."""
+    route = router.post(url).mock(return_value=accepted(C))
+    async with make_client(router, sleeps, **kwargs) as client:
+        await client.send(Message(body="hi", type="DEFAULT" if "pod" in kwargs else "TXN"), [C])
+    assert route.call_count == 1
+
+
+async def test_from_config(router: respx.Router) -> None:
+    """from_config takes the account, pod, host and country prefix from a Config."""
+    config = Config(sid=SID, api_key=Secret(KEY), base_url="http://sandbox.test")
+    route = router.post(f"http://sandbox.test/v1/{SID}/sms").mock(return_value=accepted(A))
+    transport = httpx.MockTransport(router.async_handler)
+    async with KaleyraClient.from_config(config, transport=transport) as client:
+        assert client.pod == "IN"
+        await client.send_sms(A, body="hi", template_id="1107161234567890123")
+    assert route.calls[0].request.headers["api-key"] == KEY
+
+
+# -- validation before any request -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prevalidated", [False, True])
+async def test_otp_guard_raises_before_any_request(
+    client: KaleyraClient, router: respx.Router, prevalidated: bool
+) -> None:
+    """An OTP to two numbers never reaches the network, prevalidated or not."""
+    router.route().mock(return_value=accepted(A, B))
+    with pytest.raises(ValidationError) as info:
+        await client.send(Message(body="code 1", type="OTP"), [A, B], prevalidated=prevalidated)
+    assert info.value.rule == "otp_single_recipient"
+    assert router.calls.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("recipients", "rule"),
+    [
+        pytest.param([], "required", id="none"),
+        pytest.param([f"+9198765{i:05d}" for i in range(101)], "max_recipients", id="101"),
+    ],
+)
+@pytest.mark.parametrize("prevalidated", [False, True])
+async def test_recipient_count_is_always_checked(
+    client: KaleyraClient,
+    router: respx.Router,
+    recipients: list[str],
+    rule: str,
+    prevalidated: bool,
+) -> None:
+    """1..100 recipients per request, checked even for prevalidated calls."""
+    router.route().mock(return_value=accepted(A))
+    with pytest.raises(ValidationError) as info:
+        await client.send(Message(body="x", type="TXN"), recipients, prevalidated=prevalidated)
+    assert info.value.rule == rule
+    assert router.calls.call_count == 0
+
+
+async def test_invalid_number_and_message_raise_before_any_request(
+    client: KaleyraClient, router: respx.Router
+) -> None:
+    """A bad number or a bad field is a ValidationError and no request is made."""
+    router.route().mock(return_value=accepted(A))
+    with pytest.raises(ValidationError):
+        await client.send(Message(body="x", type="TXN"), ["not a number"])
+    with pytest.raises(ValidationError):
+        await client.send(Message(body="x", type="NOPE"), [A])
+    assert router.calls.call_count == 0
+
+
+async def test_prevalidated_skips_normalisation(
+    client: KaleyraClient, router: respx.Router
+) -> None:
+    """prevalidated=True sends numbers and message as given (the pipeline did the work)."""
+    route = router.post(f"{BASE}/sms").mock(return_value=accepted(A))
+    await client.send(Message(body="x", type="TXN", sender="klrhxa"), [A], prevalidated=True)
+    assert sent_json(route)["sender"] == "klrhxa"
+
+
+async def test_country_prefix_normalises_national_numbers(
+    router: respx.Router, sleeps: Sleeps
+) -> None:
+    """country_prefix turns a national number into E.164."""
+    route = router.post(f"{BASE}/sms").mock(return_value=accepted(A))
+    async with make_client(router, sleeps, country_prefix="+91") as client:
+        await client.send_sms("98765 43210", body="x", template_id="1107161234567890123")
+    assert sent_json(route)["to"] == A
+
+
+# -- error mapping -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("response", "cls", "code"),
+    [
+        pytest.param(
+            httpx.Response(400, json={"code": "E401", "message": "too long", "error": {}}),
+            RejectedError,
+            "E401",
+            id="E401",
+        ),
+        pytest.param(
+            httpx.Response(200, json={"id": "x", "error": {"message": "Invalid sender"}}),
+            RejectedError,
+            None,
+            id="2xx-with-error",
+        ),
+        pytest.param(
+            httpx.Response(401, json={"code": "E100", "message": "bad key"}),
+            AuthenticationError,
+            "E100",
+            id="401",
+        ),
+        pytest.param(httpx.Response(403, text="Forbidden"), AuthenticationError, None, id="403"),
+        pytest.param(
+            httpx.Response(502, html="<html><h1>Bad Gateway</h1></html>"),
+            ServerError,
+            None,
+            id="502-html",
+        ),
+    ],
+)
+async def test_error_responses_raise_the_right_class(
+    client: KaleyraClient,
+    router: respx.Router,
+    response: httpx.Response,
+    cls: type[APIError],
+    code: str | None,
+) -> None:
+    """Each error answer raises its class, with status, code and pod, after one attempt."""
+    route = router.post(f"{BASE}/sms").mock(return_value=response)
+    with pytest.raises(cls) as info:
+        await client.send(Message(body="x", type="TXN"), [A])
+    assert type(info.value) is cls
+    assert info.value.status_code == response.status_code
+    assert info.value.kaleyra_code == code
+    assert info.value.pod == "IN"
+    assert info.value.attempts == 1
+    assert route.call_count == 1
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+
+async def test_429_with_retry_after_then_success(
+    client: KaleyraClient, router: respx.Router, sleeps: Sleeps
+) -> None:
+    """A 429 is retried after at least Retry-After; the result reports 2 attempts."""
+    route = router.post(f"{BASE}/sms").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "3"}, json={"message": "Throttling"}),
+            accepted(A),
+        ]
+    )
+    result = await client.send(Message(body="x", type="TXN"), [A])
+    assert result.attempts == 2
+    assert route.call_count == 2
+    assert len(sleeps.waits) == 1
+    assert sleeps.waits[0] >= 3
+
+
+async def test_503_is_retried(client: KaleyraClient, router: respx.Router) -> None:
+    """503 means not handled: sent again."""
+    route = router.post(f"{BASE}/sms").mock(side_effect=[httpx.Response(503), accepted(A)])
+    result = await client.send(Message(body="x", type="TXN"), [A])
+    assert (result.attempts, route.call_count) == (2, 2)
+
+
+async def test_connect_error_is_retried(client: KaleyraClient, router: respx.Router) -> None:
+    """A connection that never opened is sent again."""
+    route = router.post(f"{BASE}/sms").mock(
+        side_effect=[httpx.ConnectError("refused"), accepted(A)]
+    )
+    result = await client.send(Message(body="x", type="TXN"), [A])
+    assert (result.attempts, route.call_count) == (2, 2)
+
+
+async def test_persistent_429_gives_up_with_attempts(router: respx.Router, sleeps: Sleeps) -> None:
+    """After max_attempts 429s the RateLimitError is raised with attempts set."""
+    route = router.post(f"{BASE}/sms").mock(return_value=httpx.Response(429))
+    async with make_client(router, sleeps, retry=RetryPolicy(max_attempts=3, jitter_s=0)) as client:
+        with pytest.raises(RateLimitError) as info:
+            await client.send(Message(body="x", type="TXN"), [A])
+    assert info.value.attempts == 3
+    assert route.call_count == 3
+
+
+AMBIGUOUS = [
+    pytest.param(httpx.Response(500), ServerError, id="500"),
+    pytest.param(httpx.Response(502), ServerError, id="502"),
+    pytest.param(httpx.Response(504), ServerError, id="504"),
+    pytest.param(httpx.ReadTimeout("timed out"), ResponseLostError, id="read-timeout"),
+    pytest.param(httpx.RemoteProtocolError("disconnected"), ResponseLostError, id="disconnect"),
+]
+
+
+@pytest.mark.parametrize(("failure", "cls"), AMBIGUOUS)
+async def test_fate_unknown_is_not_retried_by_default(
+    client: KaleyraClient, router: respx.Router, failure: Any, cls: type[KaleyraError]
+) -> None:
+    """500/502/504 and lost responses may have sent SMS: raised after exactly one call."""
+    route = router.post(f"{BASE}/sms").mock(side_effect=[failure, accepted(A)])
+    with pytest.raises(cls) as info:
+        await client.send(Message(body="x", type="TXN"), [A])
+    assert info.value.fate_unknown
+    assert info.value.attempts == 1
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(("failure", "cls"), AMBIGUOUS)
+async def test_fate_unknown_is_retried_when_ambiguous_allowed(
+    router: respx.Router, sleeps: Sleeps, failure: Any, cls: type[KaleyraError]
+) -> None:
+    """retry_ambiguous=True opts in to at-least-once: the request is sent again."""
+    route = router.post(f"{BASE}/sms").mock(side_effect=[failure, accepted(A)])
+    async with make_client(
+        router, sleeps, retry=RetryPolicy(retry_ambiguous=True, jitter_s=0)
+    ) as client:
+        result = await client.send(Message(body="x", type="TXN"), [A])
+    assert (result.attempts, route.call_count) == (2, 2)
+
+
+async def test_status_lookups_retry_lost_responses(
+    client: KaleyraClient, router: respx.Router
+) -> None:
+    """A status GET sends no SMS, so a lost response is retried even by default."""
+    route = router.get(f"{BASE}/sms/status").mock(
+        side_effect=[httpx.ReadTimeout("t"), httpx.Response(200, json={"data": []})]
+    )
+    assert await client.get_status(["m:1"]) == []
+    assert route.call_count == 2
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+async def test_close_twice_is_safe_and_use_after_close_raises(
+    router: respx.Router, sleeps: Sleeps
+) -> None:
+    """aclose() is idempotent; every call afterwards raises KaleyraError without a request."""
+    router.route().mock(return_value=accepted(A))
+    client = make_client(router, sleeps)
+    await client.aclose()
+    await client.aclose()
+    with pytest.raises(KaleyraError, match="closed"):
+        await client.send(Message(body="x", type="TXN"), [A])
+    with pytest.raises(KaleyraError, match="closed"):
+        await client.get_status(["m:1"])
+    with pytest.raises(KaleyraError, match="closed"):
+        async with client:
+            pass
+    assert router.calls.call_count == 0
+    assert "closed" in repr(client)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        pytest.param({"pod": "XX"}, id="unknown-pod"),
+        pytest.param({"sid": ""}, id="no-sid"),
+        pytest.param({"api_key": ""}, id="no-key"),
+        pytest.param({"base_url": "ftp://x"}, id="bad-base-url"),
+        pytest.param({"otp_share": 1.0}, id="bad-otp-share"),
+    ],
+)
+def test_invalid_arguments_raise_config_error(kwargs: dict[str, Any]) -> None:
+    """Bad constructor arguments raise ConfigError, never mentioning the key."""
+    options: dict[str, Any] = {"sid": SID, "api_key": KEY, **kwargs}
+    with pytest.raises(ConfigError) as info:
+        KaleyraClient(**options)
+    assert KEY not in str(info.value)
+
+
+# -- the key stays secret ----------------------------------------------------------------------
+
+
+async def test_api_key_never_leaks(
+    router: respx.Router, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not in repr, not in any error's str/repr, not in any log record at DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    router.post(f"{BASE}/sms").mock(
+        side_effect=[
+            httpx.Response(401, json={"message": "bad key"}),
+            httpx.Response(429, headers={"Retry-After": "1"}),
+            httpx.Response(500, text="<html>oops</html>"),
+            httpx.ReadTimeout("timed out"),
+            httpx.ConnectError("refused"),
+            httpx.Response(503),
+            accepted(A),
+        ]
+    )
+    errors: list[BaseException] = []
+    async with make_client(
+        router, sleeps, retry=RetryPolicy(max_attempts=1), api_key=Secret(KEY)
+    ) as client:
+        assert KEY not in repr(client)
+        assert SID in repr(client)
+        assert "IN" in repr(client)
+        assert "api.in.kaleyra.io" in repr(client)
+        for _ in range(6):
+            with pytest.raises(KaleyraError) as info:
+                await client.send(Message(body="x", type="TXN"), [A])
+            errors.append(info.value)
+        await client.send(Message(body="x", type="TXN"), [A])
+    assert {type(e) for e in errors} == {
+        AuthenticationError,
+        RateLimitError,
+        ServerError,
+        ResponseLostError,
+        ConnectError,
+    }
+    for error in errors:
+        assert KEY not in str(error)
+        assert KEY not in repr(error)
+        assert KEY not in repr(vars(error))
+    assert caplog.records, "expected DEBUG records to check"
+    for record in caplog.records:
+        assert KEY not in record.getMessage()
