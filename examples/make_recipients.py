@@ -20,7 +20,7 @@ OUT = Path(__file__).with_name("recipients.csv")
 
 def main() -> None:
     rng = random.Random(20261123)
-    names = ["Asha", "Ravi", "Meera", "Arjun", "Priya", "Kabir", "Zoya", "Vikram", "Ishaan", "Nisha"]
+    names = ["Asha", "Ravi", "Meera", "Arjun", "Priya", "Kabir", "Zoya", "Vikram", "Ishaan"]
     rows: list[list[str]] = []
     for n in range(ROWS):
         number = _valid_indian_mobile(rng)

@@ -116,5 +116,5 @@ def test_batch_over_100_recipients_is_refused() -> None:
     """Kaleyra takes at most 100 recipients per request."""
     with pytest.raises(ValidationError):
         Batch(BULK, tuple(row(n) for n in range(101)))
-    with pytest.raises(ValueError, match="1..100"):
+    with pytest.raises(ValueError, match=r"1\.\.100"):
         Batcher(batch_size=101)

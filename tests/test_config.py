@@ -67,14 +67,14 @@ def test_pod_host_and_base_url_are_overridable(tmp_path: Path) -> None:
         pytest.param('[account]\nsid="HX"\n', "account.api_key", id="no-key"),
         pytest.param('[account]\napi_key="k"\n', "account.sid", id="no-sid"),
         pytest.param('[account]\nsid="HX"\napi_key="k"\ncolour=1\n', "account.colour", id="typo"),
-        pytest.param('[dispatch]\nbatch_size = 101\n', "dispatch.batch_size", id="batch-size"),
+        pytest.param("[dispatch]\nbatch_size = 101\n", "dispatch.batch_size", id="batch-size"),
         pytest.param('[dispatch]\nconcurrency = "8"\n', "dispatch.concurrency", id="type"),
         pytest.param('[http]\ntransport = "curl"\n', "http.transport", id="literal"),
-        pytest.param('[pods.XX]\nrate_per_s = 1\n', "pods.XX", id="unknown-pod"),
-        pytest.param('[pods.IN]\nrate_per_s = 0\n', "pods.IN.rate_per_s", id="rate"),
-        pytest.param('[retry]\nmax_attempts = 0\n', "retry.max_attempts", id="attempts"),
-        pytest.param('[nonsense]\n', "nonsense", id="section"),
-        pytest.param('[account\n', "not valid TOML", id="toml"),
+        pytest.param("[pods.XX]\nrate_per_s = 1\n", "pods.XX", id="unknown-pod"),
+        pytest.param("[pods.IN]\nrate_per_s = 0\n", "pods.IN.rate_per_s", id="rate"),
+        pytest.param("[retry]\nmax_attempts = 0\n", "retry.max_attempts", id="attempts"),
+        pytest.param("[nonsense]\n", "nonsense", id="section"),
+        pytest.param("[account\n", "not valid TOML", id="toml"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -86,7 +86,7 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     """An unreadable file is reported by name."""
-    with pytest.raises(ConfigError, match="missing.toml"):
+    with pytest.raises(ConfigError, match=r"missing\.toml"):
         load_config(tmp_path / "missing.toml", env={})
 
 

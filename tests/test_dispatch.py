@@ -1,4 +1,4 @@
-"""The pipeline with a fake sender: one result per row, batching, OTP guard, failures, resume, stop."""
+"""The pipeline with a fake sender: one result per row, batching, OTP, failures, resume, stop."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import orjson
 import pytest
 
@@ -103,7 +104,7 @@ def by_row(results: list[dict[str, object]]) -> dict[object, dict[str, object]]:
 
 async def test_every_row_gets_exactly_one_result(tmp_path: Path) -> None:
     """Valid, invalid and malformed rows: one line each, numbered 1..N."""
-    lines = [*numbers(250), "12345", "\"\"", "not a number", "+919800000001,extra"]
+    lines = [*numbers(250), "12345", '""', "not a number", "+919800000001,extra"]
     fake = FakeKaleyra()
     results = await run(csv_file(tmp_path, lines), fake)
     rows = by_row(results)
@@ -230,7 +231,7 @@ async def test_stop_finishes_inflight_and_leaves_unsent_rows_without_a_line(
     async def stop_when_first_request_is_out() -> None:
         await fake.started.wait()
         stop.set()
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         assert fake.gate is not None
         fake.gate.set()
 

@@ -14,8 +14,16 @@ from kaleyra_async._models import RowResult
 from kaleyra_async._results import ResultsWriter, journal_path_for, load_progress
 
 KEYS = [
-    "row", "to", "status", "message_id", "request_id", "error_code", "error", "attempts",
-    "segments", "encoding",
+    "row",
+    "to",
+    "status",
+    "message_id",
+    "request_id",
+    "error_code",
+    "error",
+    "attempts",
+    "segments",
+    "encoding",
 ]
 
 
@@ -26,10 +34,14 @@ async def test_writer_writes_one_line_per_result_in_schema_order() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         await writer.inflight([1, 2])
-        writer.write([
-            RowResult(row=1, to="+919876543210", status="sent", message_id="a:1", attempts=1),
-            RowResult(row=2, to="x", status="invalid", error_code="invalid_to", error="to: bad"),
-        ])
+        writer.write(
+            [
+                RowResult(row=1, to="+919876543210", status="sent", message_id="a:1", attempts=1),
+                RowResult(
+                    row=2, to="x", status="invalid", error_code="invalid_to", error="to: bad"
+                ),
+            ]
+        )
         await writer.aclose()
     lines = out.getvalue().splitlines()
     assert [list(orjson.loads(line)) for line in lines] == [KEYS, KEYS]

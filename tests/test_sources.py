@@ -94,7 +94,7 @@ async def test_header_problems_are_config_errors(tmp_path: Path, data: bytes, me
 
 async def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     """The error names the file."""
-    with pytest.raises(ConfigError, match="nope.csv"):
+    with pytest.raises(ConfigError, match=r"nope\.csv"):
         await read_all(CsvSource(str(tmp_path / "nope.csv")))
 
 
