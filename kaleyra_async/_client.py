@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 def _version() -> str:
     try:
         return importlib.metadata.version("kaleyra_async")
