@@ -75,12 +75,18 @@ def main() -> int:
 
     lines = [json.loads(line) for line in results.read_text().splitlines()]
     print(f"\n== {results.relative_to(ROOT)}: {len(lines)} lines, one per input row. A few:")
-    shown: set[str] = set()
-    for record in lines:
-        kind = "OTP" if record["row"] == 71 else f"{record['status']}/{record['encoding']}"
-        if kind not in shown:
-            shown.add(kind)
-            print("  " + json.dumps(record, ensure_ascii=False)[:200])
+    by_row = {r["row"]: r for r in lines}
+    samples = [
+        (1, "a bulk row, sent in a 100-recipient request"),
+        (71, "the OTP row: always a request of its own"),
+        (61, "a Hindi body: UCS-2, counted in 70/67-character segments"),
+        (11, "a personalised body ({name}, {order} filled in)"),
+        (101, "an invalid number"),
+        (106, "a body over Kaleyra's 4000-character limit"),
+    ]
+    for row, label in samples:
+        record = {k: v for k, v in by_row[row].items() if v is not None}
+        print(f"  {label}:\n    {json.dumps(record, ensure_ascii=False)}")
     accepted = sum(1 for _ in ledger.open()) if ledger.exists() else 0
     statuses = collections.Counter(r["status"] for r in lines)
     print(

@@ -44,7 +44,7 @@ def main() -> None:
     rows[100][0] = "12345"  # too short
     rows[101][0] = ""  # missing number
     rows[102][0] = "+91 98AB 543210"  # letters
-    rows[103][0] = "+1 202 555 0100"  # a US number that is not valid (555-01xx)
+    rows[103][0] = "+44 7911 12345"  # a UK mobile one digit short
     rows[104][3] = "PROMO"  # not a message type of the IN pod
     rows[105][4] = "x" * 4001  # over Kaleyra's 4000-character body limit
     with OUT.open("w", newline="", encoding="utf-8") as fh:

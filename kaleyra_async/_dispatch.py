@@ -92,8 +92,7 @@ class Summary:
 
 
 def _reason_key(result: RowResult) -> str:
-    # Group "to: '+9x' is not a valid number for IN" style reasons by their rule, not their value.
-    return f"{result.status}: {result.error_code or ''} {(result.error or '').split(':', 1)[0]}"
+    return f"{result.status} {result.error_code or ''}: {(result.error or '')[:120]}"
 
 
 async def dispatch(

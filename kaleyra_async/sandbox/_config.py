@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
+from kaleyra_async._validate import TYPES_BY_POD
+
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_FAIL_RULES",
@@ -41,13 +43,10 @@ FAULT_NAMES: Final = (
     "slow",
 )
 
+# The same table the client validates with (the spec's: IN takes OTP, TXN, TXND and MKT; the
+# other pods OTP and DEFAULT), so a client that sends a type its pod refuses fails here too.
 _POD_TYPES: Final[Mapping[str, frozenset[str]]] = {
-    # DLT rules in India know transactional, promotional and OTP traffic only; the client defaults
-    # to TXN there and to DEFAULT elsewhere, so DEFAULT on the IN pod is a client bug.
-    "IN": frozenset({"TXN", "MKT", "OTP"}),
-    "SG": frozenset({"DEFAULT", "TXN", "MKT", "OTP"}),
-    "EU": frozenset({"DEFAULT", "TXN", "MKT", "OTP"}),
-    "NA": frozenset({"DEFAULT", "TXN", "MKT", "OTP"}),
+    pod: frozenset(allowed) for pod, allowed in TYPES_BY_POD.items()
 }
 
 
