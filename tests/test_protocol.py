@@ -515,3 +515,24 @@ def test_parse_sender_ids_and_status_raise_on_errors() -> None:
         parse_sender_ids(401, {}, b"{}", pod=None)
     with pytest.raises(ServerError):
         parse_status(500, {}, b"", pod=None)
+
+
+def test_parse_send_tolerates_odd_receipt_items() -> None:
+    """Items without a message id are skipped; odd values are stringified; "+" kept once."""
+    payload = {
+        "id": "r",
+        "data": [
+            {"message_id": "r:1", "recipient": "+919876543210"},
+            {"message_id": 7, "recipient": 14155552671},
+            {"recipient": "447911123456"},
+            "junk",
+            {"message_id": "r:4"},
+        ],
+        "error": {},
+    }
+    result = parse_send(202, {}, encode(payload), pod=None)
+    assert result.receipts == (
+        Receipt("r:1", "+919876543210"),
+        Receipt("7", "+14155552671"),
+        Receipt("r:4", ""),
+    )

@@ -233,3 +233,14 @@ def test_api_error_subclass_sanity() -> None:
     assert isinstance(rate_limited(), APIError)
     assert rate_limited().safe_to_retry
     assert server(502).fate_unknown
+
+
+async def test_single_attempt_policy_never_retries() -> None:
+    """max_attempts=1 raises even a safe failure at once, with attempts == 1."""
+    fn, calls = failing(rate_limited(1.0))
+    sleeps = Sleeps()
+    with pytest.raises(RateLimitError) as info:
+        await call_with_retry(fn, RetryPolicy(max_attempts=1), sleep=sleeps)
+    assert info.value.attempts == 1
+    assert calls == [1]
+    assert sleeps.waits == []
