@@ -144,6 +144,7 @@ class KaleyraClient:
         self._normalize = PhoneNormalizer(country_prefix)
         self._limiter: RequestLimiter | None = None
         self._closed = False
+        self._transport = transport if transport is not None else build_transport(self._http)
         self._client = httpx.AsyncClient(
             base_url=f"{self.host}/v1/{sid}",
             headers={
@@ -157,7 +158,7 @@ class KaleyraClient:
                 write=self._http.write_timeout_s,
                 pool=self._http.pool_timeout_s,
             ),
-            transport=transport if transport is not None else build_transport(self._http),
+            transport=self._transport,
             follow_redirects=False,
             trust_env=False,
         )
@@ -442,7 +443,7 @@ class KaleyraClient:
             attempts += 1
             started = perf_counter() if debug else 0.0
             try:
-                response = await self._client.send(self._http_request(request))
+                response = await self._send(self._http_request(request))
             except httpx.TransportError as exc:
                 url = f"{self.host}/v1/{self.sid}{request.path}"
                 error = classify_error(exc, method=request.method, url=url)
@@ -462,6 +463,21 @@ class KaleyraClient:
 
         result = await call_with_retry(attempt, policy or self._retry, sleep=self._sleep)
         return result, attempts
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send through the client's transport and read the whole body.
+
+        This skips ``httpx.AsyncClient.send``'s auth, redirect, cookie and event-hook machinery,
+        none of which we use (no redirects are followed, no cookies kept), for about 40% more
+        requests per second on loopback (``benchmarks/transport_bench.py``). The client still
+        owns the transport, its headers and timeouts, and closes it.
+        """
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     def _http_request(self, request: WireRequest) -> httpx.Request:
         """The httpx request for ``request``, built directly.
