@@ -20,7 +20,7 @@ import httpx
 
 from ._config import Config
 from ._dispatch import DispatchSettings, Summary, dispatch
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, unwrap_group
 from ._phone import PhoneNormalizer
 from ._prepare import RowPlan, RowPreparer
 from ._results import (
@@ -109,8 +109,6 @@ async def send_bulk(
         ConfigError: bad options, an unreadable input, a results file that exists without
             ``resume``/``overwrite``, or a resume whose input differs from the first run's.
     """
-    from ._client import KaleyraClient  # the client pulls in httpx's transports: only when sending
-
     summary = summary if summary is not None else Summary()
     progress = await anyio.to_thread.run_sync(_prepare_files, input_path, options)
     source = CsvSource(input_path, stdin=stdin)
@@ -120,6 +118,30 @@ async def send_bulk(
         now=datetime.now(UTC),
     )
     settings = settings_from(config, dry_run=options.dry_run)
+    try:
+        await _run(
+            source, preparer, settings, config, options, progress, stop, summary, transport, stdout
+        )
+    except BaseExceptionGroup as group:
+        raise unwrap_group(group) from None
+    return summary
+
+
+async def _run(
+    source: CsvSource,
+    preparer: RowPreparer,
+    settings: DispatchSettings,
+    config: Config,
+    options: BulkOptions,
+    progress: Progress | None,
+    stop: anyio.Event | None,
+    summary: Summary,
+    transport: httpx.AsyncBaseTransport | None,
+    stdout: IO[bytes] | None,
+) -> None:
+    from ._client import KaleyraClient  # the client pulls in httpx's transports: only when sending
+
+    input_path = source.path
     with _open_outputs(options, stdout) as (results_io, journal_io):
         writer = ResultsWriter(results_io, journal_io)
         writer.journal_header(
@@ -154,7 +176,6 @@ async def send_bulk(
                         )
             finally:
                 await writer.aclose()
-    return summary
 
 
 def _prepare_files(input_path: str, options: BulkOptions) -> Progress | None:

@@ -20,7 +20,7 @@ from typing import Any, Final, TextIO
 import anyio
 
 from ._config import Config, load_config
-from ._exceptions import ConfigError, KaleyraError, ValidationError
+from ._exceptions import ConfigError, KaleyraError, ValidationError, unwrap_group
 
 __all__ = ["main"]
 
@@ -452,7 +452,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return int(handler(args))
+        try:
+            return int(handler(args))
+        except BaseExceptionGroup as group:
+            raise unwrap_group(group) from None
     except (ConfigError, ValidationError, _UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -24,7 +24,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from ._batching import Batch, Batcher, PreparedRow
-from ._exceptions import KaleyraError
+from ._exceptions import KaleyraError, unwrap_group
 from ._models import Message, RowResult, RowStatus, SendResult
 from ._prepare import RowPreparer
 from ._results import Progress, ResultsWriter
@@ -195,7 +195,7 @@ class _Run:
                         stages.start_soon(senders)
                 tg.cancel_scope.cancel()  # the stop watcher never ends by itself
         except BaseExceptionGroup as group:
-            raise _single(group) from None
+            raise unwrap_group(group) from None
 
     # -- stop handling ----------------------------------------------------------------------
 
@@ -476,22 +476,3 @@ def _unknown_from_earlier_run(row: InputRow, prepared: PreparedRow | RowResult) 
     if isinstance(prepared, PreparedRow):
         return _row_result(prepared, "unknown", error_code=code, error=error)
     return RowResult(row=row.row, to=prepared.to, status="unknown", error_code=code, error=error)
-
-
-def _single(group: BaseExceptionGroup) -> BaseException:
-    """The one meaningful error of a failed task group (ours first, cancellation last)."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for kinds in ((KaleyraError,), (Exception,), (BaseException,)):
-        for leaf in leaves:
-            if isinstance(leaf, kinds) and not isinstance(leaf, anyio.get_cancelled_exc_class()):
-                return leaf
-    return leaves[0]

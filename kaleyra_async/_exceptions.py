@@ -40,6 +40,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "ValidationError",
+    "unwrap_group",
 ]
 
 
@@ -196,3 +197,26 @@ class ServerError(APIError):
 
 class RejectedError(APIError):
     """Any other 4xx: Kaleyra refused the request as it was sent; sending it again won't help."""
+
+
+def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error worth reporting from a failed task group.
+
+    Task groups wrap errors in groups; callers of a library (and the CLI's exit codes) want the
+    error itself. Ours come first, then any other exception, cancellation last.
+    """
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for kind in (KaleyraError, Exception):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    return leaves[0]

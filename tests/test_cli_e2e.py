@@ -1,0 +1,337 @@
+"""send-bulk end to end: the real CLI in a child process, the sandbox over a loopback socket.
+
+Every test checks the results file against the sandbox's ledger: nothing lost, nothing sent
+twice. No test sleeps to wait for timing: a child is interrupted once its results file shows
+progress.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from kaleyra_async.sandbox import Sandbox, SandboxConfig, parse_faults
+
+pytestmark = pytest.mark.timeout(120)
+
+BODY = "Your order has shipped"
+TEMPLATE = "1107161234567890123"
+
+
+def numbers(n: int, start: int = 0) -> list[str]:
+    return [f"+9198{start + i:08d}" for i in range(n)]
+
+
+def write_csv(path: Path, rows: list[str], header: str = "to") -> Path:
+    path.write_text(header + "\n" + "".join(r + "\n" for r in rows))
+    return path
+
+
+def read_results(path: Path) -> dict[int, dict[str, Any]]:
+    records = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    by_row = {r["row"]: r for r in records}
+    assert len(by_row) == len(records), "a row has more than one result line"
+    return by_row
+
+
+@pytest.fixture
+async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
+    options = getattr(request, "param", {})
+    async with Sandbox(SandboxConfig(**options)) as running:
+        yield running
+
+
+def cli(sandbox: Sandbox, *args: str | Path) -> list[str]:
+    return [
+        sys.executable, "-m", "kaleyra_async", "send-bulk", *map(str, args),
+        "--base-url", sandbox.base_url, "--sender", "KLRHXA", "--type", "TXN",
+        "--body", BODY, "--template-id", TEMPLATE, "--no-progress",
+    ]  # fmt: skip
+
+
+def env_for(sandbox: Sandbox, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KALEYRA_SID": sandbox.sid,
+        "KALEYRA_API_KEY": sandbox.api_key,
+        **extra,
+    }
+
+
+async def run_cli(
+    sandbox: Sandbox, *args: str | Path, **env: str
+) -> subprocess.CompletedProcess[bytes]:
+    return await anyio.run_process(cli(sandbox, *args), env=env_for(sandbox, **env), check=False)
+
+
+def assert_matches_ledger(results: dict[int, dict[str, Any]], sandbox: Sandbox) -> None:
+    """Sent rows are in the ledger once each; every ledger entry is a sent or unknown row."""
+    ledger = sandbox.ledger_records()
+    ids = collections.Counter(r.message_id for r in ledger)
+    assert all(count == 1 for count in ids.values())
+    recipients = collections.Counter(r.recipient for r in ledger)
+    sent = [r for r in results.values() if r["status"] == "sent"]
+    for row in sent:
+        assert ids[row["message_id"]] == 1
+    by_id = {r.message_id: r for r in ledger}
+    for row in sent:
+        assert by_id[row["message_id"]].recipient == row["to"]
+    accounted = {r["to"] for r in results.values() if r["status"] in ("sent", "unknown")}
+    assert set(recipients) <= accounted, "the sandbox accepted an SMS no row accounts for"
+
+
+async def test_send_bulk_records_every_row_once_and_matches_the_ledger(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Bulk, OTP, invalid and duplicate rows: one line each, batches of 100, OTP alone."""
+    rows = [f"{n}," for n in numbers(250)]
+    rows += [f"+9197000000{i:02d},OTP" for i in range(3)]
+    rows += ["12345,", ",", f"{numbers(1)[0]},", "+919812345678,PROMO"]
+    src = write_csv(tmp_path / "in.csv", rows, header="to,type")
+    out = tmp_path / "out.ndjson"
+
+    done = await run_cli(sandbox, src, "--out", out, "--dedupe")
+
+    assert done.returncode == 1, done.stderr.decode()  # some rows were not sent
+    results = read_results(out)
+    assert sorted(results) == list(range(1, len(rows) + 1))
+    status = collections.Counter(r["status"] for r in results.values())
+    assert status == {"sent": 253, "invalid": 3, "skipped": 1}
+    assert results[256]["error_code"] == "duplicate"
+    assert results[257]["error_code"] == "invalid_type"
+    assert_matches_ledger(results, sandbox)
+    per_request = collections.Counter(r.request_id for r in sandbox.ledger_records())
+    otp_requests = {r.request_id for r in sandbox.ledger_records() if r.type == "OTP"}
+    assert len(otp_requests) == 3
+    assert all(per_request[rid] == 1 for rid in otp_requests)
+    assert sorted(n for rid, n in per_request.items() if rid not in otp_requests) == [50, 100, 100]
+    assert b"sent 253" in done.stderr
+
+
+async def test_results_go_to_stdout_from_stdin(sandbox: Sandbox) -> None:
+    """`send-bulk -` reads stdin and, without --out, writes result lines to stdout."""
+    csv = ("to\n" + "\n".join(numbers(5)) + "\n").encode()
+    done = await anyio.run_process(cli(sandbox, "-"), input=csv, env=env_for(sandbox), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    lines = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert sorted(r["row"] for r in lines) == [1, 2, 3, 4, 5]
+    assert {r["status"] for r in lines} == {"sent"}
+
+
+async def test_wrong_api_key_fails_every_row_without_retrying(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A 401 is 'failed' with the sandbox's code after one attempt, and nothing is accepted."""
+    src = write_csv(tmp_path / "in.csv", numbers(30))
+    out = tmp_path / "out.ndjson"
+    done = await run_cli(sandbox, src, "--out", out, KALEYRA_API_KEY="wrong-key")
+    assert done.returncode == 1
+    results = read_results(out)
+    assert {r["status"] for r in results.values()} == {"failed"}
+    assert {r["error_code"] for r in results.values()} == {"E100"}
+    assert {r["attempts"] for r in results.values()} == {1}
+    assert "wrong-key" not in done.stderr.decode() + out.read_text()
+    assert sandbox.ledger_records() == []
+
+
+@pytest.mark.parametrize(
+    "sandbox",
+    [{"faults": parse_faults("429=0.2,503=0.3"), "seed": 7}],
+    indirect=True,
+)
+async def test_safe_failures_are_retried_until_sent(sandbox: Sandbox, tmp_path: Path) -> None:
+    """429 and 503 are retried with backoff; every row ends sent, exactly once."""
+    src = write_csv(tmp_path / "in.csv", numbers(400))
+    out = tmp_path / "out.ndjson"
+    config = tmp_path / "retry.toml"
+    config.write_text("[retry]\nmax_attempts = 12\ninitial_backoff_s = 0.01\njitter_s = 0.01\n")
+    done = await run_cli(
+        sandbox, src, "--out", out, "--batch-size", "10", "--rate", "100000", "--config", config
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    results = read_results(out)
+    assert {r["status"] for r in results.values()} == {"sent"}
+    assert max(r["attempts"] for r in results.values()) > 1
+    assert len(sandbox.ledger_records()) == 400
+    assert_matches_ledger(results, sandbox)
+
+
+@pytest.mark.parametrize(
+    "sandbox",
+    [
+        {
+            "faults": parse_faults("500_after_accept=0.2,reset_after_accept=0.2,reset_before=0.1"),
+            "seed": 3,
+        }
+    ],
+    indirect=True,
+)
+async def test_ambiguous_failures_are_unknown_and_never_resent(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """No answer after sending (500, reset) is 'unknown': never resent, whatever really happened.
+
+    A reset before acceptance looks the same to a client as one after: both stay unknown.
+    """
+    src = write_csv(tmp_path / "in.csv", numbers(300))
+    out = tmp_path / "out.ndjson"
+    done = await run_cli(sandbox, src, "--out", out, "--batch-size", "10", "--rate", "100000")
+    assert done.returncode == 1
+    results = read_results(out)
+    status = collections.Counter(r["status"] for r in results.values())
+    assert set(status) == {"sent", "unknown"}
+    assert status["unknown"] >= 10
+    ledger = sandbox.ledger_records()
+    faulted = {r.recipient for r in ledger if r.fault}
+    unknown = {r["to"] for r in results.values() if r["status"] == "unknown"}
+    sent = {r["to"] for r in results.values() if r["status"] == "sent"}
+    assert faulted <= unknown  # accepted but unanswered: unknown, not failed, not resent
+    assert {r.recipient for r in ledger} == sent | faulted
+    assert len(ledger) == len(sent) + len(faulted)  # nobody twice
+    assert all(results[row]["attempts"] == 1 for row in results if results[row]["to"] in unknown)
+    assert_matches_ledger(results, sandbox)
+
+
+async def test_dry_run_sends_nothing_and_prints_a_plan(sandbox: Sandbox, tmp_path: Path) -> None:
+    """--dry-run: rows 'planned', a plan on stderr, no request reaches the sandbox."""
+    rows = [*numbers(150), "bad"]
+    src = write_csv(tmp_path / "in.csv", rows)
+    out = tmp_path / "out.ndjson"
+    done = await run_cli(sandbox, src, "--out", out, "--dry-run")
+    assert done.returncode == 1  # one invalid row
+    results = read_results(out)
+    assert collections.Counter(r["status"] for r in results.values()) == {
+        "planned": 150,
+        "invalid": 1,
+    }
+    plan = done.stderr.decode()
+    assert "Dry run" in plan
+    assert "requests:         2" in plan
+    assert sandbox.stats.requests_total == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(("--to-column", "phone"), "no 'phone' column", id="missing-column"),
+        pytest.param(("--batch-size", "0"), "must be >= 1", id="bad-batch-size"),
+        pytest.param(("--resume",), "needs --out", id="resume-without-out"),
+    ],
+)
+async def test_usage_errors_exit_2_and_send_nothing(
+    sandbox: Sandbox, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """Configuration mistakes are exit code 2 with a message naming the problem."""
+    src = write_csv(tmp_path / "in.csv", numbers(3))
+    done = await run_cli(sandbox, src, *args)
+    assert done.returncode == 2
+    assert message in done.stderr.decode()
+    assert sandbox.stats.requests_total == 0
+
+
+async def test_existing_results_file_is_not_overwritten(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Without --resume or --overwrite an existing results file is left alone (exit 2)."""
+    src = write_csv(tmp_path / "in.csv", numbers(3))
+    out = tmp_path / "out.ndjson"
+    out.write_text('{"row": 1}\n')
+    done = await run_cli(sandbox, src, "--out", out)
+    assert done.returncode == 2
+    assert "--resume" in done.stderr.decode()
+    assert out.read_text() == '{"row": 1}\n'
+
+
+async def wait_for_lines(path: Path, at_least: int) -> None:
+    """Wait until another process has written ``at_least`` lines (no event crosses processes)."""
+    file = anyio.Path(path)
+    with anyio.fail_after(60):
+        while not await file.exists() or (await file.read_bytes()).count(b"\n") < at_least:  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+
+
+SLOW = {"latency_ms": 25.0}
+
+
+@pytest.mark.parametrize("sandbox", [SLOW], indirect=True)
+async def test_resume_after_kill_9_sends_the_rest_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    """kill -9 mid-run, then --resume: every row once, no SMS twice, in-flight rows unknown."""
+    total = 1500
+    src = write_csv(tmp_path / "in.csv", numbers(total))
+    out = tmp_path / "out.ndjson"
+    args = ("--out", out, "--batch-size", "5", "--concurrency", "4", "--rate", "100000")
+    process = await anyio.open_process(cli(sandbox, src, *args), env=env_for(sandbox))
+    async with process:
+        await wait_for_lines(out, 100)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+    first = read_results(out)
+    assert 100 <= len(first) < total
+
+    done = await run_cli(sandbox, src, *args, "--resume")
+    assert done.returncode in (0, 1), done.stderr.decode()
+    results = read_results(out)
+    assert sorted(results) == list(range(1, total + 1))
+    for row, record in first.items():
+        assert results[row] == record  # the first run's outcomes stand
+    unknown = [r for r in results.values() if r["status"] == "unknown"]
+    assert all(r["error_code"] == "inflight_at_crash" for r in unknown)
+    assert len(unknown) <= 4 * 5  # at most the requests in flight at the kill
+    recipients = collections.Counter(r.recipient for r in sandbox.ledger_records())
+    assert max(recipients.values()) == 1, "an SMS was sent twice"
+    assert set(recipients) == {r["to"] for r in results.values() if r["status"] == "sent"} | (
+        set(recipients) & {r["to"] for r in unknown}
+    )
+    assert {r["status"] for r in results.values()} <= {"sent", "unknown"}
+
+
+@pytest.mark.parametrize("sandbox", [SLOW], indirect=True)
+async def test_sigint_drains_exits_130_and_resume_finishes(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Ctrl-C: in-flight requests finish and are recorded, exit 130; --resume sends the rest."""
+    total = 1500
+    src = write_csv(tmp_path / "in.csv", numbers(total))
+    out = tmp_path / "out.ndjson"
+    args = ("--out", out, "--batch-size", "5", "--concurrency", "4", "--rate", "100000")
+    process = await anyio.open_process(cli(sandbox, src, *args), env=env_for(sandbox))
+    async with process:
+        await wait_for_lines(out, 100)
+        process.send_signal(signal.SIGINT)
+        assert await process.wait() == 130
+        assert process.stderr is not None
+        stderr = (await process.stderr.receive()).decode()
+    assert "--resume" in stderr
+    first = read_results(out)
+    assert {r["status"] for r in first.values()} == {"sent"}  # drained, not abandoned
+    assert len(sandbox.ledger_records()) == len(first)
+
+    done = await run_cli(sandbox, src, *args, "--resume")
+    assert done.returncode == 0, done.stderr.decode()
+    results = read_results(out)
+    assert sorted(results) == list(range(1, total + 1))
+    assert {r["status"] for r in results.values()} == {"sent"}
+    assert len(sandbox.ledger_records()) == total
+    assert_matches_ledger(results, sandbox)
+
+
+@pytest.mark.parametrize("sandbox", [{"rate_per_s": 1000}], indirect=True)
+async def test_rate_limit_is_honoured_at_the_sandbox(sandbox: Sandbox, tmp_path: Path) -> None:
+    """With --rate 40, the sandbox never sees more than 40 requests in any 1-second window."""
+    rows = [f"{n},OTP" for n in numbers(90)]
+    src = write_csv(tmp_path / "in.csv", rows, header="to,type")
+    out = tmp_path / "out.ndjson"
+    done = await run_cli(sandbox, src, "--out", out, "--rate", "40")
+    assert done.returncode == 0, done.stderr.decode()
+    stats = sandbox.stats
+    assert stats.requests_total == 90
+    assert stats.max_requests_in_1s <= 40
+    assert stats.by_status.get("429", 0) == 0
