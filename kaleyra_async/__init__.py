@@ -1,5 +1,7 @@
 """kaleyra_async: an asyncio, high-throughput bulk SMS dispatcher for the Kaleyra SMS API."""
 
+from ._bulk import BulkOptions, send_bulk
+from ._client import KaleyraClient
 from ._config import (
     Config,
     DispatchConfig,
@@ -10,6 +12,7 @@ from ._config import (
     Secret,
     load_config,
 )
+from ._dispatch import BulkSummary
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -38,11 +41,14 @@ __version__ = "0.1.0"
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BulkOptions",
+    "BulkSummary",
     "Config",
     "ConfigError",
     "ConnectError",
     "DispatchConfig",
     "HttpConfig",
+    "KaleyraClient",
     "KaleyraError",
     "Message",
     "MessageDefaults",
@@ -62,4 +68,5 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "load_config",
+    "send_bulk",
 ]

@@ -19,7 +19,7 @@ import anyio
 import httpx
 
 from ._config import Config
-from ._dispatch import DispatchSettings, Summary, dispatch
+from ._dispatch import DispatchSettings, BulkSummary, dispatch
 from ._exceptions import ConfigError, unwrap_group
 from ._phone import PhoneNormalizer
 from ._prepare import RowPlan, RowPreparer
@@ -90,11 +90,11 @@ async def send_bulk(
     options: BulkOptions,
     *,
     stop: anyio.Event | None = None,
-    summary: Summary | None = None,
+    summary: BulkSummary | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     stdin: IO[bytes] | None = None,
     stdout: IO[bytes] | None = None,
-) -> Summary:
+) -> BulkSummary:
     """Send every row of a CSV and record one result line per row.
 
     Args:
@@ -109,7 +109,7 @@ async def send_bulk(
         ConfigError: bad options, an unreadable input, a results file that exists without
             ``resume``/``overwrite``, or a resume whose input differs from the first run's.
     """
-    summary = summary if summary is not None else Summary()
+    summary = summary if summary is not None else BulkSummary()
     progress = await anyio.to_thread.run_sync(_prepare_files, input_path, options)
     source = CsvSource(input_path, stdin=stdin)
     preparer = RowPreparer(
@@ -135,7 +135,7 @@ async def _run(
     options: BulkOptions,
     progress: Progress | None,
     stop: anyio.Event | None,
-    summary: Summary,
+    summary: BulkSummary,
     transport: httpx.AsyncBaseTransport | None,
     stdout: IO[bytes] | None,
 ) -> None:

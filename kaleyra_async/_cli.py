@@ -201,7 +201,7 @@ def _config_from(args: argparse.Namespace, *, require_credentials: bool = True) 
 
 def _cmd_send_bulk(args: argparse.Namespace) -> int:
     from ._bulk import BulkOptions, send_bulk
-    from ._dispatch import Summary
+    from ._dispatch import BulkSummary
 
     config = _config_from(args, require_credentials=not args.dry_run)
     options = BulkOptions(
@@ -214,7 +214,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
     )
     if args.out is None and sys.stdout.isatty() and not args.dry_run:
         logger.info("results go to stdout; use --out results.ndjson to keep them and resume")
-    summary = Summary()
+    summary = BulkSummary()
     started = time.monotonic()
     show_progress = not args.no_progress and not args.quiet
 

@@ -30,7 +30,7 @@ from ._prepare import RowPreparer
 from ._results import Progress, ResultsWriter
 from ._sources import CsvSource, InputRow
 
-__all__ = ["DispatchSettings", "SendFn", "Summary", "dispatch"]
+__all__ = ["DispatchSettings", "SendFn", "BulkSummary", "dispatch"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class DispatchSettings:
 
 
 @dataclasses.dataclass(slots=True)
-class Summary:
+class BulkSummary:
     """Live counters of a run; the CLI reads them for the progress bar and the final report."""
 
     rows: int = 0
@@ -102,10 +102,10 @@ async def dispatch(
     writer: ResultsWriter,
     settings: DispatchSettings,
     *,
-    summary: Summary | None = None,
+    summary: BulkSummary | None = None,
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
-) -> Summary:
+) -> BulkSummary:
     """Run the whole pipeline over ``source`` and record one result per row through ``writer``.
 
     Args:
@@ -126,7 +126,7 @@ async def dispatch(
     Raises:
         ConfigError: the input cannot be read or lacks a required column.
     """
-    summary = summary if summary is not None else Summary()
+    summary = summary if summary is not None else BulkSummary()
     stop = stop if stop is not None else anyio.Event()
     dry_run = settings.dry_run or send is None
     run = _Run(source, preparer, send, writer, settings, summary, progress, stop, dry_run)
@@ -142,7 +142,7 @@ class _Run:
         send: SendFn | None,
         writer: ResultsWriter,
         settings: DispatchSettings,
-        summary: Summary,
+        summary: BulkSummary,
         progress: Progress | None,
         stop: anyio.Event,
         dry_run: bool,

@@ -12,7 +12,7 @@ import anyio.lowlevel
 import orjson
 import pytest
 
-from kaleyra_async._dispatch import DispatchSettings, Summary, dispatch
+from kaleyra_async._dispatch import DispatchSettings, BulkSummary, dispatch
 from kaleyra_async._exceptions import (
     KaleyraError,
     RateLimitError,
@@ -73,7 +73,7 @@ async def run(
     settings: DispatchSettings | None = None,
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
-    summary: Summary | None = None,
+    summary: BulkSummary | None = None,
 ) -> list[dict[str, object]]:
     out = io.BytesIO()
     writer = ResultsWriter(out, io.BytesIO())
@@ -186,7 +186,7 @@ async def test_dedupe_skips_repeats_of_number_and_message(tmp_path: Path) -> Non
 
 async def test_dry_run_sends_nothing_and_plans_every_valid_row(tmp_path: Path) -> None:
     """A dry run counts requests and marks rows 'planned' without calling send."""
-    summary = Summary()
+    summary = BulkSummary()
     results = await run(csv_file(tmp_path, [*numbers(150), "bad"]), None, summary=summary)
     assert [r["status"] for r in results].count("planned") == 150
     assert summary.requests == 2
@@ -225,7 +225,7 @@ async def test_stop_finishes_inflight_and_leaves_unsent_rows_without_a_line(
     fake = FakeKaleyra()
     fake.gate = anyio.Event()
     stop = anyio.Event()
-    summary = Summary()
+    summary = BulkSummary()
     settings = DispatchSettings(batch_size=10, concurrency=1, max_wait_s=0)
 
     async def stop_when_first_request_is_out() -> None:
@@ -267,7 +267,7 @@ async def test_memory_stays_bounded_when_sending_is_slow(tmp_path: Path) -> None
     """With senders blocked, the pipeline reads only a bounded number of rows ahead."""
     fake = FakeKaleyra()
     fake.gate = anyio.Event()
-    summary = Summary()
+    summary = BulkSummary()
     settings = DispatchSettings(batch_size=100, concurrency=2, max_wait_s=0)
     path = csv_file(tmp_path, numbers(200_000))
 

@@ -1,0 +1,61 @@
+"""The public face: exactly the names in __all__, sorted, all importable, nothing private."""
+
+from __future__ import annotations
+
+import kaleyra_async
+import kaleyra_async.sandbox
+
+EXPECTED = [
+    "APIError",
+    "AuthenticationError",
+    "BulkOptions",
+    "BulkSummary",
+    "Config",
+    "ConfigError",
+    "ConnectError",
+    "DispatchConfig",
+    "HttpConfig",
+    "KaleyraClient",
+    "KaleyraError",
+    "Message",
+    "MessageDefaults",
+    "MessageStatus",
+    "PodConfig",
+    "RateLimitError",
+    "Receipt",
+    "RejectedError",
+    "ResponseLostError",
+    "RetryPolicy",
+    "RowResult",
+    "Secret",
+    "SendResult",
+    "SenderId",
+    "SenderIdResult",
+    "ServerError",
+    "TransportError",
+    "ValidationError",
+    "load_config",
+    "send_bulk",
+]
+
+
+def test_all_is_exactly_the_public_api() -> None:
+    """__all__ lists the public names, sorted (case-sensitively, as ruff sorts it)."""
+    assert kaleyra_async.__all__ == EXPECTED
+    assert sorted(kaleyra_async.__all__) == kaleyra_async.__all__
+
+
+def test_every_exported_name_exists_and_is_documented() -> None:
+    """Each export resolves and carries a docstring."""
+    for name in kaleyra_async.__all__:
+        obj = getattr(kaleyra_async, name)
+        assert obj.__doc__, name
+
+
+def test_sandbox_exports_resolve() -> None:
+    """The sandbox subpackage has its own curated face."""
+    names = kaleyra_async.sandbox.__all__
+    assert len(set(names)) == len(names)
+    assert {"Sandbox", "SandboxConfig", "SandboxProcess"} <= set(names)
+    for name in names:
+        assert getattr(kaleyra_async.sandbox, name) is not None
