@@ -4,9 +4,14 @@ Only this module imports aiolimiter. Three facts about ``AsyncLimiter(max_rate, 
 the design:
 
 * It lets ``max_rate`` acquisitions through at once, so ``AsyncLimiter(100, 1)`` lets a
-  1-second window see nearly 200 (mjpieters/aiolimiter#298). We build it as
-  ``AsyncLimiter(burst, burst / rate_per_s)``: a bucket of ``burst`` tokens leaking at
-  ``rate_per_s``, so no 1-second window sees more than ``rate_per_s + burst - 1``.
+  1-second window see nearly 200 (mjpieters/aiolimiter#298). We shape it as a bucket of
+  ``burst`` tokens leaking at ``rate_per_s``, so requests are spread evenly.
+* A bucket that holds exactly ``burst`` tokens loses every late wake-up: a holder woken 1 ms
+  late starts the next interval 1 ms late, and on a busy loop that cost 5-12% of the rate
+  (measured: 88% of 166 req/s). So the bucket holds ``burst + 0.5`` tokens, which lets late
+  requests catch up by up to half an interval, and a sliding-window log of the last
+  ``floor(rate_per_s + burst - 1)`` admissions enforces the hard promise: no 1-second window
+  ever sees more than ``rate_per_s + burst - 1`` requests.
 * Waiters are woken smallest amount first, so a 100-recipient request would starve behind
   1-recipient ones on a recipients budget; and ``acquire(amount)`` raises when
   ``amount > max_rate``.
@@ -16,7 +21,7 @@ the design:
 Design::
 
     OTP  ──▶ OTP lane limiter (otp_share × rate) ──┐
-                                                    ├─▶ turnstile ─▶ [recipients] ─▶ total (rate)
+                                                    ├─▶ turnstile ─▶ [recipients] ─▶ total ─▶ window
     bulk ───────────────────────────────────────────┘   OTP first,
                                                         one at a time
 
@@ -25,7 +30,8 @@ Design::
   one. So an OTP request waits for at most the holder's token plus its own (about two token
   intervals) however many bulk requests are queued, and waiters are served in FIFO order
   within a lane (which also defuses aiolimiter's smallest-amount-first order).
-* The **total** limiter caps everything at the pod rate. Bulk alone can use all of it.
+* The **total** limiter (and the window log behind it) caps everything at the pod rate. Bulk
+  alone can use all of it.
 * The **OTP lane** caps OTP traffic at ``otp_share × rate`` so a flood of OTPs cannot take the
   whole pod from bulk (``otp_share = 0`` gives OTP priority without a cap).
 * The optional **recipients** limiter charges each request its recipient count; its bucket
@@ -39,6 +45,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 
 from aiolimiter import AsyncLimiter
 
@@ -46,6 +53,8 @@ __all__ = ["RequestLimiter"]
 
 logger = logging.getLogger(__name__)
 
+#: Extra bucket room that lets a late wake-up be made up (see the module docstring).
+_CATCH_UP_TOKENS = 0.5
 #: The largest recipient count one request can carry (the API's cap).
 _MAX_RECIPIENTS = 100
 
@@ -77,7 +86,10 @@ class RequestLimiter:
         if recipients_per_s < 0:
             raise ValueError("recipients_per_s must be >= 0")
         self.rate_per_s = rate_per_s
-        self._total = AsyncLimiter(burst, burst / rate_per_s)
+        capacity = burst + _CATCH_UP_TOKENS
+        self._total = AsyncLimiter(capacity, capacity / rate_per_s)
+        self._window_cap = max(1, math.floor(rate_per_s + burst - 1))
+        self._admitted: collections.deque[float] = collections.deque(maxlen=self._window_cap)
         self._otp: AsyncLimiter | None = None
         if otp_share > 0:
             otp_rate = otp_share * rate_per_s
@@ -110,8 +122,17 @@ class RequestLimiter:
             if self._recipients is not None:
                 await self._recipients.acquire(min(max(recipients, 0), self._recipients.max_rate))
             await self._total.acquire()
+            await self._window()
         finally:
             self._leave()
+
+    async def _window(self) -> None:
+        """Wait until admitting one more keeps every 1-second window within the cap."""
+        loop = asyncio.get_running_loop()
+        admitted = self._admitted
+        if len(admitted) == self._window_cap and (wait_s := admitted[0] + 1.0 - loop.time()) > 0:
+            await asyncio.sleep(wait_s)
+        admitted.append(loop.time())
 
     async def _enter(self, otp: bool) -> None:
         """Take the turnstile, queueing behind its holder (OTP waiters before bulk ones)."""
