@@ -241,8 +241,11 @@ class _Run:
                         self._record(results)
                     for batch in ready:
                         await self._submit(batch)
-                for batch in batcher.due(anyio.current_time()):
-                    await self._submit(batch)
+                # Linger is for a slow input: while more rows are already waiting (the senders
+                # are the bottleneck), keep filling batches instead of flushing them part-full.
+                if chunk is None or rows.statistics().current_buffer_used == 0:
+                    for batch in batcher.due(anyio.current_time()):
+                        await self._submit(batch)
         if not self.stop.is_set():
             for batch in batcher.drain():
                 await self._submit(batch)

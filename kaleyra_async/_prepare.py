@@ -61,6 +61,10 @@ class RowPreparer:
         self._columns: frozenset[str] = frozenset()
         self._overrides: tuple[str, ...] = ()
         self._fill_body = False
+        # The columns a row's message depends on: rows with equal values there get the very same
+        # validated Message, found with one dict lookup instead of being built and checked again.
+        self._key_columns: tuple[str, ...] = ()
+        self._by_key: dict[tuple[str, ...], Message | ValidationError] = {}
 
     def check_header(self, header: tuple[str, ...]) -> None:
         """Check that the input has the columns the plan needs.
@@ -90,6 +94,12 @@ class RowPreparer:
         self._fill_body = "body" in columns or bool(
             self.plan.body and _PLACEHOLDER.search(self.plan.body)
         )
+        if "body" in columns:  # a row's body may name any column
+            key_columns = [c for c in header if c != self.plan.to_column]
+        else:
+            key_columns = [*self._overrides, *_placeholders(self.plan.body or "")]
+            key_columns += self.plan.template_data_columns
+        self._key_columns = tuple(dict.fromkeys(key_columns))
 
     def prepare(self, row: InputRow) -> PreparedRow | RowResult:
         """Return the row ready to send, or its ``invalid`` result."""
@@ -115,6 +125,19 @@ class RowPreparer:
         return PreparedRow(row.row, to, message, info.segments, info.encoding, info.unicode_chars)
 
     def _message(self, fields: Mapping[str, str]) -> Message | ValidationError:
+        key = tuple([fields[c] for c in self._key_columns])
+        message = self._by_key.get(key)
+        if message is None:
+            try:
+                message = self._build_message(fields)
+            except ValidationError as exc:
+                message = exc
+            if len(self._by_key) >= _MAX_CACHED_MESSAGES:
+                self._by_key.clear()  # personalised bodies: don't let the cache grow forever
+            self._by_key[key] = message
+        return message
+
+    def _build_message(self, fields: Mapping[str, str]) -> Message | ValidationError:
         plan = self.plan
         values: dict[str, str] = {}
         for column in self._overrides:
