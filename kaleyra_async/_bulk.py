@@ -19,7 +19,7 @@ import anyio
 import httpx
 
 from ._config import Config
-from ._dispatch import DispatchSettings, BulkSummary, dispatch
+from ._dispatch import BulkSummary, DispatchSettings, dispatch
 from ._exceptions import ConfigError, unwrap_group
 from ._phone import PhoneNormalizer
 from ._prepare import RowPlan, RowPreparer

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import anyio
-from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._batching import Batch, Batcher, PreparedRow
 from ._exceptions import KaleyraError, unwrap_group
@@ -30,7 +30,7 @@ from ._prepare import RowPreparer
 from ._results import Progress, ResultsWriter
 from ._sources import CsvSource, InputRow
 
-__all__ = ["DispatchSettings", "SendFn", "BulkSummary", "dispatch"]
+__all__ = ["BulkSummary", "DispatchSettings", "SendFn", "dispatch"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class _Run:
 
     # -- planning: validate, dedupe, batch --------------------------------------------------
 
-    async def _plan_rows(self, rows: ObjectReceiveStream[list[InputRow]]) -> None:
+    async def _plan_rows(self, rows: MemoryObjectReceiveStream[list[InputRow]]) -> None:
         settings = self.settings
         batcher = Batcher(
             batch_size=settings.batch_size,

@@ -12,7 +12,7 @@ import anyio.lowlevel
 import orjson
 import pytest
 
-from kaleyra_async._dispatch import DispatchSettings, BulkSummary, dispatch
+from kaleyra_async._dispatch import BulkSummary, DispatchSettings, dispatch
 from kaleyra_async._exceptions import (
     KaleyraError,
     RateLimitError,
