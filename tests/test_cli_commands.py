@@ -1,0 +1,79 @@
+"""The one-shot commands (send, create-senders, delete-senders, status) against the sandbox."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from kaleyra_async.sandbox import Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    async with Sandbox(SandboxConfig()) as running:
+        yield running
+
+
+async def run(sandbox: Sandbox, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "KALEYRA_SID": sandbox.sid, "KALEYRA_API_KEY": sandbox.api_key}
+    command = [sys.executable, "-m", "kaleyra_async", args[0], "--base-url", sandbox.base_url]
+    done = await anyio.run_process([*command, *args[1:]], env=env, check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+async def test_send_prints_one_message_id_per_recipient(sandbox: Sandbox) -> None:
+    """`send` sends one request and prints number and message id for each recipient."""
+    code, out, err = await run(
+        sandbox, "send", "--to", "+919876543210, 09876543211", "--country-prefix", "+91",
+        "--sender", "KLRHXA", "--type", "TXN", "--body", "Hello", "--template-id", "1" * 19,
+    )  # fmt: skip
+    assert code == 0, err
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert [number for number, _ in lines] == ["+919876543210", "+919876543211"]
+    ledger = sandbox.ledger_records()
+    assert sorted(r.message_id for r in ledger) == sorted(mid for _, mid in lines)
+
+
+async def test_send_otp_to_two_numbers_is_refused_before_sending(sandbox: Sandbox) -> None:
+    """The OTP guard: exit 2, a message naming the rule, and no request at all."""
+    code, _, err = await run(
+        sandbox, "send", "--to", "+919876543210,+919876543211",
+        "--sender", "KLRHXA", "--type", "OTP", "--body", "1234 is your OTP",
+    )  # fmt: skip
+    assert code == 2
+    assert "exactly one recipient" in err
+    assert sandbox.stats.requests_total == 0
+
+
+async def test_sender_ids_round_trip_and_status(sandbox: Sandbox, tmp_path: Path) -> None:
+    """create-senders from a CSV, delete-senders, and status of a sent message."""
+    senders = tmp_path / "senders.csv"
+    senders.write_text(
+        "sender,description,iso_code,entity_id\n"
+        "ADPAIX,Alerts,in,123456789012\nBANKIN,Bank,in,123456789012\n"
+    )
+    code, out, err = await run(sandbox, "create-senders", str(senders))
+    assert code == 0, err
+    assert out.startswith("MSG106")
+    code, out, err = await run(sandbox, "delete-senders", "ADPAIX", "BANKIN")
+    assert code == 0, err
+    assert out.startswith("MSG108")
+    code, out, err = await run(sandbox, "delete-senders", "ADPAIX")
+    assert code == 1
+    assert "MSG134" in err
+
+    code, out, _ = await run(
+        sandbox, "send", "--to", "+919876543210", "--sender", "KLRHXA", "--type", "TXN",
+        "--body", "Hi", "--template-id", "1" * 19,
+    )  # fmt: skip
+    message_id = out.split("\t")[1].strip()
+    code, out, err = await run(sandbox, "status", message_id)
+    assert code == 0, err
+    assert out.split("\t")[:2] == [message_id, "Sent"]
