@@ -1,6 +1,6 @@
 """The per-pod request limiter with an OTP lane (the aiolimiter adapter).
 
-Only this module imports aiolimiter. Three facts about ``AsyncLimiter(max_rate, period)`` shape
+Only this module imports aiolimiter. These facts about ``AsyncLimiter(max_rate, period)`` shape
 the design:
 
 * It lets ``max_rate`` acquisitions through at once, so ``AsyncLimiter(100, 1)`` lets a
