@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -336,10 +337,19 @@ def _print_summary(
         for reason, count in reasons:
             print(f"    {count:>7}  {reason.strip()}", file=out)
     if summary.interrupted:
-        cmd = "python -m kaleyra_async send-bulk " + " ".join(sys.argv[2:])
-        if "--resume" not in cmd:
-            cmd += " --resume"
-        print(f"\nInterrupted. Rows without a result line are sent by:\n  {cmd}", file=out)
+        print(
+            f"\nInterrupted. Rows without a result line are sent by:\n  {_resume_command()}",
+            file=out,
+        )
+
+
+def _resume_command() -> str:
+    argv = sys.argv[1:]
+    args = argv[argv.index("send-bulk") + 1 :] if "send-bulk" in argv else argv
+    args = [a for a in args if a != "--overwrite"]
+    if "--resume" not in args:
+        args.append("--resume")
+    return " ".join(["python -m kaleyra_async send-bulk", *map(shlex.quote, args)])
 
 
 # -- other commands -------------------------------------------------------------------------

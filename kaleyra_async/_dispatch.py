@@ -61,8 +61,9 @@ class BulkSummary:
     """Live counters of a run; the CLI reads them for the progress bar and the final report."""
 
     rows: int = 0
-    by_status: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    #: Requests sent (in a dry run: requests that would be sent).
     requests: int = 0
+    by_status: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     requests_ok: int = 0
     reasons: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     encodings: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
@@ -312,8 +313,8 @@ class _Run:
         return True
 
     async def _submit(self, batch: Batch) -> None:
-        self.summary.requests += 1
         if self.dry_run:
+            self.summary.requests += 1
             self._record([_row_result(r, "planned") for r in batch.rows])
             return
         await self.queue.put(batch)
@@ -328,6 +329,7 @@ class _Run:
         assert self.send is not None
         rows = batch.rows
         await self.writer.inflight([r.row for r in rows])
+        self.summary.requests += 1
         try:
             result = await self.send(batch.message, batch.recipients)
         except KaleyraError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -302,19 +303,24 @@ async def test_sigint_drains_exits_130_and_resume_finishes(
     src = write_csv(tmp_path / "in.csv", numbers(total))
     out = tmp_path / "out.ndjson"
     args = ("--out", out, "--batch-size", "5", "--concurrency", "4", "--rate", "100000")
-    process = await anyio.open_process(cli(sandbox, src, *args), env=env_for(sandbox))
+    process = await anyio.open_process(
+        cli(sandbox, src, *args, "--overwrite"), env=env_for(sandbox)
+    )
     async with process:
         await wait_for_lines(out, 100)
         process.send_signal(signal.SIGINT)
         assert await process.wait() == 130
         assert process.stderr is not None
         stderr = (await process.stderr.receive()).decode()
-    assert "--resume" in stderr
     first = read_results(out)
     assert {r["status"] for r in first.values()} == {"sent"}  # drained, not abandoned
     assert len(sandbox.ledger_records()) == len(first)
 
-    done = await run_cli(sandbox, src, *args, "--resume")
+    # The command the CLI prints to resume is the one we run.
+    resume = shlex.split(stderr.split("are sent by:")[1].strip().splitlines()[0])
+    assert resume[:3] == ["python", "-m", "kaleyra_async"]
+    assert "--resume" in resume
+    done = await anyio.run_process([sys.executable, *resume[1:]], env=env_for(sandbox), check=False)
     assert done.returncode == 0, done.stderr.decode()
     results = read_results(out)
     assert sorted(results) == list(range(1, total + 1))
