@@ -23,7 +23,16 @@ from kaleyra_async.sandbox import SandboxConfig, SandboxProcess
 
 from ._inputs import DATA_DIR, Kind, ensure_input
 from ._plan import CONTENDERS, Contender, Scenario, contender_argv
-from ._run import ChildRun, ResultsCheck, check_results, fetch_stats, reset_sandbox, run_child
+from ._run import (
+    ChildRun,
+    ResultsCheck,
+    busy_cpu_s,
+    check_results,
+    fetch_stats,
+    process_cpu_s,
+    reset_sandbox,
+    run_child,
+)
 
 __all__ = ["CpuPlan", "RunRecord", "cpu_plan", "run_scenario", "warm_up"]
 
@@ -66,10 +75,18 @@ class RunRecord:
     check: ResultsCheck
     stats: Mapping[str, Any]
     problems: tuple[str, ...]
+    #: CPU-seconds that processes other than the child and the sandbox used during the run
+    #: (the machine may be shared; the launcher's ~0.05 s is in here too).
+    other_cpu_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def other_load_cores(self) -> float:
+        """How many CPUs' worth of other work ran alongside (0 on a quiet machine)."""
+        return self.other_cpu_s / self.child.wall_s
 
     @property
     def recipients_per_s(self) -> float:
@@ -118,6 +135,8 @@ class RunRecord:
             "wall_s": self.child.wall_s,
             "cpu_s": self.child.cpu_s,
             "max_rss_mb": self.child.max_rss_mb,
+            "launcher_rss_mb": self.child.launcher_rss_mb,
+            "other_load_cores": self.other_load_cores,
             "recipients_per_s": self.recipients_per_s,
             "requests_per_s": self.requests_per_s,
             "server_rate_per_s": self.server_rate_per_s,
@@ -188,6 +207,7 @@ def _run_once(
     argv = contender_argv(
         contender, scenario, input_path=input_path, out_path=out, base_url=sandbox.base_url
     )
+    busy_before, sandbox_before = busy_cpu_s(), process_cpu_s(sandbox.pid)
     child = run_child(
         argv,
         env=_child_env(sandbox),
@@ -196,6 +216,8 @@ def _run_once(
         stderr_path=work_dir / f"{scenario.key}-{contender.key}-{rnd}.stderr",
         cwd=REPO,
     )
+    busy_after, sandbox_after = busy_cpu_s(), process_cpu_s(sandbox.pid)
+    other_cpu_s = (busy_after - busy_before) - child.cpu_s - (sandbox_after - sandbox_before)
     stats = fetch_stats(sandbox.base_url)
     check = check_results(out, rows)
     for done in (out, out.with_name(out.name + ".journal")):
@@ -209,6 +231,7 @@ def _run_once(
         check=check,
         stats=stats,
         problems=_problems(contender, rows, child, check, stats),
+        other_cpu_s=max(0.0, other_cpu_s),
     )
 
 
@@ -273,7 +296,8 @@ def describe_record(record: RunRecord) -> str:
         f"{record.rows:>9,} rows in {record.child.wall_s:6.2f} s: "
         f"{record.recipients_per_s:>9,.0f} rcpt/s, {record.requests_per_s:>7,.0f} req/s"
         + (f" (server {server:,.0f}/s, busiest 1 s {record.max_in_1s})" if server else "")
-        + f", cpu {record.child.cpu_s:.2f} s, rss {record.child.max_rss_mb:.0f} MB  {mark}"
+        + f", cpu {record.child.cpu_s:.2f} s, rss {record.child.max_rss_mb:.0f} MB"
+        + f", other load {record.other_load_cores:.2f} CPUs  {mark}"
     )
 
 

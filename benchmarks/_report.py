@@ -44,6 +44,7 @@ _METRICS: Final = (
     "cpu_s_per_100k",
     "max_rss_mb",
     "wall_s",
+    "other_load_cores",
 )
 
 
@@ -74,6 +75,8 @@ def _values(records: Sequence[RunRecord], name: str) -> list[float | None]:
             out.append(r.child.wall_s)
         elif name == "max_rss_mb":
             out.append(r.child.max_rss_mb)
+        elif name == "other_load_cores":
+            out.append(r.other_load_cores)
         else:
             out.append(r.metric(name))
     return out
@@ -300,12 +303,17 @@ def _ratio(s: Spread | None) -> str:
     return f"{s.median:.2f}x ({s.low:.2f}–{s.high:.2f})" if s.n > 1 else f"{s.median:.2f}x"
 
 
+def _load(s: Spread | None) -> str:
+    return "–" if s is None else f"{s.high:.2f}"
+
+
 def markdown(rows: Sequence[Row], targets: Sequence[Target]) -> str:
     """The main table and the targets table, as Markdown (readable in a terminal too)."""
     out = [
         "| scenario | contender | rows/run | runs ok | recipients/s | requests/s (wall) | "
-        "server req/s · busiest 1 s | CPU s /100k rcpt | peak RSS MB | × (a), headline |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "server req/s · busiest 1 s | CPU s /100k rcpt | peak RSS MB | × (a), headline | "
+        "other load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     full_rows: dict[str, int] = {}
     for row in rows:
@@ -323,7 +331,8 @@ def markdown(rows: Sequence[Row], targets: Sequence[Target]) -> str:
             f"| {row.scenario.key} | {CONTENDERS[row.contender].label} | {rows_text} | {ok} | "
             f"{_fmt(row.fig('recipients_per_s'))} | {_fmt(row.fig('requests_per_s'))} | "
             f"{server_text} | {_fmt(row.fig('cpu_s_per_100k'), 2)} | "
-            f"{_fmt(row.fig('max_rss_mb'), 1)} | {_ratio(row.vs_baseline)} |"
+            f"{_fmt(row.fig('max_rss_mb'), 1)} | {_ratio(row.vs_baseline)} | "
+            f"{_load(row.fig('other_load_cores'))} |"
         )
     out += ["", "| target | goal | measured | verdict |", "|---|---|---|---|"]
     out += [f"| {t.name} | {t.goal} | {t.measured} | **{t.verdict}** |" for t in targets]

@@ -4,7 +4,10 @@ The child is measured by the kernel, not by itself: ``os.wait4`` returns its use
 time and its peak resident set size (``ru_maxrss``, KiB on Linux), and the wall clock runs from
 just before ``Popen`` to the return of ``wait4``, so interpreter start-up and imports count, as
 they do for a user. The child may be pinned to a set of CPUs (``os.sched_setaffinity`` in the
-child before ``exec``).
+child before ``exec``). Both happen in ``_launch.py``, a clean parent process.
+
+The machine may be shared: :func:`busy_cpu_s` and :func:`process_cpu_s` let the harness work
+out how much CPU *other* processes used during a run, so a noisy run is visible in the report.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import signal
 import subprocess
-import threading
-import time
+import sys
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,8 +24,18 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["ChildRun", "ResultsCheck", "check_results", "fetch_stats", "reset_sandbox", "run_child"]
+__all__ = [
+    "ChildRun",
+    "ResultsCheck",
+    "busy_cpu_s",
+    "check_results",
+    "fetch_stats",
+    "process_cpu_s",
+    "reset_sandbox",
+    "run_child",
+]
 
+_LAUNCHER: Final = Path(__file__).resolve().parent / "_launch.py"
 _SENT: Final = re.compile(rb'"status":\s*"sent"')
 _ROW: Final = re.compile(rb'"row":\s*(\d+)')
 
@@ -40,6 +51,8 @@ class ChildRun:
     timed_out: bool
     #: The last part of the child's stderr, for the report when something went wrong.
     stderr_tail: str
+    #: The launcher's own peak RSS: the floor below which the child's figure means nothing.
+    launcher_rss_mb: float = 0.0
 
 
 def run_child(
@@ -51,47 +64,62 @@ def run_child(
     stderr_path: Path,
     cwd: Path | None = None,
 ) -> ChildRun:
-    """Run ``argv`` to completion (SIGKILL after ``timeout_s``) and measure it."""
-    cpu_set = set(cpus) if cpus is not None else None
+    """Run ``argv`` to completion (SIGKILL after ``timeout_s``) and measure it.
 
-    def pin() -> None:
-        if cpu_set is not None:
-            os.sched_setaffinity(0, cpu_set)
-
-    with open(stderr_path, "wb") as stderr:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(argv),
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            preexec_fn=pin,  # the harness has no other threads yet: preexec_fn is safe
-        )
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            os.kill(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout_s, kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall_s = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for it again
+    The child is started by ``_launch.py`` in a fresh interpreter, so that its peak RSS is its
+    own and not the harness's (see that module's docstring).
+    """
+    spec = {
+        "argv": list(argv),
+        "env": dict(env),
+        "cwd": str(cwd) if cwd is not None else None,
+        "cpus": list(cpus) if cpus is not None else None,
+        "timeout_s": timeout_s,
+        "stderr_path": str(stderr_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", str(_LAUNCHER), orjson.dumps(spec).decode()],
+        capture_output=True,
+        check=False,
+        timeout=timeout_s + 60,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the launcher failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    measured = orjson.loads(done.stdout)
     tail = stderr_path.read_bytes()[-2000:].decode("utf-8", "replace")
     return ChildRun(
-        exit_code=proc.returncode,
-        wall_s=wall_s,
-        cpu_s=usage.ru_utime + usage.ru_stime,
-        max_rss_mb=usage.ru_maxrss / 1024,
-        timed_out=timed_out.is_set(),
+        exit_code=measured["exit_code"],
+        wall_s=measured["wall_s"],
+        cpu_s=measured["cpu_s"],
+        max_rss_mb=measured["max_rss_kb"] / 1024,
+        timed_out=measured["timed_out"],
         stderr_tail=tail,
+        launcher_rss_mb=measured["launcher_rss_kb"] / 1024,
     )
+
+
+def busy_cpu_s() -> float:
+    """CPU-seconds all CPUs have spent busy since boot (``/proc/stat``), 0.0 if unreadable."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return 0.0
+    # cpu user nice system idle iowait irq softirq steal ...: busy is all but idle and iowait.
+    ticks = [int(x) for x in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU-seconds of a running process (``/proc/<pid>/stat``), 0.0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the ")" closing the command name, utime and stime are the 12th and 13th fields.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
