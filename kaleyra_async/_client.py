@@ -36,7 +36,7 @@ from ._config import (
     RetryPolicy,
     Secret,
 )
-from ._exceptions import ConfigError, KaleyraError
+from ._exceptions import APIError, ConfigError, KaleyraError
 from ._models import Message, MessageStatus, SenderId, SenderIdResult, SendResult
 from ._phone import PhoneNormalizer
 from ._protocol import (
@@ -135,6 +135,7 @@ class KaleyraClient:
             raise ConfigError("otp_share: must be in [0, 1)")
         self.sid = sid
         self.pod = pod
+        self._key = key
         self._http = http or HttpConfig()
         self._retry = retry or RetryPolicy()
         self._rate = rate_limit or PodConfig()
@@ -459,10 +460,31 @@ class KaleyraClient:
                     response.status_code,
                     (perf_counter() - started) * 1000,
                 )
-            return parse(response.status_code, response.headers, response.content, pod=pod)
+            try:
+                return parse(response.status_code, response.headers, response.content, pod=pod)
+            except APIError as exc:
+                raise self._scrubbed(exc) from None
 
         result = await call_with_retry(attempt, policy or self._retry, sleep=self._sleep)
         return result, attempts
+
+    def _scrubbed(self, exc: APIError) -> APIError:
+        """``exc`` without the API key, should a server ever echo it back in an error body."""
+        key = self._key.reveal()
+        if key not in f"{exc} {exc.details!r} {exc.body!r}":
+            return exc
+        mask = "********"
+        return type(exc)(
+            exc.message.replace(key, mask),
+            status_code=exc.status_code,
+            kaleyra_code=exc.kaleyra_code,
+            details=[
+                (item.replace(key, mask), why.replace(key, mask)) for item, why in exc.details
+            ],
+            retry_after_s=exc.retry_after_s,
+            pod=exc.pod,
+            body=None if key in repr(exc.body) else exc.body,
+        )
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         """Send through the client's transport and read the whole body.

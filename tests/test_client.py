@@ -611,3 +611,19 @@ async def test_api_key_never_leaks(
     assert caplog.records, "expected DEBUG records to check"
     for record in caplog.records:
         assert KEY not in record.getMessage()
+
+
+async def test_api_key_echoed_by_a_server_is_masked(router: respx.Router, sleeps: Sleeps) -> None:
+    """A server that echoes the key in its error body does not leak it into our exception."""
+    router.post(f"{BASE}/sms").mock(
+        return_value=httpx.Response(
+            400, json={"code": "E999", "message": f"bad key {KEY}", "error": {"key": KEY}}
+        )
+    )
+    async with make_client(router, sleeps, api_key=Secret(KEY)) as client:
+        with pytest.raises(RejectedError) as info:
+            await client.send(Message(body="x", type="TXN"), [A])
+    error = info.value
+    assert error.kaleyra_code == "E999"
+    assert "********" in str(error)
+    assert KEY not in f"{error} {error!r} {vars(error)!r}"
