@@ -306,7 +306,8 @@ def _print_summary(
         print(f"  rows read:        {summary.rows}", file=out)
         print(f"  valid (planned):  {s['planned']}", file=out)
         print(f"  invalid:          {s['invalid']}", file=out)
-        print(f"  duplicates:       {s['skipped']}", file=out)
+        hint = "" if config.dispatch.dedupe else " (sent anyway; --dedupe skips them)"
+        print(f"  duplicates:       {summary.duplicates}{hint}", file=out)
         print(f"  requests:         {summary.requests}", file=out)
         if summary.encodings:
             print(f"  encodings:        {dict(summary.encodings)}", file=out)

@@ -69,6 +69,8 @@ class BulkSummary:
     encodings: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     segments: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
     unicode_chars: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    #: Rows repeating an earlier row's number and message (counted with dedupe or in a dry run).
+    duplicates: int = 0
     #: Rows already done by an earlier run (resume), not read again.
     resumed_done: int = 0
     interrupted: bool = False
@@ -282,16 +284,19 @@ class _Run:
             if isinstance(prepared, RowResult):
                 results.append(prepared)
                 continue
-            if dedupe and not self._dedupe_check(prepared):
-                results.append(
-                    _row_result(
-                        prepared,
-                        "skipped",
-                        error_code="duplicate",
-                        error="same number and message as an earlier row",
+            # A dry run counts repeats even without dedupe, so the plan can say what it would save.
+            if (dedupe or self.dry_run) and not self._dedupe_check(prepared):
+                summary.duplicates += 1
+                if dedupe:
+                    results.append(
+                        _row_result(
+                            prepared,
+                            "skipped",
+                            error_code="duplicate",
+                            error="same number and message as an earlier row",
+                        )
                     )
-                )
-                continue
+                    continue
             if inflight_before:
                 logger.info("row %d: resending (retry_ambiguous is on)", row.row)
             summary.encodings[prepared.encoding] += 1

@@ -191,6 +191,16 @@ async def test_dry_run_sends_nothing_and_plans_every_valid_row(tmp_path: Path) -
     assert [r["status"] for r in results].count("planned") == 150
     assert summary.requests == 2
     assert summary.by_status["invalid"] == 1
+    assert summary.duplicates == 0
+
+
+async def test_dry_run_counts_duplicates_without_skipping_them(tmp_path: Path) -> None:
+    """Without --dedupe a dry run still reports repeats, and plans them like any row."""
+    summary = BulkSummary()
+    lines = ["+919800000001", "+919800000001", "9800000001", "+919800000002"]
+    results = await run(csv_file(tmp_path, lines), None, summary=summary)
+    assert [r["status"] for r in results] == ["planned"] * 4
+    assert summary.duplicates == 2
 
 
 async def test_resume_skips_done_rows_and_reports_inflight_as_unknown(tmp_path: Path) -> None:
