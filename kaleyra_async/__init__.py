@@ -35,6 +35,7 @@ from ._models import (
     SenderIdResult,
     SendResult,
 )
+from ._sources import RecordSource
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "PodConfig",
     "RateLimitError",
     "Receipt",
+    "RecordSource",
     "RejectedError",
     "ResponseLostError",
     "RetryPolicy",

@@ -10,10 +10,10 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 import anyio
 import httpx
@@ -21,6 +21,7 @@ import httpx
 from ._config import Config
 from ._dispatch import BulkSummary, DispatchSettings, dispatch
 from ._exceptions import ConfigError, unwrap_group
+from ._models import RowResult
 from ._phone import PhoneNormalizer
 from ._prepare import RowPlan, RowPreparer
 from ._results import (
@@ -31,7 +32,7 @@ from ._results import (
     journal_start_record,
     load_progress,
 )
-from ._sources import CsvSource
+from ._sources import CsvSource, RecordSource
 
 __all__ = ["BulkOptions", "send_bulk"]
 
@@ -85,106 +86,84 @@ def plan_from(config: Config, *, to_column: str = "to", time: str | None = None)
 
 
 async def send_bulk(
-    input_path: str,
+    source: str | os.PathLike[str] | RecordSource,
     config: Config,
-    options: BulkOptions,
+    options: BulkOptions | None = None,
     *,
     stop: anyio.Event | None = None,
     summary: BulkSummary | None = None,
+    on_results: Callable[[Sequence[RowResult]], None] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     stdin: IO[bytes] | None = None,
     stdout: IO[bytes] | None = None,
 ) -> BulkSummary:
-    """Send every row of a CSV and record one result line per row.
+    """Send every row of the input and record exactly one result per row.
 
     Args:
-        input_path: a CSV file with a header row, or "-" for stdin.
+        source: a CSV file with a header row, "-" for stdin, or a :class:`RecordSource` of
+            mappings (rows from a database, a queue...).
         config: the account, defaults and pipeline settings.
-        options: output file, resume, dry run.
-        stop: set it (e.g. on Ctrl-C) to stop gracefully; see :func:`dispatch`.
+        options: output file, resume, dry run (default: results to stdout, or only to
+            ``on_results`` when that is given).
+        stop: set it (e.g. on Ctrl-C) to stop gracefully: reading stops, requests in flight
+            finish and are recorded, rows not yet sent get no result (``--resume`` sends them).
         summary: live counters to update (for a progress display).
+        on_results: called in the event loop with each block of results as they are recorded.
         transport: an httpx transport to use instead of the configured one (tests).
+
+    Returns:
+        The run's counters.
 
     Raises:
         ConfigError: bad options, an unreadable input, a results file that exists without
             ``resume``/``overwrite``, or a resume whose input differs from the first run's.
     """
+    from ._client import KaleyraClient  # the client pulls in httpx's transports: only when sending
+
+    options = options or BulkOptions()
     summary = summary if summary is not None else BulkSummary()
-    progress = await anyio.to_thread.run_sync(_prepare_files, input_path, options)
-    source = CsvSource(input_path, stdin=stdin)
+    rows = source if isinstance(source, RecordSource) else CsvSource(source, stdin=stdin)
+    input_id = describe_input(rows.path if isinstance(rows, CsvSource) else None)
+    progress = await anyio.to_thread.run_sync(_prepare_files, rows, input_id, options)
     preparer = RowPreparer(
         plan_from(config, to_column=options.to_column, time=options.time),
         normalize=PhoneNormalizer(config.defaults.country_prefix),
         now=datetime.now(UTC),
     )
     settings = settings_from(config, dry_run=options.dry_run)
+    discard = on_results is not None and options.out is None
     try:
-        await _run(
-            source, preparer, settings, config, options, progress, stop, summary, transport, stdout
-        )
+        with _open_outputs(options, None if discard else (stdout or sys.stdout.buffer)) as files:
+            writer = ResultsWriter(*files)
+            writer.journal_header(journal_start_record(input_id, resumed=progress is not None))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writer.run)
+                try:
+                    run = functools.partial(
+                        dispatch, rows, preparer, writer=writer, settings=settings,
+                        summary=summary, progress=progress, stop=stop, on_results=on_results,
+                    )  # fmt: skip
+                    if options.dry_run:
+                        await run(None)
+                    else:
+                        async with KaleyraClient.from_config(config, transport=transport) as client:
+                            await run(functools.partial(client.send, prevalidated=True))
+                finally:
+                    await writer.aclose()
     except BaseExceptionGroup as group:
         raise unwrap_group(group) from None
     return summary
 
 
-async def _run(
-    source: CsvSource,
-    preparer: RowPreparer,
-    settings: DispatchSettings,
-    config: Config,
-    options: BulkOptions,
-    progress: Progress | None,
-    stop: anyio.Event | None,
-    summary: BulkSummary,
-    transport: httpx.AsyncBaseTransport | None,
-    stdout: IO[bytes] | None,
-) -> None:
-    from ._client import KaleyraClient  # the client pulls in httpx's transports: only when sending
-
-    input_path = source.path
-    with _open_outputs(options, stdout) as (results_io, journal_io):
-        writer = ResultsWriter(results_io, journal_io)
-        writer.journal_header(
-            journal_start_record(describe_input(input_path), resumed=progress is not None)
-        )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(writer.run)
-            try:
-                if options.dry_run:
-                    await dispatch(
-                        source,
-                        preparer,
-                        None,
-                        writer,
-                        settings,
-                        summary=summary,
-                        progress=progress,
-                        stop=stop,
-                    )
-                else:
-                    async with KaleyraClient.from_config(config, transport=transport) as client:
-                        send = functools.partial(client.send, prevalidated=True)
-                        await dispatch(
-                            source,
-                            preparer,
-                            send,
-                            writer,
-                            settings,
-                            summary=summary,
-                            progress=progress,
-                            stop=stop,
-                        )
-            finally:
-                await writer.aclose()
-
-
-def _prepare_files(input_path: str, options: BulkOptions) -> Progress | None:
+def _prepare_files(
+    rows: CsvSource | RecordSource, input_id: dict[str, Any], options: BulkOptions
+) -> Progress | None:
     if options.resume and options.out is None:
         raise ConfigError("--resume needs --out: results on stdout cannot be resumed")
     if options.resume and options.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other")
-    if input_path != "-" and not os.path.isfile(input_path):
-        raise ConfigError(f"input file not found: {input_path}")
+    if isinstance(rows, CsvSource) and not rows.is_stdin and not os.path.isfile(rows.path):
+        raise ConfigError(f"input file not found: {rows.path}")
     if options.out is None:
         return None
     exists = os.path.exists(options.out) and os.path.getsize(options.out) > 0
@@ -200,8 +179,7 @@ def _prepare_files(input_path: str, options: BulkOptions) -> Progress | None:
         return None
     progress = load_progress(options.out)
     earlier = progress.input
-    now = describe_input(input_path)
-    if earlier and earlier.get("path") != "-" and now.get("path") != "-" and earlier != now:
+    if earlier and earlier.get("path") and input_id.get("path") and earlier != input_id:
         raise ConfigError(
             f"--resume: the input differs from the first run's ({earlier.get('path')}, "
             f"{earlier.get('size')} bytes); resume with the same file"
@@ -212,9 +190,10 @@ def _prepare_files(input_path: str, options: BulkOptions) -> Progress | None:
 @contextmanager
 def _open_outputs(
     options: BulkOptions, stdout: IO[bytes] | None
-) -> Iterator[tuple[IO[bytes], IO[bytes] | None]]:
+) -> Iterator[tuple[IO[bytes] | None, IO[bytes] | None]]:
+    """The results file and its journal; without ``out``, ``stdout`` (or nothing) and no journal."""
     if options.out is None:
-        yield (stdout or sys.stdout.buffer), None
+        yield stdout, None
         return
     mode = "ab" if options.resume else "wb"
     with open(options.out, mode) as results, open(journal_path_for(options.out), mode) as journal:

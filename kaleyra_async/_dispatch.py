@@ -28,7 +28,7 @@ from ._exceptions import KaleyraError, unwrap_group
 from ._models import Message, RowResult, RowStatus, SendResult
 from ._prepare import RowPreparer
 from ._results import Progress, ResultsWriter
-from ._sources import CsvSource, InputRow
+from ._sources import InputRow, RowSource
 
 __all__ = ["BulkSummary", "DispatchSettings", "SendFn", "dispatch"]
 
@@ -99,15 +99,16 @@ def _reason_key(result: RowResult) -> str:
 
 
 async def dispatch(
-    source: CsvSource,
+    source: RowSource,
     preparer: RowPreparer,
     send: SendFn | None,
+    *,
     writer: ResultsWriter,
     settings: DispatchSettings,
-    *,
     summary: BulkSummary | None = None,
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
+    on_results: Callable[[Sequence[RowResult]], None] | None = None,
 ) -> BulkSummary:
     """Run the whole pipeline over ``source`` and record one result per row through ``writer``.
 
@@ -122,6 +123,7 @@ async def dispatch(
             in flight are reported ``unknown`` (or sent again when ``retry_ambiguous``).
         stop: set it to stop gracefully: reading stops, requests in flight finish (bounded by
             ``drain_timeout_s``) and have their outcome recorded; rows not yet sent get no line.
+        on_results: called with each block of results as they are recorded.
 
     Returns:
         The final counters; ``interrupted`` is True when ``stop`` was set.
@@ -133,6 +135,7 @@ async def dispatch(
     stop = stop if stop is not None else anyio.Event()
     dry_run = settings.dry_run or send is None
     run = _Run(source, preparer, send, writer, settings, summary, progress, stop, dry_run)
+    run.on_results = on_results
     await run.go()
     return summary
 
@@ -140,7 +143,7 @@ async def dispatch(
 class _Run:
     def __init__(
         self,
-        source: CsvSource,
+        source: RowSource,
         preparer: RowPreparer,
         send: SendFn | None,
         writer: ResultsWriter,
@@ -165,6 +168,7 @@ class _Run:
         self.sending = anyio.CancelScope()
         self.dedupe_ids: dict[Message, int] = {}
         self.seen: set[str] = set()
+        self.on_results: Callable[[Sequence[RowResult]], None] | None = None
         source.on_header(preparer.check_header)
 
     async def go(self) -> None:
@@ -360,6 +364,8 @@ class _Run:
     def _record(self, results: list[RowResult]) -> None:
         self.summary.count(results)
         self.writer.write(results)
+        if self.on_results is not None:
+            self.on_results(results)
 
 
 class _LaneQueue:

@@ -70,12 +70,15 @@ class Progress:
         self.done[row] = 1
 
 
-def describe_input(path: str) -> dict[str, Any]:
-    """What identifies an input file across runs (stdin cannot be identified)."""
-    if path == "-":
-        return {"path": "-"}
-    stat = os.stat(path)
-    return {"path": os.path.abspath(path), "size": stat.st_size}
+def describe_input(path: str | None) -> dict[str, Any]:
+    """What identifies an input file across runs (stdin and records cannot be identified)."""
+    if path is None or path == "-":
+        return {}
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return {"path": os.path.abspath(path)}
+    return {"path": os.path.abspath(path), "size": size}
 
 
 def load_progress(results_path: str | os.PathLike[str]) -> Progress:
@@ -157,7 +160,7 @@ class ResultsWriter:
 
     def __init__(
         self,
-        results: IO[bytes],
+        results: IO[bytes] | None,
         journal: IO[bytes] | None = None,
     ) -> None:
         self._results = results
@@ -243,7 +246,7 @@ class ResultsWriter:
         if journal and self._journal is not None:
             self._journal.write(b"".join(journal))
             self._journal.flush()
-        if results:
+        if results and self._results is not None:
             self._results.write(b"".join(results))
             self._results.flush()
 

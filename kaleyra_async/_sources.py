@@ -19,17 +19,29 @@ import csv
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Iterator
-from typing import IO, Final
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from typing import IO, Final, Union
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import ObjectSendStream
 
 from ._exceptions import ConfigError
 
-__all__ = ["CsvSource", "InputRow"]
+__all__ = ["CsvSource", "InputRow", "RecordSource", "RowSource"]
+
+#: Anything the pipeline can read rows from.
+RowSource = Union["CsvSource", "RecordSource"]
 
 _READ_SIZE: Final = 1 << 16
 _MAX_CHUNK_ROWS: Final = 2048
@@ -50,7 +62,98 @@ class InputRow:
     line: int = 0
 
 
-class CsvSource:
+class _Source:
+    """What the pipeline needs from an input: a header once known, and rows pumped in chunks."""
+
+    header: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.header = ()
+        self._on_header: list[Callable[[tuple[str, ...]], None]] = []
+
+    def on_header(self, callback: Callable[[tuple[str, ...]], None]) -> None:
+        """Call ``callback(header)`` in the event loop once the header is known."""
+        self._on_header.append(callback)
+
+    def _set_header(self, header: tuple[str, ...]) -> None:
+        self.header = header
+        for callback in self._on_header:
+            callback(header)
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    async def pump(self, send: ObjectSendStream[list[InputRow]]) -> None:
+        raise NotImplementedError
+
+
+class RecordSource(_Source):
+    """Rows from Python: an iterable or async iterable of mappings (column name -> value).
+
+    The columns are ``columns`` if given, else the first record's keys. A record missing one of
+    them, or with a value that is not a string, int or float, becomes an invalid row, like a bad
+    CSV row; values are converted with ``str``. Use it to send from a database cursor or a
+    queue without writing a CSV first.
+    """
+
+    def __init__(
+        self,
+        records: Iterable[Mapping[str, object]] | AsyncIterable[Mapping[str, object]],
+        *,
+        columns: Sequence[str] | None = None,
+        chunk_rows: int = 512,
+    ) -> None:
+        super().__init__()
+        self._records = records
+        self._columns = tuple(columns) if columns is not None else None
+        self._chunk_rows = chunk_rows
+
+    def describe(self) -> str:
+        return "records"
+
+    async def pump(self, send: ObjectSendStream[list[InputRow]]) -> None:
+        chunk: list[InputRow] = []
+        row = 0
+        async for record in _aiter(self._records):
+            row += 1
+            if not self.header:
+                self._set_header(self._columns or tuple(map(str, record)))
+            chunk.append(_record_row(row, record, self.header))
+            if len(chunk) >= self._chunk_rows:
+                await send.send(chunk)
+                chunk = []
+        if chunk:
+            await send.send(chunk)
+        if not self.header:
+            raise ConfigError("no records: nothing to send")
+
+
+async def _aiter(
+    records: Iterable[Mapping[str, object]] | AsyncIterable[Mapping[str, object]],
+) -> AsyncIterator[Mapping[str, object]]:
+    if isinstance(records, AsyncIterable):
+        async for record in records:
+            yield record
+    else:
+        for n, record in enumerate(records, 1):
+            yield record
+            if n % 256 == 0:
+                await anyio.lowlevel.checkpoint()  # a long list must not starve the senders
+
+
+def _record_row(row: int, record: Mapping[str, object], header: tuple[str, ...]) -> InputRow:
+    fields: dict[str, str] = {}
+    for name in header:
+        value = record.get(name)
+        if value is None:
+            return InputRow(row, {}, f"record has no {name!r}")
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            return InputRow(row, {}, f"{name}: {type(value).__name__} is not text or a number")
+        fields[name] = str(value)
+    return InputRow(row, fields)
+
+
+class CsvSource(_Source):
     """Rows of a CSV file (or ``-`` for stdin) with a required header row.
 
     :meth:`pump` sends lists of :class:`InputRow` to a stream; :attr:`header` is set once the
@@ -63,10 +166,9 @@ class CsvSource:
         *,
         stdin: IO[bytes] | None = None,
     ) -> None:
+        super().__init__()
         self.path = os.fspath(path)
-        self.header: tuple[str, ...] = ()
         self._stdin = stdin
-        self._on_header: list[Callable[[tuple[str, ...]], None]] = []
 
     @property
     def is_stdin(self) -> bool:
@@ -97,15 +199,6 @@ class CsvSource:
         finally:
             if owned:
                 os.close(fd)
-
-    def _set_header(self, header: tuple[str, ...]) -> None:
-        self.header = header
-        for callback in self._on_header:
-            callback(header)
-
-    def on_header(self, callback: Callable[[tuple[str, ...]], None]) -> None:
-        """Call ``callback(header)`` in the event loop once the header row has been read."""
-        self._on_header.append(callback)
 
     def _open(self) -> tuple[int, bool]:
         if self.is_stdin:

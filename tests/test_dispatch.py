@@ -20,7 +20,7 @@ from kaleyra_async._exceptions import (
     ResponseLostError,
     ServerError,
 )
-from kaleyra_async._models import Message, Receipt, SendResult
+from kaleyra_async._models import Message, Receipt, RowResult, SendResult
 from kaleyra_async._phone import PhoneNormalizer
 from kaleyra_async._prepare import RowPlan, RowPreparer
 from kaleyra_async._results import Progress, ResultsWriter
@@ -85,8 +85,8 @@ async def run(
                 CsvSource(path),
                 preparer,
                 send.send if send else None,
-                writer,
-                settings or DispatchSettings(max_wait_s=0),
+                writer=writer,
+                settings=settings or DispatchSettings(max_wait_s=0),
                 progress=progress,
                 stop=stop,
                 summary=summary,
@@ -299,3 +299,50 @@ async def test_memory_stays_bounded_when_sending_is_slow(tmp_path: Path) -> None
         tg.start_soon(watch)
         results = await run(path, fake, settings=settings, summary=summary)
     assert len(results) == 200_000
+
+
+async def test_records_from_python_are_sent_like_csv_rows() -> None:
+    """send_bulk over a RecordSource: one result per record through on_results."""
+    import dataclasses
+
+    import httpx
+    import respx
+
+    from kaleyra_async import BulkOptions, load_config, send_bulk
+    from kaleyra_async._sources import RecordSource
+
+    def accept(request: httpx.Request) -> httpx.Response:
+        numbers = orjson.loads(request.content)["to"].split(",")
+        data = [{"message_id": f"r1:{i}", "recipient": n[1:]} for i, n in enumerate(numbers, 1)]
+        return httpx.Response(202, json={"id": "r1", "data": data, "error": {}})
+
+    router = respx.Router()
+    route = router.post(url__regex=r"/v1/HX1/sms$").mock(side_effect=accept)
+    config = load_config(None, env={"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": "k"})
+    config = dataclasses.replace(
+        config, defaults=dataclasses.replace(config.defaults, body="Hi {name}", sender="KLRHXA")
+    )
+    records = [
+        {"to": "+919800000001", "name": "Asha"},
+        {"to": "+919800000002", "name": "Asha"},
+        {"to": "oops", "name": "Bad"},
+        {"name": "No number"},
+    ]
+    seen: list[RowResult] = []
+    summary = await send_bulk(
+        RecordSource(records),
+        config,
+        BulkOptions(),
+        on_results=seen.extend,
+        transport=httpx.MockTransport(router.async_handler),
+    )
+    assert sorted((r.row, r.status) for r in seen) == [
+        (1, "sent"),
+        (2, "sent"),
+        (3, "invalid"),
+        (4, "invalid"),
+    ]
+    assert route.call_count == 1  # the two identical messages shared one request
+    assert orjson.loads(route.calls[0].request.content)["body"] == "Hi Asha"
+    assert "no 'to'" in str(next(r.error for r in seen if r.row == 4))
+    assert summary.by_status == {"sent": 2, "invalid": 2}

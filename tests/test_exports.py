@@ -23,6 +23,7 @@ EXPECTED = [
     "PodConfig",
     "RateLimitError",
     "Receipt",
+    "RecordSource",
     "RejectedError",
     "ResponseLostError",
     "RetryPolicy",
