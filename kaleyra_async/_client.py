@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import perf_counter
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import anyio
 import httpx
@@ -63,7 +63,7 @@ from ._validate import (
     validate_sender_names,
 )
 
-__all__ = ["KaleyraClient"]
+__all__ = ["AttemptObserver", "KaleyraClient"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,19 @@ USER_AGENT: Final = f"kaleyra_async/{_version()}"
 
 #: Message ids per Status API call. The API documents no maximum; 100 ids keep the URL < 8 KB.
 MAX_STATUS_IDS: Final = 100
+
+
+class AttemptObserver(Protocol):
+    """Follows the attempts of one request (see :meth:`KaleyraClient.send`)."""
+
+    async def sending(self) -> None:
+        """The limiter admitted an attempt; it is written as soon as this returns.
+
+        Raising here (any exception but a :class:`KaleyraError`) abandons the request unsent.
+        """
+
+    def failed(self, error: KaleyraError) -> None:
+        """An attempt failed with ``error`` (it may be retried)."""
 
 
 class KaleyraClient:
@@ -221,6 +234,7 @@ class KaleyraClient:
         *,
         endpoint: Endpoint = "sms",
         prevalidated: bool = False,
+        observer: AttemptObserver | None = None,
     ) -> SendResult:
         """Send one message to 1..100 recipients in one request.
 
@@ -231,6 +245,8 @@ class KaleyraClient:
             prevalidated: the caller promises the numbers are E.164 and the message was
                 validated; the per-number work is skipped. The recipient count and the OTP
                 single-recipient rule are checked regardless.
+            observer: told when each attempt is about to be written and when one fails, so a
+                caller can journal the request at the last moment (the bulk pipeline does).
 
         Returns:
             The accepted request, with ``attempts`` set.
@@ -248,7 +264,7 @@ class KaleyraClient:
         validate_recipients(recipients, message_type=message.type)
         request = build_send(message, recipients, endpoint=endpoint, encoding=self._http.encoding)
         result, attempts = await self._call(
-            request, parse_send, otp=message.is_otp, recipients=len(recipients)
+            request, parse_send, otp=message.is_otp, recipients=len(recipients), observer=observer
         )
         return dataclasses.replace(result, attempts=attempts) if attempts != 1 else result
 
@@ -430,6 +446,7 @@ class KaleyraClient:
         otp: bool = False,
         recipients: int = 1,
         policy: RetryPolicy | None = None,
+        observer: AttemptObserver | None = None,
     ) -> tuple[T, int]:
         """Rate-limit, send, classify, retry; return the parsed result and the attempts made."""
         limiter = self._limiter or self._make_limiter()
@@ -441,6 +458,8 @@ class KaleyraClient:
             nonlocal attempts
             await limiter.acquire(otp=otp, recipients=recipients)
             self._check_open()
+            if observer is not None:
+                await observer.sending()
             attempts += 1
             started = perf_counter() if debug else 0.0
             try:
@@ -450,6 +469,8 @@ class KaleyraClient:
                 error = classify_error(exc, method=request.method, url=url)
                 if debug:
                     logger.debug("%s %s failed: %s", request.method, request.path, error)
+                if observer is not None:
+                    observer.failed(error)
                 raise error from exc
             if debug:
                 logger.debug(
@@ -463,7 +484,10 @@ class KaleyraClient:
             try:
                 return parse(response.status_code, response.headers, response.content, pod=pod)
             except APIError as exc:
-                raise self._scrubbed(exc) from None
+                refused = self._scrubbed(exc)
+                if observer is not None:
+                    observer.failed(refused)
+                raise refused from None
 
         result = await call_with_retry(attempt, policy or self._retry, sleep=self._sleep)
         return result, attempts
