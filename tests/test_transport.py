@@ -210,14 +210,24 @@ async def test_connection_refused_is_never_sent(transport: Any) -> None:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_pool_timeout_is_never_sent(serve: Any, transport: Any) -> None:
     """With the only connection busy, waiting too long for one is ConnectError."""
-    url = await serve(never_answer)
+    serving = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        serving.set()
+        await asyncio.Event().wait()  # until the test's server is closed
+
+    url = await serve(hold)
+    # A generous connect timeout so that a slow first connect on a busy machine still gets the
+    # connection; aiohttp bounds the pool wait by pool + connect, so keep the sum small.
     async with make_client(
-        url, transport, max_connections=1, pool_timeout_s=0.05, connect_timeout_s=0.05
+        url, transport, max_connections=1, pool_timeout_s=0.05, connect_timeout_s=0.5
     ) as client:
         busy = asyncio.create_task(client.send(MESSAGE, [A]))
-        await asyncio.sleep(0.05)  # let the first request take the connection
+        await asyncio.wait_for(serving.wait(), timeout=10)  # the first request holds the one
         with pytest.raises(ConnectError):
             await client.send(MESSAGE, [A])
+        assert not busy.done()
         busy.cancel()
         with pytest.raises(asyncio.CancelledError):
             await busy
