@@ -14,10 +14,14 @@ See benchmarks/README.md for what each scenario does and what the numbers mean.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -37,6 +41,27 @@ from ._report import (
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 RSS_STEP: Final = "rss5m"
+#: Two measuring runs at once would share the two pinned CPUs and both be wrong.
+LOCK_PATH: Final = Path(tempfile.gettempdir()) / "kaleyra_async-benchmarks.lock"
+
+
+@contextlib.contextmanager
+def _one_at_a_time(enabled: bool) -> Iterator[None]:
+    """Hold a machine-wide lock so that measuring runs never overlap (waits for the other)."""
+    if not enabled:
+        yield
+        return
+    with open(LOCK_PATH, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another benchmark run holds {LOCK_PATH}; waiting for it", file=sys.stderr)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n".encode())
+        fh.flush()
+        yield
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -71,6 +96,12 @@ def _rss_scenarios(small: int, large: int) -> tuple[Scenario, Scenario]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # --quick asserts no timing (it is the smoke test), so it need not wait for a real run.
+    with _one_at_a_time(enabled=not args.quick):
+        return _main(args, argv)
+
+
+def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     mode: Mode = "quick" if args.quick else "full" if args.full else "default"
     rounds = args.runs or (1 if mode == "quick" else 3)
     all_scenarios = scenarios_for(mode)
@@ -117,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         small, large = (int(x) for x in args.rss_rows.split(","))
         rss_small, rss_large = _rss_scenarios(small, large)
         print(f"== RSS step: ours at {small:,} and {large:,} bulk rows", file=sys.stderr)
+        for count in (small, large):
+            ensure_input("bulk", count, args.data_dir)
         rss_records: list[RunRecord] = []
         for rnd in range(1, rounds + 1):
             for s in (rss_small, rss_large):
