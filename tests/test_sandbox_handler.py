@@ -11,6 +11,9 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
+from kaleyra_async._exceptions import ValidationError
+from kaleyra_async._models import SenderId
+from kaleyra_async._validate import validate_sender, validate_sender_id
 from kaleyra_async.sandbox import (
     DEFAULT_API_KEY,
     DEFAULT_SID,
@@ -205,6 +208,40 @@ def test_ndjson_lines_match_the_records() -> None:
     assert response.acceptance is not None
     lines = response.acceptance.ndjson().splitlines()
     assert [orjson.loads(line) for line in lines] == [r.to_dict() for r in state.ledger_records()]
+
+
+@pytest.mark.parametrize(
+    ("pod", "sender", "valid"),
+    [
+        pytest.param("IN", "KLRHXA", True, id="in-dlt-header"),
+        pytest.param("IN", "klrhxa", True, id="in-dlt-header-lower"),
+        pytest.param("IN", "919876543210", True, id="in-numeric"),
+        pytest.param("IN", "ACME", False, id="in-4-letters"),
+        pytest.param("IN", "KLRHX1", False, id="in-letters-and-digit"),
+        pytest.param("IN", "+919876543210", False, id="in-plus"),
+        pytest.param("IN", "1" * 16, False, id="in-16-digits"),
+        pytest.param("SG", "ACME", True, id="sg-4-letters"),
+        pytest.param("SG", "ACME2024", True, id="sg-8-alnum"),
+        pytest.param("SG", "1" * 15, True, id="sg-15-digits"),
+        pytest.param("SG", "ABCDEFGHIJKL", False, id="sg-12-letters"),
+        pytest.param("SG", "TOO-LONG-NAME", False, id="sg-punctuation"),
+    ],
+)
+def test_send_sender_rules_are_the_clients(pod: str, sender: str, valid: bool) -> None:
+    """A send is refused with E415 exactly when the client's validate_sender refuses the sender."""
+    try:
+        validate_sender(sender, pod=pod)
+    except ValidationError:
+        client_valid = False
+    else:
+        client_valid = True
+    response = send(make_state(pod=pod), {"to": A, "body": "x", "sender": sender})
+    assert client_valid is valid
+    if valid:
+        assert response.status == 202
+    else:
+        assert (response.status, payload(response)["error"]["code"]) == (400, "E415")
+        assert payload(response)["error"]["field"] == "sender"
 
 
 def test_missing_sender_uses_the_trial_sender() -> None:
@@ -630,10 +667,10 @@ def test_create_senders_is_all_or_nothing_with_reasons() -> None:
     body = payload(response)
     assert (response.status, body["code"], body["data"]) == (400, "MSG134", [])
     assert [(e["index"], e["reason"]) for e in body["error"]] == [
-        (1, "sender must be exactly 6 letters or digits"),
+        (1, "sender: 'AB' is not an Indian DLT header: exactly 6 letters or 6 digits"),
         (2, "duplicate sender ID"),
-        (3, "iso_code must be a 2-letter country code"),
-        (4, "entity_id must be 12 to 30 digits"),
+        (3, "iso_code: 'ind' is not a two-letter country code"),
+        (4, "entity_id: '12' is not 12 to 30 digits"),
         (5, "each item must be an object"),
         (7, "duplicate sender ID"),
     ]
@@ -641,12 +678,48 @@ def test_create_senders_is_all_or_nothing_with_reasons() -> None:
     assert call(state, "POST", SENDER_PATH, body={"data": [sender_item("GOODXX")]}).status == 200
 
 
+def client_accepts_sender_id(item: dict[str, Any]) -> bool:
+    try:
+        validate_sender_id(SenderId(**item), index=0)
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("sender", "iso_code", "valid"),
+    [
+        pytest.param("ADPAIX", "in", True, id="in-6-letters"),
+        pytest.param("adpaix", "IN", True, id="in-lower-case"),
+        pytest.param("123456", "in", True, id="in-6-digits"),
+        pytest.param("AB12CD", "in", False, id="in-mixed"),
+        pytest.param("ADPAI", "in", False, id="in-5-letters"),
+        pytest.param("ADPAIXX", "in", False, id="in-7-letters"),
+        pytest.param("A", "gb", True, id="gb-1-letter"),
+        pytest.param("ACME2024", "gb", True, id="gb-8-alnum"),
+        pytest.param("ABCDEFGHIJK", "gb", True, id="gb-11-letters"),
+        pytest.param("ABCDEFGHIJKL", "gb", False, id="gb-12-letters"),
+        pytest.param("1" * 15, "sg", True, id="sg-15-digits"),
+        pytest.param("1" * 16, "sg", False, id="sg-16-digits"),
+        pytest.param("ACME-1", "sg", False, id="sg-hyphen"),
+    ],
+)
+def test_create_sender_rules_are_the_clients(sender: str, iso_code: str, valid: bool) -> None:
+    """The sandbox creates a sender ID exactly when the client's validate_sender_id accepts it."""
+    item = sender_item(sender, iso_code=iso_code)
+    response = call(make_state(), "POST", SENDER_PATH, body={"data": [item]})
+    assert client_accepts_sender_id(item) is valid
+    assert (response.status, payload(response)["code"]) == (
+        (200, "MSG106") if valid else (400, "MSG134")
+    )
+
+
 @pytest.mark.parametrize(
     ("method", "body", "code"),
     [
         pytest.param(
             "POST",
-            {"data": [sender_item(f"S{i:05d}") for i in range(5001)]},
+            {"data": [sender_item(f"{i:06d}") for i in range(5001)]},
             "RBC192",
             id="create-5001",
         ),
@@ -667,7 +740,7 @@ def test_sender_call_errors(method: str, body: Any, code: str) -> None:
 
 def test_create_5000_senders_is_allowed() -> None:
     """Exactly 5000 sender IDs per create call pass."""
-    items = [sender_item(f"S{i:05d}") for i in range(5000)]
+    items = [sender_item(f"{i:06d}") for i in range(5000)]
     assert call(make_state(), "POST", SENDER_PATH, body={"data": items}).status == 200
 
 

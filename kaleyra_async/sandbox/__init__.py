@@ -67,7 +67,8 @@ Errors
     E406    400     neither ``body`` nor ``template_id``
     E401    400     ``body`` longer than 4000 characters
     E407    400     ``template_id`` not 12 to 30 digits
-    E415    400     ``sender`` not 1-11 letters/digits or up to 15 digits
+    E415    400     ``sender`` not valid for the pod: on IN 6 letters (a DLT header) or up
+                    to 15 digits; elsewhere 1-11 letters/digits or up to 15 digits
     E409    400     ``unicode`` not AUTO, 0 or 1
     E410    400     ``flash`` not 0 or 1 (JSON true/false also accepted)
     E411    400     ``time`` not ISO-8601 with a UTC offset
@@ -85,12 +86,18 @@ Errors
 
 Sender IDs
     Create: ``{"data": [{"sender", "description", "iso_code", "entity_id"}, ...]}``, at most
-    5000. Each ``sender`` must be exactly 6 letters or digits and new (case-insensitive);
-    ``iso_code`` (default ``in``) two letters; ``entity_id``, when given, 12-30 digits
-    **(ours)**. Success: 200 ``MSG106`` "Sender ID(s) created successfully" with the created
-    items in ``data``. Delete: ``{"sender": ["ABCDEF", ...]}``, at most 100; success 200
-    ``{"code": "MSG108", "message": "Sender ID(s) deleted successfully", "data": [],
-    "error": {}}``; deleting an unknown sender fails the whole call with ``MSG134`` **(ours)**.
+    5000. ``iso_code`` (default ``in``) is two letters; ``sender`` is, for ``in``, exactly 6
+    letters or 6 digits (a DLT header), elsewhere 1-11 letters/digits or up to 15 digits, and
+    new (case-insensitive **(ours)**); ``entity_id``, when given, 12-30 digits **(ours)**. Each
+    MSG134 item's ``reason`` reads ``"<field>: <why>"``. Success: 200 ``MSG106`` "Sender ID(s)
+    created successfully" with the created items in ``data``. Delete: ``{"sender": ["ABCDEF",
+    ...]}``, at most 100; success 200 ``{"code": "MSG108", "message": "Sender ID(s) deleted
+    successfully", "data": [], "error": {}}``; deleting an unknown sender fails the whole call
+    with ``MSG134`` **(ours)**.
+
+    Both sender rules (``sender`` on send, E415, and each item on create, MSG134) are the
+    client's own, ``validate_sender`` and ``validate_sender_id`` in ``kaleyra_async._validate``,
+    called here rather than copied, so the sandbox refuses exactly what the client would refuse.
 
 Status API
     ``?message_ids=a:1,b:2`` (at most 100 **(ours)**) answers 200 with ``{"data": [{"campaign_id",

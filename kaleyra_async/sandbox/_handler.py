@@ -21,6 +21,10 @@ from urllib.parse import parse_qs, parse_qsl
 
 import orjson
 
+from kaleyra_async._exceptions import ValidationError
+from kaleyra_async._models import SenderId
+from kaleyra_async._validate import validate_sender, validate_sender_id
+
 from ._config import DEFAULT_SENDER, SandboxConfig
 from ._window import SlidingWindowCounter, SlidingWindowLimiter
 
@@ -50,10 +54,6 @@ _E164: Final = r"\+?[1-9]\d{6,14}"
 _E164_ONE: Final = re.compile(_E164)
 _E164_LIST: Final = re.compile(rf"{_E164}(?:,{_E164})*")
 _TEMPLATE_ID: Final = re.compile(r"\d{12,30}")
-_SEND_SENDER: Final = re.compile(r"[A-Za-z0-9]{1,11}|\+?\d{1,15}")
-_SENDER_ID: Final = re.compile(r"[A-Za-z0-9]{6}")
-_ISO_CODE: Final = re.compile(r"[A-Za-z]{2}")
-_ENTITY_ID: Final = re.compile(r"\d{12,30}")
 _PREFIX: Final = re.compile(r"\+?[1-9]\d{0,3}")
 
 Action = Literal["respond", "reset"]
@@ -632,10 +632,11 @@ def _send(
     if template_id is not None and not _TEMPLATE_ID.fullmatch(template_id):
         raise _Reject("E407", "template_id must be 12 to 30 digits", field="template_id")
     sender = _opt_str(fields, "sender") or DEFAULT_SENDER
-    if not _SEND_SENDER.fullmatch(sender):
-        raise _Reject(
-            "E415", "sender must be 1-11 letters or digits, or up to 15 digits", field="sender"
-        )
+    # The client's own rule, so that the two can never disagree on what a valid sender is.
+    try:
+        validate_sender(sender, pod=config.pod)
+    except ValidationError as exc:
+        raise _Reject("E415", exc.reason, field="sender") from None
     unicode = _flag(fields, "unicode", _UNICODE_VALUES, "E409")
     flash = _flag(fields, "flash", _FLASH_VALUES, "E410")
     _check_time(_opt_str(fields, "time"), now_s)
@@ -745,30 +746,23 @@ def _create_senders(
     errors: list[dict[str, Any]] = []
     created: dict[str, dict[str, Any]] = {}
     for index, item in enumerate(items):
-        reason = None
-        sender = item.get("sender") if isinstance(item, dict) else None
         if not isinstance(item, dict):
-            reason = "each item must be an object"
-        elif not isinstance(sender, str) or not _SENDER_ID.fullmatch(sender):
-            reason = "sender must be exactly 6 letters or digits"
-        elif sender.upper() in state.senders or sender.upper() in created:
+            errors.append({"index": index, "sender": None, "reason": "each item must be an object"})
+            continue
+        sender, entity = item.get("sender"), item.get("entity_id")
+        reason = _sender_id_problem(item, index)
+        # Unique regardless of case (ours), as the client compares them after normalising.
+        key = sender.strip().upper() if isinstance(sender, str) else ""
+        if reason is None and (key in state.senders or key in created):
             reason = "duplicate sender ID"
-        elif not isinstance(iso := item.get("iso_code", "in"), str) or not _ISO_CODE.fullmatch(iso):
-            reason = "iso_code must be a 2-letter country code"
-        elif (entity := item.get("entity_id")) is not None and (
-            not isinstance(entity, str) or not _ENTITY_ID.fullmatch(entity)
-        ):
-            reason = "entity_id must be 12 to 30 digits"
         if reason is not None:
             errors.append({"index": index, "sender": sender, "reason": reason})
             continue
-        assert isinstance(item, dict)
-        assert isinstance(sender, str)
-        created[sender.upper()] = {
+        created[key] = {
             "sender": sender,
             "description": item.get("description", ""),
             "iso_code": item.get("iso_code", "in"),
-            "entity_id": item.get("entity_id"),
+            "entity_id": entity,
         }
     if errors:
         return _envelope(400, "MSG134", f"{len(errors)} sender ID(s) are invalid", error=errors)
@@ -780,6 +774,28 @@ def _create_senders(
         "error": {},
     }
     return _json(200, payload)
+
+
+def _sender_id_problem(item: Mapping[str, Any], index: int) -> str | None:
+    """Why the client's ``validate_sender_id`` refuses this item (None: it accepts it).
+
+    The client's rule is reused rather than copied, so that the sandbox answers MSG134 exactly
+    when the client would have refused the item before sending it.
+    """
+    sender, iso_code, entity = item.get("sender"), item.get("iso_code", "in"), item.get("entity_id")
+    if not isinstance(sender, str):
+        return "sender: must be a string"
+    if not isinstance(iso_code, str):
+        return "iso_code: must be a string"
+    if entity is not None and not isinstance(entity, str):
+        return "entity_id: must be a string"
+    try:
+        validate_sender_id(
+            SenderId(sender=sender, iso_code=iso_code, entity_id=entity), index=index
+        )
+    except ValidationError as exc:
+        return f"{exc.field.rpartition('.')[2]}: {exc.reason}"
+    return None
 
 
 def _delete_senders(
