@@ -31,6 +31,7 @@ from ._results import (
     journal_path_for,
     journal_start_record,
     load_progress,
+    same_input,
 )
 from ._sources import CsvSource, RecordSource
 
@@ -123,8 +124,7 @@ async def send_bulk(
     options = options or BulkOptions()
     summary = summary if summary is not None else BulkSummary()
     rows = source if isinstance(source, RecordSource) else CsvSource(source, stdin=stdin)
-    input_id = describe_input(rows.path if isinstance(rows, CsvSource) else None)
-    progress = await anyio.to_thread.run_sync(_prepare_files, rows, input_id, options)
+    progress, input_id = await anyio.to_thread.run_sync(_prepare_files, rows, options)
     preparer = RowPreparer(
         plan_from(config, to_column=options.to_column, time=options.time),
         normalize=PhoneNormalizer(config.defaults.country_prefix),
@@ -135,7 +135,11 @@ async def send_bulk(
     try:
         with _open_outputs(options, None if discard else (stdout or sys.stdout.buffer)) as files:
             writer = ResultsWriter(*files)
-            writer.journal_header(journal_start_record(input_id, resumed=progress is not None))
+            writer.journal_header(
+                journal_start_record(
+                    input_id, resumed=progress is not None, dry_run=options.dry_run
+                )
+            )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.run)
                 try:
@@ -156,35 +160,48 @@ async def send_bulk(
 
 
 def _prepare_files(
-    rows: CsvSource | RecordSource, input_id: dict[str, Any], options: BulkOptions
-) -> Progress | None:
+    rows: CsvSource | RecordSource, options: BulkOptions
+) -> tuple[Progress | None, dict[str, Any]]:
+    """Check the options against the files on disk; read an earlier run's progress to resume."""
     if options.resume and options.out is None:
         raise ConfigError("--resume needs --out: results on stdout cannot be resumed")
     if options.resume and options.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other")
-    if isinstance(rows, CsvSource) and not rows.is_stdin and not os.path.isfile(rows.path):
-        raise ConfigError(f"input file not found: {rows.path}")
+    path = rows.path if isinstance(rows, CsvSource) and not rows.is_stdin else None
+    if path is not None and not os.path.isfile(path):
+        raise ConfigError(f"input file not found: {path}")
+    input_id = describe_input(path)
     if options.out is None:
-        return None
-    exists = os.path.exists(options.out) and os.path.getsize(options.out) > 0
+        return None, input_id
+    journal = journal_path_for(options.out)
+    # Either file counts: a run killed before its first result line leaves only a journal,
+    # and starting afresh over it would resend every request that was in flight.
+    exists = os.path.exists(options.out) or (journal.exists() and journal.stat().st_size > 0)
     if not options.resume:
         if exists and not options.overwrite:
             raise ConfigError(
                 f"{options.out} already exists: pass --resume to continue that run, "
                 "or --overwrite to start again"
             )
-        return None
-    if not exists and not journal_path_for(options.out).exists():
+        return None, input_id
+    if not exists:
         logger.info("nothing to resume in %s: starting a new run", options.out)
-        return None
+        return None, input_id
+    if path is None:
+        # Row N must be the same person in both runs, and a stream cannot be checked for that.
+        raise ConfigError("--resume needs the input as a file: stdin or records can't be checked")
     progress = load_progress(options.out)
-    earlier = progress.input
-    if earlier and earlier.get("path") and input_id.get("path") and earlier != input_id:
+    if progress.dry_run:
         raise ConfigError(
-            f"--resume: the input differs from the first run's ({earlier.get('path')}, "
-            f"{earlier.get('size')} bytes); resume with the same file"
+            f"{options.out} holds a dry run's plan, not a send: use --overwrite to send "
+            "(or another --out)"
         )
-    return progress
+    if progress.input and not same_input(progress.input, input_id):
+        raise ConfigError(
+            f"--resume: the input is not the first run's ({progress.input.get('path')}, "
+            f"{progress.input.get('size')} bytes); resume with the same file"
+        )
+    return progress, input_id
 
 
 @contextmanager

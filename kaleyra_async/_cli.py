@@ -337,9 +337,15 @@ def _print_summary(
         print("  top reasons:", file=out)
         for reason, count in reasons:
             print(f"    {count:>7}  {reason.strip()}", file=out)
-    if summary.interrupted:
+    if summary.interrupted and args.out:
         print(
             f"\nInterrupted. Rows without a result line are sent by:\n  {_resume_command()}",
+            file=out,
+        )
+    elif summary.interrupted:
+        print(
+            f"\nInterrupted after {summary.recorded} result lines; the rows without one were not"
+            " sent. Results on stdout can't be resumed: use --out FILE for runs you may stop.",
             file=out,
         )
 

@@ -18,12 +18,13 @@ import dataclasses
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._batching import Batch, Batcher, PreparedRow
+from ._client import AttemptObserver
 from ._exceptions import KaleyraError, unwrap_group
 from ._models import Message, RowResult, RowStatus, SendResult
 from ._prepare import RowPreparer
@@ -34,8 +35,14 @@ __all__ = ["BulkSummary", "DispatchSettings", "SendFn", "dispatch"]
 
 logger = logging.getLogger(__name__)
 
-#: What the pipeline needs from a client: ``KaleyraClient.send`` fits.
-SendFn = Callable[[Message, Sequence[str]], Awaitable[SendResult]]
+
+class SendFn(Protocol):
+    """What the pipeline needs from a client: ``KaleyraClient.send`` fits."""
+
+    def __call__(
+        self, message: Message, recipients: Sequence[str], *, observer: AttemptObserver
+    ) -> Awaitable[SendResult]: ...
+
 
 _TOP_REASONS: Final = 5
 
@@ -79,10 +86,14 @@ class BulkSummary:
     def recorded(self) -> int:
         return sum(self.by_status.values())
 
+    #: Result lines an earlier run wrote, by status (resume).
+    earlier: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+
     @property
     def all_sent(self) -> bool:
-        """True when every recorded row was sent (or planned, in a dry run)."""
-        return all(status in ("sent", "planned") for status in self.by_status)
+        """True when every row, this run's and any earlier run's, was sent (or planned)."""
+        statuses = set(self.by_status) | {s for s, n in self.earlier.items() if n}
+        return statuses <= {"sent", "planned"}
 
     def top_reasons(self, n: int = _TOP_REASONS) -> list[tuple[str, int]]:
         return self.reasons.most_common(n)
@@ -133,6 +144,8 @@ async def dispatch(
     """
     summary = summary if summary is not None else BulkSummary()
     stop = stop if stop is not None else anyio.Event()
+    if progress is not None:
+        summary.earlier.update(progress.statuses)
     dry_run = settings.dry_run or send is None
     run = _Run(source, preparer, send, writer, settings, summary, progress, stop, dry_run)
     run.on_results = on_results
@@ -169,6 +182,7 @@ class _Run:
         self.dedupe_ids: dict[Message, int] = {}
         self.seen: set[str] = set()
         self.on_results: Callable[[Sequence[RowResult]], None] | None = None
+        self.flights: set[_Flight] = set()
         source.on_header(preparer.check_header)
 
     async def go(self) -> None:
@@ -213,6 +227,9 @@ class _Run:
         self.reading.cancel()
         self.planning.cancel()
         self.queue.close(discard=True)
+        for flight in list(self.flights):
+            if not flight.on_wire:  # waiting for the limiter or a backoff: never mind it
+                flight.scope.cancel()
         if self.settings.drain_timeout_s > 0:
             await anyio.sleep(self.settings.drain_timeout_s)
         logger.warning("drain timeout: requests still in flight are recorded as unknown")
@@ -246,6 +263,7 @@ class _Run:
                     results, ready = self._plan_chunk(chunk, batcher)
                     if results:
                         self._record(results)
+                        await self.writer.room()
                     for batch in ready:
                         await self._submit(batch)
                 # Linger is for a slow input: while more rows are already waiting (the senders
@@ -333,39 +351,105 @@ class _Run:
     async def _sender(self) -> None:
         while (batch := await self.queue.get()) is not None:
             await self._send_batch(batch)
+            await self.writer.room()
 
     async def _send_batch(self, batch: Batch) -> None:
         assert self.send is not None
-        rows = batch.rows
-        await self.writer.inflight([r.row for r in rows])
-        self.summary.requests += 1
+        flight = _Flight(self, batch)
+        self.flights.add(flight)
         try:
-            result = await self.send(batch.message, batch.recipients)
+            with flight.scope:  # cancelled on stop while the request is not on the wire
+                result = await self.send(batch.message, batch.recipients, observer=flight)
+                self.summary.requests_ok += 1
+                self._record(_success_results(batch, result))
+                return
         except KaleyraError as exc:
-            self._record(_failure_results(batch, exc))
-        except anyio.get_cancelled_exc_class():
-            # Drain timeout or outer cancellation: the request may be out there.
-            self._record(
+            self._record(_failure_results(batch, exc, flight.attempts))
+            return
+        except _StopBeforeSending:
+            pass
+        except BaseException:  # cancelled from outside: the drain timeout, a second Ctrl-C
+            with anyio.CancelScope(shield=True):
+                await flight.abandon()
+            raise
+        finally:
+            self.flights.discard(flight)
+        with anyio.CancelScope(shield=True):
+            await flight.abandon()
+
+    def _record(self, results: list[RowResult]) -> None:
+        self.summary.count(results)
+        self.writer.write(results)
+        if self.on_results is not None:
+            try:
+                self.on_results(results)
+            except Exception:
+                # The results are in the file; a failing callback must not cancel requests
+                # in flight (they would become "unknown").
+                logger.exception("on_results callback failed; the run goes on")
+
+
+class _StopBeforeSending(Exception):
+    """Raised from :meth:`_Flight.sending` to abandon a request that has not gone out."""
+
+
+class _Flight:
+    """One request on its way: the client reports each attempt here (an AttemptObserver).
+
+    It journals the rows at the last moment, right before the first attempt is written, and
+    knows at any time whether the request may be out there (``on_wire``). That is what lets a
+    stop record exactly what is known: a request that never left, or whose last attempt was
+    refused as a whole (429, 503, connection refused), is released for ``--resume`` to send;
+    one that may have reached Kaleyra is recorded ``unknown``.
+    """
+
+    __slots__ = ("attempts", "batch", "journaled", "on_wire", "run", "scope")
+
+    def __init__(self, run: _Run, batch: Batch) -> None:
+        self.run = run
+        self.batch = batch
+        self.scope = anyio.CancelScope()
+        self.journaled = False
+        self.on_wire = False
+        self.attempts = 0
+
+    async def sending(self) -> None:
+        if self.run.stop.is_set():
+            raise _StopBeforeSending
+        if not self.journaled:
+            await self.run.writer.inflight([r.row for r in self.batch.rows])
+            self.journaled = True
+            self.run.summary.requests += 1
+            if self.run.stop.is_set():
+                raise _StopBeforeSending
+        self.on_wire = True
+        self.attempts += 1
+
+    def failed(self, error: KaleyraError) -> None:
+        if error.safe_to_retry:
+            self.on_wire = False
+            if self.run.stop.is_set():
+                self.scope.cancel()  # don't wait out a backoff for a request we won't send
+
+    async def abandon(self) -> None:
+        """Record a request that will not complete: unknown if it may be out, else release it."""
+        rows = self.batch.rows
+        if self.on_wire:
+            self.run._record(
                 [
                     _row_result(
                         r,
                         "unknown",
                         error_code="interrupted",
                         error="run stopped while the request was in flight; not resent",
+                        attempts=self.attempts,
                     )
                     for r in rows
                 ]
             )
-            raise
-        else:
-            self.summary.requests_ok += 1
-            self._record(_success_results(batch, result))
-
-    def _record(self, results: list[RowResult]) -> None:
-        self.summary.count(results)
-        self.writer.write(results)
-        if self.on_results is not None:
-            self.on_results(results)
+        elif self.journaled:
+            # Journaled but certainly not accepted: --resume may send these rows.
+            self.run.writer.release([r.row for r in rows])
 
 
 class _LaneQueue:
@@ -473,7 +557,7 @@ def _success_results(batch: Batch, result: SendResult) -> list[RowResult]:
     return out
 
 
-def _failure_results(batch: Batch, exc: KaleyraError) -> list[RowResult]:
+def _failure_results(batch: Batch, exc: KaleyraError, attempts: int) -> list[RowResult]:
     if exc.fate_unknown:
         status: RowStatus = "unknown"
         error = f"{exc} (may have been accepted; not resent: Kaleyra has no idempotency key)"
@@ -481,7 +565,9 @@ def _failure_results(batch: Batch, exc: KaleyraError) -> list[RowResult]:
         status = "failed"
         error = str(exc)
     return [
-        _row_result(r, status, error_code=exc.code, error=error, attempts=exc.attempts)
+        _row_result(
+            r, status, error_code=exc.code, error=error, attempts=max(attempts, exc.attempts)
+        )
         for r in batch.rows
     ]
 

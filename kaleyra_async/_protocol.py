@@ -204,9 +204,14 @@ def parse_send(
 
     Raises:
         APIError: the subclass :func:`error_from_response` picks, for a non-2xx status, a 2xx
-            with a non-empty ``error``, or a 2xx body that is not a JSON object.
+            with a non-empty ``error`` and no message ids, or a 2xx body that is not a JSON
+            object (both fate unknown).
     """
-    body = _ok_body(status, headers, content, pod)
+    body = _decode(content) if 200 <= status < 300 else None
+    if not isinstance(body, dict) or (body.get("error") and not _has_ids(body.get("data"))):
+        raise error_from_response(status, headers, content, pod=pod)
+    # A 2xx with an error *and* message ids is a partial failure (undocumented): recipients with
+    # an id were accepted; the caller records those without one as unknown, never as failed.
     data = body.get("data")
     receipts = _receipts(data) if isinstance(data, list) else ()
     total = body.get("totalCount")
@@ -219,6 +224,12 @@ def parse_send(
         created=_str_or_none(body.get("createdDateTime")),
         total_count=total if isinstance(total, int) else len(receipts),
         raw=body,
+    )
+
+
+def _has_ids(data: Any) -> bool:
+    return isinstance(data, list) and any(
+        isinstance(item, dict) and item.get("message_id") for item in data
     )
 
 
@@ -351,9 +362,10 @@ def error_from_response(
     * 401 / 403 → :class:`AuthenticationError`
     * 429 → :class:`RateLimitError` with ``retry_after_s`` from ``Retry-After``
     * 5xx → :class:`ServerError`
-    * any other status (4xx, 3xx, or a 2xx whose ``error`` is set) → :class:`RejectedError`
-    * a 2xx that is not a JSON object → :class:`ServerError`: the request may have been accepted
-      but we cannot read its message ids, so its fate is unknown.
+    * any other 4xx or 3xx → :class:`RejectedError`
+    * a 2xx that is not a clean success (not a JSON object, or an ``error`` without message
+      ids) → :class:`ServerError`: Kaleyra took the request and we cannot tell what it sent,
+      so its fate is unknown (a resend could duplicate).
 
     A body that is not JSON (an HTML error page from a proxy) is quoted as a short snippet with
     tags and control characters removed. Request headers are never part of the message.
@@ -388,7 +400,7 @@ def error_from_response(
         cls = AuthenticationError
     elif status == 429:
         cls = RateLimitError
-    elif status >= 500 or (200 <= status < 300 and envelope is None):
+    elif status >= 500 or 200 <= status < 300:
         cls = ServerError
     else:
         cls = RejectedError

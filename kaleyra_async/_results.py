@@ -20,7 +20,9 @@ which survives a killed process; ``fsync`` is not called, so a power cut may los
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -37,6 +39,8 @@ from ._models import RowResult
 __all__ = ["Progress", "ResultsWriter", "journal_path_for", "load_progress"]
 
 _JOURNAL_VERSION: Final = 1
+#: Result bytes queued before recording waits for the writer (a slow disk or a paused pipe).
+_MAX_PENDING_BYTES: Final = 4 << 20
 
 
 def journal_path_for(results_path: str | os.PathLike[str]) -> Path:
@@ -58,8 +62,10 @@ class Progress:
     unresolved: set[int] = dataclasses.field(default_factory=set)
     #: The input description recorded by the first run.
     input: dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: How many result lines there were.
-    results: int = 0
+    #: How many result lines there were, by status.
+    statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    #: The earlier run was a dry run: its "planned" lines are not outcomes.
+    dry_run: bool = False
 
     def is_done(self, row: int) -> bool:
         return row < len(self.done) and self.done[row] == 1
@@ -71,14 +77,28 @@ class Progress:
 
 
 def describe_input(path: str | None) -> dict[str, Any]:
-    """What identifies an input file across runs (stdin and records cannot be identified)."""
+    """What identifies an input file across runs: its size and a hash of its ends.
+
+    Resume relies on row N being the same person in both runs; the hash of the first and last
+    megabyte catches an edited or swapped file of the same size. stdin and records cannot be
+    identified (empty description).
+    """
     if path is None or path == "-":
         return {}
-    try:
-        size = os.stat(path).st_size
-    except OSError:
-        return {"path": os.path.abspath(path)}
-    return {"path": os.path.abspath(path), "size": size}
+    block = 1 << 20
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        digest.update(fh.read(block))
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(block, size - block))
+        digest.update(fh.read(block))
+    return {"path": os.path.abspath(path), "size": size, "sha256_ends": digest.hexdigest()[:32]}
+
+
+def same_input(earlier: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether two descriptions name the same content (the path may differ: files move)."""
+    keys = ("size", "sha256_ends")
+    return all(earlier.get(k) == now.get(k) for k in keys)
 
 
 def load_progress(results_path: str | os.PathLike[str]) -> Progress:
@@ -97,16 +117,20 @@ def load_progress(results_path: str | os.PathLike[str]) -> Progress:
         if progress.is_done(row):
             raise ConfigError(f"{results}:{line_no}: row {row} has two result lines")
         progress.mark_done(row)
-        progress.results += 1
+        progress.statuses[str(record.get("status"))] += 1
+    inflight: set[int] = set()
     for line_no, record in _read_ndjson(journal):
         if "inflight" in record:
-            for row in record["inflight"]:
-                if not progress.is_done(row):
-                    progress.unresolved.add(row)
-        elif "journal" in record and not progress.input:
-            progress.input = dict(record.get("input") or {})
-        elif "journal" not in record and "resumed" not in record:
+            inflight.update(record["inflight"])
+        elif "released" in record:
+            inflight.difference_update(record["released"])
+        elif "journal" in record:
+            if not progress.input:
+                progress.input = dict(record.get("input") or {})
+            progress.dry_run = progress.dry_run or bool(record.get("dry_run"))
+        elif "resumed" not in record:
             raise ConfigError(f"{journal}:{line_no}: not a kaleyra_async journal line")
+    progress.unresolved = {row for row in inflight if not progress.is_done(row)}
     return progress
 
 
@@ -171,18 +195,29 @@ class ResultsWriter:
         self._wakeup = anyio.Event()
         self._closing = False
         self._stopped = anyio.Event()
+        self._written = anyio.Event()
+        self._pending_bytes = 0
         self._error: BaseException | None = None
 
     def write(self, results: Sequence[RowResult]) -> None:
-        """Queue result lines; they are written soon, without waiting here."""
+        """Queue result lines; they are written soon. See :meth:`room` for back-pressure."""
         self._check()
-        self._pending.extend(encode_result(r) for r in results)
+        lines = [encode_result(r) for r in results]
+        self._pending.extend(lines)
+        self._pending_bytes += sum(map(len, lines))
         self._wakeup.set()
+
+    async def room(self) -> None:
+        """Wait while too much is queued: a slow disk or pipe slows the run down instead of
+        filling memory."""
+        while self._pending_bytes > _MAX_PENDING_BYTES and self._error is None:
+            await self._written.wait()
 
     async def inflight(self, rows: Sequence[int]) -> None:
         """Journal rows as in flight and return once the journal write reached the OS."""
         self._check()
         if self._journal is None:
+            await self.room()
             return
         done = anyio.Event()
         self._pending_journal.append(orjson.dumps({"inflight": list(rows)}) + b"\n")
@@ -190,6 +225,12 @@ class ResultsWriter:
         self._wakeup.set()
         await done.wait()
         self._check()
+
+    def release(self, rows: Sequence[int]) -> None:
+        """Journal that rows marked in flight were certainly not sent (resume sends them)."""
+        if self._journal is not None:
+            self._pending_journal.append(orjson.dumps({"released": list(rows)}) + b"\n")
+            self._wakeup.set()
 
     def journal_header(self, record: dict[str, Any]) -> None:
         """Queue a descriptive journal line (run start or resume)."""
@@ -200,16 +241,17 @@ class ResultsWriter:
     async def run(self) -> None:
         """The writer task: write whatever is pending, in a worker thread, until closed.
 
-        Cancelled or not, it writes what is still pending before it returns.
+        Cancellation does not stop it: results recorded while a cancelled run unwinds (requests
+        in flight become ``unknown``) must still reach the file. Only :meth:`aclose` ends it,
+        so whoever starts it must call that (in a ``finally``).
         """
         try:
-            while not (self._closing and not self._has_pending()):
-                await self._wakeup.wait()
-                self._wakeup = anyio.Event()
-                await self._write_pending()
-        finally:
             with anyio.CancelScope(shield=True):
-                await self._write_pending()
+                while not (self._closing and not self._has_pending()):
+                    await self._wakeup.wait()
+                    self._wakeup = anyio.Event()
+                    await self._write_pending()
+        finally:
             self._stopped.set()
 
     def _has_pending(self) -> bool:
@@ -221,12 +263,14 @@ class ResultsWriter:
         waiters, self._journal_waiters = self._journal_waiters, []
         try:
             if (results or journal) and self._error is None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._write_blocks, results, journal)
+                await anyio.to_thread.run_sync(self._write_blocks, results, journal)
         except Exception as exc:
             self._error = exc
             raise
         finally:
+            self._pending_bytes -= sum(map(len, results))
+            written, self._written = self._written, anyio.Event()
+            written.set()
             for waiter in waiters:
                 waiter.set()
 
@@ -251,8 +295,15 @@ class ResultsWriter:
             self._results.flush()
 
 
-def journal_start_record(input_description: dict[str, Any], *, resumed: bool) -> dict[str, Any]:
+def journal_start_record(
+    input_description: dict[str, Any], *, resumed: bool, dry_run: bool = False
+) -> dict[str, Any]:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if resumed:
         return {"resumed": now, "input": input_description}
-    return {"journal": _JOURNAL_VERSION, "started": now, "input": input_description}
+    return {
+        "journal": _JOURNAL_VERSION,
+        "started": now,
+        "input": input_description,
+        "dry_run": dry_run,
+    }

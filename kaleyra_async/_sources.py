@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import itertools
 import os
 import re
 from collections.abc import (
@@ -32,7 +33,6 @@ from typing import IO, Final, Union
 
 import anyio
 import anyio.from_thread
-import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import ObjectSendStream
 
@@ -134,11 +134,17 @@ async def _aiter(
     if isinstance(records, AsyncIterable):
         async for record in records:
             yield record
-    else:
-        for n, record in enumerate(records, 1):
+        return
+    # A plain iterable may block (a database cursor fetching): pull it in a worker thread,
+    # a block at a time, so the event loop never waits on it.
+    iterator = iter(records)
+    while block := await anyio.to_thread.run_sync(_take, iterator, 256):
+        for record in block:
             yield record
-            if n % 256 == 0:
-                await anyio.lowlevel.checkpoint()  # a long list must not starve the senders
+
+
+def _take(iterator: Iterator[Mapping[str, object]], n: int) -> list[Mapping[str, object]]:
+    return list(itertools.islice(iterator, n))
 
 
 def _record_row(row: int, record: Mapping[str, object], header: tuple[str, ...]) -> InputRow:
@@ -187,18 +193,16 @@ class CsvSource(_Source):
             ConfigError: the file cannot be opened, or its header row is missing or unusable.
         """
         fd, owned = self._open()
-        try:
-            await anyio.to_thread.run_sync(
-                _read_rows,
-                fd,
-                send,
-                self._set_header,
-                # A read blocked on a pipe or terminal must not hold up cancellation.
-                abandon_on_cancel=True,
-            )
-        finally:
-            if owned:
-                os.close(fd)
+        await anyio.to_thread.run_sync(
+            _read_rows,
+            fd,
+            owned,
+            send,
+            self._set_header,
+            # A read blocked on a pipe or terminal must not hold up cancellation. The thread
+            # closes the descriptor itself, so an abandoned thread never reads a reused one.
+            abandon_on_cancel=True,
+        )
 
     def _open(self) -> tuple[int, bool]:
         if self.is_stdin:
@@ -216,10 +220,23 @@ class CsvSource(_Source):
 
 def _read_rows(
     fd: int,
+    owned: bool,
     send: ObjectSendStream[list[InputRow]],
     set_header: Callable[[tuple[str, ...]], None],
 ) -> None:
     """Thread body: parse the CSV on ``fd`` and hand chunks of rows to the event loop."""
+    try:
+        _parse(fd, send, set_header)
+    finally:
+        if owned:
+            os.close(fd)
+
+
+def _parse(
+    fd: int,
+    send: ObjectSendStream[list[InputRow]],
+    set_header: Callable[[tuple[str, ...]], None],
+) -> None:
     lines = _LineFeed(fd)
     chunk: list[InputRow] = []
 

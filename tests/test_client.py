@@ -395,7 +395,7 @@ async def test_country_prefix_normalises_national_numbers(
         ),
         pytest.param(
             httpx.Response(200, json={"id": "x", "error": {"message": "Invalid sender"}}),
-            RejectedError,
+            ServerError,
             None,
             id="2xx-with-error",
         ),

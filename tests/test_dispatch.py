@@ -12,6 +12,7 @@ import anyio.lowlevel
 import orjson
 import pytest
 
+from kaleyra_async._client import AttemptObserver
 from kaleyra_async._dispatch import BulkSummary, DispatchSettings, dispatch
 from kaleyra_async._exceptions import (
     KaleyraError,
@@ -37,15 +38,24 @@ class FakeKaleyra:
         self.requests: list[tuple[Message, list[str]]] = []
         self.fail = fail or {}
         self.gate: anyio.Event | None = None
+        self.limiter: anyio.Event | None = None
+        self.waiting = 0
         self.started = anyio.Event()
 
-    async def send(self, message: Message, recipients: Sequence[str]) -> SendResult:
+    async def send(
+        self, message: Message, recipients: Sequence[str], *, observer: AttemptObserver
+    ) -> SendResult:
+        self.waiting += 1
+        if self.limiter is not None:  # stands for the rate limiter: nothing written yet
+            await self.limiter.wait()
+        await observer.sending()
         self.requests.append((message, list(recipients)))
         n = len(self.requests)
         self.started.set()
         if self.gate is not None:
             await self.gate.wait()
         if n in self.fail:
+            observer.failed(self.fail[n])
             raise self.fail[n]
         rid = f"req-{n}"
         return SendResult(
@@ -74,9 +84,10 @@ async def run(
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
     summary: BulkSummary | None = None,
+    journal: io.BytesIO | None = None,
 ) -> list[dict[str, object]]:
     out = io.BytesIO()
-    writer = ResultsWriter(out, io.BytesIO())
+    writer = ResultsWriter(out, journal if journal is not None else io.BytesIO())
     preparer = RowPreparer(plan, normalize=PhoneNormalizer("+91"), now=NOW)
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
@@ -346,3 +357,86 @@ async def test_records_from_python_are_sent_like_csv_rows() -> None:
     assert orjson.loads(route.calls[0].request.content)["body"] == "Hi Asha"
     assert "no 'to'" in str(next(r.error for r in seen if r.row == 4))
     assert summary.by_status == {"sent": 2, "invalid": 2}
+
+
+async def test_stop_while_waiting_for_the_limiter_sends_and_journals_nothing(
+    tmp_path: Path,
+) -> None:
+    """Requests not yet admitted when the run stops get no line and no journal entry."""
+    fake = FakeKaleyra()
+    fake.limiter = anyio.Event()  # never admits
+    stop = anyio.Event()
+    journal = io.BytesIO()
+    settings = DispatchSettings(batch_size=5, concurrency=3, max_wait_s=0, drain_timeout_s=60)
+
+    async def stop_when_all_wait() -> None:
+        while fake.waiting < 3:
+            await anyio.lowlevel.checkpoint()
+        stop.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_when_all_wait)
+        results = await run(
+            csv_file(tmp_path, numbers(100)), fake, settings=settings, stop=stop, journal=journal
+        )
+    assert results == []  # promptly, without waiting out the 60 s drain
+    assert fake.requests == []
+    assert journal.getvalue() == b""
+
+
+async def test_a_refused_attempt_then_stop_releases_the_rows(tmp_path: Path) -> None:
+    """Journaled, then refused as a whole (429) and stopped in backoff: released, not unknown."""
+    from kaleyra_async._results import load_progress
+
+    refused = RateLimitError("slow down", status_code=429, retry_after_s=30)
+    stop = anyio.Event()
+
+    class RefusedThenBackoff(FakeKaleyra):
+        async def send(
+            self, message: Message, recipients: Sequence[str], *, observer: AttemptObserver
+        ) -> SendResult:
+            await observer.sending()
+            observer.failed(refused)
+            stop.set()
+            await anyio.sleep(30)  # the backoff the stop cuts short
+            raise AssertionError("not reached")
+
+    out = tmp_path / "out.ndjson"
+    journal = io.BytesIO()
+    settings = DispatchSettings(batch_size=5, concurrency=1, max_wait_s=0, drain_timeout_s=60)
+    with anyio.fail_after(10):
+        results = await run(
+            csv_file(tmp_path, numbers(5)), RefusedThenBackoff(), settings=settings, stop=stop,
+            journal=journal,
+        )  # fmt: skip
+    assert results == []
+    out.write_bytes(b"")
+    (tmp_path / "out.ndjson.journal").write_bytes(journal.getvalue())
+    assert load_progress(out).unresolved == set()  # --resume sends them
+
+
+async def test_outer_cancellation_records_inflight_rows_as_unknown(tmp_path: Path) -> None:
+    """Cancelled from outside mid-request: the rows still get their 'unknown' lines."""
+    fake = FakeKaleyra()
+    fake.gate = anyio.Event()  # the request hangs on the wire
+    out = io.BytesIO()
+    writer = ResultsWriter(out, io.BytesIO())
+    preparer = RowPreparer(PLAN, normalize=PhoneNormalizer("+91"), now=NOW)
+    settings = DispatchSettings(batch_size=5, concurrency=1, max_wait_s=0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+
+        async def cancel_when_out() -> None:
+            await fake.started.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(cancel_when_out)
+        try:
+            await dispatch(
+                CsvSource(csv_file(tmp_path, numbers(5))), preparer, fake.send,
+                writer=writer, settings=settings,
+            )  # fmt: skip
+        finally:
+            await writer.aclose()
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["status"], r["error_code"]) for r in lines] == [("unknown", "interrupted")] * 5

@@ -6,6 +6,7 @@ import json
 import urllib.parse
 from typing import Any
 
+import orjson
 import pytest
 
 from kaleyra_async._exceptions import (
@@ -349,7 +350,7 @@ def test_parse_status_shapes(payload: Any, expected: list[MessageStatus]) -> Non
         pytest.param(
             200,
             {"id": "r1", "data": [], "error": {"message": "Invalid sender"}},
-            RejectedError,
+            ServerError,  # a 2xx took the request: with no ids, its fate is unknown
             None,
             "Invalid sender",
             id="2xx-with-error-message",
@@ -357,7 +358,7 @@ def test_parse_status_shapes(payload: Any, expected: list[MessageStatus]) -> Non
         pytest.param(
             202,
             {"error": {"code": "E110", "message": "Template mismatch"}},
-            RejectedError,
+            ServerError,
             "E110",
             "Template mismatch",
             id="2xx-error-with-code",
@@ -536,3 +537,21 @@ def test_parse_send_tolerates_odd_receipt_items() -> None:
         Receipt("7", "+14155552671"),
         Receipt("r:4", ""),
     )
+
+
+def test_2xx_with_error_and_message_ids_is_a_partial_success() -> None:
+    """Recipients with an id were accepted: they are receipts, not a failure of everyone."""
+    body = {
+        "id": "r1",
+        "data": [{"message_id": "r1:1", "recipient": "919876543210"}],
+        "error": {"code": "E123", "message": "one number was rejected"},
+    }
+    result = parse_send(202, {}, orjson.dumps(body), pod="IN")
+    assert result.message_ids() == {"+919876543210": "r1:1"}
+
+
+def test_2xx_with_error_and_no_ids_is_fate_unknown() -> None:
+    """Never 'failed' (which invites a resend): the 2xx may have sent something."""
+    error = error_from_response(200, {}, b'{"error": {"message": "x"}}', pod="IN")
+    assert isinstance(error, ServerError)
+    assert error.fate_unknown

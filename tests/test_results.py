@@ -60,15 +60,49 @@ async def test_inflight_is_written_before_it_returns() -> None:
         await writer.aclose()
 
 
-async def test_pending_results_are_written_even_when_cancelled() -> None:
-    """Cancelling the task group still leaves every queued result in the file."""
+async def test_results_recorded_while_a_cancelled_run_unwinds_are_written() -> None:
+    """Cancellation doesn't stop the writer: lines queued during the unwinding still land."""
     out = io.BytesIO()
     writer = ResultsWriter(out, None)
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
-        writer.write([RowResult(row=n, to="+1", status="sent") for n in range(1, 4)])
-        tg.cancel_scope.cancel()
-    assert len(out.getvalue().splitlines()) == 3
+        try:
+            writer.write([RowResult(row=n, to="+1", status="sent") for n in range(1, 4)])
+            tg.cancel_scope.cancel()
+            await anyio.sleep(1)  # cancelled at once
+        finally:
+            # What a sender's cancellation handler does: record its rows as unknown...
+            writer.write([RowResult(row=4, to="+1", status="unknown")])
+            # ...and what the owner does last.
+            await writer.aclose()
+    assert [orjson.loads(line)["row"] for line in out.getvalue().splitlines()] == [1, 2, 3, 4]
+
+
+async def test_released_rows_are_not_unresolved(tmp_path: Path) -> None:
+    """Rows journaled in flight and then released (never sent) are sent again on resume."""
+    results = tmp_path / "r.ndjson"
+    results.write_bytes(b"")
+    journal_path_for(results).write_bytes(
+        b'{"journal":1,"input":{}}\n{"inflight":[1,2]}\n{"inflight":[3]}\n{"released":[3]}\n'
+    )
+    assert load_progress(results).unresolved == {1, 2}
+
+
+async def test_room_waits_while_too_much_is_queued() -> None:
+    """A writer that can't keep up makes room() wait instead of letting memory grow."""
+    out = io.BytesIO()
+    writer = ResultsWriter(out, None)
+    big = [RowResult(row=n, to="+1", status="sent", error="x" * 1000) for n in range(6000)]
+    writer.write(big)  # about 6 MB, over the limit, and the writer task isn't running yet
+    with anyio.move_on_after(0.05) as waited:
+        await writer.room()
+    assert waited.cancelled_caught
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        with anyio.fail_after(10):
+            await writer.room()  # returns once the block is written
+        await writer.aclose()
+    assert len(out.getvalue().splitlines()) == 6000
 
 
 def test_load_progress_repairs_torn_lines_and_finds_unresolved(tmp_path: Path) -> None:

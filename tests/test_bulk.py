@@ -1,0 +1,101 @@
+"""send_bulk's file handling: what it refuses to do so that nothing is lost or sent twice."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import respx
+
+from kaleyra_async import BulkOptions, ConfigError, RecordSource, load_config, send_bulk
+from kaleyra_async._config import Config
+from kaleyra_async._results import journal_path_for
+
+
+def config() -> Config:
+    base = load_config(None, env={"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": "k"})
+    return dataclasses.replace(
+        base, defaults=dataclasses.replace(base.defaults, body="Hi", sender="KLRHXA")
+    )
+
+
+def kaleyra(fail: bool = False) -> tuple[respx.Router, httpx.MockTransport]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if fail:
+            return httpx.Response(400, json={"code": "E401", "message": "no", "error": {}})
+        numbers = orjson.loads(request.content)["to"].split(",")
+        data = [{"message_id": f"r:{i}", "recipient": n[1:]} for i, n in enumerate(numbers, 1)]
+        return httpx.Response(202, json={"id": "r", "data": data, "error": {}})
+
+    router = respx.Router()
+    router.post(url__regex=r"/sms$").mock(side_effect=answer)
+    return router, httpx.MockTransport(router.async_handler)
+
+
+def csv(tmp_path: Path, n: int = 3) -> Path:
+    path = tmp_path / "in.csv"
+    path.write_text("to\n" + "".join(f"+9198000000{i:02d}\n" for i in range(n)))
+    return path
+
+
+async def test_a_journal_without_results_still_counts_as_an_earlier_run(tmp_path: Path) -> None:
+    """Killed before its first result line: starting afresh would resend what was in flight."""
+    out = tmp_path / "out.ndjson"
+    journal_path_for(out).write_text('{"journal":1,"input":{}}\n{"inflight":[1,2]}\n')
+    router, transport = kaleyra()
+    with pytest.raises(ConfigError, match="--resume"):
+        await send_bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
+    assert router.calls.call_count == 0
+
+
+async def test_a_dry_runs_plan_cannot_be_resumed_into_a_send(tmp_path: Path) -> None:
+    """Resuming over 'planned' lines would send nothing and report success."""
+    out = str(tmp_path / "out.ndjson")
+    src = csv(tmp_path)
+    await send_bulk(src, config(), BulkOptions(out=out, dry_run=True))
+    _, transport = kaleyra()
+    with pytest.raises(ConfigError, match="dry run"):
+        await send_bulk(src, config(), BulkOptions(out=out, resume=True), transport=transport)
+    summary = await send_bulk(
+        src, config(), BulkOptions(out=out, overwrite=True), transport=transport
+    )
+    assert summary.by_status == {"sent": 3}
+
+
+async def test_resume_refuses_a_changed_input(tmp_path: Path) -> None:
+    """Row N must be the same person in both runs: a different file is refused."""
+    out = str(tmp_path / "out.ndjson")
+    src = csv(tmp_path)
+    _, transport = kaleyra()
+    await send_bulk(src, config(), BulkOptions(out=out), transport=transport)
+    src.write_text("to\n" + "".join(f"+9197000000{i:02d}\n" for i in range(3)))  # same size
+    with pytest.raises(ConfigError, match="not the first run's"):
+        await send_bulk(src, config(), BulkOptions(out=out, resume=True), transport=transport)
+
+
+async def test_resume_refuses_inputs_that_cannot_be_identified(tmp_path: Path) -> None:
+    """Records (and stdin) can't be checked to be the same rows: no resume from them."""
+    out = tmp_path / "out.ndjson"
+    out.write_text('{"row":1,"status":"sent"}\n')
+    with pytest.raises(ConfigError, match="as a file"):
+        await send_bulk(
+            RecordSource([{"to": "+919800000001"}]),
+            config(),
+            BulkOptions(out=str(out), resume=True),
+        )
+
+
+async def test_earlier_failures_keep_the_exit_status_after_resume(tmp_path: Path) -> None:
+    """A resumed run that sends the rest still reports the rows the first run failed."""
+    out = str(tmp_path / "out.ndjson")
+    src = csv(tmp_path)
+    _, failing = kaleyra(fail=True)
+    first = await send_bulk(src, config(), BulkOptions(out=out), transport=failing)
+    assert first.by_status == {"failed": 3}
+    _, ok = kaleyra()
+    again = await send_bulk(src, config(), BulkOptions(out=out, resume=True), transport=ok)
+    assert again.resumed_done == 3
+    assert not again.all_sent
