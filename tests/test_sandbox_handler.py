@@ -373,6 +373,27 @@ def test_boundary_values_are_accepted(fields: dict[str, Any], status: int) -> No
     assert send(make_state(), fields).status == status
 
 
+#: 2023-11-30T00:00Z: three calendar months on is 2024-02-29 (clamped), 91 days, not 92.
+END_OF_NOVEMBER = 1_701_302_400.0
+
+
+@pytest.mark.parametrize(
+    ("time", "status"),
+    [
+        pytest.param("2024-02-29T00:00:00+00:00", 202, id="3-calendar-months"),
+        pytest.param("2024-02-29T00:00:00Z", 202, id="z-suffix"),
+        pytest.param("2024-02-29T00:00:01+00:00", 400, id="a-second-later"),
+        pytest.param("2024-03-01T00:00:00+00:00", 400, id="92-days"),
+    ],
+)
+def test_schedule_window_is_the_clients_calendar_months(time: str, status: int) -> None:
+    """`time` may be at most 3 calendar months ahead, as the client's validate_time reads it."""
+    response = send(make_state(), {"to": A, "body": "x", "time": time}, now=END_OF_NOVEMBER)
+    assert response.status == status
+    if status == 400:
+        assert payload(response)["code"] == "E412"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status"),
     [

@@ -72,7 +72,8 @@ Errors
     E409    400     ``unicode`` not AUTO, 0 or 1
     E410    400     ``flash`` not 0 or 1 (JSON true/false also accepted)
     E411    400     ``time`` not ISO-8601 with a UTC offset
-    E412    400     ``time`` less than 15 minutes or more than 3 months (92 days) ahead
+    E412    400     ``time`` less than 15 minutes or more than 3 calendar months ahead (the
+                    client's ``validate_time``: 30 Nov + 3 months is 28/29 Feb)
     E413    400     ``template_data`` not an object of strings, or a value over 30 characters
     E414    400     ``ref_custom`` more than 5 values or a value over 50 characters
     E416    400     ``ref``, ``ref1`` or ``ref2`` over 150 characters
