@@ -288,7 +288,9 @@ class KaleyraClient:
         ``type`` defaults to ``TXN`` on the IN pod and ``DEFAULT`` elsewhere. Raises as
         :meth:`send`.
         """
-        message = self._message(
+        return await self._send_fields(
+            "sms",
+            to,
             body=body,
             sender=sender,
             type=type,
@@ -300,7 +302,6 @@ class KaleyraClient:
             ref_custom=ref_custom,
             callback_profile_id=callback_profile_id,
         )
-        return await self.send(message, [to] if isinstance(to, str) else to)
 
     async def send_otp(
         self,
@@ -346,6 +347,38 @@ class KaleyraClient:
         callback_profile_id: str | None = None,
     ) -> SendResult:
         """Like :meth:`send_sms`, on the legacy ``/messages`` endpoint (adds ``source=API``)."""
+        return await self._send_fields(
+            "messages",
+            to,
+            body=body,
+            sender=sender,
+            type=type,
+            template_id=template_id,
+            template_data=template_data,
+            unicode=unicode,
+            flash=flash,
+            time=time,
+            ref_custom=ref_custom,
+            callback_profile_id=callback_profile_id,
+        )
+
+    async def _send_fields(
+        self,
+        endpoint: Endpoint,
+        to: str | Sequence[str],
+        *,
+        body: str | None,
+        sender: str | None,
+        type: str | None,
+        template_id: str | None,
+        template_data: Mapping[str, str] | None,
+        unicode: str | None,
+        flash: bool,
+        time: str | None,
+        ref_custom: Sequence[str],
+        callback_profile_id: str | None,
+    ) -> SendResult:
+        """The one body of :meth:`send_sms` and :meth:`send_message`: build, then :meth:`send`."""
         message = self._message(
             body=body,
             sender=sender,
@@ -358,7 +391,7 @@ class KaleyraClient:
             ref_custom=ref_custom,
             callback_profile_id=callback_profile_id,
         )
-        return await self.send(message, [to] if isinstance(to, str) else to, endpoint="messages")
+        return await self.send(message, [to] if isinstance(to, str) else to, endpoint=endpoint)
 
     def _message(
         self,
