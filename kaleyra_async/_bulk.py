@@ -61,7 +61,6 @@ def settings_from(config: Config, *, dry_run: bool = False) -> DispatchSettings:
         batch_size=d.batch_size,
         max_wait_s=d.max_wait_ms / 1000,
         concurrency=d.concurrency,
-        otp_share=d.otp_share,
         dedupe=d.dedupe,
         drain_timeout_s=d.drain_timeout_s,
         retry_ambiguous=config.retry.retry_ambiguous,

@@ -54,7 +54,6 @@ class DispatchSettings:
     batch_size: int = 100
     max_wait_s: float = 0.05
     concurrency: int = 32
-    otp_share: float = 0.2
     dedupe: bool = False
     drain_timeout_s: float = 30.0
     #: Resend rows whose earlier request's fate is unknown (at-least-once) instead of reporting.

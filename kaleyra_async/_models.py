@@ -127,18 +127,3 @@ class RowResult:
     attempts: int = 0
     segments: int | None = None
     encoding: Encoding | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The results-file record: every key always present, in a stable order."""
-        return {
-            "row": self.row,
-            "to": self.to,
-            "status": self.status,
-            "message_id": self.message_id,
-            "request_id": self.request_id,
-            "error_code": self.error_code,
-            "error": self.error,
-            "attempts": self.attempts,
-            "segments": self.segments,
-            "encoding": self.encoding,
-        }

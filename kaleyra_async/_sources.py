@@ -56,10 +56,9 @@ class InputRow:
     row: int
     #: Column name -> value; empty when the row could not be read.
     fields: dict[str, str]
-    #: Why the row is unusable (bad bytes, wrong field count, malformed CSV), or None.
+    #: Why the row is unusable (bad bytes, wrong field count, malformed CSV), or None; it names
+    #: the file line the row started on.
     error: str | None = None
-    #: The line the row started on in the file, for error messages.
-    line: int = 0
 
 
 class _Source:
@@ -79,9 +78,6 @@ class _Source:
         self.header = header
         for callback in self._on_header:
             callback(header)
-
-    def describe(self) -> str:
-        raise NotImplementedError
 
     async def pump(self, send: ObjectSendStream[list[InputRow]]) -> None:
         raise NotImplementedError
@@ -107,9 +103,6 @@ class RecordSource(_Source):
         self._records = records
         self._columns = tuple(columns) if columns is not None else None
         self._chunk_rows = chunk_rows
-
-    def describe(self) -> str:
-        return "records"
 
     async def pump(self, send: ObjectSendStream[list[InputRow]]) -> None:
         chunk: list[InputRow] = []
@@ -179,9 +172,6 @@ class CsvSource(_Source):
     @property
     def is_stdin(self) -> bool:
         return self.path == "-"
-
-    def describe(self) -> str:
-        return "stdin" if self.is_stdin else self.path
 
     async def pump(self, send: ObjectSendStream[list[InputRow]]) -> None:
         """Read the whole input and send it to ``send`` in chunks of rows, in input order.
@@ -261,22 +251,20 @@ def _parse(
             break
         except csv.Error as exc:
             row_number += 1
-            chunk.append(InputRow(row_number, {}, f"malformed CSV: {exc}", start_line))
+            chunk.append(InputRow(row_number, {}, f"line {start_line}: malformed CSV: {exc}"))
             continue
         if not values or (len(values) == 1 and not values[0].strip() and width > 1):
             continue  # a blank line is not a data row
         row_number += 1
         if lines.bad_lines != bad_before and any(_SURROGATE.search(v) for v in values):
             chunk.append(
-                InputRow(row_number, {}, "row contains bytes that are not valid UTF-8", start_line)
+                InputRow(row_number, {}, f"line {start_line}: bytes that are not valid UTF-8")
             )
         elif len(values) != width:
             reason = f"row has {len(values)} fields, the header has {width}"
-            chunk.append(InputRow(row_number, {}, reason, start_line))
+            chunk.append(InputRow(row_number, {}, f"line {start_line}: {reason}"))
         else:
-            chunk.append(
-                InputRow(row_number, dict(zip(header, values, strict=True)), None, start_line)
-            )
+            chunk.append(InputRow(row_number, dict(zip(header, values, strict=True))))
         if len(chunk) >= _MAX_CHUNK_ROWS:
             hand_over()
     hand_over()
