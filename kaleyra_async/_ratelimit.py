@@ -37,6 +37,13 @@ Design::
 * The optional **recipients** limiter charges each request its recipient count; its bucket
   holds at least 100 (one full request), so a 1-second window may see up to
   ``recipients_per_s + 100`` recipients.
+* :meth:`RequestLimiter.pause` stops all admissions, OTP and bulk, until a moment on the loop's
+  clock, checked last, just before a request is admitted. A 429's ``Retry-After`` is about the
+  account, not the one request that got it: without a pause only that request would wait,
+  while the other senders kept hitting the limit. A second pause extends the first, never
+  shortens it; requests already admitted are not recalled. The bucket keeps leaking during a
+  pause, so up to ``burst`` requests may leave at once when it ends (as after any idle
+  spell), and the 1-second window promise still holds.
 """
 
 from __future__ import annotations
@@ -99,6 +106,7 @@ class RequestLimiter:
         if recipients_per_s > 0:
             size = max(_MAX_RECIPIENTS, recipients_per_s * burst / rate_per_s)
             self._recipients = AsyncLimiter(size, size / recipients_per_s)
+        self._paused_until_s = -math.inf
         self._busy = False
         self._otp_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._bulk_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -122,17 +130,43 @@ class RequestLimiter:
             if self._recipients is not None:
                 await self._recipients.acquire(min(max(recipients, 0), self._recipients.max_rate))
             await self._total.acquire()
-            await self._window()
+            await self._admit()
         finally:
             self._leave()
 
-    async def _window(self) -> None:
-        """Wait until admitting one more keeps every 1-second window within the cap."""
+    def pause(self, seconds: float) -> None:
+        """Admit no request for ``seconds`` from now (the loop's clock), e.g. a 429's Retry-After.
+
+        Pausing while paused extends the pause when the new end is later and never shortens it.
+        Requests waiting in :meth:`acquire` wait it out; admitted ones are unaffected.
+
+        Raises:
+            ValueError: ``seconds`` is negative or not finite.
+        """
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError("seconds must be finite and >= 0")
+        until_s = asyncio.get_running_loop().time() + seconds
+        if until_s > self._paused_until_s:
+            self._paused_until_s = until_s
+            logger.info("admissions paused for %.2f s", seconds)
+
+    async def _admit(self) -> None:
+        """Wait out any pause and until one more keeps every 1-second window within the cap."""
         loop = asyncio.get_running_loop()
         admitted = self._admitted
+        if self._paused_until_s > loop.time():
+            await self._wait_out_pause(loop)
         if len(admitted) == self._window_cap and (wait_s := admitted[0] + 1.0 - loop.time()) > 0:
             await asyncio.sleep(wait_s)
+            if self._paused_until_s > loop.time():  # a pause began during that sleep
+                await self._wait_out_pause(loop)
         admitted.append(loop.time())
+
+    async def _wait_out_pause(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Not polling: each sleep lasts until the pause's end, and the loop only goes round
+        # again when pause() moved that end later while we slept.
+        while (wait_s := self._paused_until_s - loop.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait_s)
 
     async def _enter(self, otp: bool) -> None:
         """Take the turnstile, queueing behind its holder (OTP waiters before bulk ones)."""
