@@ -138,9 +138,11 @@ Ledger
     ``message_id``, ``request_id``, ``recipient`` (E.164 with ``+``), ``sender``, ``type``,
     ``body``, ``template_id``, ``accepted_at`` (ISO-8601 UTC), ``fault``. Lines are written every
     ``--flush-interval-s`` (0.2 s) and on a clean stop (then fsynced); a ``kill -9`` loses at
-    most that interval's lines (or 1 MiB). In process, ``Sandbox.ledger_records()`` returns the
-    same records from memory (``keep_in_memory``, on by default; off by default in the CLI,
-    where ``--keep-in-memory`` turns it on, so that million-message benchmarks stay small).
+    most that interval's lines (or 1 MiB): written lines are in the OS page cache and survive
+    the process, and only a machine crash can lose those too. In process,
+    ``Sandbox.ledger_records()`` returns the same records from memory (``keep_in_memory``, on by
+    default; off by default in the CLI, where ``--keep-in-memory`` turns it on, so that
+    million-message benchmarks stay small).
 
 Control surface (no auth, not rate limited, not counted in stats)
     ``GET /_sandbox/stats``: ``requests_total``, ``by_status``, ``accepted_requests``,
