@@ -36,7 +36,7 @@ from ._config import (
     RetryPolicy,
     Secret,
 )
-from ._exceptions import APIError, ConfigError, KaleyraError
+from ._exceptions import APIError, ConfigError, KaleyraError, RateLimitError
 from ._models import Message, MessageStatus, SenderId, SenderIdResult, SendResult
 from ._phone import PhoneNormalizer
 from ._protocol import (
@@ -518,6 +518,9 @@ class KaleyraClient:
                 return parse(response.status_code, response.headers, response.content, pod=pod)
             except APIError as exc:
                 refused = self._scrubbed(exc)
+                if isinstance(refused, RateLimitError) and refused.retry_after_s:
+                    # Retry-After is about the account: every sender waits, not only this one.
+                    limiter.pause(refused.retry_after_s)
                 if observer is not None:
                     observer.failed(refused)
                 raise refused from None

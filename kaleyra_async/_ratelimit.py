@@ -20,10 +20,10 @@ the design:
 
 Design::
 
-    OTP  ──▶ OTP lane limiter (otp_share × rate) ──┐
-                                                    ├─▶ turnstile ─▶ [recipients] ─▶ total ─▶ window
-    bulk ───────────────────────────────────────────┘   OTP first,
-                                                        one at a time
+    OTP ──▶ token in the OTP lane (otp_share × rate)? ─yes─▶ priority ─┐
+                                    └──────no──────────────▶ queue ──┤
+    bulk ─────────────────────────────────────────────────────▶ queue ──┴─▶ turnstile ─▶
+        [recipients] ─▶ total ─▶ window     (turnstile: one at a time, priority first)
 
 * The **turnstile** lets one request at a time wait on the shared limiters. When the holder has
   its tokens, the turnstile passes to the oldest waiting OTP request, else to the oldest bulk
@@ -32,8 +32,11 @@ Design::
   within a lane (which also defuses aiolimiter's smallest-amount-first order).
 * The **total** limiter (and the window log behind it) caps everything at the pod rate. Bulk
   alone can use all of it.
-* The **OTP lane** caps OTP traffic at ``otp_share × rate`` so a flood of OTPs cannot take the
-  whole pod from bulk (``otp_share = 0`` gives OTP priority without a cap).
+* The **OTP lane** is a reserved share, not a cap: an OTP request that finds a token in the
+  lane limiter (``otp_share × rate``) takes it and waits in the priority queue; one that finds
+  none waits in the bulk queue like any request. So OTP traffic gets up to its share ahead of
+  any bulk backlog, a flood of OTPs cannot starve bulk of the rest, and an OTP-only workload
+  still gets the whole rate (``otp_share = 0`` gives every OTP request priority).
 * The optional **recipients** limiter charges each request its recipient count; its bucket
   holds at least 100 (one full request), so a 1-second window may see up to
   ``recipients_per_s + 100`` recipients.
@@ -123,9 +126,14 @@ class RequestLimiter:
         Cancelling a waiting ``acquire`` is safe: it gives up its place and consumes nothing
         (or one token, if it was cancelled just as it got it).
         """
+        priority = otp
         if otp and self._otp is not None:
-            await self._otp.acquire()
-        await self._enter(otp)
+            # Within its reserved share an OTP request overtakes bulk; beyond it, it queues
+            # with bulk in arrival order: never capped, so an OTP-only app gets the whole rate.
+            priority = self._otp.has_capacity()
+            if priority:
+                await self._otp.acquire()
+        await self._enter(priority)
         try:
             if self._recipients is not None:
                 await self._recipients.acquire(min(max(recipients, 0), self._recipients.max_rate))
