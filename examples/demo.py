@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-out"
-SID, KEY = "HXDEMO00001IN", "demo-sandbox-key"  # must match examples/demo.toml
+SID, KEY = "HXSANDBOX00001IN", "sandbox-key"  # the sandbox defaults, as in examples/demo.toml
 
 
 def main() -> int:

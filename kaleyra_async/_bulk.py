@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -123,12 +124,13 @@ async def send_bulk(
     options = options or BulkOptions()
     summary = summary if summary is not None else BulkSummary()
     rows = source if isinstance(source, RecordSource) else CsvSource(source, stdin=stdin)
-    progress, input_id = await anyio.to_thread.run_sync(_prepare_files, rows, options)
+    plan = plan_from(config, to_column=options.to_column, time=options.time)
     preparer = RowPreparer(
-        plan_from(config, to_column=options.to_column, time=options.time),
-        normalize=PhoneNormalizer(config.defaults.country_prefix),
-        now=datetime.now(UTC),
+        plan, normalize=PhoneNormalizer(config.defaults.country_prefix), now=datetime.now(UTC)
     )
+    # As the journal stores it (JSON has lists, not tuples), to compare on resume.
+    plan_record = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(plan).items()}
+    progress, input_id = await anyio.to_thread.run_sync(_prepare_files, rows, options, plan_record)
     settings = settings_from(config, dry_run=options.dry_run)
     discard = on_results is not None and options.out is None
     try:
@@ -136,7 +138,10 @@ async def send_bulk(
             writer = ResultsWriter(*files)
             writer.journal_header(
                 journal_start_record(
-                    input_id, resumed=progress is not None, dry_run=options.dry_run
+                    input_id,
+                    resumed=progress is not None,
+                    dry_run=options.dry_run,
+                    plan=plan_record,
                 )
             )
             async with anyio.create_task_group() as tg:
@@ -159,7 +164,7 @@ async def send_bulk(
 
 
 def _prepare_files(
-    rows: CsvSource | RecordSource, options: BulkOptions
+    rows: CsvSource | RecordSource, options: BulkOptions, plan: dict[str, Any]
 ) -> tuple[Progress | None, dict[str, Any]]:
     """Check the options against the files on disk; read an earlier run's progress to resume."""
     if options.resume and options.out is None:
@@ -199,6 +204,15 @@ def _prepare_files(
         raise ConfigError(
             f"--resume: the input is not the first run's ({progress.input.get('path')}, "
             f"{progress.input.get('size')} bytes); resume with the same file"
+        )
+    changed = sorted(
+        k for k in progress.plan.keys() | plan.keys() if progress.plan.get(k) != plan.get(k)
+    )
+    if progress.plan and changed:
+        # The rest of a campaign must say what its start said.
+        raise ConfigError(
+            f"--resume: message options differ from the first run's ({', '.join(changed)}); "
+            "resume with the same options"
         )
     return progress, input_id
 

@@ -228,10 +228,12 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
             await send_bulk(args.input, config, options, stop=stop, summary=summary)
             tg.cancel_scope.cancel()
 
-    try:
-        anyio.run(run)
-    finally:
-        _print_summary(summary, config, args, time.monotonic() - started)
+    anyio.run(run)  # a ConfigError before anything started is reported by main(), alone
+    _print_summary(summary, config, args, time.monotonic() - started)
+    if summary.aborted:
+        hint = " --resume sends the rest once that is fixed." if args.out else ""
+        print(f"\nerror: the run stopped itself: {summary.aborted}.{hint}", file=sys.stderr)
+        return EXIT_USAGE
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.all_sent else EXIT_NOT_ALL_SENT
@@ -264,10 +266,9 @@ async def _show_progress(summary: Any, input_path: str, stream: TextIO) -> None:
             while True:
                 bar.n = summary.recorded + summary.resumed_done
                 s = summary.by_status
-                bar.set_postfix(
-                    sent=s["sent"],
-                    failed=s["failed"] + s["invalid"],
-                    unknown=s["unknown"],
+                bar.set_postfix_str(
+                    f"sent={s['sent']} failed={s['failed']} invalid={s['invalid']} "
+                    f"unknown={s['unknown']}",
                     refresh=False,
                 )
                 bar.refresh()

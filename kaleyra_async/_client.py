@@ -36,7 +36,13 @@ from ._config import (
     RetryPolicy,
     Secret,
 )
-from ._exceptions import APIError, ConfigError, KaleyraError, RateLimitError
+from ._exceptions import (
+    APIError,
+    ConfigError,
+    KaleyraError,
+    RateLimitError,
+    ValidationError,
+)
 from ._models import Message, MessageStatus, SenderId, SenderIdResult, SendResult
 from ._phone import PhoneNormalizer
 from ._protocol import (
@@ -317,8 +323,12 @@ class KaleyraClient:
     ) -> SendResult:
         """Send an OTP SMS to exactly one number; it overtakes queued bulk requests.
 
-        Raises as :meth:`send`.
+        Raises as :meth:`send`, and ValidationError if ``to`` is not one number.
         """
+        if not isinstance(to, str):
+            raise ValidationError(
+                "to", "otp_single_recipient", "an OTP goes to exactly one number: pass one string"
+            )
         message = self._message(
             body=body,
             sender=sender,

@@ -25,7 +25,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._batching import Batch, Batcher, PreparedRow
 from ._client import AttemptObserver
-from ._exceptions import KaleyraError, unwrap_group
+from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
 from ._models import Message, RowResult, RowStatus, SendResult
 from ._prepare import RowPreparer
 from ._results import Progress, ResultsWriter
@@ -80,6 +80,8 @@ class BulkSummary:
     #: Rows already done by an earlier run (resume), not read again.
     resumed_done: int = 0
     interrupted: bool = False
+    #: Why the run stopped itself (every request would have failed: wrong key, no server).
+    aborted: str | None = None
 
     @property
     def recorded(self) -> int:
@@ -105,7 +107,10 @@ class BulkSummary:
 
 
 def _reason_key(result: RowResult) -> str:
-    return f"{result.status} {result.error_code or ''}: {(result.error or '')[:120]}"
+    error = result.error or ""
+    if len(error) > 120:
+        error = error[:120].rsplit(" ", 1)[0] + " ..."
+    return f"{result.status} {result.error_code or ''}: {error}"
 
 
 async def dispatch(
@@ -219,9 +224,16 @@ class _Run:
 
     # -- stop handling ----------------------------------------------------------------------
 
+    def _abort(self, exc: KaleyraError) -> None:
+        """Stop the run: every request would fail the same way (a wrong key, no server)."""
+        if self.summary.aborted is None:
+            self.summary.aborted = str(exc)
+            logger.error("stopping the run: %s", exc)
+            self.stop.set()
+
     async def _watch_stop(self) -> None:
         await self.stop.wait()
-        self.summary.interrupted = True
+        self.summary.interrupted = self.summary.aborted is None
         logger.warning("stopping: no new rows are read; waiting for requests in flight")
         self.reading.cancel()
         self.planning.cancel()
@@ -364,6 +376,8 @@ class _Run:
                 return
         except KaleyraError as exc:
             self._record(_failure_results(batch, exc, flight.attempts))
+            if isinstance(exc, AuthenticationError | ConnectError):
+                self._abort(exc)
             return
         except _StopBeforeSending:
             pass

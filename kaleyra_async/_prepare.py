@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Final
 
@@ -19,7 +19,17 @@ from ._exceptions import ConfigError, ValidationError
 from ._models import Message, RowResult
 from ._phone import PhoneNormalizer
 from ._sources import InputRow
-from ._validate import validate_flash, validate_message
+from ._validate import (
+    MAX_BODY_CHARS,
+    validate_body,
+    validate_flash,
+    validate_message,
+    validate_sender,
+    validate_template_id,
+    validate_time,
+    validate_type,
+    validate_unicode,
+)
 
 __all__ = ["MESSAGE_COLUMNS", "RowPlan", "RowPreparer"]
 
@@ -53,6 +63,7 @@ class RowPreparer:
     """Validates rows against a :class:`RowPlan`; one instance per run (it holds the caches)."""
 
     def __init__(self, plan: RowPlan, *, normalize: PhoneNormalizer, now: datetime) -> None:
+        _check_defaults(plan, now)
         self.plan = plan
         self._normalize = normalize
         self._now = now
@@ -171,6 +182,29 @@ class RowPreparer:
                 self._messages.clear()  # personalised bodies: don't let the cache grow forever
             self._messages[candidate] = cached
         return cached
+
+
+def _check_defaults(plan: RowPlan, now: datetime) -> None:
+    """A default that breaks a rule would make every row that uses it invalid: refuse it now.
+
+    Raises:
+        ConfigError: naming the option (``sender``, ``type``, ``template_id``, ...) and the rule.
+    """
+    checks: list[tuple[str | None, Callable[[str], object]]] = [
+        (plan.sender, lambda v: validate_sender(v, pod=plan.pod)),
+        (plan.type, lambda v: validate_type(v, pod=plan.pod)),
+        (plan.template_id, validate_template_id),
+        (plan.unicode, validate_unicode),
+        (plan.time, lambda v: validate_time(v, now=now)),
+    ]
+    try:
+        for value, check in checks:
+            if value:
+                check(value)
+        if plan.body and len(plan.body) > MAX_BODY_CHARS:
+            validate_body(plan.body, template_id=plan.template_id)
+    except ValidationError as exc:
+        raise ConfigError(f"default {exc.field}: {exc.reason}") from None
 
 
 def _placeholders(body: str) -> list[str]:

@@ -66,6 +66,8 @@ class Progress:
     statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     #: The earlier run was a dry run: its "planned" lines are not outcomes.
     dry_run: bool = False
+    #: The message options of the first run (body, sender, type, ...), to compare on resume.
+    plan: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def is_done(self, row: int) -> bool:
         return row < len(self.done) and self.done[row] == 1
@@ -127,6 +129,7 @@ def load_progress(results_path: str | os.PathLike[str]) -> Progress:
         elif "journal" in record:
             if not progress.input:
                 progress.input = dict(record.get("input") or {})
+                progress.plan = dict(record.get("plan") or {})
             progress.dry_run = progress.dry_run or bool(record.get("dry_run"))
         elif "resumed" not in record:
             raise ConfigError(f"{journal}:{line_no}: not a kaleyra_async journal line")
@@ -296,7 +299,11 @@ class ResultsWriter:
 
 
 def journal_start_record(
-    input_description: dict[str, Any], *, resumed: bool, dry_run: bool = False
+    input_description: dict[str, Any],
+    *,
+    resumed: bool,
+    dry_run: bool = False,
+    plan: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     now = datetime.now(UTC).isoformat(timespec="seconds")
     if resumed:
@@ -306,4 +313,5 @@ def journal_start_record(
         "started": now,
         "input": input_description,
         "dry_run": dry_run,
+        "plan": plan or {},
     }

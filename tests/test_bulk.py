@@ -99,3 +99,17 @@ async def test_earlier_failures_keep_the_exit_status_after_resume(tmp_path: Path
     again = await send_bulk(src, config(), BulkOptions(out=out, resume=True), transport=ok)
     assert again.resumed_done == 3
     assert not again.all_sent
+
+
+async def test_resume_refuses_changed_message_options(tmp_path: Path) -> None:
+    """The rest of a campaign must say what its start said: a different body is refused."""
+    out = str(tmp_path / "out.ndjson")
+    src = csv(tmp_path)
+    _, transport = kaleyra()
+    await send_bulk(src, config(), BulkOptions(out=out), transport=transport)
+    changed = config()
+    changed = dataclasses.replace(
+        changed, defaults=dataclasses.replace(changed.defaults, body="Something else")
+    )
+    with pytest.raises(ConfigError, match=r"message options differ.*body"):
+        await send_bulk(src, changed, BulkOptions(out=out, resume=True), transport=transport)

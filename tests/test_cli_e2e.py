@@ -132,12 +132,17 @@ async def test_results_go_to_stdout_from_stdin(sandbox: Sandbox) -> None:
 async def test_wrong_api_key_fails_every_row_without_retrying(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """A 401 is 'failed' with the sandbox's code after one attempt, and nothing is accepted."""
-    src = write_csv(tmp_path / "in.csv", numbers(30))
+    """A 401 is 'failed' after one attempt, stops the run (exit 2), and nothing is accepted."""
+    src = write_csv(tmp_path / "in.csv", numbers(3000))
     out = tmp_path / "out.ndjson"
-    done = await run_cli(sandbox, src, "--out", out, KALEYRA_API_KEY="wrong-key")
-    assert done.returncode == 1
+    done = await run_cli(
+        sandbox, src, "--out", out, "--concurrency", "2", KALEYRA_API_KEY="wrong-key"
+    )
+    assert done.returncode == 2
+    assert "stopped itself" in done.stderr.decode()
     results = read_results(out)
+    assert len(results) <= 2 * 100  # the requests already out; no more were sent
+    assert sandbox.stats.requests_total <= 2
     assert {r["status"] for r in results.values()} == {"failed"}
     assert {r["error_code"] for r in results.values()} == {"E100"}
     assert {r["attempts"] for r in results.values()} == {1}
@@ -225,6 +230,8 @@ async def test_dry_run_sends_nothing_and_prints_a_plan(sandbox: Sandbox, tmp_pat
     ("args", "message"),
     [
         pytest.param(("--to-column", "phone"), "no 'phone' column", id="missing-column"),
+        pytest.param(("--unicode", "7"), "default unicode", id="bad-default-unicode"),
+        pytest.param(("--time", "tomorrow"), "default time", id="bad-default-time"),
         pytest.param(("--batch-size", "0"), "must be >= 1", id="bad-batch-size"),
         pytest.param(("--resume",), "needs --out", id="resume-without-out"),
     ],

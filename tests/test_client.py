@@ -648,3 +648,10 @@ async def test_a_429_pauses_every_sender_for_retry_after(
             await client.send(Message(body="x", type="TXN"), [A])
         await client.send(Message(body="x", type="TXN"), [A])
     assert stamps[1] - stamps[0] >= 0.3
+
+
+async def test_send_otp_with_a_list_is_a_validation_error(client: KaleyraClient) -> None:
+    """send_otp(to=[a, b]) is refused by the OTP rule, not with a TypeError."""
+    with pytest.raises(ValidationError) as info:
+        await client.send_otp(to=[A, A], body="1234")  # type: ignore[arg-type]
+    assert info.value.rule == "otp_single_recipient"
