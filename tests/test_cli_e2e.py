@@ -348,3 +348,27 @@ async def test_rate_limit_is_honoured_at_the_sandbox(sandbox: Sandbox, tmp_path:
     assert stats.requests_total == 90
     assert stats.max_requests_in_1s <= 40
     assert stats.by_status.get("429", 0) == 0
+
+
+@pytest.mark.parametrize("sandbox", [{"latency_ms": 3000.0}], indirect=True)
+async def test_second_sigint_records_requests_on_the_wire_as_unknown(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Ctrl-C twice while requests hang on the wire: exit 130, each of their rows 'unknown'."""
+    src = write_csv(tmp_path / "in.csv", numbers(100))
+    out = tmp_path / "out.ndjson"
+    args = ("--out", out, "--batch-size", "10", "--concurrency", "3", "--rate", "100000")
+    process = await anyio.open_process(cli(sandbox, src, *args), env=env_for(sandbox))
+    async with process:
+        with anyio.fail_after(30):
+            while sandbox.stats.requests_total < 3:  # noqa: ASYNC110 (another process)
+                await anyio.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        await anyio.sleep(0.2)  # let the first signal be handled before the second
+        process.send_signal(signal.SIGINT)
+        assert await process.wait() == 130
+    results = read_results(out)
+    assert len(results) == 30
+    assert {(r["status"], r["error_code"]) for r in results.values()} == {
+        ("unknown", "interrupted")
+    }
