@@ -30,6 +30,7 @@ from ._harness import REPO, RunRecord, cpu_plan, progress, run_scenario, warm_up
 from ._inputs import DATA_DIR, ensure_input
 from ._plan import Mode, Scenario, scenarios_for
 from ._report import (
+    code_state,
     environment,
     evaluate_targets,
     markdown,
@@ -176,11 +177,18 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         rows += rss_rows
 
     duration_s = time.monotonic() - started
+    code_end = code_state(REPO)
+    if code_end != env["code"]:
+        # A spawned contender reads the checkout when it starts: runs straddled two versions.
+        print(f"WARNING: the code changed during the run ({env['code']} -> {code_end})",
+              file=sys.stderr)  # fmt: skip
+    env["code_end"] = code_end
     name = f"bench-{mode}" + ("" if not args.only else "-" + "+".join(steps))
     table = markdown(rows, targets)
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
+    code = env["code"] if code_end == env["code"] else f"{env['code']} -> {code_end} (CHANGED)"
     header = (
-        f"{command.strip()}  ({started_at}, {duration_s:.0f} s; {env['nproc']} CPUs, "
+        f"{command.strip()}  ({started_at}, {duration_s:.0f} s; code {code}; {env['nproc']} CPUs, "
         f"{env['cpu_model']}, Python {env['python']}; {env['pinning']})\n\n"
     )
     args.results_dir.mkdir(parents=True, exist_ok=True)
