@@ -499,10 +499,11 @@ class KaleyraClient:
 
         async def attempt() -> T:
             nonlocal attempts
-            await limiter.acquire(otp=otp, recipients=recipients)
+            await limiter.acquire(otp=otp, recipients=recipients, admit=observer is None)
             self._check_open()
             if observer is not None:
                 await observer.sending()
+                await limiter.admit()  # the window check closest to the write
             attempts += 1
             started = perf_counter() if debug else 0.0
             try:
