@@ -68,6 +68,13 @@ async def answer_gzip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     writer.close()
 
 
+async def answer_bad_gzip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(http_response(b"not gzip at all", "Content-Encoding: gzip"))
+    await writer.drain()
+    writer.close()
+
+
 async def close_before_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.close()
 
@@ -169,6 +176,7 @@ async def test_gzip_body_is_decoded(serve: Any, transport: Any) -> None:
 @pytest.mark.parametrize(
     "handler",
     [
+        pytest.param(answer_bad_gzip, id="undecodable-gzip-body"),
         pytest.param(close_before_reading, id="closed-before-reading"),
         pytest.param(close_after_reading, id="closed-after-reading"),
         pytest.param(close_mid_response, id="closed-mid-response"),
