@@ -15,8 +15,8 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final, TextIO
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TextIO, TypeVar
 
 import anyio
 
@@ -31,6 +31,7 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 
 logger = logging.getLogger("kaleyra_async")
+T = TypeVar("T")
 
 
 class _UsageError(Exception):
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     send = commands.add_parser("send", help="send one message to one or more numbers")
     send.add_argument("--to", required=True, metavar="N[,N...]", help="recipients (E.164)")
     _account_options(send)
-    _message_options(send)
+    _message_options(send, bulk=False)
     send.add_argument(
         "--endpoint", choices=("sms", "messages"), default="sms", help="API endpoint to use"
     )
@@ -128,11 +129,13 @@ def _account_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pod", choices=("IN", "SG", "EU", "NA"), type=str.upper)
 
 
-def _message_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("message defaults (a CSV column of the same name wins)")
+def _message_options(parser: argparse.ArgumentParser, *, bulk: bool = True) -> None:
+    title = "message defaults (a CSV column of the same name wins)" if bulk else "message"
+    group = parser.add_argument_group(title)
     group.add_argument("--sender", metavar="S")
     group.add_argument("--type", metavar="T", type=str.upper, help="OTP, TXN, TXND, MKT, DEFAULT")
-    group.add_argument("--body", metavar="TEXT", help="body; {column} placeholders are filled")
+    body_help = "body; {column} placeholders are filled from the row" if bulk else "the body"
+    group.add_argument("--body", metavar="TEXT", help=body_help)
     group.add_argument("--template-id", metavar="ID", help="DLT template id (12-30 digits)")
     group.add_argument("--country-prefix", metavar="+CC", help="prefix for national numbers")
     group.add_argument("--unicode", metavar="AUTO|0|1")
@@ -364,7 +367,6 @@ def _resume_command() -> str:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    from ._client import KaleyraClient
     from ._models import Message
 
     config = _config_from(args)
@@ -381,25 +383,37 @@ def _cmd_send(args: argparse.Namespace) -> int:
         callback_profile_id=d.callback_profile_id,
     )
 
-    async def run() -> Any:
-        async with KaleyraClient.from_config(config) as client:
-            return await client.send(message, recipients, endpoint=args.endpoint)
-
-    result = anyio.run(run)
+    result = _with_client(config, lambda c: c.send(message, recipients, endpoint=args.endpoint))
     for receipt in result.receipts:
         print(f"{receipt.recipient}\t{receipt.message_id}")
     return EXIT_OK
 
 
+def _with_client(config: Config, call: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one client call from synchronous code."""
+    from ._client import KaleyraClient
+
+    async def run() -> T:
+        async with KaleyraClient.from_config(config) as client:
+            return await call(client)
+
+    return anyio.run(run)
+
+
 def _cmd_create_senders(args: argparse.Namespace) -> int:
     import csv
 
-    from ._client import KaleyraClient
     from ._models import SenderId
 
     config = _config_from(args)
     try:
-        with open(args.input, newline="", encoding="utf-8") as fh:
+        with open(args.input, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if "sender" not in (reader.fieldnames or ()):
+                raise ConfigError(
+                    f"{args.input}: no 'sender' column (columns: sender, description, "
+                    "iso_code, entity_id)"
+                )
             items = [
                 SenderId(
                     (row.get("sender") or "").strip(),
@@ -407,44 +421,25 @@ def _cmd_create_senders(args: argparse.Namespace) -> int:
                     iso_code=(row.get("iso_code") or "in").strip(),
                     entity_id=(row.get("entity_id") or "").strip() or None,
                 )
-                for row in csv.DictReader(fh)
+                for row in reader
             ]
     except OSError as exc:
         raise ConfigError(f"cannot read {args.input}: {exc.strerror}") from None
-
-    async def run() -> Any:
-        async with KaleyraClient.from_config(config) as client:
-            return await client.create_sender_ids(items)
-
-    for result in anyio.run(run):
+    for result in _with_client(config, lambda c: c.create_sender_ids(items)):
         print(f"{result.code or ''}\t{result.message}")
     return EXIT_OK
 
 
 def _cmd_delete_senders(args: argparse.Namespace) -> int:
-    from ._client import KaleyraClient
-
     config = _config_from(args)
-
-    async def run() -> Any:
-        async with KaleyraClient.from_config(config) as client:
-            return await client.delete_sender_ids(args.names)
-
-    for result in anyio.run(run):
+    for result in _with_client(config, lambda c: c.delete_sender_ids(args.names)):
         print(f"{result.code or ''}\t{result.message}")
     return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from ._client import KaleyraClient
-
     config = _config_from(args)
-
-    async def run() -> Any:
-        async with KaleyraClient.from_config(config) as client:
-            return await client.get_status(args.message_ids)
-
-    for status in anyio.run(run):
+    for status in _with_client(config, lambda c: c.get_status(args.message_ids)):
         print(f"{status.message_id}\t{status.status}\t{status.detail or ''}")
     return EXIT_OK
 
@@ -479,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KaleyraError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        for item, reason in getattr(exc, "details", ()):
+            print(f"  {item}: {reason}" if item else f"  {reason}", file=sys.stderr)
         return EXIT_NOT_ALL_SENT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

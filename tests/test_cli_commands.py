@@ -68,6 +68,7 @@ async def test_sender_ids_round_trip_and_status(sandbox: Sandbox, tmp_path: Path
     code, out, err = await run(sandbox, "delete-senders", "ADPAIX")
     assert code == 1
     assert "MSG134" in err
+    assert "ADPAIX" in err  # the per-item reason names the sender
 
     code, out, _ = await run(
         sandbox, "send", "--to", "+919876543210", "--sender", "KLRHXA", "--type", "TXN",
@@ -77,3 +78,15 @@ async def test_sender_ids_round_trip_and_status(sandbox: Sandbox, tmp_path: Path
     code, out, err = await run(sandbox, "status", message_id)
     assert code == 0, err
     assert out.split("\t")[:2] == [message_id, "Sent"]
+
+
+async def test_create_senders_without_a_sender_column_is_a_usage_error(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A CSV without the 'sender' column is refused before any request, naming the column."""
+    senders = tmp_path / "senders.csv"
+    senders.write_text("name,description\nADPAIX,Alerts\n")
+    code, _, err = await run(sandbox, "create-senders", str(senders))
+    assert code == 2
+    assert "no 'sender' column" in err
+    assert sandbox.stats.requests_total == 0
