@@ -26,11 +26,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from ._harness import REPO, RunRecord, cpu_plan, progress, run_scenario, warm_up
+from ._harness import (
+    REPO,
+    RunRecord,
+    cpu_plan,
+    progress,
+    run_scenario,
+    snapshot_code,
+    warm_up,
+)
 from ._inputs import DATA_DIR, ensure_input
 from ._plan import Mode, Scenario, scenarios_for
 from ._report import (
-    code_state,
     environment,
     evaluate_targets,
     markdown,
@@ -120,6 +127,8 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     env = environment(REPO, cpus.describe())
+    code_dir = args.data_dir / "code"
+    env["code"] = snapshot_code(code_dir)
     print(
         f"benchmarks ({mode}, {rounds} round(s)): {env['nproc']} CPUs, {env['cpu_model']}, "
         f"Python {env['python']}; {env['pinning']}",
@@ -135,11 +144,16 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     records: list[RunRecord] = []
     if scenarios:
         contenders = sorted({c for s in scenarios for c in s.contenders})
-        warm_up(contenders, cpus=cpus, data_dir=args.data_dir)
+        warm_up(contenders, cpus=cpus, code_dir=code_dir, data_dir=args.data_dir)
     for scenario in scenarios:
         print(f"== {scenario.title}: {scenario.what}", file=sys.stderr)
         records += run_scenario(
-            scenario, rounds=rounds, cpus=cpus, data_dir=args.data_dir, on_run=progress
+            scenario,
+            rounds=rounds,
+            cpus=cpus,
+            code_dir=code_dir,
+            data_dir=args.data_dir,
+            on_run=progress,
         )
 
     rows = [row for s in scenarios for row in summarise(s, records)]
@@ -155,8 +169,8 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         for rnd in range(1, rounds + 1):
             for s in (rss_small, rss_large):
                 rss_records += run_scenario(
-                    s, rounds=1, first_round=rnd, cpus=cpus, data_dir=args.data_dir,
-                    on_run=progress,
+                    s, rounds=1, first_round=rnd, cpus=cpus, code_dir=code_dir,
+                    data_dir=args.data_dir, on_run=progress,
                 )  # fmt: skip
         rss_rows = [row for s in (rss_small, rss_large) for row in summarise(s, rss_records)]
         rss_t = rss_targets(rss_records, small, large)
@@ -177,18 +191,12 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         rows += rss_rows
 
     duration_s = time.monotonic() - started
-    code_end = code_state(REPO)
-    if code_end != env["code"]:
-        # A spawned contender reads the checkout when it starts: runs straddled two versions.
-        print(f"WARNING: the code changed during the run ({env['code']} -> {code_end})",
-              file=sys.stderr)  # fmt: skip
-    env["code_end"] = code_end
     name = f"bench-{mode}" + ("" if not args.only else "-" + "+".join(steps))
     table = markdown(rows, targets)
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
-    code = env["code"] if code_end == env["code"] else f"{env['code']} -> {code_end} (CHANGED)"
+    code = f"kaleyra_async at {env['code']}"
     header = (
-        f"{command.strip()}  ({started_at}, {duration_s:.0f} s; code {code}; {env['nproc']} CPUs, "
+        f"{command.strip()}  ({started_at}, {duration_s:.0f} s; {code}; {env['nproc']} CPUs, "
         f"{env['cpu_model']}, Python {env['python']}; {env['pinning']})\n\n"
     )
     args.results_dir.mkdir(parents=True, exist_ok=True)

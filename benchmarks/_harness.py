@@ -13,7 +13,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
+import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,12 +37,47 @@ from ._run import (
     run_child,
 )
 
-__all__ = ["CpuPlan", "RunRecord", "cpu_plan", "run_scenario", "warm_up"]
+__all__ = ["CpuPlan", "RunRecord", "cpu_plan", "run_scenario", "snapshot_code", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
 REPO: Final = Path(__file__).resolve().parent.parent
 _SCRUBBED_ENV: Final = ("KALEYRA_BASE_URL", "KALEYRA_POD", "KALEYRA_CONFIG")
+
+
+def snapshot_code(dest: Path, repo: Path = REPO) -> str:
+    """Export ``kaleyra_async/`` at HEAD into ``dest``; return the commit (or "working tree").
+
+    Every contender is a fresh process that imports the package when it starts, and other
+    people commit to the checkout while a benchmark runs: without a snapshot, later rounds
+    would measure newer code than earlier ones. ``git archive HEAD`` pins one commit (and leaves
+    out uncommitted work in progress); without git, the working tree is copied.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", "HEAD", "kaleyra_async"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        shutil.copytree(
+            repo / "kaleyra_async",
+            dest / "kaleyra_async",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        return "working tree"
+    archive_path = dest / "code.tar"
+    archive_path.write_bytes(archive)
+    with tarfile.open(archive_path) as tar:
+        tar.extractall(dest, filter="data")
+    archive_path.unlink()
+    return commit
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,6 +237,7 @@ def _run_once(
     rows: int,
     cpus: CpuPlan,
     work_dir: Path,
+    code_dir: Path,
 ) -> RunRecord:
     out = work_dir / f"{scenario.key}-{contender.key}.ndjson"
     for stale in (out, out.with_name(out.name + ".journal")):
@@ -214,7 +253,8 @@ def _run_once(
         cpus=cpus.client,
         timeout_s=scenario.timeout_s,
         stderr_path=work_dir / f"{scenario.key}-{contender.key}-{rnd}.stderr",
-        cwd=REPO,
+        # ``python -m kaleyra_async`` finds the package in its working directory first.
+        cwd=code_dir,
     )
     busy_after, sandbox_after = busy_cpu_s(), process_cpu_s(sandbox.pid)
     other_cpu_s = (busy_after - busy_before) - child.cpu_s - (sandbox_after - sandbox_before)
@@ -246,6 +286,7 @@ def run_scenario(
     *,
     rounds: int,
     cpus: CpuPlan,
+    code_dir: Path,
     data_dir: Path = DATA_DIR,
     first_round: int = 1,
     on_run: Callable[[RunRecord], None] = lambda record: None,
@@ -267,6 +308,7 @@ def run_scenario(
                     rows=scenario.rows[key],
                     cpus=cpus,
                     work_dir=work_dir,
+                    code_dir=code_dir,
                 )
                 records.append(record)
                 on_run(record)
@@ -274,7 +316,7 @@ def run_scenario(
 
 
 def warm_up(
-    contenders: Sequence[str], *, cpus: CpuPlan, data_dir: Path = DATA_DIR
+    contenders: Sequence[str], *, cpus: CpuPlan, code_dir: Path, data_dir: Path = DATA_DIR
 ) -> list[RunRecord]:
     """One tiny unrecorded run per contender, so that no measured run pays for cold caches."""
     tiny = Scenario(
@@ -284,7 +326,7 @@ def warm_up(
         kind="bulk",
         rows=dict.fromkeys(contenders, 200),
     )
-    return run_scenario(tiny, rounds=1, cpus=cpus, data_dir=data_dir)
+    return run_scenario(tiny, rounds=1, cpus=cpus, code_dir=code_dir, data_dir=data_dir)
 
 
 def describe_record(record: RunRecord) -> str:

@@ -25,7 +25,6 @@ from ._stats import Spread, paired_ratios, spread
 __all__ = [
     "Row",
     "Target",
-    "code_state",
     "environment",
     "evaluate_targets",
     "markdown",
@@ -374,22 +373,6 @@ def _git_commit(repo: Path) -> str | None:
     return done.stdout.strip() or None
 
 
-def code_state(repo: Path) -> str:
-    """The commit, plus "+dirty" when kaleyra_async/ or benchmarks/ have uncommitted changes."""
-    commit = _git_commit(repo) or "unknown"
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "kaleyra_async", "benchmarks"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return commit
-    dirty = any(not line.startswith("??") for line in done.stdout.splitlines())
-    return commit + ("+dirty" if dirty else "")
-
-
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -415,7 +398,7 @@ def environment(repo: Path, pinning: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "pinning": pinning,
-        "code": code_state(repo),
+        "git_head_at_start": _git_commit(repo),
         "versions": versions,
     }
 
