@@ -41,6 +41,8 @@ __all__ = ["Progress", "ResultsWriter", "journal_path_for", "load_progress"]
 _JOURNAL_VERSION: Final = 1
 #: Result bytes queued before recording waits for the writer (a slow disk or a paused pipe).
 _MAX_PENDING_BYTES: Final = 4 << 20
+#: How long result lines may wait for company before they are written (journal marks never wait).
+_RESULTS_LINGER_S: Final = 0.02
 
 
 def journal_path_for(results_path: str | os.PathLike[str]) -> Path:
@@ -196,6 +198,7 @@ class ResultsWriter:
         self._pending_journal: list[bytes] = []
         self._journal_waiters: list[anyio.Event] = []
         self._wakeup = anyio.Event()
+        self._hurry = anyio.Event()
         self._closing = False
         self._stopped = anyio.Event()
         self._written = anyio.Event()
@@ -209,6 +212,8 @@ class ResultsWriter:
         self._pending.extend(lines)
         self._pending_bytes += sum(map(len, lines))
         self._wakeup.set()
+        if self._pending_bytes > _MAX_PENDING_BYTES // 4:
+            self._hurry.set()
 
     async def room(self) -> None:
         """Wait while too much is queued: a slow disk or pipe slows the run down instead of
@@ -226,6 +231,7 @@ class ResultsWriter:
         self._pending_journal.append(orjson.dumps({"inflight": list(rows)}) + b"\n")
         self._journal_waiters.append(done)
         self._wakeup.set()
+        self._hurry.set()
         await done.wait()
         self._check()
 
@@ -253,9 +259,25 @@ class ResultsWriter:
                 while not (self._closing and not self._has_pending()):
                     await self._wakeup.wait()
                     self._wakeup = anyio.Event()
+                    if not self._urgent():
+                        # Only result lines are waiting: let more join them (until something
+                        # urgent comes), so that a paced run writes a block every few ms
+                        # instead of paying a thread hand-off per line.
+                        with anyio.move_on_after(_RESULTS_LINGER_S):
+                            await self._hurry.wait()
+                    self._hurry = anyio.Event()
+                    self._wakeup = anyio.Event()
                     await self._write_pending()
         finally:
             self._stopped.set()
+
+    def _urgent(self) -> bool:
+        """Someone waits on this write (a journal mark, the close) or a lot is queued."""
+        return (
+            bool(self._journal_waiters)
+            or self._closing
+            or self._pending_bytes > _MAX_PENDING_BYTES // 4
+        )
 
     def _has_pending(self) -> bool:
         return bool(self._pending or self._pending_journal or self._journal_waiters)
@@ -281,6 +303,7 @@ class ResultsWriter:
         """Write everything still pending and stop the writer task."""
         self._closing = True
         self._wakeup.set()
+        self._hurry.set()
         with anyio.CancelScope(shield=True):
             await self._stopped.wait()
 
