@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import math
 import os
@@ -231,6 +232,11 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
             await send_bulk(args.input, config, options, stop=stop, summary=summary)
             tg.cancel_scope.cancel()
 
+    # Everything imported so far (phonenumbers' metadata above all) lives for the whole run:
+    # keep it out of the garbage collector's full passes, which otherwise stall the event loop
+    # for tens of milliseconds at a time (felt as lost rate and bunched requests at 2,000/s).
+    gc.collect()
+    gc.freeze()
     anyio.run(run)  # a ConfigError before anything started is reported by main(), alone
     _print_summary(summary, config, args, time.monotonic() - started)
     if summary.aborted:
