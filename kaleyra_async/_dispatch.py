@@ -151,8 +151,9 @@ async def dispatch(
     if progress is not None:
         summary.earlier.update(progress.statuses)
     dry_run = settings.dry_run or send is None
-    run = _Run(source, preparer, send, writer, settings, summary, progress, stop, dry_run)
-    run.on_results = on_results
+    run = _Run(
+        source, preparer, send, writer, settings, summary, progress, stop, dry_run, on_results
+    )
     await run.go()
     return summary
 
@@ -169,6 +170,7 @@ class _Run:
         progress: Progress | None,
         stop: anyio.Event,
         dry_run: bool,
+        on_results: Callable[[Sequence[RowResult]], None] | None,
     ) -> None:
         self.source = source
         self.preparer = preparer
@@ -185,7 +187,7 @@ class _Run:
         self.sending = anyio.CancelScope()
         self.dedupe_ids: dict[Message, int] = {}
         self.seen: set[str] = set()
-        self.on_results: Callable[[Sequence[RowResult]], None] | None = None
+        self.on_results = on_results
         self.flights: set[_Flight] = set()
         source.on_header(preparer.check_header)
 
