@@ -54,6 +54,8 @@ class BulkOptions:
     dry_run: bool = False
     #: A scheduled send time applied to every row without a ``time`` column.
     time: str | None = None
+    #: The CSV field separator.
+    delimiter: str = ","
 
 
 def settings_from(config: Config, *, dry_run: bool = False) -> DispatchSettings:
@@ -123,7 +125,11 @@ async def send_bulk(
 
     options = options or BulkOptions()
     summary = summary if summary is not None else BulkSummary()
-    rows = source if isinstance(source, RecordSource) else CsvSource(source, stdin=stdin)
+    rows = (
+        source
+        if isinstance(source, RecordSource)
+        else CsvSource(source, stdin=stdin, delimiter=options.delimiter)
+    )
     plan = plan_from(config, to_column=options.to_column, time=options.time)
     preparer = RowPreparer(
         plan, normalize=PhoneNormalizer(config.defaults.country_prefix), now=datetime.now(UTC)

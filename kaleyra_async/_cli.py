@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import logging
 import math
@@ -46,9 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    # The same switches after the command name (SUPPRESS: an absent one keeps the value above).
+    logging_options = argparse.ArgumentParser(add_help=False)
+    logging_options.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
+    )
+    logging_options.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_command = functools.partial(commands.add_parser, parents=[logging_options])
 
-    bulk = commands.add_parser(
+    bulk = add_command(
         "send-bulk",
         help="send every row of a CSV, one NDJSON result line per row",
         description="Stream a CSV (header row required), validate and batch its rows, send them "
@@ -61,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     _message_options(bulk)
     bulk.add_argument("--out", "-o", metavar="PATH", help="results file (default: stdout)")
     bulk.add_argument("--to-column", default="to", metavar="COL", help="column with the numbers")
+    bulk.add_argument(
+        "--delimiter", default=",", metavar="CHAR", help="field separator (default ,; \\t: tab)"
+    )
     bulk.add_argument(
         "--template-data",
         metavar="COL1,COL2",
@@ -82,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     bulk.add_argument("--no-progress", action="store_true", help="no progress display")
     bulk.set_defaults(handler=_cmd_send_bulk)
 
-    send = commands.add_parser("send", help="send one message to one or more numbers")
+    send = add_command("send", help="send one message to one or more numbers")
     send.add_argument("--to", required=True, metavar="N[,N...]", help="recipients (E.164)")
     _account_options(send)
     _message_options(send, bulk=False)
@@ -91,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.set_defaults(handler=_cmd_send)
 
-    senders = commands.add_parser(
+    senders = add_command(
         "create-senders",
         help="register sender IDs from a CSV (sender,description,iso_code,entity_id)",
     )
@@ -99,12 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     _account_options(senders)
     senders.set_defaults(handler=_cmd_create_senders)
 
-    delete = commands.add_parser("delete-senders", help="delete sender IDs")
+    delete = add_command("delete-senders", help="delete sender IDs")
     delete.add_argument("names", nargs="+", metavar="SENDER")
     _account_options(delete)
     delete.set_defaults(handler=_cmd_delete_senders)
 
-    status = commands.add_parser("status", help="delivery status of message ids")
+    status = add_command("status", help="delivery status of message ids")
     status.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
     _account_options(status)
     status.set_defaults(handler=_cmd_status)
@@ -216,6 +229,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         dry_run=args.dry_run,
         time=args.time,
+        delimiter="\t" if args.delimiter in ("\\t", "tab") else args.delimiter,
     )
     if args.out is None and sys.stdout.isatty() and not args.dry_run:
         logger.info("results go to stdout; use --out results.ndjson to keep them and resume")

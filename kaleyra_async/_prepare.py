@@ -70,6 +70,7 @@ class RowPreparer:
         self._messages: dict[Message, Message | ValidationError] = {}
         self._segments: dict[str, SegmentInfo] = {}
         self._columns: frozenset[str] = frozenset()
+        self._to_column = plan.to_column
         self._overrides: tuple[str, ...] = ()
         self._fill_body = False
         # The columns a row's message depends on: rows with equal values there get the very same
@@ -85,11 +86,20 @@ class RowPreparer:
                 body names a placeholder that is not a column.
         """
         columns = frozenset(header)
-        if self.plan.to_column not in columns:
-            raise ConfigError(
-                f"input has no {self.plan.to_column!r} column (columns: {', '.join(header)}); "
-                "use --to-column to name the column that holds the numbers"
-            )
+        to_column = self.plan.to_column
+        if to_column not in columns:
+            # "To", "TO": one column that differs only in case is clearly the one meant.
+            same = [c for c in header if c.casefold() == to_column.casefold()]
+            if len(same) != 1:
+                hint = ""
+                if len(header) == 1 and any(d in header[0] for d in ";\t|"):
+                    hint = " (is the file separated by something else than commas? --delimiter)"
+                raise ConfigError(
+                    f"input has no {to_column!r} column (columns: {', '.join(header)}); "
+                    f"use --to-column to name the column that holds the numbers{hint}"
+                )
+            to_column = same[0]
+        self._to_column = to_column
         missing = [c for c in self.plan.template_data_columns if c not in columns]
         if missing:
             raise ConfigError(f"template-data column(s) not in the input: {', '.join(missing)}")
@@ -106,7 +116,7 @@ class RowPreparer:
             self.plan.body and _PLACEHOLDER.search(self.plan.body)
         )
         if "body" in columns:  # a row's body may name any column
-            key_columns = [c for c in header if c != self.plan.to_column]
+            key_columns = [c for c in header if c != to_column]
         else:
             key_columns = [*self._overrides, *_placeholders(self.plan.body or "")]
             key_columns += self.plan.template_data_columns
@@ -115,11 +125,11 @@ class RowPreparer:
     def prepare(self, row: InputRow) -> PreparedRow | RowResult:
         """Return the row ready to send, or its ``invalid`` result."""
         fields = row.fields
-        raw_to = fields.get(self.plan.to_column, "").strip() if row.error is None else ""
+        raw_to = fields.get(self._to_column, "").strip() if row.error is None else ""
         if row.error is not None:
             return _invalid(row.row, raw_to, "invalid_row", row.error)
         if not raw_to:
-            return _invalid(row.row, raw_to, "invalid_to", f"{self.plan.to_column}: missing number")
+            return _invalid(row.row, raw_to, "invalid_to", f"{self._to_column}: missing number")
         try:
             to = self._normalize(raw_to)
             message = self._message(fields)

@@ -164,9 +164,13 @@ class CsvSource(_Source):
         path: str | os.PathLike[str],
         *,
         stdin: IO[bytes] | None = None,
+        delimiter: str = ",",
     ) -> None:
         super().__init__()
+        if len(delimiter) != 1:
+            raise ConfigError(f"the CSV delimiter must be one character, not {delimiter!r}")
         self.path = os.fspath(path)
+        self.delimiter = delimiter
         self._stdin = stdin
 
     @property
@@ -189,6 +193,7 @@ class CsvSource(_Source):
             owned,
             send,
             self._set_header,
+            self.delimiter,
             # A read blocked on a pipe or terminal must not hold up cancellation. The thread
             # closes the descriptor itself, so an abandoned thread never reads a reused one.
             abandon_on_cancel=True,
@@ -213,10 +218,11 @@ def _read_rows(
     owned: bool,
     send: ObjectSendStream[list[InputRow]],
     set_header: Callable[[tuple[str, ...]], None],
+    delimiter: str,
 ) -> None:
     """Thread body: parse the CSV on ``fd`` and hand chunks of rows to the event loop."""
     try:
-        _parse(fd, send, set_header)
+        _parse(fd, send, set_header, delimiter)
     finally:
         if owned:
             os.close(fd)
@@ -226,6 +232,7 @@ def _parse(
     fd: int,
     send: ObjectSendStream[list[InputRow]],
     set_header: Callable[[tuple[str, ...]], None],
+    delimiter: str,
 ) -> None:
     lines = _LineFeed(fd)
     chunk: list[InputRow] = []
@@ -237,7 +244,7 @@ def _parse(
             anyio.from_thread.run(send.send, ready)
 
     lines.before_block = hand_over
-    reader = csv.reader(lines, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     header = _read_header(reader, lines)
     anyio.from_thread.run_sync(set_header, header)
     width = len(header)

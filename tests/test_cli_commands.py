@@ -90,3 +90,13 @@ async def test_create_senders_without_a_sender_column_is_a_usage_error(
     assert code == 2
     assert "no 'sender' column" in err
     assert sandbox.stats.requests_total == 0
+
+
+async def test_logging_switches_work_after_the_command_too(sandbox: Sandbox) -> None:
+    """`send ... -vv` is accepted like `-vv send ...` (and logs each request)."""
+    code, _, err = await run(
+        sandbox, "send", "--to", "+919876543210", "--sender", "KLRHXA", "--type", "TXN",
+        "--body", "Hi", "--template-id", "1" * 19, "-vv",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "DEBUG kaleyra_async" in err

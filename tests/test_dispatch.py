@@ -440,3 +440,10 @@ async def test_outer_cancellation_records_inflight_rows_as_unknown(tmp_path: Pat
             await writer.aclose()
     lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
     assert [(r["status"], r["error_code"]) for r in lines] == [("unknown", "interrupted")] * 5
+
+
+async def test_the_number_column_matches_regardless_of_case(tmp_path: Path) -> None:
+    """A header 'To' is the 'to' column (one column differing only in case)."""
+    fake = FakeKaleyra()
+    results = await run(csv_file(tmp_path, numbers(2), header="To"), fake)
+    assert [r["status"] for r in results] == ["sent", "sent"]

@@ -141,3 +141,16 @@ async def test_pipe_rows_arrive_before_the_writer_finishes() -> None:
                 rest = [r async for chunk in receive for r in chunk]
             assert [r.fields["to"] for r in rest] == ["+919876543211"]
     reader.close()
+
+
+async def test_another_delimiter_is_read_when_asked(tmp_path: Path) -> None:
+    """Spreadsheet exports with semicolons work with delimiter=';'."""
+    source = CsvSource(write(tmp_path, b"to;name\n+919876543210;Asha\n"), delimiter=";")
+    rows = await read_all(source)
+    assert rows[0].fields == {"to": "+919876543210", "name": "Asha"}
+
+
+def test_a_delimiter_must_be_one_character(tmp_path: Path) -> None:
+    """A typo like ';;' is a config error, not a silent misparse."""
+    with pytest.raises(ConfigError, match="one character"):
+        CsvSource(write(tmp_path, b"to\n"), delimiter=";;")
