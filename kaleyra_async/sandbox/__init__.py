@@ -62,7 +62,7 @@ Errors
     E402    400     ``to`` missing or empty
     E405    400     more than 100 recipients
     E403    400     a recipient is not E.164-shaped, or ``prefix`` is not a country code
-    E408    400     ``type`` not valid for the pod (IN: TXN, MKT, OTP; other pods add DEFAULT)
+    E408    400     ``type`` not valid for the pod (IN: OTP, TXN, TXND, MKT; others: OTP, DEFAULT)
     E404    400     OTP request with more than one recipient
     E406    400     neither ``body`` nor ``template_id``
     E401    400     ``body`` longer than 4000 characters
