@@ -372,3 +372,24 @@ async def test_second_sigint_records_requests_on_the_wire_as_unknown(
     assert {(r["status"], r["error_code"]) for r in results.values()} == {
         ("unknown", "interrupted")
     }
+
+
+@pytest.mark.parametrize(
+    "sandbox", [{"faults": parse_faults("500_after_accept=0.3"), "seed": 5}], indirect=True
+)
+async def test_retry_ambiguous_opts_in_to_at_least_once(sandbox: Sandbox, tmp_path: Path) -> None:
+    """--retry-ambiguous resends what may have been accepted: all sent, some SMS twice."""
+    src = write_csv(tmp_path / "in.csv", numbers(200))
+    out = tmp_path / "out.ndjson"
+    config = tmp_path / "retry.toml"
+    config.write_text("[retry]\nmax_attempts = 12\ninitial_backoff_s = 0.01\njitter_s = 0.01\n")
+    done = await run_cli(
+        sandbox, src, "--out", out, "--batch-size", "10", "--rate", "100000",
+        "--config", config, "--retry-ambiguous",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    results = read_results(out)
+    assert {r["status"] for r in results.values()} == {"sent"}
+    recipients = collections.Counter(r.recipient for r in sandbox.ledger_records())
+    assert set(recipients) == {r["to"] for r in results.values()}
+    assert max(recipients.values()) >= 2  # the price of at-least-once, shown, not hidden
