@@ -93,7 +93,14 @@ class AttemptObserver(Protocol):
     """Follows the attempts of one request (see :meth:`KaleyraClient.send`)."""
 
     async def sending(self) -> None:
-        """The limiter admitted an attempt; it is written as soon as this returns.
+        """An attempt passed the rate limiter's queue; a last window check follows, then
+        :meth:`writing`. The place to journal the request.
+
+        Raising here (any exception but a :class:`KaleyraError`) abandons the request unsent.
+        """
+
+    def writing(self) -> None:
+        """The attempt is written as soon as this returns (nothing is awaited in between).
 
         Raising here (any exception but a :class:`KaleyraError`) abandons the request unsent.
         """
@@ -509,6 +516,7 @@ class KaleyraClient:
             if observer is not None:
                 await observer.sending()
                 await limiter.admit()  # the window check closest to the write
+                observer.writing()
             attempts += 1
             started = perf_counter() if debug else 0.0
             try:
@@ -549,8 +557,10 @@ class KaleyraClient:
             except APIError as exc:
                 refused = self._scrubbed(exc)
                 if isinstance(refused, RateLimitError) and refused.retry_after_s:
-                    # Retry-After is about the account: every sender waits, not only this one.
-                    limiter.pause(refused.retry_after_s)
+                    # Retry-After is about the account: every sender waits, not only this one
+                    # (but not longer than a request may retry: a proxy's huge value won't
+                    # stall the run).
+                    limiter.pause(min(refused.retry_after_s, self._retry.max_total_s))
                 if observer is not None:
                     observer.failed(refused)
                 raise refused from None

@@ -241,7 +241,7 @@ class _Run:
         self.planning.cancel()
         self.queue.close(discard=True)
         for flight in list(self.flights):
-            if not flight.on_wire:  # waiting for the limiter or a backoff: never mind it
+            if not flight.on_wire:  # waiting for the journal, the limiter or a backoff
                 flight.scope.cancel()
         if self.settings.drain_timeout_s > 0:
             await anyio.sleep(self.settings.drain_timeout_s)
@@ -377,7 +377,7 @@ class _Run:
                 self._record(_success_results(batch, result))
                 return
         except KaleyraError as exc:
-            self._record(_failure_results(batch, exc, flight.attempts))
+            self._record(_failure_results(batch, exc, flight.attempts, flight.maybe_sent))
             if isinstance(exc, AuthenticationError | ConnectError):
                 self._abort(exc)
             return
@@ -411,14 +411,16 @@ class _StopBeforeSending(Exception):
 class _Flight:
     """One request on its way: the client reports each attempt here (an AttemptObserver).
 
-    It journals the rows at the last moment, right before the first attempt is written, and
-    knows at any time whether the request may be out there (``on_wire``). That is what lets a
-    stop record exactly what is known: a request that never left, or whose last attempt was
-    refused as a whole (429, 503, connection refused), is released for ``--resume`` to send;
-    one that may have reached Kaleyra is recorded ``unknown``.
+    It journals the rows before the first attempt (``sending``), and knows at any time whether
+    the request may be out there: ``on_wire`` from the moment an attempt is written
+    (``writing``) until it is refused as a whole, and ``maybe_sent`` for good once any attempt
+    ended without a clear answer. That is what lets a stop record exactly what is known: a
+    request that never left, or was only ever refused as a whole (429, 503, connection
+    refused), is released for ``--resume`` to send; one that may have reached Kaleyra is
+    recorded ``unknown``.
     """
 
-    __slots__ = ("attempts", "batch", "journaled", "on_wire", "run", "scope")
+    __slots__ = ("attempts", "batch", "journaled", "maybe_sent", "on_wire", "run", "scope")
 
     def __init__(self, run: _Run, batch: Batch) -> None:
         self.run = run
@@ -426,21 +428,29 @@ class _Flight:
         self.scope = anyio.CancelScope()
         self.journaled = False
         self.on_wire = False
+        self.maybe_sent = False
         self.attempts = 0
 
     async def sending(self) -> None:
         if self.run.stop.is_set():
             raise _StopBeforeSending
         if not self.journaled:
-            await self.run.writer.inflight([r.row for r in self.batch.rows])
+            # Set first: the mark is queued before the await, so even if we are cancelled
+            # while it is written, abandon() must release it.
             self.journaled = True
             self.run.summary.requests += 1
-            if self.run.stop.is_set():
-                raise _StopBeforeSending
+            await self.run.writer.inflight([r.row for r in self.batch.rows])
+
+    def writing(self) -> None:
+        # Nothing awaits between this and the write, so a stop seen here is a clean stop.
+        if self.run.stop.is_set():
+            raise _StopBeforeSending
         self.on_wire = True
         self.attempts += 1
 
     def failed(self, error: KaleyraError) -> None:
+        if error.fate_unknown:
+            self.maybe_sent = True
         if error.safe_to_retry:
             self.on_wire = False
             if self.run.stop.is_set():
@@ -449,7 +459,7 @@ class _Flight:
     async def abandon(self) -> None:
         """Record a request that will not complete: unknown if it may be out, else release it."""
         rows = self.batch.rows
-        if self.on_wire:
+        if self.on_wire or self.maybe_sent:
             self.run._record(
                 [
                     _row_result(
@@ -572,8 +582,12 @@ def _success_results(batch: Batch, result: SendResult) -> list[RowResult]:
     return out
 
 
-def _failure_results(batch: Batch, exc: KaleyraError, attempts: int) -> list[RowResult]:
-    if exc.fate_unknown:
+def _failure_results(
+    batch: Batch, exc: KaleyraError, attempts: int, maybe_sent: bool
+) -> list[RowResult]:
+    # An earlier attempt that may have been accepted (retry_ambiguous retried it) outweighs a
+    # later refusal: the SMS may be out, so the row is unknown, never failed.
+    if exc.fate_unknown or maybe_sent:
         status: RowStatus = "unknown"
         error = f"{exc} (may have been accepted; not resent: Kaleyra has no idempotency key)"
     else:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import orjson
 import pytest
 
@@ -39,6 +41,7 @@ class FakeKaleyra:
         self.fail = fail or {}
         self.gate: anyio.Event | None = None
         self.limiter: anyio.Event | None = None
+        self.admit: anyio.Event | None = None
         self.waiting = 0
         self.started = anyio.Event()
 
@@ -49,6 +52,9 @@ class FakeKaleyra:
         if self.limiter is not None:  # stands for the rate limiter: nothing written yet
             await self.limiter.wait()
         await observer.sending()
+        if self.admit is not None:  # stands for the last window check / a 429 pause
+            await self.admit.wait()
+        observer.writing()
         self.requests.append((message, list(recipients)))
         n = len(self.requests)
         self.started.set()
@@ -396,6 +402,7 @@ async def test_a_refused_attempt_then_stop_releases_the_rows(tmp_path: Path) -> 
             self, message: Message, recipients: Sequence[str], *, observer: AttemptObserver
         ) -> SendResult:
             await observer.sending()
+            observer.writing()
             observer.failed(refused)
             stop.set()
             await anyio.sleep(30)  # the backoff the stop cuts short
@@ -447,3 +454,95 @@ async def test_the_number_column_matches_regardless_of_case(tmp_path: Path) -> N
     fake = FakeKaleyra()
     results = await run(csv_file(tmp_path, numbers(2), header="To"), fake)
     assert [r["status"] for r in results] == ["sent", "sent"]
+
+
+async def test_stop_during_the_journal_write_releases_the_rows(tmp_path: Path) -> None:
+    """Cancelled while its in-flight mark is being written: the mark is followed by a release."""
+    import threading
+
+    from kaleyra_async._results import load_progress
+
+    class SlowJournal(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writing = threading.Event()
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            self.writing.set()
+            time.sleep(0.3)
+            return super().write(data)
+
+    journal = SlowJournal()
+    stop = anyio.Event()
+    fake = FakeKaleyra()
+    settings = DispatchSettings(batch_size=5, concurrency=2, max_wait_s=0, drain_timeout_s=60)
+
+    async def stop_while_journaling() -> None:
+        await anyio.to_thread.run_sync(journal.writing.wait)
+        stop.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_while_journaling)
+        with anyio.fail_after(20):
+            results = await run(
+                csv_file(tmp_path, numbers(10)), fake, settings=settings, stop=stop,
+                journal=journal,
+            )  # fmt: skip
+    assert results == []
+    assert fake.requests == []
+    out = tmp_path / "out.ndjson"
+    out.write_bytes(b"")
+    (tmp_path / "out.ndjson.journal").write_bytes(journal.getvalue())
+    assert load_progress(out).unresolved == set()
+
+
+async def test_stop_while_held_by_the_last_window_check_releases_the_rows(
+    tmp_path: Path,
+) -> None:
+    """Journaled, then held before the write (window check, 429 pause): released on stop."""
+    from kaleyra_async._results import load_progress
+
+    fake = FakeKaleyra()
+    fake.admit = anyio.Event()  # never lets the write happen
+    stop = anyio.Event()
+    journal = io.BytesIO()
+    settings = DispatchSettings(batch_size=1, concurrency=3, max_wait_s=0, drain_timeout_s=60)
+
+    async def stop_when_held() -> None:
+        while journal.getvalue().count(b"inflight") < 3:  # noqa: ASYNC110 (a plain buffer)
+            await anyio.sleep(0.01)
+        stop.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_when_held)
+        with anyio.fail_after(20):  # promptly: the 60 s drain is not waited out
+            results = await run(
+                csv_file(tmp_path, numbers(10)), fake, settings=settings, stop=stop,
+                journal=journal,
+            )  # fmt: skip
+    assert results == []
+    out = tmp_path / "out.ndjson"
+    out.write_bytes(b"")
+    (tmp_path / "out.ndjson.journal").write_bytes(journal.getvalue())
+    assert load_progress(out).unresolved == set()
+
+
+async def test_a_maybe_sent_attempt_outweighs_a_later_refusal(tmp_path: Path) -> None:
+    """retry_ambiguous: timed out, then refused: the SMS may be out, so 'unknown', not 'failed'."""
+
+    class LostThenRefused(FakeKaleyra):
+        async def send(
+            self, message: Message, recipients: Sequence[str], *, observer: AttemptObserver
+        ) -> SendResult:
+            await observer.sending()
+            observer.writing()
+            observer.failed(ResponseLostError("read timeout"))
+            await observer.sending()
+            observer.writing()
+            refused = RejectedError("bad", status_code=400, kaleyra_code="E401")
+            refused.attempts = 2
+            observer.failed(refused)
+            raise refused
+
+    results = await run(csv_file(tmp_path, numbers(3)), LostThenRefused())
+    assert {(r["status"], r["attempts"]) for r in results} == {("unknown", 2)}
