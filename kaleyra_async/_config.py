@@ -177,7 +177,7 @@ class DispatchConfig:
     max_wait_ms: float = 50.0
     #: Requests in flight at once.
     concurrency: int = 32
-    #: Share of the pod's request rate reserved for OTP requests.
+    #: Share of the pod's request rate reserved for OTP requests (priority within it, not a cap).
     otp_share: float = 0.2
     #: Drop a repeat of the same number with the same message (reported as skipped).
     dedupe: bool = False
