@@ -19,6 +19,7 @@ from typing import IO, Any
 import anyio
 import httpx
 
+from ._client import KaleyraClient
 from ._config import Config
 from ._dispatch import BulkSummary, DispatchSettings, dispatch
 from ._exceptions import ConfigError, unwrap_group
@@ -115,14 +116,13 @@ async def send_bulk(
         transport: an httpx transport to use instead of the configured one (tests).
 
     Returns:
-        The run's counters.
+        The run's counters. ``aborted`` says why the run stopped itself when every request
+        would have failed the same way (a refused API key, an unreachable host).
 
     Raises:
         ConfigError: bad options, an unreadable input, a results file that exists without
             ``resume``/``overwrite``, or a resume whose input differs from the first run's.
     """
-    from ._client import KaleyraClient  # the client pulls in httpx's transports: only when sending
-
     options = options or BulkOptions()
     summary = summary if summary is not None else BulkSummary()
     rows = (
