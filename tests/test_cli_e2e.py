@@ -318,7 +318,14 @@ async def test_sigint_drains_exits_130_and_resume_finishes(
         process.send_signal(signal.SIGINT)
         assert await process.wait() == 130
         assert process.stderr is not None
-        stderr = (await process.stderr.receive()).decode()
+        chunks = []
+        with anyio.fail_after(30):
+            try:
+                while True:
+                    chunks.append(await process.stderr.receive())
+            except anyio.EndOfStream:
+                pass
+        stderr = b"".join(chunks).decode()
     first = read_results(out)
     assert {r["status"] for r in first.values()} == {"sent"}  # drained, not abandoned
     assert len(sandbox.ledger_records()) == len(first)
@@ -364,7 +371,13 @@ async def test_second_sigint_records_requests_on_the_wire_as_unknown(
             while sandbox.stats.requests_total < 3:  # noqa: ASYNC110 (another process)
                 await anyio.sleep(0.02)
         process.send_signal(signal.SIGINT)
-        await anyio.sleep(0.2)  # let the first signal be handled before the second
+        # The second signal only counts as a second once the first was handled: wait for the
+        # CLI to say so, rather than for some time to pass.
+        assert process.stderr is not None
+        said = b""
+        with anyio.fail_after(30):
+            while b"finishing requests in flight" not in said:
+                said += await process.stderr.receive()
         process.send_signal(signal.SIGINT)
         assert await process.wait() == 130
     results = read_results(out)
