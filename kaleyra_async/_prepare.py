@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from ._batching import PreparedRow
 from ._encoding import SegmentInfo, analyse
@@ -40,6 +40,7 @@ MESSAGE_COLUMNS: Final = ("body", "sender", "type", "template_id", "flash", "uni
 # slot) contains "#" and is therefore left alone.
 _PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}#]+)\}")
 _MAX_CACHED_MESSAGES: Final = 4096
+K = TypeVar("K")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,13 +150,7 @@ class RowPreparer:
         key = tuple([fields[c] for c in self._key_columns])
         message = self._by_key.get(key)
         if message is None:
-            try:
-                message = self._build_message(fields)
-            except ValidationError as exc:
-                message = exc
-            if len(self._by_key) >= _MAX_CACHED_MESSAGES:
-                self._by_key.clear()  # personalised bodies: don't let the cache grow forever
-            self._by_key[key] = message
+            message = _remember(self._by_key, key, lambda: self._build_message(fields))
         return message
 
     def _build_message(self, fields: Mapping[str, str]) -> Message | ValidationError:
@@ -182,16 +177,33 @@ class RowPreparer:
             time=values.get("time", plan.time),
             callback_profile_id=plan.callback_profile_id,
         )
+        # Rows whose key columns differ may still make the same message (a name column the
+        # body doesn't use): validate each distinct message once.
         cached = self._messages.get(candidate)
         if cached is None:
-            try:
-                cached = validate_message(candidate, pod=plan.pod, now=self._now)
-            except ValidationError as exc:
-                cached = exc
-            if len(self._messages) >= _MAX_CACHED_MESSAGES:
-                self._messages.clear()  # personalised bodies: don't let the cache grow forever
-            self._messages[candidate] = cached
+            cached = _remember(
+                self._messages,
+                candidate,
+                lambda: validate_message(candidate, pod=plan.pod, now=self._now),
+            )
         return cached
+
+
+def _remember(
+    cache: dict[K, Message | ValidationError],
+    key: K,
+    compute: Callable[[], Message | ValidationError],
+) -> Message | ValidationError:
+    """Compute, keep (a failure as a value) and return; a full cache starts over, so that
+    personalised bodies can't make it grow forever."""
+    try:
+        value = compute()
+    except ValidationError as exc:
+        value = exc
+    if len(cache) >= _MAX_CACHED_MESSAGES:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _check_defaults(plan: RowPlan, now: datetime) -> None:
