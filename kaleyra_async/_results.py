@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ from ._exceptions import ConfigError
 from ._models import RowResult
 
 __all__ = ["Progress", "ResultsWriter", "journal_path_for", "load_progress"]
+
+logger = logging.getLogger(__name__)
 
 _JOURNAL_VERSION: Final = 1
 #: Result bytes queued before recording waits for the writer (a slow disk or a paused pipe).
@@ -157,7 +160,12 @@ def _read_ndjson(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
 
 
 def _truncate_torn_tail(path: Path) -> None:
-    """Cut a last line that a killed process left without its newline."""
+    """Cut a last line that a killed process left without its newline, and say so.
+
+    Cutting is safe in both files: a torn journal mark was never followed by its request (the
+    mark is written whole before the request leaves), and a row whose result line is cut is
+    still journaled, so resume records it ``unknown`` rather than sending it again.
+    """
     with path.open("rb+") as fh:
         size = fh.seek(0, os.SEEK_END)
         if size == 0:
@@ -167,16 +175,20 @@ def _truncate_torn_tail(path: Path) -> None:
             return
         block = 1 << 16
         pos = size
+        keep = 0
         while pos > 0:
             start = max(0, pos - block)
             fh.seek(start)
             chunk = fh.read(pos - start)
             cut = chunk.rfind(b"\n")
             if cut >= 0:
-                fh.truncate(start + cut + 1)
-                return
+                keep = start + cut + 1
+                break
             pos = start
-        fh.truncate(0)
+        fh.truncate(keep)
+    logger.warning(
+        "%s: removed a torn last line (%d bytes) left by an interrupted run", path, size - keep
+    )
 
 
 class ResultsWriter:
