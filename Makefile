@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint format demo bench sandbox clean
+.PHONY: install test lint format demo bench soak sandbox clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# The reliability scenarios at full size (1M rows with faults, kill -9 x10, restarts): a table.
+soak: $(STAMP)
+	PYTHONPATH=tests $(PY) -m reliability.soak
 
 sandbox: $(STAMP)
 	$(PY) -m kaleyra_async sandbox

@@ -89,7 +89,15 @@ class Audit:
 
 def read_results(path: Path) -> list[dict[str, Any]]:
     """Every line of a results file; a torn or unparsable line fails the audit loudly."""
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return list(iter_results(path))
+
+
+def iter_results(path: Path) -> Iterator[dict[str, Any]]:
+    """The lines of a results file one at a time (a million dicts at once is a gigabyte)."""
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                yield orjson.loads(line)
 
 
 def audit(rows: int, results: Iterable[dict[str, Any]], ledger: Iterable[LedgerLine]) -> Audit:
@@ -101,7 +109,8 @@ def audit(rows: int, results: Iterable[dict[str, Any]], ledger: Iterable[LedgerL
         row = record["row"]
         if row in by_row:
             repeated.append(row)
-        by_row[row] = record
+        keep = ("row", "to", "status", "message_id")
+        by_row[row] = {key: record[key] for key in keep}
         statuses[record["status"]] += 1
     lost = [row for row in range(1, rows + 1) if row not in by_row]
 
