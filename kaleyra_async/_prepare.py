@@ -20,7 +20,6 @@ from ._models import Message, RowResult
 from ._phone import PhoneNormalizer
 from ._sources import InputRow
 from ._validate import (
-    MAX_BODY_CHARS,
     validate_body,
     validate_flash,
     validate_message,
@@ -227,7 +226,7 @@ def _check_defaults(plan: RowPlan, now: datetime) -> None:
         for value, check in checks:
             if value:
                 check(value)
-        if plan.body and len(plan.body) > MAX_BODY_CHARS:
+        if plan.body and plan.body.strip():
             validate_body(plan.body, template_id=plan.template_id)
     except ValidationError as exc:
         raise ConfigError(f"default {exc.field}: {exc.reason}") from None

@@ -56,7 +56,7 @@ async def test_bad_rows_become_errors_and_reading_goes_on(tmp_path: Path) -> Non
     assert [r.row for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0].error is None
     assert rows[1].error is not None and "UTF-8" in rows[1].error
-    assert rows[2].error == "line 4: row has 1 fields, the header has 2"
+    assert rows[2].error == "line 4: row has 1 field, the header has 2"
     assert rows[3].error == "line 5: row has 3 fields, the header has 2"
     assert rows[4].fields == {"to": "+915", "name": "fine"}
 
