@@ -61,8 +61,7 @@ _SURROGATE: Final = re.compile("[\udc80-\udcff]")
 class InputRow:
     """One data row of the input, or the reason it could not be read."""
 
-    #: 1-based data row number: the header is not counted, nor are blank lines (empty, or only
-    #: delimiters and spaces).
+    #: 1-based data row number: the header is not counted, nor are blank lines.
     row: int
     #: Column name -> value; empty when the row could not be read.
     fields: dict[str, str]
@@ -276,8 +275,8 @@ def _parse(
             continue
         finally:
             lines.record_done()
-        if not values or (not values[0].strip() and not "".join(values).strip() and width > 1):
-            continue  # a blank line (or only delimiters and spaces: ",,,") is not a data row
+        if not values or (len(values) == 1 and not values[0].strip() and width > 1):
+            continue  # a blank line is not a data row
         row_number += 1
         if lines.bad_lines != bad_before and any(_SURROGATE.search(v) for v in values):
             chunk.append(InputRow(row_number, {}, _bad_bytes_reason(start_line, header, values)))
