@@ -258,7 +258,9 @@ def _parse(
     anyio.from_thread.run_sync(set_header, header)
     width = len(header)
     row_number = 0
+    new_record = lines.new_record
     while True:
+        new_record()
         bad_before = lines.bad_lines
         start_line = lines.line + 1
         try:
@@ -273,8 +275,6 @@ def _parse(
                 reason += f"; lines {start_line + 1}-{end_line} are read again as rows of their own"
             chunk.append(InputRow(row_number, {}, reason))
             continue
-        finally:
-            lines.record_done()
         if not values or (len(values) == 1 and not values[0].strip() and width > 1):
             continue  # a blank line is not a data row
         row_number += 1
@@ -300,8 +300,6 @@ def _read_header(reader: Iterator[list[str]], lines: _LineFeed) -> tuple[str, ..
         raise ConfigError("input is empty: a header row is required") from None
     except csv.Error as exc:
         raise ConfigError(f"header row is not valid CSV: {_csv_reason(exc)}") from None
-    finally:
-        lines.record_done()
     if lines.bad_lines:
         raise ConfigError(
             "header row contains bytes that are not valid UTF-8 "
@@ -349,8 +347,8 @@ class _LineFeed:
 
     Lines that are not valid UTF-8 are decoded with ``surrogateescape`` and counted in
     ``bad_lines``, so the caller can tell exactly which rows carried bad bytes. The raw lines of
-    the record being read are kept until :meth:`record_done`, so that a broken record can give
-    back the lines it swallowed (:meth:`replay_after_first_line`).
+    the record being read are kept from one :attr:`new_record` call to the next, so that a
+    broken record can give back the lines it swallowed (:meth:`replay_after_first_line`).
     """
 
     def __init__(self, fd: int) -> None:
@@ -363,14 +361,14 @@ class _LineFeed:
         #: lone CR, CR. None until the first line ending has been seen.
         self._newline: bytes | None = None
         self._record: list[bytes] = []
+        # Bound list methods: this runs once per line and per row of a million-row file.
+        self._keep_line = self._record.append
+        #: Call before reading a record: forgets the raw lines of the one before.
+        self.new_record: Callable[[], None] = self._record.clear
         self._decode = codecs.getdecoder("utf-8")
         self.line = 0
         self.bad_lines = 0
         self.before_block: Callable[[], None] = lambda: None
-
-    def record_done(self) -> None:
-        """The record read since the last call is finished: forget its raw lines."""
-        self._record.clear()
 
     def replay_after_first_line(self) -> bool:
         """Give back every line of the current record but its first; False if there were none."""
@@ -391,7 +389,7 @@ class _LineFeed:
                 raise StopIteration
             self._fill()
         raw = self._pending.pop()
-        self._record.append(raw)
+        self._keep_line(raw)
         self.line += 1
         try:
             text: str = self._decode(raw)[0]
