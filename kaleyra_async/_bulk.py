@@ -5,6 +5,7 @@ The CLI's ``send-bulk`` is a thin shell over this; library users who have a CSV 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -165,8 +166,24 @@ async def send_bulk(
                 finally:
                     await writer.aclose()
     except BaseExceptionGroup as group:
-        raise unwrap_group(group) from None
+        error = unwrap_group(group)
+        if isinstance(error, ConfigError) and summary.rows == 0:
+            await anyio.to_thread.run_sync(_forget_outputs, options)
+        raise error from None
     return summary
+
+
+def _forget_outputs(options: BulkOptions) -> None:
+    """Remove the files of a run that stopped before reading any row (a missing column...).
+
+    Nothing was sent, so there is nothing to resume; left behind, they would make the rerun
+    with the corrected file fail with "already exists". A resumed run's files are kept.
+    """
+    if options.out is None or options.resume:
+        return
+    for path in (options.out, journal_path_for(options.out)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _prepare_files(

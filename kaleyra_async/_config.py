@@ -292,13 +292,13 @@ def load_config(
     for key in account:
         if key not in _ACCOUNT_KEYS:
             raise ConfigError(f"account.{key}: unknown key")
-    key_env = _str_or_none(account.get("api_key_env"), "account.api_key_env") or ENV_API_KEY
+        # Checked even when the environment overrides it: a wrong file is wrong everywhere.
+        _str_or_none(account[key], f"account.{key}")
+    key_env = account.get("api_key_env") or ENV_API_KEY
     api_key = env.get(ENV_API_KEY) or env.get(key_env) or account.get("api_key") or ""
-    sid = env.get(ENV_SID) or _str_or_none(account.get("sid"), "account.sid") or ""
-    pod = env.get(ENV_POD) or _str_or_none(account.get("pod"), "account.pod") or "IN"
-    base_url = env.get(ENV_BASE_URL) or _str_or_none(account.get("base_url"), "account.base_url")
-    if not isinstance(api_key, str):
-        raise ConfigError("account.api_key: must be a string")
+    sid = env.get(ENV_SID) or account.get("sid") or ""
+    pod = env.get(ENV_POD) or account.get("pod") or "IN"
+    base_url = env.get(ENV_BASE_URL) or account.get("base_url")
     if not require_credentials:
         sid = sid or "DRYRUN"
         api_key = api_key or "dry-run"

@@ -67,6 +67,8 @@ _MAX_INPUT_CHARS: Final = 64
 #: E.164 allows at most 15 digits; the shortest valid numbers (Niue, St Helena) have 7.
 _MAX_DIGITS: Final = 15
 _MIN_DIGITS: Final = 7
+_SEPARATORS: Final = re.compile(r"[,;|]|\s+(?=\+)")
+_DIGIT: Final = re.compile(r"[0-9]")
 _COUNTRY_CODES: Final = frozenset(str(cc) for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 
 
@@ -90,6 +92,10 @@ _MISSING_CC: Final = _Rejection(
     "missing_country_code",
     "has no country code: write it as +<country code><number> (or 00<country code><number>), "
     "or configure a default country prefix",
+)
+_SEVERAL: Final = _Rejection(
+    "several_numbers",
+    "holds more than one number: put one number per row (an OTP goes to exactly one number)",
 )
 _TOO_LONG: Final = _Rejection("too_long", f"has more than {_MAX_DIGITS} digits")
 _TOO_SHORT: Final = _Rejection("too_short", "has too few digits to be a phone number")
@@ -152,7 +158,7 @@ class PhoneNormalizer:
 
         Raises:
             ValidationError: on field ``to``; ``rule`` is one of ``empty``, ``too_long``,
-                ``not_a_number``, ``missing_country_code``, ``too_short``,
+                ``not_a_number``, ``several_numbers``, ``missing_country_code``, ``too_short``,
                 ``unknown_country_code``, ``invalid_number``.
         """
         if len(raw) > _MAX_INPUT_CHARS:
@@ -195,12 +201,18 @@ def _normalize(raw: str, prefix: str | None, region: str | None) -> str | _Rejec
         if text.startswith("00"):
             text = "+" + text[2:]
         if _MAYBE_PLUS_DIGITS.fullmatch(text) is None:
-            return _NOT_A_NUMBER
+            return _SEVERAL if _is_several(raw) else _NOT_A_NUMBER
     if text[0] == "+":
         return _international(text)
     if prefix is None or region is None:
         return _MISSING_CC
     return _national(text, prefix, region)
+
+
+def _is_several(raw: str) -> bool:
+    """Two or more things that look like numbers, separated by , ; | or a space before a +."""
+    parts = _SEPARATORS.split(raw)
+    return sum(len(_DIGIT.findall(part)) >= _MIN_DIGITS for part in parts) >= 2
 
 
 def _international(text: str) -> str | _Rejection:

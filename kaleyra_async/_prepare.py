@@ -20,7 +20,6 @@ from ._models import Message, RowResult
 from ._phone import PhoneNormalizer
 from ._sources import InputRow
 from ._validate import (
-    MAX_BODY_CHARS,
     validate_body,
     validate_flash,
     validate_message,
@@ -39,6 +38,8 @@ MESSAGE_COLUMNS: Final = ("body", "sender", "type", "template_id", "flash", "uni
 # "{name}" is a placeholder; "{{" and "}}" are literal braces. "{#var#}" (India's DLT template
 # slot) contains "#" and is therefore left alone.
 _PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}#]+)\}")
+# A header cell that is a phone number means the file has no header row.
+_LOOKS_LIKE_NUMBER: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}")
 _MAX_CACHED_MESSAGES: Final = 4096
 K = TypeVar("K")
 
@@ -95,6 +96,8 @@ class RowPreparer:
                 hint = ""
                 if len(header) == 1 and any(d in header[0] for d in ";\t|"):
                     hint = " (is the file separated by something else than commas? --delimiter)"
+                elif any(_LOOKS_LIKE_NUMBER.fullmatch(name) for name in header):
+                    hint = " (the first line looks like data: is the header row missing?)"
                 raise ConfigError(
                     f"input has no {to_column!r} column (columns: {', '.join(header)}); "
                     f"use --to-column to name the column that holds the numbers{hint}"
@@ -223,7 +226,7 @@ def _check_defaults(plan: RowPlan, now: datetime) -> None:
         for value, check in checks:
             if value:
                 check(value)
-        if plan.body and len(plan.body) > MAX_BODY_CHARS:
+        if plan.body and plan.body.strip():
             validate_body(plan.body, template_id=plan.template_id)
     except ValidationError as exc:
         raise ConfigError(f"default {exc.field}: {exc.reason}") from None

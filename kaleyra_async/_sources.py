@@ -9,7 +9,16 @@ The reader thread calls ``os.read`` and parses whatever it got before it reads a
   and memory stays flat however long the input is.
 
 Undecodable bytes, a wrong number of fields and malformed quoting make that one row an error
-(``InputRow.error``), never the whole run.
+(``InputRow.error``), never the whole run. A quote that is never closed would otherwise turn the
+rest of the file (up to csv's field size limit) into one broken row: the lines after the line it
+opened on are read again as rows of their own, so every line still gets its result.
+
+Invalid UTF-8 is a per-row error, not a file-level one: one mis-encoded name in an export must
+not stop every other row, and the row itself is not sent because nobody can tell what its text
+was meant to say. Only a header with bad bytes stops the run (the columns are unknown).
+
+Lines may end in LF, CRLF (mixed freely) or, for old Mac exports, CR alone: the first line
+ending in the file decides whether a lone CR ends lines.
 """
 
 from __future__ import annotations
@@ -249,7 +258,9 @@ def _parse(
     anyio.from_thread.run_sync(set_header, header)
     width = len(header)
     row_number = 0
+    new_record = lines.new_record
     while True:
+        new_record()
         bad_before = lines.bad_lines
         start_line = lines.line + 1
         try:
@@ -258,17 +269,20 @@ def _parse(
             break
         except csv.Error as exc:
             row_number += 1
-            chunk.append(InputRow(row_number, {}, f"line {start_line}: malformed CSV: {exc}"))
+            reason = f"line {start_line}: malformed CSV: {_csv_reason(exc)}"
+            end_line = lines.line
+            if lines.replay_after_first_line():
+                reason += f"; lines {start_line + 1}-{end_line} are read again as rows of their own"
+            chunk.append(InputRow(row_number, {}, reason))
             continue
         if not values or (len(values) == 1 and not values[0].strip() and width > 1):
             continue  # a blank line is not a data row
         row_number += 1
         if lines.bad_lines != bad_before and any(_SURROGATE.search(v) for v in values):
-            chunk.append(
-                InputRow(row_number, {}, f"line {start_line}: bytes that are not valid UTF-8")
-            )
+            chunk.append(InputRow(row_number, {}, _bad_bytes_reason(start_line, header, values)))
         elif len(values) != width:
-            reason = f"row has {len(values)} fields, the header has {width}"
+            fields = "field" if len(values) == 1 else "fields"
+            reason = f"row has {len(values)} {fields}, the header has {width}"
             chunk.append(InputRow(row_number, {}, f"line {start_line}: {reason}"))
         else:
             chunk.append(InputRow(row_number, dict(zip(header, values, strict=True))))
@@ -285,23 +299,56 @@ def _read_header(reader: Iterator[list[str]], lines: _LineFeed) -> tuple[str, ..
     except StopIteration:
         raise ConfigError("input is empty: a header row is required") from None
     except csv.Error as exc:
-        raise ConfigError(f"header row is not valid CSV: {exc}") from None
+        raise ConfigError(f"header row is not valid CSV: {_csv_reason(exc)}") from None
     if lines.bad_lines:
-        raise ConfigError("header row contains bytes that are not valid UTF-8")
+        raise ConfigError(
+            "header row contains bytes that are not valid UTF-8 "
+            "(save the file as UTF-8; Excel: 'CSV UTF-8')"
+        )
     header = tuple(v.strip() for v in values)
-    if any(not name for name in header):
-        raise ConfigError("header row has an empty column name")
+    empty = [str(i) for i, name in enumerate(header, 1) if not name]
+    if empty:
+        raise ConfigError(f"header row has an empty column name (column {', '.join(empty)})")
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise ConfigError(f"header row repeats column(s): {', '.join(duplicates)}")
     return header
 
 
+# csv's own words are written for programmers ("do you need to open the file in
+# universal-newline mode?"); these say what is wrong with the file.
+_CSV_REASONS: Final = (
+    ("unexpected end of data", "the file ends inside a quoted field (a quote is never closed)"),
+    ("field larger than field limit", "a field is longer than {limit} characters"),
+    (
+        "new-line character seen in unquoted field",
+        "a line break inside an unquoted field (quote the field)",
+    ),
+)
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    text = str(exc)
+    for start, reason in _CSV_REASONS:
+        if text.startswith(start):
+            return reason.format(limit=csv.field_size_limit())
+    return text
+
+
+def _bad_bytes_reason(line: int, header: tuple[str, ...], values: list[str]) -> str:
+    if len(values) == len(header):
+        columns = [name for name, v in zip(header, values, strict=True) if _SURROGATE.search(v)]
+        return f"line {line}: column {', '.join(columns)}: bytes that are not valid UTF-8"
+    return f"line {line}: bytes that are not valid UTF-8"
+
+
 class _LineFeed:
     """An iterator of decoded lines over a file descriptor, for :func:`csv.reader`.
 
     Lines that are not valid UTF-8 are decoded with ``surrogateescape`` and counted in
-    ``bad_lines``, so the caller can tell exactly which rows carried bad bytes.
+    ``bad_lines``, so the caller can tell exactly which rows carried bad bytes. The raw lines of
+    the record being read are kept from one :attr:`new_record` call to the next, so that a
+    broken record can give back the lines it swallowed (:meth:`replay_after_first_line`).
     """
 
     def __init__(self, fd: int) -> None:
@@ -310,10 +357,28 @@ class _LineFeed:
         self._tail = b""
         self._eof = False
         self._first = True
+        #: What ends a line: LF (which covers CRLF) or, in a file whose first line ends in a
+        #: lone CR, CR. None until the first line ending has been seen.
+        self._newline: bytes | None = None
+        self._record: list[bytes] = []
+        # Bound list methods: this runs once per line and per row of a million-row file.
+        self._keep_line = self._record.append
+        #: Call before reading a record: forgets the raw lines of the one before.
+        self.new_record: Callable[[], None] = self._record.clear
         self._decode = codecs.getdecoder("utf-8")
         self.line = 0
         self.bad_lines = 0
         self.before_block: Callable[[], None] = lambda: None
+
+    def replay_after_first_line(self) -> bool:
+        """Give back every line of the current record but its first; False if there were none."""
+        rest = self._record[1:]
+        self._record.clear()
+        if not rest:
+            return False
+        self._pending.extend(reversed(rest))
+        self.line -= len(rest)
+        return True
 
     def __iter__(self) -> _LineFeed:
         return self
@@ -324,6 +389,7 @@ class _LineFeed:
                 raise StopIteration
             self._fill()
         raw = self._pending.pop()
+        self._keep_line(raw)
         self.line += 1
         try:
             text: str = self._decode(raw)[0]
@@ -344,7 +410,22 @@ class _LineFeed:
                 self._pending = [self._tail]
                 self._tail = b""
             return
-        parts = (self._tail + data).split(b"\n")
+        data = self._tail + data
+        newline = self._newline or self._detect_newline(data)
+        if newline is None:
+            self._tail = data
+            return
+        parts = data.split(newline)
         self._tail = parts.pop()
         # csv.reader wants the line endings kept: they matter inside quoted fields.
-        self._pending = [part + b"\n" for part in reversed(parts)]
+        self._pending = [part + newline for part in reversed(parts)]
+
+    def _detect_newline(self, data: bytes) -> bytes | None:
+        """LF, unless the first line ending is a CR not followed by LF (old Mac exports)."""
+        cr = data.find(b"\r")
+        lf = data.find(b"\n")
+        if cr == -1 or (lf != -1 and lf < cr):
+            self._newline = b"\n" if lf != -1 else None
+        elif cr + 1 < len(data):
+            self._newline = b"\n" if data[cr + 1 : cr + 2] == b"\n" else b"\r"
+        return self._newline

@@ -85,6 +85,8 @@ _LETTERS_6: Final = re.compile(r"[A-Za-z]{6}")
 _DIGITS_6: Final = re.compile(r"[0-9]{6}")
 _ALNUM_11: Final = re.compile(r"[A-Za-z0-9]{1,11}")
 _ISO_CODE: Final = re.compile(r"[A-Za-z]{2}")
+# Control characters other than tab, line feed, form feed (GSM-7 has it) and carriage return.
+_CONTROL: Final = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _TRUE: Final = frozenset({"1", "true"})
 _FALSE: Final = frozenset({"0", "false"})
 
@@ -230,13 +232,15 @@ def validate_time(value: str, *, now: datetime) -> str:
 
 
 def validate_body(body: str | None, *, template_id: str | None) -> None:
-    """Check the body: required unless there is a template id, at most 4000 characters.
+    """Check the body: required unless there is a template id, at most 4000 characters, no
+    control characters but tab, line feed, form feed and carriage return.
 
     A body of only whitespace counts as missing. Length is counted in characters (code points);
     Kaleyra does not say how it counts, and emoji are rare in bodies this long.
 
     Raises:
-        ValidationError: ``body`` / ``required`` or ``max_length`` (Kaleyra's E401).
+        ValidationError: ``body`` / ``required``, ``max_length`` (Kaleyra's E401) or
+            ``control_character``.
     """
     if body is None or body.strip() == "":
         if not template_id:
@@ -247,6 +251,15 @@ def validate_body(body: str | None, *, template_id: str | None) -> None:
             "body",
             "max_length",
             f"has {len(body)} characters; at most {MAX_BODY_CHARS} are allowed (E401)",
+        )
+    control = _CONTROL.search(body)
+    if control is not None:
+        # A NUL or an escape in a body is corrupt or binary input, never text meant for a phone.
+        raise ValidationError(
+            "body",
+            "control_character",
+            f"contains the control character U+{ord(control.group()):04X} "
+            f"at position {control.start() + 1}",
         )
 
 

@@ -67,6 +67,8 @@ def test_pod_host_and_base_url_are_overridable(tmp_path: Path) -> None:
         pytest.param('[account]\nsid="HX"\n', "account.api_key", id="no-key"),
         pytest.param('[account]\napi_key="k"\n', "account.sid", id="no-sid"),
         pytest.param('[account]\nsid="HX"\napi_key="k"\ncolour=1\n', "account.colour", id="typo"),
+        pytest.param('[account]\nsid=123\napi_key="k"\n', "account.sid", id="sid-type"),
+        pytest.param('[account]\nsid="HX"\napi_key=123\n', "account.api_key", id="key-type"),
         pytest.param("[dispatch]\nbatch_size = 101\n", "dispatch.batch_size", id="batch-size"),
         pytest.param('[dispatch]\nconcurrency = "8"\n', "dispatch.concurrency", id="type"),
         pytest.param('[http]\ntransport = "curl"\n', "http.transport", id="literal"),
@@ -82,6 +84,13 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
     env = {"KALEYRA_API_KEY": "k", "KALEYRA_SID": "HX"} if "account" not in text else {}
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load_config(write(tmp_path, text), env=env)
+
+
+def test_a_wrong_type_is_an_error_even_when_the_environment_overrides_it(tmp_path: Path) -> None:
+    """The environment wins over the file, but does not hide a mistake in it."""
+    env = {"KALEYRA_API_KEY": "k", "KALEYRA_SID": "HX"}
+    with pytest.raises(ConfigError, match=r"account\.sid: must be a string"):
+        load_config(write(tmp_path, "[account]\nsid = 123\n"), env=env)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:

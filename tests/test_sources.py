@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from kaleyra_async._exceptions import ConfigError
-from kaleyra_async._sources import CsvSource, InputRow
+from kaleyra_async._sources import _READ_SIZE, CsvSource, InputRow
 
 
 async def read_all(source: CsvSource) -> list[InputRow]:
@@ -56,7 +56,7 @@ async def test_bad_rows_become_errors_and_reading_goes_on(tmp_path: Path) -> Non
     assert [r.row for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0].error is None
     assert rows[1].error is not None and "UTF-8" in rows[1].error
-    assert rows[2].error == "line 4: row has 1 fields, the header has 2"
+    assert rows[2].error == "line 4: row has 1 field, the header has 2"
     assert rows[3].error == "line 5: row has 3 fields, the header has 2"
     assert rows[4].fields == {"to": "+915", "name": "fine"}
 
@@ -154,3 +154,24 @@ def test_a_delimiter_must_be_one_character(tmp_path: Path) -> None:
     """A typo like ';;' is a config error, not a silent misparse."""
     with pytest.raises(ConfigError, match="one character"):
         CsvSource(write(tmp_path, b"to\n"), delimiter=";;")
+
+
+async def test_cr_only_line_endings_across_reads(tmp_path: Path) -> None:
+    """Old Mac files end lines in CR, even when the first CR is the last byte of a read."""
+    header = b"to," + b"n" * (_READ_SIZE - 4)  # its CR ends the first 64 KiB read exactly
+    body = b"".join(b"+9198%08d,x\r" % n for n in range(10_000))
+    rows = await read_all(CsvSource(write(tmp_path, header + b"\r" + body)))
+    assert [r.error for r in rows] == [None] * 10_000
+    assert rows[-1].fields["to"] == "+919800009999"
+
+
+async def test_a_quote_never_closed_gives_back_the_lines_it_swallowed(tmp_path: Path) -> None:
+    """The row that opens it is one error; every later line is read again as a row of its own,
+    also when the swallowed lines hit csv's field size limit long before the end of the file."""
+    later = b"".join(b"+9198%08d,x\n" % n for n in range(20_000))  # ~320 KB: past the limit
+    data = b'to,name\n+911,ok\n+912,"never closed\n' + later
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert rows[1].error is not None
+    assert rows[1].error.startswith("line 3: malformed CSV: a field is longer than")
+    assert [r.row for r in rows] == list(range(1, 20_003))
+    assert [r.fields["to"] for r in rows[2:]] == [f"+9198{n:08d}" for n in range(20_000)]

@@ -260,6 +260,7 @@ def test_time_needs_an_aware_now() -> None:
         pytest.param("😀" * 4000, None, id="4000-emoji"),
         pytest.param(None, "123456789012", id="template-only"),
         pytest.param("", "123456789012", id="empty-body-with-template"),
+        pytest.param("a\tb\r\nc\fd", None, id="tab-newlines-form-feed"),
     ],
 )
 def test_body_accepts(body: str | None, template_id: str | None) -> None:
@@ -275,6 +276,8 @@ def test_body_accepts(body: str | None, template_id: str | None) -> None:
         pytest.param("  \n", None, "required", id="whitespace"),
         pytest.param("x" * 4001, None, "max_length", id="4001-chars"),
         pytest.param("x" * 4001, "123456789012", "max_length", id="4001-with-template"),
+        pytest.param("Hi\x00there", None, "control_character", id="nul"),
+        pytest.param("Hi\x1b[31m", None, "control_character", id="escape"),
     ],
 )
 def test_body_rejects(body: str | None, template_id: str | None, rule: str) -> None:
