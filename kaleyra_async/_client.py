@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from time import perf_counter
@@ -28,6 +29,7 @@ import anyio
 import httpx
 
 from ._config import (
+    API_KEY_RULE,
     DEFAULT_POD_HOSTS,
     PODS,
     Config,
@@ -87,6 +89,19 @@ USER_AGENT: Final = f"kaleyra_async/{_version()}"
 
 #: Message ids per Status API call. The API documents no maximum; 100 ids keep the URL < 8 KB.
 MAX_STATUS_IDS: Final = 100
+
+
+def _encrypted_or_local(host: str) -> bool:
+    """True for https://, and for http:// to this machine (the sandbox, a local proxy)."""
+    url = httpx.URL(host)
+    if url.scheme != "http":
+        return True
+    if url.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(url.host).is_loopback
+    except ValueError:
+        return False
 
 
 class AttemptObserver(Protocol):
@@ -155,6 +170,8 @@ class KaleyraClient:
             raise ConfigError("sid: is required")
         if not key:
             raise ConfigError("api_key: is required")
+        if not key.header_safe():
+            raise ConfigError(f"api_key: {API_KEY_RULE}")
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise ConfigError("base_url: must start with http:// or https://")
         if not 0 <= otp_share < 1:
@@ -168,6 +185,12 @@ class KaleyraClient:
         self._otp_share = otp_share
         self._sleep = sleep
         self.host = (base_url or self._rate.host or DEFAULT_POD_HOSTS[pod]).rstrip("/")
+        if not _encrypted_or_local(self.host):
+            logger.warning(
+                "%s is plain HTTP to another machine: the API key and every message travel "
+                "unencrypted; use https://",
+                self.host,
+            )
         self._normalize = PhoneNormalizer(country_prefix)
         self._limiter: RequestLimiter | None = None
         self._closed = False
@@ -556,14 +579,16 @@ class KaleyraClient:
                 return parse(status, headers, content, pod=pod)
             except APIError as exc:
                 refused = self._scrubbed(exc)
-                if isinstance(refused, RateLimitError) and refused.retry_after_s:
-                    # Retry-After is about the account: every sender waits, not only this one
-                    # (but not longer than a request may retry: a proxy's huge value won't
-                    # stall the run).
-                    limiter.pause(min(refused.retry_after_s, self._retry.max_total_s))
-                if observer is not None:
-                    observer.failed(refused)
-                raise refused from None
+            # Raised outside the except block: a scrubbed copy must not keep the original (the
+            # key and all) as its __context__.
+            if isinstance(refused, RateLimitError) and refused.retry_after_s:
+                # Retry-After is about the account: every sender waits, not only this one
+                # (but not longer than a request may retry: a proxy's huge value won't
+                # stall the run).
+                limiter.pause(min(refused.retry_after_s, self._retry.max_total_s))
+            if observer is not None:
+                observer.failed(refused)
+            raise refused
 
         result = await call_with_retry(attempt, policy or self._retry, sleep=self._sleep)
         return result, attempts

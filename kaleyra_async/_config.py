@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 from collections.abc import Mapping
@@ -49,6 +50,14 @@ ENV_SID: Final = "KALEYRA_SID"
 ENV_POD: Final = "KALEYRA_POD"
 ENV_BASE_URL: Final = "KALEYRA_BASE_URL"
 
+#: What an ``api-key`` header value may hold: visible ASCII, no space or control character.
+_HEADER_SAFE: Final = re.compile(r"[\x21-\x7e]+")
+#: Why a key was refused; the key itself is never part of a message.
+API_KEY_RULE: Final = (
+    "must be visible ASCII characters without spaces or line breaks (was a newline or quote "
+    "copied along with it?)"
+)
+
 
 class Secret:
     """A string that never shows itself in a repr, str, log line or traceback."""
@@ -61,6 +70,14 @@ class Secret:
     def reveal(self) -> str:
         """Return the secret itself, for the one place that must send it."""
         return self._value
+
+    def header_safe(self) -> bool:
+        """Whether the value can travel as an HTTP header as it is.
+
+        HTTP libraries quote an illegal header value in their error message (h11 does), and a
+        non-ASCII one fails encoding with the value in the exception: refuse it up front.
+        """
+        return _HEADER_SAFE.fullmatch(self._value) is not None
 
     def __bool__(self) -> bool:
         return bool(self._value)
@@ -218,6 +235,7 @@ class Config:
         _require(self.pod in PODS, "account.pod", f"must be one of {', '.join(PODS)}")
         _require(bool(self.sid), "account.sid", f"is required (or set {ENV_SID})")
         _require(bool(self.api_key), "account.api_key", f"is required (or set {ENV_API_KEY})")
+        _require(self.api_key.header_safe(), "account.api_key", API_KEY_RULE)
         if self.base_url is not None:
             _require(
                 self.base_url.startswith(("http://", "https://")),

@@ -87,6 +87,7 @@ _ALNUM_11: Final = re.compile(r"[A-Za-z0-9]{1,11}")
 _ISO_CODE: Final = re.compile(r"[A-Za-z]{2}")
 # Control characters other than tab, line feed, form feed (GSM-7 has it) and carriage return.
 _CONTROL: Final = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _TRUE: Final = frozenset({"1", "true"})
 _FALSE: Final = frozenset({"0", "false"})
 
@@ -386,6 +387,7 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
     if template_id is not None:
         template_id = validate_template_id(template_id)
     validate_body(message.body, template_id=template_id)
+    _check_encodable(message)
     return dataclasses.replace(
         message,
         type=message_type,
@@ -511,6 +513,29 @@ def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _check_encodable(message: Message) -> None:
+    """Refuse a lone surrogate in a free-text field: it is not Unicode text, cannot be encoded
+    for the wire and would fail the whole request (a Python str from a record may hold one).
+
+    Raises:
+        ValidationError: ``<field>`` / ``not_text``.
+    """
+    texts = [
+        ("body", message.body),
+        ("callback_profile_id", message.callback_profile_id),
+        *((f"template_data.{name}", value) for name, value in message.template_data),
+        *((f"ref_custom[{i}]", value) for i, value in enumerate(message.ref_custom)),
+    ]
+    for field, text in texts:
+        if isinstance(text, str) and (found := _SURROGATE.search(text)) is not None:
+            raise ValidationError(
+                field,
+                "not_text",
+                f"holds a lone surrogate (U+{ord(found.group()):04X}) at position "
+                f"{found.start() + 1}: not valid Unicode text",
+            )
 
 
 def _blank_to_none(value: str | None) -> str | None:

@@ -474,9 +474,13 @@ def _read_body(request: Request) -> dict[str, Any]:
             raise _Reject("E400", "form body is not UTF-8") from None
         fields: dict[str, Any] = {}
         for name, value in parse_qsl(text, keep_blank_values=True):
-            # A repeated `to` adds recipients; any other repeated field keeps the last value.
+            # A repeated `to` adds recipients, each `ref_custom` is one value (the client's form
+            # encoding: a "," or "[" in a value is text, not a separator); any other repeated
+            # field keeps the last value.
             if name == "to" and fields.get("to"):
                 fields["to"] = f"{fields['to']},{value}"
+            elif name == "ref_custom":
+                fields.setdefault(name, []).append(value)
             else:
                 fields[name] = value
         return fields
