@@ -10,7 +10,8 @@ twice" means the same thing everywhere:
 * no row the sandbox accepted is reported ``failed``, ``invalid`` or ``skipped``.
 
 Rows are matched to ledger lines by number, so inputs given to an audit must use one distinct
-number per row.
+number per row. A run with ``--retry-ambiguous`` chose at-least-once delivery: its resent rows
+end ``sent`` and may be in the ledger twice, which this audit rightly counts as duplicate sends.
 """
 
 from __future__ import annotations
