@@ -193,6 +193,7 @@ async def test_marks_queued_during_a_write_go_out_together_in_order() -> None:
             tg.start_soon(writer.inflight, rows)
             await anyio.lowlevel.checkpoint()
         writer.release([3, 4])
+        await anyio.lowlevel.checkpoint()
         journal.gate.set()
         await writer.aclose()
     lines = [orjson.loads(line) for line in journal.getvalue().splitlines()]
