@@ -256,7 +256,12 @@ class ResultsWriter:
             await self.room()
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._jobs.put(_Job([orjson.dumps({"inflight": list(rows)}) + b"\n"], None, waiter))
+        # Result lines waiting for their linger go along (written after the mark): a crash
+        # then finds the outcomes of requests already answered, not only their marks, so
+        # --resume reports as unknown only what was really in flight.
+        results, self._pending = self._pending, []
+        mark = orjson.dumps({"inflight": list(rows)}) + b"\n"
+        self._jobs.put(_Job([mark], results or None, waiter))
         await waiter
         self._check()
 

@@ -269,3 +269,22 @@ async def test_the_writer_thread_ends_with_aclose() -> None:
         await writer.aclose()
     await anyio.to_thread.run_sync(thread.join, 10)
     assert not thread.is_alive()
+
+
+async def test_a_mark_takes_the_waiting_result_lines_with_it() -> None:
+    """Outcomes already known reach the file with the next mark, not a linger later.
+
+    After a kill -9, a row with a mark and no result is reported unknown: the fewer answered
+    rows wait in memory, the fewer are reported unknown although they were sent.
+    """
+    out, journal = io.BytesIO(), io.BytesIO()
+    writer = ResultsWriter(out, journal)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        try:
+            writer.write([RowResult(row=1, to="+919876543210", status="sent")])
+            await writer.inflight([2])
+            written_with_mark = out.getvalue()
+        finally:
+            await writer.aclose()
+    assert [orjson.loads(line)["row"] for line in written_with_mark.splitlines()] == [1]
