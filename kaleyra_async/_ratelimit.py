@@ -12,8 +12,8 @@ the design:
   high rates, where an interval is shorter than a timer's lateness), which lets late requests
   catch up, and a sliding-window log of the last
   ``floor(rate_per_s + burst - 1)`` admissions enforces the hard promise: no 1-second window
-  ever sees more than ``rate_per_s + burst - 1`` requests, even after 10 ms of jitter on the way
-  to the server (the log's window is 1.01 s).
+  ever sees more than ``rate_per_s + burst - 1`` requests, even after 15 ms of jitter on the way
+  to the server (the log's window is 1.015 s).
 * Waiters are woken smallest amount first, so a 100-recipient request would starve behind
   1-recipient ones on a recipients budget; and ``acquire(amount)`` raises when
   ``amount > max_rate``.
@@ -74,8 +74,11 @@ _CATCH_UP_S = 0.005
 _MAX_RECIPIENTS = 100
 #: The sliding window the admission log enforces: a second plus a margin for the jitter between
 #: admission here and arrival at Kaleyra (two requests a second apart here must not arrive 0.999 s
-#: apart there). It costs at most 1% of the rate, and only when the log is what binds.
-_WINDOW_S = 1.01
+#: apart there). It costs at most 1.5% of the rate, and only when the log is what binds. Measured
+#: at 2,000/s on loopback (benchmarks/README.md): admission to the socket write up to 6 ms on a
+#: busy loop, and the server's own stamp later still when its core is busy; a 10 ms margin let the
+#: sandbox count 2,001-2,006 in a second in 3 of 12 runs once the client kept up with the log.
+_WINDOW_S = 1.015
 
 
 class RequestLimiter:

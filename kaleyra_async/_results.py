@@ -12,26 +12,36 @@ states: it has a result line (done: never sent again), it is journaled without a
 request may have reached Kaleyra: reported ``unknown`` on resume, never resent silently), or
 neither (never sent: resume sends it).
 
-Writes go through one writer task that hands each accumulated block to a worker thread, so the
-event loop never blocks on the disk, and every request in flight at once shares one journal write
-(group commit). Journal writes reach the operating system (``write``) before the request is sent,
-which survives a killed process; ``fsync`` is not called, so a power cut may lose the tail.
+Every write happens in one long-lived writer thread, so the event loop never blocks on the disk.
+A journal mark goes to that thread straight away (a queue put), and the thread wakes its waiter
+through ``loop.call_soon_threadsafe`` once the write returned; whatever queued up meanwhile is
+written together (group commit). Result lines wait up to 20 ms on the loop for company, then go
+to the thread as one block. Journal writes reach the operating system (``write``) before the
+request is sent, which survives a killed process; ``fsync`` is not called, so a power cut may lose
+the tail.
+
+Why a thread of our own rather than ``anyio.to_thread.run_sync`` per block: a paced run (one
+request every 0.5 ms at 2,000/s) journals every request on its own, and the worker-thread round
+trip through anyio plus a wake-up of a writer task cost about 0.1 ms of CPU a request, a fifth of
+the client's whole budget (see benchmarks/README.md, "Limiter at --rate 2000").
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import hashlib
 import logging
 import os
+import queue
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
 import anyio
-import anyio.to_thread
 import orjson
 
 from ._exceptions import ConfigError
@@ -191,12 +201,28 @@ def _truncate_torn_tail(path: Path) -> None:
     )
 
 
-class ResultsWriter:
-    """Appends result lines and journal records from one task, off the event loop.
+class _Job:
+    """One block for the writer thread: journal lines, result lines, and who waits for them."""
 
-    Use it as an async context manager inside a task group: ``start(tg)`` launches the writer
-    task; ``aclose()`` flushes everything and stops it (shielded, so cancellation still leaves a
-    consistent file).
+    __slots__ = ("journal", "results", "waiter")
+
+    def __init__(
+        self,
+        journal: list[bytes] | None,
+        results: list[bytes] | None,
+        waiter: asyncio.Future[None] | None,
+    ) -> None:
+        self.journal = journal
+        self.results = results
+        self.waiter = waiter
+
+
+class ResultsWriter:
+    """Appends result lines and journal records from one thread, off the event loop.
+
+    Use it inside a task group: ``tg.start_soon(writer.run)`` starts the writer thread and the
+    task that batches result lines; ``aclose()`` flushes everything and stops both (shielded,
+    so cancellation still leaves a consistent file).
     """
 
     def __init__(
@@ -207,13 +233,15 @@ class ResultsWriter:
         self._results = results
         self._journal = journal
         self._pending: list[bytes] = []
-        self._pending_journal: list[bytes] = []
-        self._journal_waiters: list[anyio.Event] = []
+        #: Jobs for the writer thread, in order; None stops it.
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._wakeup = anyio.Event()
         self._hurry = anyio.Event()
         self._closing = False
         self._stopped = anyio.Event()
         self._written = anyio.Event()
+        #: Result bytes recorded and not yet written (queued here or in the thread's jobs).
         self._pending_bytes = 0
         self._error: BaseException | None = None
 
@@ -239,80 +267,73 @@ class ResultsWriter:
         if self._journal is None:
             await self.room()
             return
-        done = anyio.Event()
-        self._pending_journal.append(orjson.dumps({"inflight": list(rows)}) + b"\n")
-        self._journal_waiters.append(done)
-        self._wakeup.set()
-        self._hurry.set()
-        await done.wait()
+        waiter = asyncio.get_running_loop().create_future()
+        # Result lines waiting for their linger go along (written after the mark): a crash
+        # then finds the outcomes of requests already answered, not only their marks, so
+        # --resume reports as unknown only what was really in flight.
+        results, self._pending = self._pending, []
+        mark = orjson.dumps({"inflight": list(rows)}) + b"\n"
+        self._jobs.put(_Job([mark], results or None, waiter))
+        await waiter
         self._check()
 
     def release(self, rows: Sequence[int]) -> None:
         """Journal that rows marked in flight were certainly not sent (resume sends them)."""
         if self._journal is not None:
-            self._pending_journal.append(orjson.dumps({"released": list(rows)}) + b"\n")
-            self._wakeup.set()
+            self._jobs.put(_Job([orjson.dumps({"released": list(rows)}) + b"\n"], None, None))
 
     def journal_header(self, record: dict[str, Any]) -> None:
         """Queue a descriptive journal line (run start or resume)."""
         if self._journal is not None:
-            self._pending_journal.append(orjson.dumps(record) + b"\n")
-            self._wakeup.set()
+            self._jobs.put(_Job([orjson.dumps(record) + b"\n"], None, None))
 
     async def run(self) -> None:
-        """The writer task: write whatever is pending, in a worker thread, until closed.
+        """Start the writer thread, then hand it result lines in blocks until closed.
 
         Cancellation does not stop it: results recorded while a cancelled run unwinds (requests
         in flight become ``unknown``) must still reach the file. Only :meth:`aclose` ends it,
         so whoever starts it must call that (in a ``finally``).
         """
+        loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._write_jobs, args=(loop,), name="kaleyra-results-writer", daemon=True
+        )
+        self._thread.start()
         try:
             with anyio.CancelScope(shield=True):
-                while not (self._closing and not self._has_pending()):
+                while not (self._closing and not self._pending):
                     await self._wakeup.wait()
                     self._wakeup = anyio.Event()
                     if not self._urgent():
-                        # Only result lines are waiting: let more join them (until something
-                        # urgent comes), so that a paced run writes a block every few ms
-                        # instead of paying a thread hand-off per line.
+                        # Let more lines join them (until something urgent comes), so that a
+                        # paced run writes a block every few ms instead of one per answer.
                         with anyio.move_on_after(_RESULTS_LINGER_S):
                             await self._hurry.wait()
                     self._hurry = anyio.Event()
                     self._wakeup = anyio.Event()
-                    await self._write_pending()
+                    await self._flush(loop)
+                # A barrier: once it is written, so is every job queued before it.
+                await self._flush(loop, barrier=True)
         finally:
+            self._jobs.put(None)
             self._stopped.set()
 
     def _urgent(self) -> bool:
-        """Someone waits on this write (a journal mark, the close) or a lot is queued."""
-        return (
-            bool(self._journal_waiters)
-            or self._closing
-            or self._pending_bytes > _MAX_PENDING_BYTES // 4
-        )
+        """Someone waits on this write (the close) or a lot is queued."""
+        return self._closing or self._pending_bytes > _MAX_PENDING_BYTES // 4
 
-    def _has_pending(self) -> bool:
-        return bool(self._pending or self._pending_journal or self._journal_waiters)
-
-    async def _write_pending(self) -> None:
+    async def _flush(self, loop: asyncio.AbstractEventLoop, *, barrier: bool = False) -> None:
+        """Hand the pending result lines to the thread and wait until they are written."""
         results, self._pending = self._pending, []
-        journal, self._pending_journal = self._pending_journal, []
-        waiters, self._journal_waiters = self._journal_waiters, []
-        try:
-            if (results or journal) and self._error is None:
-                await anyio.to_thread.run_sync(self._write_blocks, results, journal)
-        except Exception as exc:
-            self._error = exc
-            raise
-        finally:
-            self._pending_bytes -= sum(map(len, results))
-            written, self._written = self._written, anyio.Event()
-            written.set()
-            for waiter in waiters:
-                waiter.set()
+        if results or barrier:
+            done = loop.create_future()
+            self._jobs.put(_Job(None, results, done))
+            await done
+        if self._error is not None:
+            raise self._error  # a failed write (a journal mark's, too) ends the run
 
     async def aclose(self) -> None:
-        """Write everything still pending and stop the writer task."""
+        """Write everything still pending and stop the writer."""
         self._closing = True
         self._wakeup.set()
         self._hurry.set()
@@ -322,6 +343,51 @@ class ResultsWriter:
     def _check(self) -> None:
         if self._error is not None:
             raise ConfigError(f"cannot write results: {self._error}") from self._error
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _write_jobs(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Thread body: write jobs in order, each group of queued jobs in one go, until None."""
+        error: BaseException | None = None
+        while True:
+            job = self._jobs.get()
+            group: list[_Job] = []
+            while job is not None:
+                group.append(job)
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+            journal = [line for j in group if j.journal for line in j.journal]
+            results = [line for j in group if j.results for line in j.results]
+            if error is None:
+                try:
+                    self._write_blocks(results, journal)
+                except Exception as exc:  # reported on the loop; later jobs are not written
+                    error = exc
+            waiters = [j.waiter for j in group if j.waiter is not None]
+            written = sum(map(len, results))
+            try:
+                loop.call_soon_threadsafe(self._wrote, waiters, written, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+            if job is None:
+                return
+
+    def _wrote(
+        self, waiters: list[asyncio.Future[None]], written: int, error: BaseException | None
+    ) -> None:
+        """On the loop: a group of jobs was written (or failed); wake whoever waits on it."""
+        if error is not None and self._error is None:
+            self._error = error
+            self._wakeup.set()  # the result-lines task stops and raises it
+        self._pending_bytes -= written
+        if written or error is not None:
+            previous, self._written = self._written, anyio.Event()
+            previous.set()
+        for waiter in waiters:
+            if not waiter.done():  # a journal waiter may have been cancelled meanwhile
+                waiter.set_result(None)
 
     def _write_blocks(self, results: list[bytes], journal: list[bytes]) -> None:
         # The journal goes first: an in-flight mark must never trail the request it describes.

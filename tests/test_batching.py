@@ -60,6 +60,20 @@ def test_linger_flushes_partial_batch_after_max_wait() -> None:
     assert batcher.next_deadline() is None
 
 
+def test_one_open_batch_too_many_closes_the_oldest() -> None:
+    """Personalised rows don't pile up until the linger: past max_open the oldest is sent."""
+    batcher = Batcher(batch_size=100, max_wait_s=10, max_open=2)
+    first = Message(body="Order 1 shipped", sender="KLRHXA", type="TXN")
+    second = Message(body="Order 2 shipped", sender="KLRHXA", type="TXN")
+    third = Message(body="Order 3 shipped", sender="KLRHXA", type="TXN")
+    assert batcher.add(row(1, first), 0) == []
+    assert batcher.add(row(2, second), 0) == []
+    assert batcher.add(row(3, first), 0) == []  # joins an open batch: nothing closes
+    [batch] = batcher.add(row(4, third), 0)
+    assert batch.message == first and [r.row for r in batch.rows] == [1, 3]
+    assert [b.message for b in batcher.drain()] == [second, third]
+
+
 def test_deadlines_stay_in_order_after_a_key_is_reopened() -> None:
     """A message whose batch was flushed full starts a new batch with a new, later deadline."""
     batcher = Batcher(batch_size=2, max_wait_s=1)

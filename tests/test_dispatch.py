@@ -220,6 +220,35 @@ async def test_dry_run_counts_duplicates_without_skipping_them(tmp_path: Path) -
     assert summary.duplicates == 2
 
 
+async def test_planning_a_large_chunk_lets_other_tasks_run(tmp_path: Path) -> None:
+    """A chunk of personalised rows is validated in slices: the loop turns between them.
+
+    A dry run never waits on the send queue, so without the slices nothing else (a sender, the
+    rate limiter's next wake-up) would run until the whole chunk was planned.
+    """
+    plan = RowPlan(pod="IN", body="Order {order} has shipped", sender="KLRHXA", type="TXN")
+    lines = [f"{to},KX{i:06d}" for i, to in enumerate(numbers(1000))]
+    summary = BulkSummary()
+    seen: set[int] = set()
+    done = anyio.Event()
+
+    async def watch() -> None:
+        while not done.is_set():
+            seen.add(summary.rows)
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch)
+        try:
+            results = await run(
+                csv_file(tmp_path, lines, header="to,order"), None, plan=plan, summary=summary
+            )
+        finally:
+            done.set()
+    assert len(results) == 1000
+    assert any(0 < rows < 1000 for rows in seen), sorted(seen)
+
+
 async def test_resume_skips_done_rows_and_reports_inflight_as_unknown(tmp_path: Path) -> None:
     """Done rows are not sent again; rows in flight at the crash are 'unknown', not resent."""
     progress = Progress()

@@ -183,8 +183,8 @@ def test_otp_overtakes_a_bulk_backlog() -> None:
     (otp_wait, end, done_then), _ = run(main())
     assert otp_wait <= 2 * 0.01 + 1e-6
     assert done_then < 100  # the backlog really was there
-    # The total stayed at the pod rate (less the 1% jitter margin of the window log).
-    assert 501 / 100 - 0.03 <= end <= 501 / 100 * 1.01 + 0.03
+    # The total stayed at the pod rate (less the 1.5% jitter margin of the window log).
+    assert 501 / 100 - 0.03 <= end <= 501 / 100 * 1.015 + 0.03
 
 
 def test_otp_and_bulk_together_never_exceed_the_rate() -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import orjson
 import pytest
 
@@ -136,3 +139,152 @@ def test_load_progress_refuses_foreign_files(tmp_path: Path, content: bytes) -> 
     results.write_bytes(content)
     with pytest.raises(ConfigError, match=r"r\.ndjson:\d"):
         load_progress(results)
+
+
+class GatedFile(io.BytesIO):
+    """A file whose writes block until ``gate`` is set (a slow disk), counting the writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.entered.set()
+        self.gate.wait(10)
+        self.writes += 1
+        return super().write(data)
+
+
+async def test_inflight_waits_for_a_slow_write_without_blocking_the_loop() -> None:
+    """The mark is written by the writer thread: inflight() waits for it, the loop runs on."""
+    journal = GatedFile()
+    writer = ResultsWriter(io.BytesIO(), journal)
+    returned = anyio.Event()
+
+    async def mark() -> None:
+        await writer.inflight([1])
+        returned.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        tg.start_soon(mark)
+        await anyio.to_thread.run_sync(journal.entered.wait, 10)
+        for _ in range(20):  # the loop keeps turning while the write is stuck
+            await anyio.lowlevel.checkpoint()
+        assert not returned.is_set() and journal.getvalue() == b""
+        journal.gate.set()
+        with anyio.fail_after(10):
+            await returned.wait()
+        assert journal.getvalue() == b'{"inflight":[1]}\n'
+        await writer.aclose()
+
+
+async def test_marks_queued_during_a_write_go_out_together_in_order() -> None:
+    """Group commit: whatever queued up while the thread was writing is one write, in order."""
+    journal = GatedFile()
+    writer = ResultsWriter(io.BytesIO(), journal)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        tg.start_soon(writer.inflight, [1])
+        await anyio.to_thread.run_sync(journal.entered.wait, 10)
+        for rows in ([2], [3, 4], [5]):
+            tg.start_soon(writer.inflight, rows)
+            await anyio.lowlevel.checkpoint()
+        writer.release([3, 4])
+        await anyio.lowlevel.checkpoint()
+        journal.gate.set()
+        await writer.aclose()
+    lines = [orjson.loads(line) for line in journal.getvalue().splitlines()]
+    assert lines == [
+        {"inflight": [1]},
+        {"inflight": [2]},
+        {"inflight": [3, 4]},
+        {"inflight": [5]},
+        {"released": [3, 4]},
+    ]
+    assert journal.writes == 2
+
+
+async def test_a_cancelled_mark_is_still_written_before_its_release(tmp_path: Path) -> None:
+    """A sender cancelled while its mark is being written releases it: the file stays consistent."""
+    journal = GatedFile()
+    writer = ResultsWriter(io.BytesIO(), journal)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        with anyio.CancelScope() as scope:
+
+            async def cancel_while_writing() -> None:
+                await anyio.to_thread.run_sync(journal.entered.wait, 10)
+                scope.cancel()
+
+            tg.start_soon(cancel_while_writing)
+            await writer.inflight([7])
+        assert scope.cancelled_caught
+        writer.release([7])  # what _Flight.abandon does for a mark that never went out
+        journal.gate.set()
+        await writer.aclose()
+    results = tmp_path / "r.ndjson"
+    results.write_bytes(b"")
+    journal_path_for(results).write_bytes(journal.getvalue())
+    assert journal.getvalue() == b'{"inflight":[7]}\n{"released":[7]}\n'
+    assert load_progress(results).unresolved == set()
+
+
+async def test_a_failed_journal_write_stops_the_run_with_the_error() -> None:
+    """A disk error is not swallowed: the waiting sender gets a ConfigError, run() the OSError."""
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            raise OSError(28, "No space left on device")
+
+    writer = ResultsWriter(io.BytesIO(), FullDisk())
+    sender_saw: list[BaseException] = []
+
+    async def run_and_mark() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            try:
+                await writer.inflight([1])
+            except ConfigError as exc:
+                sender_saw.append(exc)
+            finally:
+                await writer.aclose()
+
+    with pytest.raises(ExceptionGroup) as caught:
+        await run_and_mark()
+    assert caught.group_contains(OSError, match="No space left")
+    assert [type(e) for e in sender_saw] == [ConfigError]
+    assert "No space left" in str(sender_saw[0])
+
+
+async def test_the_writer_thread_ends_with_aclose() -> None:
+    """aclose() leaves no writer thread behind."""
+    writer = ResultsWriter(io.BytesIO(), io.BytesIO())
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        await writer.inflight([1])
+        thread = next(t for t in threading.enumerate() if t.name == "kaleyra-results-writer")
+        await writer.aclose()
+    await anyio.to_thread.run_sync(thread.join, 10)
+    assert not thread.is_alive()
+
+
+async def test_a_mark_takes_the_waiting_result_lines_with_it() -> None:
+    """Outcomes already known reach the file with the next mark, not a linger later.
+
+    After a kill -9, a row with a mark and no result is reported unknown: the fewer answered
+    rows wait in memory, the fewer are reported unknown although they were sent.
+    """
+    out, journal = io.BytesIO(), io.BytesIO()
+    writer = ResultsWriter(out, journal)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        try:
+            writer.write([RowResult(row=1, to="+919876543210", status="sent")])
+            await writer.inflight([2])
+            written_with_mark = out.getvalue()
+        finally:
+            await writer.aclose()
+    assert [orjson.loads(line)["row"] for line in written_with_mark.splitlines()] == [1]
