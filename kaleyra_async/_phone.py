@@ -273,10 +273,125 @@ def _split(text: str) -> tuple[int, str] | _Rejection:
 
 
 def _is_valid_as_written(country_code: int, nsn: str) -> bool:
-    """phonenumbers' is_valid_number on the number exactly as written, without parse()."""
+    """phonenumbers' is_valid_number on the number exactly as written, without parse().
+
+    ``nsn`` is ASCII digits. Uses the country code's precompiled patterns (``_validators``): the
+    same decision as phonenumbers, about 10x cheaper; tests/test_phone.py compares the two across
+    every country code.
+    """
+    regions = _validators(country_code)
+    if regions is None:
+        return _is_valid_by_phonenumbers(country_code, nsn)
+    # region_code_for_number: the first region whose leading digits start the number, or that
+    # has no leading digits and in which the number is valid; the answer is validity there.
+    for leading_digits, by_length in regions:
+        pattern = by_length.get(len(nsn))
+        valid = pattern is not None and pattern.fullmatch(nsn) is not None
+        if leading_digits is None:
+            if valid:
+                return True
+        elif leading_digits.match(nsn) is not None:
+            return valid
+    return False
+
+
+def _is_valid_by_phonenumbers(country_code: int, nsn: str) -> bool:
+    """phonenumbers' own is_valid_number on the number as written."""
+    return bool(phonenumbers.is_valid_number(_as_written(country_code, nsn)))
+
+
+def _as_written(country_code: int, nsn: str) -> phonenumbers.PhoneNumber:
+    """The PhoneNumber parse() would build: its national significant number is ``nsn``."""
     number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(nsn))
     if len(nsn) > 1 and nsn[0] == "0":  # record leading zeros the way parse() does (Italy, ...)
         zeros = len(nsn) - len(nsn.lstrip("0"))
         number.italian_leading_zero = True
         number.number_of_leading_zeros = min(zeros, len(nsn) - 1)
-    return bool(phonenumbers.is_valid_number(number))
+    return number
+
+
+class _Region(NamedTuple):
+    """One region's share of a country code, compiled for ``_is_valid_as_written``."""
+
+    #: Matched at the start of the number to pick this region among those sharing a code (as
+    #: region_code_for_number does); None: the region is picked only if the number is valid in it.
+    leading_digits: re.Pattern[str] | None
+    #: By length of the national significant number: one pattern whose fullmatch is the region's
+    #: validity at that length. Lengths not here are never valid.
+    by_length: dict[int, re.Pattern[str]]
+
+
+# The number types _number_type_helper tries: a number matching the general description is valid
+# if it matches one of these (mobile too, unless its pattern is the fixed-line one). Which type
+# matches does not matter, only whether one does, so the commonest go first in the alternation.
+_TYPE_DESCS: Final = (
+    "fixed_line",
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+)
+
+
+@functools.cache
+def _validators(country_code: int) -> tuple[_Region, ...] | None:
+    """The compiled validity rules of ``country_code``, or None to leave it to phonenumbers.
+
+    Mirrors is_valid_number -> region_code_for_number -> is_valid_number_for_region ->
+    _number_type_helper. Metadata it does not expect (missing, or a region with another code,
+    or a general description without possible lengths) is left to phonenumbers rather than
+    guessed. Compiled on first use: about 0.3 ms per code, bounded by the 215 codes.
+    """
+    region_codes = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
+    if not region_codes:
+        return None
+    single = len(region_codes) == 1
+    regions = []
+    for region_code in region_codes:
+        if not single and region_code == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
+            return None  # region_code_for_number would skip it; never happens in the metadata
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+            country_code, region_code
+        )
+        if metadata is None or (
+            region_code != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+            and metadata.country_code != country_code
+        ):
+            return None
+        by_length = _compile_region(metadata)
+        if by_length is None:
+            return None
+        # With a single region, region_code_for_number picks it without looking at the number.
+        leading = None if single or metadata.leading_digits is None else metadata.leading_digits
+        regions.append(_Region(None if leading is None else re.compile(leading), by_length))
+    return tuple(regions)
+
+
+def _compile_region(metadata: phonenumbers.PhoneMetadata) -> dict[int, re.Pattern[str]] | None:
+    """Per length: general pattern AND (any type pattern whose possible lengths admit it)."""
+    general = metadata.general_desc
+    if general is None or not general.possible_length or not general.national_number_pattern:
+        return None
+    descs = [getattr(metadata, name) for name in _TYPE_DESCS]
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        descs.insert(0, metadata.mobile)
+    by_length = {}
+    for length in general.possible_length:
+        # _is_number_matching_desc: a desc without possible lengths admits every length; an
+        # empty pattern matches nothing. (Its match-then-fullmatch is fullmatch.)
+        alternatives = [
+            f"(?:{desc.national_number_pattern})"
+            for desc in descs
+            if desc is not None
+            and desc.national_number_pattern
+            and (not desc.possible_length or length in desc.possible_length)
+        ]
+        if alternatives:
+            # The lookahead requires the general pattern to match the whole number too.
+            general_whole = f"(?=(?:{general.national_number_pattern})\\Z)"
+            by_length[length] = re.compile(general_whole + "(?:" + "|".join(alternatives) + ")")
+    return by_length

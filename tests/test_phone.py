@@ -7,7 +7,10 @@ import random
 
 import phonenumbers
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from kaleyra_async import _phone
 from kaleyra_async._exceptions import ValidationError
 from kaleyra_async._phone import PhoneNormalizer, is_e164
 
@@ -231,6 +234,150 @@ def test_fast_paths_agree_with_phonenumbers(prefix: str, region: str, country_co
             valid += library is not None
     assert valid >= 100  # the sample holds many valid numbers, not only rejections
     assert checked - valid >= 100  # and many invalid ones
+
+
+_COUNTRY_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_DIGITS = "0123456789"
+
+
+def _reference(country_code: int, nsn: str) -> bool:
+    """phonenumbers' is_valid_number on the number as written (after checking it is as written)."""
+    number = _phone._as_written(country_code, nsn)
+    assert phonenumbers.national_significant_number(number) == nsn
+    return bool(phonenumbers.is_valid_number(number))
+
+
+def _example_numbers(country_code: int) -> list[str]:
+    """The metadata's example national numbers of every type, in every region of the code."""
+    examples = []
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[country_code]:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+            country_code, region
+        )
+        assert metadata is not None
+        for desc in (
+            metadata.general_desc,
+            metadata.fixed_line,
+            metadata.mobile,
+            metadata.toll_free,
+            metadata.premium_rate,
+            metadata.shared_cost,
+            metadata.personal_number,
+            metadata.voip,
+            metadata.pager,
+            metadata.uan,
+            metadata.voicemail,
+            metadata.emergency,
+            metadata.no_international_dialling,
+        ):
+            if desc is not None and desc.example_number:
+                examples.append(desc.example_number)
+    return examples
+
+
+def _samples(country_code: int, rnd: random.Random) -> set[str]:
+    """Examples, their neighbours, and random numbers (many sharing an example's first digits)."""
+    examples = _example_numbers(country_code)
+    samples = set(examples)
+    for example in examples:
+        width = len(example)
+        samples |= {str(int(example) + delta).zfill(width) for delta in (-1, 1)}
+        samples |= {example + digit for digit in _DIGITS}
+        samples |= {example[:-1], example[1:], "0" + example}
+    for _ in range(600):
+        samples.add("".join(rnd.choices(_DIGITS, k=rnd.randint(4, 17))))
+        if examples:
+            example = rnd.choice(examples)
+            keep = rnd.randint(1, len(example))
+            length = max(keep, len(example) + rnd.choice((-1, 0, 0, 1)))
+            samples.add(example[:keep] + "".join(rnd.choices(_DIGITS, k=length - keep)))
+    samples.discard("")
+    return samples
+
+
+def test_every_country_code_is_compiled() -> None:
+    """The fast validator covers every country code phonenumbers knows (none falls back)."""
+    assert [cc for cc in _COUNTRY_CODES if _phone._validators(cc) is None] == []
+
+
+def test_fast_validator_agrees_with_phonenumbers_for_every_country_code() -> None:
+    """On examples of every type, their neighbours and random numbers: is_valid_number's answer."""
+    rnd = random.Random(5)
+    checked = valid = 0
+    codes_with_valid = set()
+    for country_code in _COUNTRY_CODES:
+        for nsn in sorted(_samples(country_code, rnd)):
+            expected = _reference(country_code, nsn)
+            assert _phone._is_valid_as_written(country_code, nsn) is expected, (country_code, nsn)
+            checked += 1
+            if expected:
+                valid += 1
+                codes_with_valid.add(country_code)
+    assert codes_with_valid == set(_COUNTRY_CODES)  # a valid number seen in every code
+    assert valid >= 20_000  # many valid numbers ...
+    assert checked - valid >= 100_000  # ... and many more invalid ones
+
+
+@pytest.mark.parametrize(
+    "mobile_pattern",
+    [
+        pytest.param(r"[4-9]\d{3,5}", id="mobile-differs"),
+        # phonenumbers then skips mobile, though its lengths admit more than fixed line's
+        pytest.param(r"[1-5]\d{3,6}", id="mobile-same-as-fixed-line"),
+    ],
+)
+def test_compiled_region_decides_as_the_number_type_helper(mobile_pattern: str) -> None:
+    """Type lengths, the general pattern and the same-mobile rule count as in phonenumbers.
+
+    Synthetic metadata where each rule changes answers (the real metadata rarely shows it).
+    """
+    desc = phonenumbers.PhoneNumberDesc
+    metadata = phonenumbers.PhoneMetadata(
+        id="XX",
+        country_code=999,
+        register=False,
+        general_desc=desc(national_number_pattern=r"[1-8]\d{3,5}", possible_length=(4, 5, 6)),
+        fixed_line=desc(national_number_pattern=r"[1-5]\d{3,6}", possible_length=(4,)),
+        mobile=desc(national_number_pattern=mobile_pattern, possible_length=(5, 6)),
+        toll_free=desc(national_number_pattern=r"80\d{2,4}"),  # no lengths: the general ones
+        voip=desc(national_number_pattern="", possible_length=(4,)),  # empty: matches nothing
+    )
+    by_length = _phone._compile_region(metadata)
+    assert by_length is not None
+    rnd = random.Random(7)
+    outcomes = set()
+    for length in range(1, 8):
+        for head in range(100):
+            for _ in range(3):
+                nsn = (f"{head:02d}" + "".join(rnd.choices(_DIGITS, k=length)))[:length]
+                pattern = by_length.get(len(nsn))
+                ours = pattern is not None and pattern.fullmatch(nsn) is not None
+                number_type = phonenumbers.phonenumberutil._number_type_helper(nsn, metadata)
+                expected = number_type != phonenumbers.PhoneNumberType.UNKNOWN
+                assert ours is expected, nsn
+                outcomes.add((len(nsn), expected))
+    assert {(4, True), (5, True), (6, True), (5, False), (7, False)} <= outcomes
+
+
+def test_general_description_without_lengths_is_left_to_phonenumbers() -> None:
+    """Metadata without the general possible lengths is not compiled (not seen in practice)."""
+    metadata = phonenumbers.PhoneMetadata(
+        id="XX",
+        country_code=999,
+        register=False,
+        general_desc=phonenumbers.PhoneNumberDesc(national_number_pattern=r"\d{4}"),
+        fixed_line=phonenumbers.PhoneNumberDesc(national_number_pattern=r"\d{4}"),
+    )
+    assert _phone._compile_region(metadata) is None
+
+
+@given(
+    country_code=st.sampled_from(_COUNTRY_CODES),
+    nsn=st.text(alphabet=_DIGITS, min_size=1, max_size=17),
+)
+def test_fast_validator_agrees_with_phonenumbers_on_any_digits(country_code: int, nsn: str) -> None:
+    """Any country code and any digit string: the fast validator gives is_valid_number's answer."""
+    assert _phone._is_valid_as_written(country_code, nsn) is _reference(country_code, nsn)
 
 
 @pytest.mark.parametrize(
