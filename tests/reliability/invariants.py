@@ -5,8 +5,8 @@ twice" means the same thing everywhere:
 
 * every input row has exactly one result line (none lost, none repeated);
 * every ``sent`` row's message id is in the ledger, for that row's number;
-* no number is in the ledger twice unless its row is ``unknown`` (the only outcome that admits
-  "it may have gone out more than once", and only with ``--retry-ambiguous``);
+* no number is in the ledger twice: with ``at_most_once`` (no ``--retry-ambiguous``) not at all,
+  otherwise only for rows that ended ``unknown``;
 * no row the sandbox accepted is reported ``failed``, ``invalid`` or ``skipped``.
 
 Rows are matched to ledger lines by number, so inputs given to an audit must use one distinct
@@ -56,13 +56,15 @@ class Audit:
     #: Numbers accepted more than once whose row is not ``unknown``.
     duplicate_sends: list[str]
     #: Numbers accepted more than once in all (``unknown`` rows included).
-    accepted_twice: int
+    accepted_twice: list[str]
     #: ``sent`` rows whose message id is not in the ledger for their number.
     sent_not_in_ledger: list[int]
     #: Rows the sandbox accepted but whose result says it did not go out.
     accepted_but_not_sent: list[int]
     #: Ledger lines no sent or unknown row accounts for.
     unaccounted: list[str]
+    #: The run did not opt in to ``--retry-ambiguous``: nothing may be accepted twice at all.
+    at_most_once: bool = True
 
     @property
     def unknown(self) -> int:
@@ -71,14 +73,17 @@ class Audit:
     def problems(self) -> list[str]:
         """Every broken invariant, in words; empty when the run is sound."""
         out = []
-        for name in (
+        names = [
             "lost",
             "repeated",
             "duplicate_sends",
             "sent_not_in_ledger",
             "accepted_but_not_sent",
             "unaccounted",
-        ):
+        ]
+        if self.at_most_once:
+            names.append("accepted_twice")
+        for name in names:
             found = getattr(self, name)
             if found:
                 out.append(f"{name}: {len(found)} (first: {found[:5]})")
@@ -101,8 +106,18 @@ def iter_results(path: Path) -> Iterator[dict[str, Any]]:
                 yield orjson.loads(line)
 
 
-def audit(rows: int, results: Iterable[dict[str, Any]], ledger: Iterable[LedgerLine]) -> Audit:
-    """Check a run of ``rows`` input rows (numbered 1..rows) against the sandbox's ledger."""
+def audit(
+    rows: int,
+    results: Iterable[dict[str, Any]],
+    ledger: Iterable[LedgerLine],
+    *,
+    at_most_once: bool = True,
+) -> Audit:
+    """Check a run of ``rows`` input rows (numbered 1..rows) against the sandbox's ledger.
+
+    ``at_most_once``: the run did not use ``--retry-ambiguous``, so a number in the ledger twice
+    is a resend whatever its row says, ``unknown`` included.
+    """
     by_row: dict[int, dict[str, Any]] = {}
     repeated: list[int] = []
     statuses: collections.Counter[str] = collections.Counter()
@@ -121,7 +136,7 @@ def audit(rows: int, results: Iterable[dict[str, Any]], ledger: Iterable[LedgerL
 
     row_by_number = {r["to"]: r for r in by_row.values() if r["status"] != "invalid"}
     duplicate_sends = []
-    accepted_twice = 0
+    accepted_twice = []
     accepted_but_not_sent = []
     unaccounted = []
     for number, ids in ids_by_number.items():
@@ -130,7 +145,7 @@ def audit(rows: int, results: Iterable[dict[str, Any]], ledger: Iterable[LedgerL
             unaccounted.append(number)
             continue
         if len(ids) > 1:
-            accepted_twice += 1
+            accepted_twice.append(number)
             if record["status"] != "unknown":
                 duplicate_sends.append(number)
         if record["status"] not in ("sent", "unknown"):
@@ -150,4 +165,5 @@ def audit(rows: int, results: Iterable[dict[str, Any]], ledger: Iterable[LedgerL
         sent_not_in_ledger=sorted(sent_not_in_ledger),
         accepted_but_not_sent=sorted(accepted_but_not_sent),
         unaccounted=unaccounted,
+        at_most_once=at_most_once,
     )

@@ -57,7 +57,9 @@ class Scenario:
     #: Restart (SIGTERM, then start again on the same port) the sandbox this many times.
     restarts: int = 0
     slow_ms: float = 2_000.0
-    read_timeout_s: float = 0.5
+    #: The client's read timeout; None: 0.5 s when ``slow`` faults are on (they must outlast it),
+    #: else a generous 10 s, so that a loaded machine never turns a late answer into ``unknown``.
+    read_timeout_s: float | None = None
     max_attempts: int = 10
     seed: int = 1
 
@@ -77,6 +79,8 @@ class Report:
     seconds: float
     #: Rows whose number the sandbox accepted, by row status.
     accepted: dict[str, int]
+    #: API requests each sandbox instance received (one entry per start, restarts included).
+    requests_by_instance: list[int]
 
 
 def number(i: int) -> str:
@@ -97,6 +101,9 @@ def write_input(scenario: Scenario, path: Path) -> None:
 
 
 def write_config(scenario: Scenario, path: Path) -> None:
+    read_timeout_s = scenario.read_timeout_s
+    if read_timeout_s is None:
+        read_timeout_s = 0.5 if "slow" in scenario.faults else 10.0
     path.write_text(
         "[retry]\n"
         f"max_attempts = {scenario.max_attempts}\n"
@@ -105,7 +112,7 @@ def write_config(scenario: Scenario, path: Path) -> None:
         "max_backoff_s = 0.5\n"
         "jitter_s = 0.02\n"
         "[http]\n"
-        f"read_timeout_s = {scenario.read_timeout_s}\n"
+        f"read_timeout_s = {read_timeout_s}\n"
         "connect_timeout_s = 2.0\n"
     )
 
@@ -153,7 +160,10 @@ def _moments(rng: random.Random, count: int, rows: int) -> list[int]:
     return [k * span + rng.randrange(span) // 2 for k in range(1, count + 1)]
 
 
-def _add_faults(counts: dict[str, int], stats: dict[str, object]) -> None:
+def _add_faults(counts: dict[str, int], stats: dict[str, object], served: list[int]) -> None:
+    requests = stats.get("requests_total", 0)
+    assert isinstance(requests, int)
+    served.append(requests)
     faults = stats.get("faults", {})
     assert isinstance(faults, dict)
     for name, n in faults.items():
@@ -176,6 +186,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, timeout_s: float = 600.0)
     kill_at = _moments(rng, scenario.kills, scenario.rows)
     restart_at = _moments(rng, scenario.restarts, scenario.rows)
     counts: dict[str, int] = {}
+    served: list[int] = []
     exit_codes: list[int] = []
     peak_rss_kib = 0
     started = time.monotonic()
@@ -209,7 +220,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, timeout_s: float = 600.0)
                     killed = True
                 elif restart_at and done >= restart_at[0]:
                     restart_at.pop(0)
-                    _add_faults(counts, sandbox.fetch_stats())
+                    _add_faults(counts, sandbox.fetch_stats(), served)
                     port = int(sandbox.base_url.rsplit(":", 1)[1])
                     sandbox.stop()
                     sandbox = _sandbox(scenario, ledger, port)
@@ -231,7 +242,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, timeout_s: float = 600.0)
             # sandbox restarted); anything else, or too many of them, is a failure.
             if child.returncode != 2 or "stopping the run" not in said or len(exit_codes) > 20:
                 raise AssertionError(f"{scenario.name}: exit {child.returncode}:\n{said}")
-        _add_faults(counts, sandbox.fetch_stats())
+        _add_faults(counts, sandbox.fetch_stats(), served)
         if kill_at or restart_at:
             raise AssertionError(
                 f"{scenario.name}: the run ended before every planned kill or restart "
@@ -255,6 +266,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, timeout_s: float = 600.0)
         exit_codes=exit_codes,
         seconds=time.monotonic() - started,
         accepted=accepted,
+        requests_by_instance=served,
     )
 
 

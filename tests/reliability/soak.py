@@ -5,7 +5,8 @@
 
 Every scenario drives the real CLI against a sandbox child process (see ``scenarios.py``) and
 audits the results file against the sandbox's ledger file. Prints a Markdown table; exits 1 if
-any row was lost, any SMS went out twice, or any other invariant broke.
+any row was lost, any SMS went out twice, any other invariant broke, a scenario saw no fault at
+all, or the peak RSS at 1M rows is over 1.25x that at 100k (memory must stay flat).
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ SCENARIOS = (
         "429 storm (client 5x the sandbox's limit)",
         rows=20_000,
         batch_size=10,
-        sandbox_rate=200,
-        client_rate=1000,
+        sandbox_rate=100,
+        client_rate=500,
         seed=13,
     ),
 )
+#: Peak RSS at 1M rows may be at most this many times that at 100k: memory must stay flat.
+FLAT_RSS_RATIO = 1.25
 
 HEADER = (
     "| scenario | rows | faults injected | rows lost | duplicate sends | unknown rows "
@@ -58,7 +61,7 @@ def table_line(report: Report) -> str:
         f"| {report.scenario.name} | {report.scenario.rows:,} "
         f"| {report.faults_injected:,} ({faults or 'none'}) "
         f"| {len(audit.lost) + len(audit.repeated)} "
-        f"| {len(audit.duplicate_sends)} "
+        f"| {len(audit.accepted_twice)} "
         f"| {audit.unknown:,} ({report.accepted.get('unknown', 0):,} accepted) "
         f"| {report.peak_rss_mib:.0f} MiB | {report.seconds:.0f} s |"
     )
@@ -72,21 +75,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep inputs, results and ledgers here")
     args = parser.parse_args(argv)
 
-    problems = 0
+    problems: list[str] = []
+    reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="kaleyra-soak-") as tmp:
         workdir = args.workdir or Path(tmp)
         print(HEADER, flush=True)
         for n, scenario in enumerate(SCENARIOS, 1):
             scaled = dataclasses.replace(scenario, rows=max(int(scenario.rows * args.scale), 2000))
             report = run_scenario(scaled, workdir / f"{n}")
+            reports.append(report)
             print(table_line(report), flush=True)
-            for problem in report.audit.problems():
-                print(f"  {scenario.name}: {problem}", file=sys.stderr)
-                problems += 1
+            problems += [f"{scenario.name}: {p}" for p in report.audit.problems()]
+            if report.faults_injected == 0:
+                problems.append(f"{scenario.name}: no fault happened, so it proved nothing")
+    small, large = reports[0].peak_rss_mib, reports[1].peak_rss_mib
+    if large > FLAT_RSS_RATIO * small:
+        problems.append(
+            f"memory is not flat: {large:.0f} MiB at {reports[1].scenario.rows:,} rows, "
+            f"{small:.0f} MiB at {reports[0].scenario.rows:,} (at most {FLAT_RSS_RATIO}x)"
+        )
+    for problem in problems:
+        print(f"PROBLEM {problem}", file=sys.stderr)
     print(
         "\nrows lost: rows with no result line, or with more than one. duplicate sends: numbers "
-        "the sandbox accepted twice whose row isn't 'unknown'. unknown rows: rows whose request "
-        "may have been accepted (in brackets, how many the sandbox did accept); never resent.",
+        "the sandbox accepted more than once. unknown rows: rows whose request may have been "
+        "accepted (in brackets, how many the sandbox did accept); never resent. The soak fails "
+        f"on any lost row or duplicate send, a scenario without faults, or peak RSS at 1M rows "
+        f"over {FLAT_RSS_RATIO}x that at 100k.",
     )
     return 1 if problems else 0
 

@@ -28,13 +28,31 @@ def unknown_and_accepted(report: Report) -> None:
     """The sandbox accepted, the client could not know: unknown, in the ledger exactly once."""
     assert report.audit.unknown > 0
     assert report.accepted.get("unknown", 0) == report.audit.unknown
-    assert report.audit.accepted_twice == 0
+    assert report.audit.accepted_twice == []
 
 
 def unknown_and_not_accepted(report: Report) -> None:
     """Reset before acceptance looks the same to the client: unknown, and indeed never sent."""
     assert report.audit.unknown > 0
     assert report.accepted.get("unknown", 0) == 0
+
+
+def retry_after_obeyed(report: Report) -> None:
+    """A 429 pauses every sender until the sandbox's window has room again.
+
+    So about one 429 per second of the sandbox's limit gets through, however far the client's
+    own rate is above it. A client that only backed off the refused request (measured: 16 429s
+    for these 200 requests, 305 for 2,000) keeps hammering and fails this bound.
+    """
+    all_sent(report)
+    requests = sum(report.requests_by_instance) - report.fault_counts["429_rate_limit"]
+    assert report.fault_counts["429_rate_limit"] <= 2 * requests / report.scenario.sandbox_rate + 2
+
+
+def served_by_every_instance(report: Report) -> None:
+    """The client reconnected to each new sandbox and went on sending."""
+    assert len(report.requests_by_instance) == 3
+    assert all(n > 0 for n in report.requests_by_instance), report.requests_by_instance
 
 
 def statuses_sent_or_unknown(report: Report) -> None:
@@ -46,9 +64,9 @@ CASES: list[tuple[Scenario, str, Callable[[Report], None]]] = [
     (
         # The client asks for 10x what the sandbox allows: the sandbox answers 429 with its own
         # Retry-After, and the limiter pauses every sender for it.
-        Scenario("429 storm", rows=600, batch_size=5, sandbox_rate=60, client_rate=600),
+        Scenario("429 storm", rows=2000, batch_size=10, sandbox_rate=100, client_rate=500),
         "429_rate_limit",
-        all_sent,
+        retry_after_obeyed,
     ),
     (Scenario("429 injected", rows=400, batch_size=20, faults="429=0.2"), "429", all_sent),
     (Scenario("503 bursts", rows=1000, batch_size=10, faults="503=0.3"), "503", all_sent),
@@ -76,7 +94,7 @@ CASES: list[tuple[Scenario, str, Callable[[Report], None]]] = [
     (
         Scenario("sandbox restarted twice", rows=3000, batch_size=10, restarts=2),
         "sandbox_restart",
-        lambda report: None,
+        served_by_every_instance,
     ),
     (
         Scenario(
