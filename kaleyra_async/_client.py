@@ -91,6 +91,20 @@ USER_AGENT: Final = f"kaleyra_async/{_version()}"
 MAX_STATUS_IDS: Final = 100
 
 
+class _HeaderSecret(str):
+    """The API key as the header value it must be, with a repr that doesn't show it.
+
+    The client keeps its request headers in lists; anything that dumps its state (``vars()``,
+    a debugger, an error reporter that records locals) shows them through ``repr``. HTTP
+    libraries use the value itself (``str``), so sending is unchanged.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'********'"
+
+
 def _encrypted_or_local(host: str) -> bool:
     """True for https://, and for http:// to this machine (the sandbox, a local proxy)."""
     url = httpx.URL(host)
@@ -197,11 +211,9 @@ class KaleyraClient:
         self._transport = transport if transport is not None else build_transport(self._http)
         self._client = httpx.AsyncClient(
             base_url=f"{self.host}/v1/{sid}",
-            headers={
-                "api-key": key.reveal(),
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
+            # No api-key here: httpx's Headers would show it in their repr. Requests are built
+            # by _http_request and send_raw from self._headers, which hold it masked.
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             timeout=httpx.Timeout(
                 connect=self._http.connect_timeout_s,
                 read=self._http.read_timeout_s,
@@ -212,7 +224,10 @@ class KaleyraClient:
             follow_redirects=False,
             trust_env=False,
         )
-        self._headers = self._client.headers.multi_items()
+        self._headers = [
+            ("api-key", _HeaderSecret(key.reveal())),
+            *self._client.headers.multi_items(),
+        ]
         # The production transport has a path that skips httpx's Request and Response objects
         # (a third of a small request's CPU); injected transports (respx, custom) get httpx's.
         self._raw = self._transport if isinstance(self._transport, AiohttpTransport) else None

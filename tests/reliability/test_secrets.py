@@ -96,6 +96,41 @@ def test_secret_config_and_client_never_show_the_key(key: str) -> None:
     assert "********" in repr(config)
 
 
+def _state_reprs(obj: object, depth: int = 4, seen: set[int] | None = None) -> list[str]:
+    """The repr of an object and of everything it holds, as a debugger or error reporter
+    dumping its state would show it."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth == 0:
+        return []
+    seen.add(id(obj))
+    shown = [repr(obj)]
+    children: list[object] = []
+    if isinstance(obj, dict):
+        children += [*obj.keys(), *obj.values()]
+    elif isinstance(obj, list | tuple | set | frozenset):
+        children += list(obj)
+    for attrs in (getattr(obj, "__dict__", None),):
+        if isinstance(attrs, dict):
+            children += attrs.values()
+    for slot in getattr(type(obj), "__slots__", ()):
+        if isinstance(slot, str) and hasattr(obj, slot):
+            children.append(getattr(obj, slot))
+    for child in children:
+        if not isinstance(child, str | bytes | int | float | bool | type(None)):
+            shown += _state_reprs(child, depth - 1, seen)
+    return shown
+
+
+async def test_the_clients_whole_state_does_not_show_the_key(key: str) -> None:
+    """vars() of the client, its httpx client, headers and transport, a few levels deep."""
+    config = load_config(None, env={"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": key})
+    async with KaleyraClient.from_config(config) as client:
+        shown = _state_reprs(client)
+        assert len(shown) > 20  # the walk really went through the client's state
+        assert_hidden(key, *shown, where="the client's state")
+        assert any("api-key" in text for text in shown)  # the header is there, masked
+
+
 def test_the_sandbox_config_does_not_show_its_key(key: str) -> None:
     """The sandbox's expected key is left out of its config's repr."""
     assert_hidden(key, repr(SandboxConfig(api_key=key)), where="SandboxConfig")
