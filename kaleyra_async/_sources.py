@@ -381,7 +381,7 @@ def _broken_record(lines: _LineFeed, start: int, exc: csv.Error, field_end: re.P
         limit = csv.field_size_limit()
         reason = f"line {start}: malformed CSV: a quote is not closed within {limit} characters"
     if opened:
-        reason += f" (the quote opens on line {start + opened})"
+        reason += f"; the quote opens on line {start + opened}"
     again = lines.replay_after(opened + 1)
     if again == 1:
         return f"{reason}; line {end} is read again as a row of its own"
@@ -542,9 +542,9 @@ class _LineFeed:
     def _detect_newline(self, data: bytes) -> bytes | None:
         """LF, unless lines end in a lone CR (old Mac exports): _ANY_END then.
 
-        A lone CR as the first line ending decides it; so does an LF-ended first line followed by
-        lone CRs and no LF (a header written apart from the rows). A CR in a field of an
-        LF file is rare and stays text: an LF in the same read shows the lines end in LF.
+        A lone CR as the first line ending decides it; so does a first line ending in LF when the
+        rest of the read has a lone CR and no LF (a header written apart from old Mac rows). An
+        LF in the rest of the read keeps LF, so a CR inside a field of an LF file stays text.
         """
         cr = data.find(b"\r")
         lf = data.find(b"\n")

@@ -227,7 +227,7 @@ async def test_only_the_lines_after_the_still_open_quote_are_read_again(tmp_path
             1,
             None,
             "line 2: malformed CSV: the file ends inside a quoted field (a quote is never "
-            "closed) (the quote opens on line 3); line 4 is read again as a row of its own",
+            "closed); the quote opens on line 3; line 4 is read again as a row of its own",
         ),
         (2, "+913", None),
     ]
