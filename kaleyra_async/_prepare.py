@@ -129,7 +129,7 @@ class RowPreparer:
     def prepare(self, row: InputRow) -> PreparedRow | RowResult:
         """Return the row ready to send, or its ``invalid`` result."""
         fields = row.fields
-        raw_to = fields.get(self._to_column, "").strip() if row.error is None else ""
+        raw_to = fields.get(self._to_column, "").strip()  # an unreadable row may still have it
         if row.error is not None:
             return _invalid(row.row, raw_to, "invalid_row", row.error)
         if not raw_to:

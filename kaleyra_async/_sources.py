@@ -10,15 +10,18 @@ The reader thread calls ``os.read`` and parses whatever it got before it reads a
 
 Undecodable bytes, a wrong number of fields and malformed quoting make that one row an error
 (``InputRow.error``), never the whole run. A quote that is never closed would otherwise turn the
-rest of the file (up to csv's field size limit) into one broken row: the lines after the line it
-opened on are read again as rows of their own, so every line still gets its result.
+rest of the file (up to csv's field size limit) into one broken row: when a quoted field is still
+open where csv gives up, the lines after the line it opened on are read again as rows of their
+own, so every line still gets its result. Any other broken record (text after a closing quote)
+is one invalid row, however many lines its quoted field spans: those lines were text, not rows.
 
 Invalid UTF-8 is a per-row error, not a file-level one: one mis-encoded name in an export must
 not stop every other row, and the row itself is not sent because nobody can tell what its text
 was meant to say. Only a header with bad bytes stops the run (the columns are unknown).
 
-Lines may end in LF, CRLF (mixed freely) or, for old Mac exports, CR alone: the first line
-ending in the file decides whether a lone CR ends lines.
+Lines may end in LF or CRLF, mixed freely. In a file of old Mac exports' lone-CR endings (its
+first line ends in a lone CR, or only its header line ends in LF) CR, CRLF and LF all end lines.
+Elsewhere a lone CR is text, which csv refuses outside quotes.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ RowSource = Union["CsvSource", "RecordSource"]
 _READ_SIZE: Final = 1 << 16
 _MAX_CHUNK_ROWS: Final = 2048
 _SURROGATE: Final = re.compile("[\udc80-\udcff]")
+#: _LineFeed's mode for files with lone-CR line endings: any of CR, CRLF and LF ends a line.
+_ANY_END: Final = b"\r"
+_ANY_END_SPLIT: Final = re.compile(rb"(?<=\n)|(?<=\r)(?!\n)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,7 +69,7 @@ class InputRow:
 
     #: 1-based data row number: the header is not counted, nor are blank lines.
     row: int
-    #: Column name -> value; empty when the row could not be read.
+    #: Column name -> value. With an error: only the values that could be read, often none.
     fields: dict[str, str]
     #: Why the row is unusable (bad bytes, wrong field count, malformed CSV), or None; it names
     #: the file line the row started on.
@@ -257,6 +263,7 @@ def _parse(
     header = _read_header(reader, lines)
     anyio.from_thread.run_sync(set_header, header)
     width = len(header)
+    field_end = re.compile(f"[{re.escape(delimiter)}\r\n]")
     row_number = 0
     new_record = lines.new_record
     while True:
@@ -269,17 +276,15 @@ def _parse(
             break
         except csv.Error as exc:
             row_number += 1
-            reason = f"line {start_line}: malformed CSV: {_csv_reason(exc)}"
-            end_line = lines.line
-            if lines.replay_after_first_line():
-                reason += f"; lines {start_line + 1}-{end_line} are read again as rows of their own"
-            chunk.append(InputRow(row_number, {}, reason))
+            chunk.append(
+                InputRow(row_number, {}, _broken_record(lines, start_line, exc, field_end))
+            )
             continue
         if not values or (len(values) == 1 and not values[0].strip() and width > 1):
             continue  # a blank line is not a data row
         row_number += 1
         if lines.bad_lines != bad_before and any(_SURROGATE.search(v) for v in values):
-            chunk.append(InputRow(row_number, {}, _bad_bytes_reason(start_line, header, values)))
+            chunk.append(_bad_bytes_row(row_number, start_line, header, values))
         elif len(values) != width:
             fields = "field" if len(values) == 1 else "fields"
             reason = f"row has {len(values)} {fields}, the header has {width}"
@@ -335,11 +340,87 @@ def _csv_reason(exc: csv.Error) -> str:
     return text
 
 
-def _bad_bytes_reason(line: int, header: tuple[str, ...], values: list[str]) -> str:
-    if len(values) == len(header):
-        columns = [name for name, v in zip(header, values, strict=True) if _SURROGATE.search(v)]
-        return f"line {line}: column {', '.join(columns)}: bytes that are not valid UTF-8"
-    return f"line {line}: bytes that are not valid UTF-8"
+def _bad_bytes_row(row: int, line: int, header: tuple[str, ...], values: list[str]) -> InputRow:
+    if len(values) != len(header):
+        return InputRow(row, {}, f"line {line}: bytes that are not valid UTF-8")
+    # The columns that decoded cleanly are kept, so the result still names the row's number
+    # when only, say, the name column is mis-encoded.
+    good: dict[str, str] = {}
+    bad: list[str] = []
+    for name, value in zip(header, values, strict=True):
+        if _SURROGATE.search(value):
+            bad.append(name)
+        else:
+            good[name] = value
+    return InputRow(
+        row, good, f"line {line}: column {', '.join(bad)}: bytes that are not valid UTF-8"
+    )
+
+
+def _broken_record(lines: _LineFeed, start: int, exc: csv.Error, field_end: re.Pattern[str]) -> str:
+    """The reason for a record csv could not read; gives its lines back when that is safe.
+
+    Lines are read again only when a quoted field is still open where csv stopped (the file
+    ended, or the field reached csv's size limit): then the quote was most likely never closed
+    and the lines after the one it opened on are rows of their own. Any other error (text after
+    a closing quote, a line break in an unquoted field) comes after the quote closed, so the
+    record's later lines were text inside a field: sending them as rows would message numbers
+    that are no row of the input.
+    """
+    end = lines.line
+    message = str(exc)
+    opened = None
+    if message.startswith(("unexpected end of data", "field larger than field limit")):
+        opened = _open_quote_line(lines.record_text(), field_end)
+    if opened is None or start + opened == end:
+        reason = f"line {start}: malformed CSV: {_csv_reason(exc)}"
+        return reason + (f" (the row spans lines {start}-{end})" if end > start else "")
+    if message.startswith("unexpected end of data"):
+        reason = f"line {start}: malformed CSV: {_csv_reason(exc)}"
+    else:
+        limit = csv.field_size_limit()
+        reason = f"line {start}: malformed CSV: a quote is not closed within {limit} characters"
+    if opened:
+        reason += f"; the quote opens on line {start + opened}"
+    again = lines.replay_after(opened + 1)
+    if again == 1:
+        return f"{reason}; line {end} is read again as a row of its own"
+    return f"{reason}; lines {end - again + 1}-{end} are read again as rows of their own"
+
+
+def _open_quote_line(lines: Sequence[str], field_end: re.Pattern[str]) -> int | None:
+    """Index of the line whose quoted field is still open after ``lines``, or None.
+
+    ``lines`` are one record's lines as csv.reader (strict, ``"`` quotes, doubled to escape)
+    read them; ``field_end`` matches the delimiter or a line break. None when no quoted field is
+    open at their end: the record ended, or a closing quote was followed by other text.
+    """
+    opened: int | None = None
+    for index, line in enumerate(lines):
+        pos = 0
+        while True:
+            if opened is not None:
+                quote = line.find('"', pos)
+                if quote == -1:
+                    break  # the quoted field goes on into the next line
+                pos = quote + 1
+                if line.startswith('"', pos):
+                    pos += 1  # a doubled quote is a quote in the text
+                    continue
+                opened = None
+                match = field_end.match(line, pos)
+                if match is None or match.group() in "\r\n":
+                    return None  # the record ends here, or text follows the closing quote
+                pos = match.end()
+            if line.startswith('"', pos):
+                opened = index
+                pos += 1
+                continue
+            match = field_end.search(line, pos)
+            if match is None or match.group() in "\r\n":
+                return None  # an unquoted field ends the record on this line
+            pos = match.end()
+    return opened
 
 
 class _LineFeed:
@@ -348,17 +429,19 @@ class _LineFeed:
     Lines that are not valid UTF-8 are decoded with ``surrogateescape`` and counted in
     ``bad_lines``, so the caller can tell exactly which rows carried bad bytes. The raw lines of
     the record being read are kept from one :attr:`new_record` call to the next, so that a
-    broken record can give back the lines it swallowed (:meth:`replay_after_first_line`).
+    broken record can give back the lines it swallowed (:meth:`replay_after`).
     """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._pending: list[bytes] = []
-        self._tail = b""
+        #: The start of a line whose end has not been read yet, in the chunks it came in:
+        #: joining them only once the line ends keeps a long line linear to read.
+        self._tail: list[bytes] = []
         self._eof = False
         self._first = True
-        #: What ends a line: LF (which covers CRLF) or, in a file whose first line ends in a
-        #: lone CR, CR. None until the first line ending has been seen.
+        #: What ends a line: LF (which covers CRLF), or _ANY_END in a file whose lines end in a
+        #: lone CR. None until the first line ending has been seen.
         self._newline: bytes | None = None
         self._record: list[bytes] = []
         # Bound list methods: this runs once per line and per row of a million-row file.
@@ -370,15 +453,17 @@ class _LineFeed:
         self.bad_lines = 0
         self.before_block: Callable[[], None] = lambda: None
 
-    def replay_after_first_line(self) -> bool:
-        """Give back every line of the current record but its first; False if there were none."""
-        rest = self._record[1:]
+    def record_text(self) -> list[str]:
+        """The lines of the current record, decoded as csv.reader got them."""
+        return [raw.decode("utf-8", "surrogateescape") for raw in self._record]
+
+    def replay_after(self, keep: int) -> int:
+        """Give back the current record's lines after its first ``keep``; return how many."""
+        rest = self._record[keep:]
         self._record.clear()
-        if not rest:
-            return False
         self._pending.extend(reversed(rest))
         self.line -= len(rest)
-        return True
+        return len(rest)
 
     def __iter__(self) -> _LineFeed:
         return self
@@ -404,28 +489,72 @@ class _LineFeed:
     def _fill(self) -> None:
         self.before_block()
         data = os.read(self._fd, _READ_SIZE)
+        tail = self._tail
         if not data:
             self._eof = True
-            if self._tail:
-                self._pending = [self._tail]
-                self._tail = b""
+            if tail:
+                self._pending = [b"".join(tail)]
+                tail.clear()
             return
-        data = self._tail + data
-        newline = self._newline or self._detect_newline(data)
+        newline = self._newline
         if newline is None:
-            self._tail = data
+            # Until a line ending is seen, the tail holds none, but for a CR as its last byte.
+            newline = self._detect_newline(tail[-1][-1:] + data if tail else data)
+            if newline is None:
+                tail.append(data)
+                return
+        if newline == _ANY_END:
+            self._fill_any_end(data)
             return
-        parts = data.split(newline)
-        self._tail = parts.pop()
+        parts = data.split(b"\n")
+        last = parts.pop()
+        if not parts:
+            tail.append(last)
+            return
+        if tail:
+            tail.append(parts[0])
+            parts[0] = b"".join(tail)
+            tail.clear()
+        if last:
+            tail.append(last)
         # csv.reader wants the line endings kept: they matter inside quoted fields.
-        self._pending = [part + newline for part in reversed(parts)]
+        self._pending = [part + b"\n" for part in reversed(parts)]
+
+    def _fill_any_end(self, data: bytes) -> None:
+        """Split at CR, CRLF and LF: files with lone-CR endings are often mixed with others."""
+        tail = self._tail
+        parts = _ANY_END_SPLIT.split(data)  # zero-width: the endings stay on the lines
+        last = parts.pop()
+        if not last and data.endswith(b"\r"):
+            last = parts.pop()  # its LF may be the next read's first byte
+        if tail and tail[-1].endswith(b"\r") and not data.startswith(b"\n"):
+            parts.insert(0, b"".join(tail))  # a CR the last read ended on was a line ending
+            tail.clear()
+        elif tail and parts:
+            tail.append(parts[0])
+            parts[0] = b"".join(tail)
+            tail.clear()
+        if last:
+            tail.append(last)
+        parts.reverse()
+        self._pending = parts
 
     def _detect_newline(self, data: bytes) -> bytes | None:
-        """LF, unless the first line ending is a CR not followed by LF (old Mac exports)."""
+        """LF, unless lines end in a lone CR (old Mac exports): _ANY_END then.
+
+        A lone CR as the first line ending decides it; so does a first line ending in LF when the
+        rest of the read has a lone CR and no LF (a header written apart from old Mac rows). An
+        LF in the rest of the read keeps LF, so a CR inside a field of an LF file stays text.
+        """
         cr = data.find(b"\r")
         lf = data.find(b"\n")
-        if cr == -1 or (lf != -1 and lf < cr):
-            self._newline = b"\n" if lf != -1 else None
-        elif cr + 1 < len(data):
-            self._newline = b"\n" if data[cr + 1 : cr + 2] == b"\n" else b"\r"
+        if cr != -1 and (lf == -1 or cr + 1 < lf):
+            if cr + 1 == len(data):
+                return None  # its LF may come with the next read
+            self._newline = _ANY_END
+        elif lf != -1:
+            rest = data[lf + 1 :]
+            cr = rest.find(b"\r")
+            lone_cr = cr != -1 and cr + 1 < len(rest) and b"\n" not in rest
+            self._newline = _ANY_END if lone_cr else b"\n"
         return self._newline

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import pytest
 
 from kaleyra_async._exceptions import ConfigError
+from kaleyra_async._models import RowResult
+from kaleyra_async._phone import PhoneNormalizer
+from kaleyra_async._prepare import RowPlan, RowPreparer
 from kaleyra_async._sources import _READ_SIZE, CsvSource, InputRow
 
 
@@ -172,6 +176,141 @@ async def test_a_quote_never_closed_gives_back_the_lines_it_swallowed(tmp_path: 
     data = b'to,name\n+911,ok\n+912,"never closed\n' + later
     rows = await read_all(CsvSource(write(tmp_path, data)))
     assert rows[1].error is not None
-    assert rows[1].error.startswith("line 3: malformed CSV: a field is longer than")
+    assert rows[1].error == (
+        "line 3: malformed CSV: a quote is not closed within 131072 characters; "
+        "lines 4-8195 are read again as rows of their own"
+    )
     assert [r.row for r in rows] == list(range(1, 20_003))
     assert [r.fields["to"] for r in rows[2:]] == [f"+9198{n:08d}" for n in range(20_000)]
+
+
+@pytest.mark.parametrize(
+    ("inside", "rows_after"),
+    [
+        pytest.param(b"+919800000099,anytime", 1, id="a-number-inside-the-quote"),
+        pytest.param(b"your order ships today", 1, id="text-inside-the-quote"),
+    ],
+)
+async def test_text_after_a_closing_quote_spoils_one_row_and_no_line_of_it_is_read_again(
+    tmp_path: Path, inside: bytes, rows_after: int
+) -> None:
+    """The quote closed: the lines it spans were text of a field, never rows to send."""
+    data = b'to,body\n+919800000001,"Call us:\n' + inside + b'" \n+919800000002,Hi Ravi\n'
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [(r.row, r.fields, r.error) for r in rows] == [
+        (1, {}, "line 2: malformed CSV: ',' expected after '\"' (the row spans lines 2-3)"),
+        (2, {"to": "+919800000002", "body": "Hi Ravi"}, None),
+    ]
+
+
+async def test_one_line_read_again_is_named_as_one_line(tmp_path: Path) -> None:
+    data = b'to,name\n+911,ok\n+912,"never closed\n+913,x\n'
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [(r.row, r.error) for r in rows] == [
+        (1, None),
+        (
+            2,
+            "line 3: malformed CSV: the file ends inside a quoted field (a quote is never "
+            "closed); line 4 is read again as a row of its own",
+        ),
+        (3, None),
+    ]
+
+
+async def test_only_the_lines_after_the_still_open_quote_are_read_again(tmp_path: Path) -> None:
+    """A record whose first quoted field closed and whose next one never does: the lines up to
+    the one the open quote starts on are the broken row; only the lines after it are rows."""
+    data = b'to,a,b\n+911,"one\n+919800000099 two","never closed\n+913,x,y\n'
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [(r.row, r.fields.get("to"), r.error) for r in rows] == [
+        (
+            1,
+            None,
+            "line 2: malformed CSV: the file ends inside a quoted field (a quote is never "
+            "closed); the quote opens on line 3; line 4 is read again as a row of its own",
+        ),
+        (2, "+913", None),
+    ]
+
+
+async def test_a_long_quoted_field_that_closes_on_its_last_line_is_one_row(
+    tmp_path: Path,
+) -> None:
+    """The size limit is reached inside quotes, but the quote closes later on that line: the
+    field is too long, not unclosed, and its lines are not rows."""
+    field = b"+9198%08d text\n" % 1 + b"y" * 140_000
+    data = b'to,body\n+911,"' + field + b'"\n+912,ok\n'
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [(r.row, r.error) for r in rows] == [
+        (1, "line 2: malformed CSV: a field is longer than 131072 characters (the row spans "
+            "lines 2-3)"),
+        (2, None),
+    ]  # fmt: skip
+
+
+async def test_a_row_with_bad_bytes_in_another_column_keeps_its_number(tmp_path: Path) -> None:
+    """Only the mis-encoded column is unknown: the result can still say whom the row was for."""
+    data = b"to,name\n+919800000001,caf\xe9\n\xff,ok\n"
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [(r.fields, r.error) for r in rows] == [
+        ({"to": "+919800000001"}, "line 2: column name: bytes that are not valid UTF-8"),
+        ({"name": "ok"}, "line 3: column to: bytes that are not valid UTF-8"),
+    ]
+    plan = RowPlan(pod="IN", body="Hi", sender="KLRHXA", type="TXN")
+    preparer = RowPreparer(plan, normalize=PhoneNormalizer("+91"), now=datetime.now(UTC))
+    preparer.check_header(("to", "name"))
+    results = [preparer.prepare(r) for r in rows]
+    assert [(r.to, r.error_code) for r in results if isinstance(r, RowResult)] == [
+        ("+919800000001", "invalid_row"),
+        ("", "invalid_row"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header_end", "row_end"),
+    [
+        pytest.param(b"\n", b"\r", id="lf-header-cr-rows"),
+        pytest.param(b"\r\n", b"\r", id="crlf-header-cr-rows"),
+        pytest.param(b"\r", b"\r\n", id="cr-header-crlf-rows"),
+        pytest.param(b"\r", b"\n", id="cr-header-lf-rows"),
+    ],
+)
+async def test_a_header_ending_unlike_the_rows_still_gives_every_row(
+    tmp_path: Path, header_end: bytes, row_end: bytes
+) -> None:
+    """A header written apart from old Mac rows: each row is its own row, none merged."""
+    data = b"to,name" + header_end + b"".join(b"+91%d,n%d" % (n, n) + row_end for n in range(3))
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [(r.fields, r.error) for r in rows] == [
+        ({"to": f"+91{n}", "name": f"n{n}"}, None) for n in range(3)
+    ]
+
+
+async def test_crlf_split_across_reads_in_a_cr_file(tmp_path: Path) -> None:
+    """A CRLF whose CR ends a 64 KiB read is one line ending, not a CR then a blank line."""
+    header = b"to," + b"n" * 15 + b"\r"  # puts row 3853's CR at the read's last byte
+    body = b"".join(b"+9198%08d,x\r\n" % n for n in range(10_000))
+    assert (header + body)[_READ_SIZE - 2 : _READ_SIZE] == b"x\r"
+    rows = await read_all(CsvSource(write(tmp_path, header + body)))
+    assert [r.error for r in rows] == [None] * 10_000
+    assert [r.fields["to"] for r in rows[4366:4369]] == [
+        f"+9198{n:08d}" for n in (4366, 4367, 4368)
+    ]
+
+
+async def test_a_lone_cr_in_a_field_of_an_lf_file_stays_one_row(tmp_path: Path) -> None:
+    """An LF file: a CR inside an unquoted field does not split the row in two."""
+    data = b"to,name\n+911,As\rha\n+912,Ravi\n"
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [(r.row, r.error) for r in rows] == [
+        (1, "line 2: malformed CSV: a line break inside an unquoted field (quote the field)"),
+        (2, None),
+    ]
+
+
+async def test_a_line_arriving_in_several_reads_is_one_row(tmp_path: Path) -> None:
+    """The start of a line is kept across reads until its end comes (or the file ends)."""
+    name = "x" * (_READ_SIZE * 3 // 2)  # under csv's field size limit
+    data = f"to,name\n+911,{name}\n+912,{name}".encode()
+    rows = await read_all(CsvSource(write(tmp_path, data)))
+    assert [r.fields["name"] == name for r in rows] == [True, True]

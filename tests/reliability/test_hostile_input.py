@@ -76,6 +76,14 @@ def rows(*lines: bytes, header: bytes = b"to,name") -> Callable[[], bytes]:
 
 
 MB = 1 << 20
+SPANS_2_3 = "line 2: malformed CSV: ',' expected after '\"' (the row spans lines 2-3)"
+
+
+def unclosed_quote_in_a_big_file() -> bytes:
+    """Row 2 opens a quote that never closes; 200 rows of 1 KB follow, past csv's 128 KiB limit."""
+    later = [b"+9198%08d," % n + b"x" * 1000 for n in range(3, 203)]
+    return rows(b"+919800000001,Asha", b'+919800000002,"Ravi', *later)()
+
 
 CASES = [
     # -- encodings -------------------------------------------------------------------------
@@ -99,6 +107,10 @@ CASES = [
     Case("crlf-lf-mix", "CRLF and LF line endings mixed in one file", "crlf_lf_mix.csv", 0,
          sent=(1, 2, 3)),
     Case("cr-only", "old Mac exports end lines with a lone CR", "cr_only.csv", 0, sent=(1, 2)),
+    Case("lf-header-cr-rows", "a header ending in LF on rows ending in a lone CR",
+         "lf_header_cr_rows.csv", 0, sent=(1, 2, 3)),
+    Case("cr-header-crlf-rows", "a header ending in a lone CR on rows ending in CRLF",
+         "cr_header_crlf_rows.csv", 0, sent=(1, 2, 3)),
     Case("blank-lines", "blank and whitespace lines are skipped; ',' lines are empty data rows",
          "blank_lines.csv", 1, sent=(1, 2),
          invalid=dict.fromkeys((3, 4), ("invalid_to", "to: missing number"))),
@@ -120,6 +132,18 @@ CASES = [
     Case("stray-quote", "text after a closing quote is malformed; a quote inside a field is text",
          "stray_quote.csv", 1, sent=(1, 3),
          invalid={2: ("invalid_row", "line 3: malformed CSV: ',' expected after '\"'")}),
+    # A quote that closed is followed by a space: its lines were text of one field, and a
+    # number in that text must never be sent to as if it were a row.
+    Case("closed-quote-then-space", "text after a closing quote spoils the row its quote spans",
+         "closed_quote_then_space.csv", 1, sent=(2,), invalid={1: ("invalid_row", SPANS_2_3)}),
+    Case("closed-quote-then-space-harmless", "the same with only words in the quote: no made-up "
+         "row, no later row renumbered", "closed_quote_then_space_harmless.csv", 1, sent=(2,),
+         invalid={1: ("invalid_row", SPANS_2_3)}),
+    Case("unterminated-quote-big-file",
+         "a quote never closed early in a big file: named as such, not as a too-long field",
+         unclosed_quote_in_a_big_file, 1, sent=(1, *range(3, 203)),
+         invalid={2: ("invalid_row", "line 3: malformed CSV: a quote is not closed within 131072 "
+                                     "characters; lines 4-")}),
     Case("lone-cr-in-field", "a CR inside an unquoted field, in a file of LF lines",
          "lone_cr_in_field.csv", 1, sent=(2,),
          invalid={1: ("invalid_row", "line 2: malformed CSV: a line break inside an unquoted")}),
