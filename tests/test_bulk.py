@@ -179,3 +179,17 @@ async def test_a_bad_header_on_stdin_removes_only_the_files_it_created(tmp_path:
         await send_bulk("-", config(), options, stdin=stdin)
     assert out.is_symlink() and target.exists()
     assert not journal_path_for(out).exists()
+
+
+async def test_resume_over_a_file_that_is_not_ours_leaves_it_intact(tmp_path: Path) -> None:
+    """--resume --out notes.txt: refused by name, and its unterminated last line is kept."""
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"my notes\nmy important last line")
+    router, transport = kaleyra()
+    with pytest.raises(ConfigError, match=r"notes\.txt.*not a kaleyra_async"):
+        await send_bulk(
+            csv(tmp_path), config(), BulkOptions(out=str(notes), resume=True), transport=transport
+        )
+    assert notes.read_bytes() == b"my notes\nmy important last line"
+    assert not journal_path_for(notes).exists()
+    assert router.calls.call_count == 0
