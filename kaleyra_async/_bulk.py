@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from ._results import (
     load_progress,
     same_input,
 )
-from ._sources import CsvSource, RecordSource
+from ._sources import CsvSource, InputRow, RecordSource
 
 __all__ = ["BulkOptions", "send_bulk"]
 
@@ -138,11 +139,22 @@ async def send_bulk(
     # As the journal stores it (JSON has lists, not tuples), to compare on resume.
     plan_record = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(plan).items()}
     progress, input_id = await anyio.to_thread.run_sync(_prepare_files, rows, options, plan_record)
+    if isinstance(rows, CsvSource) and not rows.is_stdin:
+        # Before the outputs are opened: a file without a "to" column must not cost the old
+        # results (--overwrite) nor leave new files behind that block the corrected rerun.
+        await _check_header(rows, preparer)
     settings = settings_from(config, dry_run=options.dry_run)
     discard = on_results is not None and options.out is None
+    created: list[_Created] = []
     try:
-        with _open_outputs(options, None if discard else (stdout or sys.stdout.buffer)) as files:
-            writer = ResultsWriter(*files)
+        async with contextlib.AsyncExitStack() as stack:
+            client = None
+            if not options.dry_run:
+                client = await stack.enter_async_context(
+                    KaleyraClient.from_config(config, transport=transport)
+                )
+            out = None if discard else (stdout or sys.stdout.buffer)
+            writer = ResultsWriter(*stack.enter_context(_open_outputs(options, out, created)))
             writer.journal_header(
                 journal_start_record(
                     input_id,
@@ -153,37 +165,68 @@ async def send_bulk(
             )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.run)
+                send = None if client is None else functools.partial(client.send, prevalidated=True)
                 try:
-                    run = functools.partial(
-                        dispatch, rows, preparer, writer=writer, settings=settings,
-                        summary=summary, progress=progress, stop=stop, on_results=on_results,
+                    await dispatch(
+                        rows, preparer, send, writer=writer, settings=settings, summary=summary,
+                        progress=progress, stop=stop, on_results=on_results,
                     )  # fmt: skip
-                    if options.dry_run:
-                        await run(None)
-                    else:
-                        async with KaleyraClient.from_config(config, transport=transport) as client:
-                            await run(functools.partial(client.send, prevalidated=True))
                 finally:
                     await writer.aclose()
     except BaseExceptionGroup as group:
         error = unwrap_group(group)
         if isinstance(error, ConfigError) and summary.rows == 0:
-            await anyio.to_thread.run_sync(_forget_outputs, options)
+            await anyio.to_thread.run_sync(_forget_outputs, created)
         raise error from None
     return summary
 
 
-def _forget_outputs(options: BulkOptions) -> None:
+class _HeaderChecked(Exception):
+    """Ends the header probe: the header was read and passed the checks."""
+
+
+async def _check_header(rows: CsvSource, preparer: RowPreparer) -> None:
+    """Read the input's header row and check it against the plan, reading no data row.
+
+    Raises:
+        ConfigError: the input cannot be opened, or its header is unusable or lacks a column.
+    """
+
+    def checked(header: tuple[str, ...]) -> None:
+        preparer.check_header(header)
+        raise _HeaderChecked  # stops the reader thread before it parses any row
+
+    probe = CsvSource(rows.path, delimiter=rows.delimiter)
+    probe.on_header(checked)
+    send, receive = anyio.create_memory_object_stream[list[InputRow]](1)
+    with send, receive, contextlib.suppress(_HeaderChecked):
+        await probe.pump(send)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Created:
+    """An output file this run created, as it was at creation (to remove only that file)."""
+
+    path: str
+    device: int
+    inode: int
+
+
+def _forget_outputs(created: Sequence[_Created]) -> None:
     """Remove the files of a run that stopped before reading any row (a missing column...).
 
     Nothing was sent, so there is nothing to resume; left behind, they would make the rerun
-    with the corrected file fail with "already exists". A resumed run's files are kept.
+    with the corrected file fail with "already exists". Only files this run created go, and
+    only while the path still names that very regular file: whatever was there before (a
+    symlink, /dev/null, an earlier run's results) is never removed.
     """
-    if options.out is None or options.resume:
-        return
-    for path in (options.out, journal_path_for(options.out)):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+    for file in created:
+        try:
+            st = os.lstat(file.path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (file.device, file.inode):
+            os.remove(file.path)
 
 
 def _prepare_files(
@@ -242,12 +285,29 @@ def _prepare_files(
 
 @contextmanager
 def _open_outputs(
-    options: BulkOptions, stdout: IO[bytes] | None
+    options: BulkOptions, stdout: IO[bytes] | None, created: list[_Created]
 ) -> Iterator[tuple[IO[bytes] | None, IO[bytes] | None]]:
-    """The results file and its journal; without ``out``, ``stdout`` (or nothing) and no journal."""
+    """The results file and its journal; without ``out``, ``stdout`` (or nothing) and no journal.
+
+    Files that did not exist are noted in ``created``.
+    """
     if options.out is None:
         yield stdout, None
         return
     mode = "ab" if options.resume else "wb"
-    with open(options.out, mode) as results, open(journal_path_for(options.out), mode) as journal:
+    with (
+        _open_output(options.out, mode, created) as results,
+        _open_output(journal_path_for(options.out), mode, created) as journal,
+    ):
         yield results, journal
+
+
+def _open_output(path: str | os.PathLike[str], mode: str, created: list[_Created]) -> IO[bytes]:
+    try:
+        # O_EXCL also refuses a symlink, even a dangling one: only a new file counts as ours.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return open(path, mode)
+    st = os.fstat(fd)
+    created.append(_Created(os.fspath(path), st.st_dev, st.st_ino))
+    return open(fd, mode)

@@ -313,7 +313,21 @@ def load_config(
         # Checked even when the environment overrides it: a wrong file is wrong everywhere.
         _str_or_none(account[key], f"account.{key}")
     key_env = account.get("api_key_env") or ENV_API_KEY
-    api_key = env.get(ENV_API_KEY) or env.get(key_env) or account.get("api_key") or ""
+    key_from, api_key = next(
+        (
+            (where, value)
+            for where, value in (
+                (f"environment variable {ENV_API_KEY}", env.get(ENV_API_KEY)),
+                (f"environment variable {key_env}", env.get(key_env)),
+                ("account.api_key", account.get("api_key")),
+            )
+            if value
+        ),
+        ("account.api_key", ""),
+    )
+    # Checked here, where it is known where the key came from: Config can only say
+    # account.api_key, which sends someone whose key is in the environment to the wrong place.
+    _require(not api_key or Secret(api_key).header_safe(), key_from, API_KEY_RULE)
     sid = env.get(ENV_SID) or account.get("sid") or ""
     pod = env.get(ENV_POD) or account.get("pod") or "IN"
     base_url = env.get(ENV_BASE_URL) or account.get("base_url")

@@ -123,10 +123,12 @@ def load_progress(results_path: str | os.PathLike[str]) -> Progress:
 
     Raises:
         ConfigError: a file exists but is not one of ours (a line that isn't a JSON object).
+            A file that does not start as ours is refused before anything in it is cut.
     """
     progress = Progress()
     results = Path(results_path)
     journal = journal_path_for(results)
+    _check_ours(results, journal)
     for line_no, record in _read_ndjson(results):
         row = record.get("row")
         if not isinstance(row, int) or row < 1:
@@ -150,6 +152,56 @@ def load_progress(results_path: str | os.PathLike[str]) -> Progress:
             raise ConfigError(f"{journal}:{line_no}: not a kaleyra_async journal line")
     progress.unresolved = {row for row in inflight if not progress.is_done(row)}
     return progress
+
+
+def _check_ours(results: Path, journal: Path) -> None:
+    """Refuse files that kaleyra_async did not write, before a torn tail is cut from them.
+
+    Every run writes its journal's header line before anything else, so files with content are
+    ours only when the journal starts with that header; a results line must start the results.
+
+    Raises:
+        ConfigError: naming the file, which is left exactly as it was.
+    """
+    journal_head = _first_line(journal)
+    results_head = _first_line(results)
+    if journal_head is None and results_head is None:
+        return  # nothing was ever written: nothing to cut either
+    untouched = "it is left as it is: choose another --out"
+    if journal_head is None:
+        raise ConfigError(
+            f"{results}: not a kaleyra_async results file (there is no {journal.name} beside "
+            f"it); {untouched}"
+        )
+    header = _json_object(journal_head)
+    if header is None or "journal" not in header:
+        raise ConfigError(
+            f"{journal}:1: not a kaleyra_async journal (the first line is not its header); "
+            f"{untouched}"
+        )
+    if results_head and results_head.endswith(b"\n"):
+        record = _json_object(results_head)
+        row = None if record is None else record.get("row")
+        if not isinstance(row, int) or isinstance(row, bool) or row < 1:
+            raise ConfigError(f"{results}:1: not a kaleyra_async result line; {untouched}")
+
+
+def _first_line(path: Path, limit: int = 1 << 20) -> bytes | None:
+    """The first line of a file, with its newline if it has one; None if missing or empty."""
+    try:
+        with path.open("rb") as fh:
+            line = fh.readline(limit)
+    except FileNotFoundError:
+        return None
+    return line or None
+
+
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _read_ndjson(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 
 import httpx
@@ -113,3 +115,81 @@ async def test_resume_refuses_changed_message_options(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"message options differ.*body"):
         await send_bulk(src, changed, BulkOptions(out=out, resume=True), transport=transport)
+
+
+def no_to_column(tmp_path: Path) -> Path:
+    path = tmp_path / "phones.csv"
+    path.write_text("phone\n+919800000001\n")
+    return path
+
+
+async def test_a_bad_header_leaves_an_overwritten_symlink_and_its_target_alone(
+    tmp_path: Path,
+) -> None:
+    """--out a symlink, --overwrite, no 'to' column: the link stays and its target is intact."""
+    target = tmp_path / "precious.txt"
+    target.write_bytes(b"keep me\n")
+    link = tmp_path / "link.ndjson"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="no 'to' column"):
+        await send_bulk(
+            no_to_column(tmp_path), config(), BulkOptions(out=str(link), overwrite=True)
+        )
+    assert link.is_symlink()
+    assert target.read_bytes() == b"keep me\n"
+    assert not journal_path_for(link).exists()
+
+
+async def test_a_bad_header_leaves_a_device_node_alone(tmp_path: Path) -> None:
+    """--out a character device (as /dev/null is) is never removed when the run stops early."""
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    with pytest.raises(ConfigError, match="no 'to' column"):
+        await send_bulk(
+            no_to_column(tmp_path), config(), BulkOptions(out=str(node), overwrite=True)
+        )
+    assert stat.S_ISCHR(node.lstat().st_mode)
+
+
+async def test_a_bad_header_keeps_the_old_results_despite_overwrite(tmp_path: Path) -> None:
+    """The header is checked before --overwrite empties anything: the old run survives."""
+    out = tmp_path / "out.ndjson"
+    _, transport = kaleyra()
+    await send_bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
+    before = out.read_bytes(), journal_path_for(out).read_bytes()
+    with pytest.raises(ConfigError, match="no 'to' column"):
+        await send_bulk(no_to_column(tmp_path), config(), BulkOptions(out=str(out), overwrite=True))
+    assert (out.read_bytes(), journal_path_for(out).read_bytes()) == before
+
+
+async def test_a_bad_header_on_stdin_removes_only_the_files_it_created(tmp_path: Path) -> None:
+    """stdin can't be checked first: new files go again, an existing symlink stays."""
+    out = tmp_path / "out.ndjson"
+    with no_to_column(tmp_path).open("rb") as stdin, pytest.raises(ConfigError, match="'to'"):
+        await send_bulk("-", config(), BulkOptions(out=str(out)), stdin=stdin)
+    assert not out.exists() and not journal_path_for(out).exists()
+    target = tmp_path / "precious.txt"
+    target.write_bytes(b"keep me\n")
+    out.symlink_to(target)
+    options = BulkOptions(out=str(out), overwrite=True)
+    with no_to_column(tmp_path).open("rb") as stdin, pytest.raises(ConfigError, match="'to'"):
+        await send_bulk("-", config(), options, stdin=stdin)
+    assert out.is_symlink() and target.exists()
+    assert not journal_path_for(out).exists()
+
+
+async def test_resume_over_a_file_that_is_not_ours_leaves_it_intact(tmp_path: Path) -> None:
+    """--resume --out notes.txt: refused by name, and its unterminated last line is kept."""
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"my notes\nmy important last line")
+    router, transport = kaleyra()
+    with pytest.raises(ConfigError, match=r"notes\.txt.*not a kaleyra_async"):
+        await send_bulk(
+            csv(tmp_path), config(), BulkOptions(out=str(notes), resume=True), transport=transport
+        )
+    assert notes.read_bytes() == b"my notes\nmy important last line"
+    assert not journal_path_for(notes).exists()
+    assert router.calls.call_count == 0

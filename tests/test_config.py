@@ -121,3 +121,25 @@ def test_dry_run_needs_no_credentials() -> None:
     """require_credentials=False fills placeholders so a dry run works without an account."""
     config = load_config(None, env={}, require_credentials=False)
     assert config.sid and config.api_key
+
+
+@pytest.mark.parametrize(
+    ("account", "env", "where"),
+    [
+        pytest.param("", {"KALEYRA_API_KEY": KEY + "\n"}, "KALEYRA_API_KEY", id="default-var"),
+        pytest.param(
+            'api_key_env = "MY_KEY"\n', {"MY_KEY": KEY + "\r\n"}, "MY_KEY", id="api_key_env"
+        ),
+        pytest.param(f'api_key = "{KEY} "\n', {}, r"account\.api_key", id="file"),
+    ],
+)
+def test_a_malformed_key_is_reported_where_it_came_from(
+    tmp_path: Path, account: str, env: dict[str, str], where: str
+) -> None:
+    """A key with a line break or space is reported by its variable or key, never its value."""
+    path = write(tmp_path, f'[account]\nsid = "HX1"\n{account}')
+    with pytest.raises(ConfigError, match=where) as caught:
+        load_config(path, env=env)
+    assert KEY not in str(caught.value)
+    if env:
+        assert "account.api_key" not in str(caught.value)

@@ -31,6 +31,8 @@ from kaleyra_async._sources import CsvSource
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 PLAN = RowPlan(pod="IN", body="Your order has shipped", sender="KLRHXA", type="TXN")
+#: The line send_bulk starts a journal with (dispatch itself does not write it).
+JOURNAL_HEADER = b'{"journal":1,"input":{}}\n'
 
 
 class FakeKaleyra:
@@ -447,7 +449,7 @@ async def test_a_refused_attempt_then_stop_releases_the_rows(tmp_path: Path) -> 
         )  # fmt: skip
     assert results == []
     out.write_bytes(b"")
-    (tmp_path / "out.ndjson.journal").write_bytes(journal.getvalue())
+    (tmp_path / "out.ndjson.journal").write_bytes(JOURNAL_HEADER + journal.getvalue())
     assert load_progress(out).unresolved == set()  # --resume sends them
 
 
@@ -521,7 +523,7 @@ async def test_stop_during_the_journal_write_releases_the_rows(tmp_path: Path) -
     assert fake.requests == []
     out = tmp_path / "out.ndjson"
     out.write_bytes(b"")
-    (tmp_path / "out.ndjson.journal").write_bytes(journal.getvalue())
+    (tmp_path / "out.ndjson.journal").write_bytes(JOURNAL_HEADER + journal.getvalue())
     assert load_progress(out).unresolved == set()
 
 
@@ -552,7 +554,7 @@ async def test_stop_while_held_by_the_last_window_check_releases_the_rows(
     assert results == []
     out = tmp_path / "out.ndjson"
     out.write_bytes(b"")
-    (tmp_path / "out.ndjson.journal").write_bytes(journal.getvalue())
+    (tmp_path / "out.ndjson.journal").write_bytes(JOURNAL_HEADER + journal.getvalue())
     assert load_progress(out).unresolved == set()
 
 

@@ -16,6 +16,9 @@ from kaleyra_async._exceptions import ConfigError
 from kaleyra_async._models import RowResult
 from kaleyra_async._results import ResultsWriter, journal_path_for, load_progress
 
+#: The first line of every journal send_bulk writes.
+HEADER = b'{"journal":1,"input":{}}\n'
+
 KEYS = [
     "row",
     "to",
@@ -137,8 +140,40 @@ def test_load_progress_refuses_foreign_files(tmp_path: Path, content: bytes) -> 
     """Resuming from a file that isn't ours (or is corrupt) is refused with the line named."""
     results = tmp_path / "r.ndjson"
     results.write_bytes(content)
+    journal_path_for(results).write_bytes(HEADER)
     with pytest.raises(ConfigError, match=r"r\.ndjson:\d"):
         load_progress(results)
+
+
+@pytest.mark.parametrize(
+    ("results", "journal", "named"),
+    [
+        pytest.param(b"my notes\nmy important last line", None, "notes.txt", id="no-journal"),
+        pytest.param(
+            b"my notes\nmy important last line", HEADER, r"notes\.txt:1", id="not-results"
+        ),
+        pytest.param(
+            b'{"row":1,"status":"sent"}\n{"row":2,"sta',
+            b"a log of mine\nwithout its last newline",
+            r"notes\.txt\.journal:1",
+            id="foreign-journal",
+        ),
+        pytest.param(b"", b"[1,2]\n[3", r"\.journal:1", id="journal-not-an-object"),
+    ],
+)
+def test_resume_leaves_files_that_are_not_ours_byte_for_byte(
+    tmp_path: Path, results: bytes, journal: bytes | None, named: str
+) -> None:
+    """A torn-looking last line is only cut once both files are known to be ours."""
+    path = tmp_path / "notes.txt"
+    path.write_bytes(results)
+    if journal is not None:
+        journal_path_for(path).write_bytes(journal)
+    with pytest.raises(ConfigError, match=named):
+        load_progress(path)
+    assert path.read_bytes() == results
+    if journal is not None:
+        assert journal_path_for(path).read_bytes() == journal
 
 
 class GatedFile(io.BytesIO):
@@ -227,7 +262,7 @@ async def test_a_cancelled_mark_is_still_written_before_its_release(tmp_path: Pa
         await writer.aclose()
     results = tmp_path / "r.ndjson"
     results.write_bytes(b"")
-    journal_path_for(results).write_bytes(journal.getvalue())
+    journal_path_for(results).write_bytes(HEADER + journal.getvalue())
     assert journal.getvalue() == b'{"inflight":[7]}\n{"released":[7]}\n'
     assert load_progress(results).unresolved == set()
 
