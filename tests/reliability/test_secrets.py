@@ -124,7 +124,7 @@ async def test_a_key_that_cannot_be_a_header_is_refused_without_showing_it(
     value = bad.format(key=key)
     with pytest.raises(ConfigError) as from_env:
         load_config(None, env={"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": value})
-    assert str(from_env.value).startswith("account.api_key: ")
+    assert str(from_env.value).startswith("environment variable KALEYRA_API_KEY: ")
     for transport in ("aiohttp", "httpx"):
         with pytest.raises(ConfigError) as direct:
             KaleyraClient(sid="HX1", api_key=value, http=HttpConfig(transport=transport))
