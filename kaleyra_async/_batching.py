@@ -12,13 +12,14 @@ OTP request without a test failing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from typing import Final
 
 from ._exceptions import ValidationError
 from ._models import Encoding, Message
 
-__all__ = ["Batch", "Batcher", "PreparedRow"]
+__all__ = ["Batch", "Batcher", "PreparedRow", "RepeatFilter"]
 
 MAX_BATCH_SIZE: Final = 100
 #: Open batches (distinct messages) held at once before the oldest is closed early. Personalised
@@ -151,3 +152,42 @@ class Batcher:
     def _close(self, key: Message) -> Batch:
         entry = self._open.pop(key)
         return Batch(key, tuple(entry.rows))
+
+
+#: Distinct messages whose digest is kept for reuse (a constant body is digested once a run).
+_MAX_MESSAGE_DIGESTS: Final = 4096
+
+
+class RepeatFilter:
+    """Tells whether a (number, message) pair came before, in about 100 bytes per distinct pair.
+
+    What it keeps is a 128-bit BLAKE2b digest of the pair, not the message: keeping each
+    :class:`Message` held every personalised body for the whole run (hundreds of bytes to
+    kilobytes a row). Two different pairs share a digest with a probability of about
+    n² / 2¹²⁹, nil for any file that fits on a disk.
+    """
+
+    __slots__ = ("_digests", "_seen")
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+        self._digests: dict[Message, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def first_time(self, to: str, message: Message) -> bool:
+        """Remember the pair; False when it was seen before."""
+        digest = self._digests.get(message)
+        if digest is None:
+            if len(self._digests) >= _MAX_MESSAGE_DIGESTS:
+                self._digests.clear()
+            # A dataclass's repr names every field and quotes every string: equal reprs, equal
+            # messages, and the other way round.
+            text = repr(message).encode("utf-8", "surrogatepass")
+            digest = self._digests[message] = hashlib.blake2b(text, digest_size=32).digest()
+        key = hashlib.blake2b(to.encode(), digest_size=16, key=digest).digest()
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True

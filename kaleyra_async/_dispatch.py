@@ -24,7 +24,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._batching import Batch, Batcher, PreparedRow
+from ._batching import Batch, Batcher, PreparedRow, RepeatFilter
 from ._client import AttemptObserver
 from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
 from ._models import Message, RowResult, RowStatus, SendResult
@@ -192,8 +192,7 @@ class _Run:
         self.reading = anyio.CancelScope()
         self.planning = anyio.CancelScope()
         self.sending = anyio.CancelScope()
-        self.dedupe_ids: dict[Message, int] = {}
-        self.seen: set[str] = set()
+        self.repeats = RepeatFilter()
         self.on_results = on_results
         self.flights: set[_Flight] = set()
         source.on_header(preparer.check_header)
@@ -355,12 +354,7 @@ class _Run:
         """Remember (number, message); False when it was seen before."""
         if isinstance(prepared, RowResult):
             return True
-        message_id = self.dedupe_ids.setdefault(prepared.message, len(self.dedupe_ids))
-        key = f"{message_id}:{prepared.to}"
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        return True
+        return self.repeats.first_time(prepared.to, prepared.message)
 
     async def _submit(self, batch: Batch) -> None:
         if self.dry_run:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
 
-from kaleyra_async._batching import Batch, Batcher, PreparedRow
+from kaleyra_async._batching import Batch, Batcher, PreparedRow, RepeatFilter
 from kaleyra_async._exceptions import ValidationError
 from kaleyra_async._models import Message
 
@@ -132,3 +133,19 @@ def test_batch_over_100_recipients_is_refused() -> None:
         Batch(BULK, tuple(row(n) for n in range(101)))
     with pytest.raises(ValueError, match=r"1\.\.100"):
         Batcher(batch_size=101)
+
+
+def test_repeat_filter_knows_a_pair_only_once() -> None:
+    """The same number and message repeat; another number or any other field does not."""
+    repeats = RepeatFilter()
+    assert repeats.first_time("+919800000001", BULK)
+    assert not repeats.first_time(
+        "+919800000001", Message(body=BULK.body, sender="KLRHXA", type="TXN")
+    )
+    assert repeats.first_time("+919800000002", BULK)
+    assert repeats.first_time("+919800000001", OTHER)
+    assert repeats.first_time("+919800000001", dataclasses.replace(BULK, flash=True))
+    # Field boundaries count: the same characters split differently are another message.
+    assert repeats.first_time("+919800000001", Message(body="a", sender="b'", type="TXN"))
+    assert repeats.first_time("+919800000001", Message(body="a', sender='b", type="TXN"))
+    assert len(repeats) == 6

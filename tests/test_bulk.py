@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -193,3 +195,34 @@ async def test_resume_over_a_file_that_is_not_ours_leaves_it_intact(tmp_path: Pa
     assert notes.read_bytes() == b"my notes\nmy important last line"
     assert not journal_path_for(notes).exists()
     assert router.calls.call_count == 0
+
+
+async def test_a_dry_runs_repeat_count_keeps_no_message_per_row() -> None:
+    """Counting repeats in a dry run holds ~100 B per distinct row, not each personalised body."""
+
+    def records(n: int) -> Iterator[dict[str, str]]:
+        # One number, a 2 KB body per row: only the repeat count can hold anything per row.
+        return ({"to": "+919800000001", "body": f"{i:06d} " + "x" * 2000} for i in range(n))
+
+    async def peak(n: int) -> int:
+        summary = await send_bulk(
+            RecordSource(records(n)),
+            config(),
+            BulkOptions(dry_run=True),
+            on_results=lambda results: None,
+        )
+        assert summary.by_status == {"planned": n} and summary.duplicates == 0
+        return tracemalloc.get_traced_memory()[1]
+
+    tracemalloc.start()
+    try:
+        await peak(100)  # one-time allocations (threads, imports) out of the way
+        tracemalloc.reset_peak()
+        small = await peak(5000)  # the bounded caches (4,096 messages) are full by now
+        tracemalloc.reset_peak()
+        large = await peak(10000)
+    finally:
+        tracemalloc.stop()
+    per_row = (large - small) / 5000
+    # ~100 B of key plus the set's table, which grows in steps of 4x: far from 2 KB either way.
+    assert per_row < 500, f"{per_row:.0f} bytes a row"
