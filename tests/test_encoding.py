@@ -1,4 +1,5 @@
-"""GSM-7 / UCS-2 detection and segment counting, on hand-checked vectors."""
+"""GSM-7 / UCS-2 detection and segment counting: hand-checked vectors, a reference walk, and
+hypothesis properties against that walk."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import dataclasses
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kaleyra_async._encoding import GSM_BASIC, GSM_EXTENSION, SegmentInfo, analyse
 
@@ -137,3 +140,37 @@ def test_analyse_agrees_with_a_per_character_walk(alphabet: str) -> None:
         body = "".join(rnd.choice(pool) for _ in range(rnd.randint(0, 700)))
         info = analyse(body)
         assert (info.encoding, info.units, info.segments) == _reference(body), body
+
+
+# -- properties (hypothesis) ----------------------------------------------------------------------
+
+PROPERTY = settings(max_examples=150, deadline=None, database=None)
+GSM_TEXT = st.text(alphabet=sorted(GSM_BASIC | GSM_EXTENSION), max_size=700)
+ANY_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(sorted(GSM_BASIC | GSM_EXTENSION)),
+        st.sampled_from("çñ€éअ中ж"),
+        st.sampled_from("😀🎉𝄞"),
+        st.characters(exclude_categories=["Cs"]),
+    ),
+    max_size=500,
+)
+
+
+@PROPERTY
+@given(body=st.one_of(GSM_TEXT, ANY_TEXT))
+def test_segment_counts_follow_the_gsm7_and_ucs2_rules(body: str) -> None:
+    """Encoding, units and parts agree with a character-by-character packing of the body."""
+    info = analyse(body)
+    assert (info.encoding, info.units, info.segments) == _reference(body)
+    forcing = [c for c in dict.fromkeys(body) if c not in GSM_BASIC and c not in GSM_EXTENSION]
+    assert list(info.unicode_chars) == forcing
+
+
+@PROPERTY
+@given(body=st.one_of(GSM_TEXT, ANY_TEXT), more=st.one_of(GSM_TEXT, ANY_TEXT))
+def test_a_longer_body_never_needs_fewer_segments(body: str, more: str) -> None:
+    """Appending text never lowers the part count (nor turns UCS-2 back into GSM-7)."""
+    short, long = analyse(body), analyse(body + more)
+    assert long.segments >= short.segments
+    assert not (short.encoding == "UCS-2" and long.encoding == "GSM-7")

@@ -4,7 +4,8 @@
   in any request, never a number twice in one request, and never mixes payloads;
 * the pipeline gives every row exactly one outcome, and that outcome agrees with what a fake
   Kaleyra did with the request (accepted, refused, or left in doubt), attempt by attempt;
-* number normalisation, message validation and segment counting obey their rules;
+* number normalisation and message validation obey their rules (segment counting: in
+  tests/test_encoding.py, beside its reference walk);
 * a request built by the client reads back the same through the sandbox's parser.
 
 Every run is bounded (``max_examples``) and keeps no example database in the repository.
@@ -33,7 +34,6 @@ from kaleyra_async._batching import MAX_BATCH_SIZE, Batch, Batcher, PreparedRow
 from kaleyra_async._client import AttemptObserver, KaleyraClient
 from kaleyra_async._config import PodConfig, RetryPolicy
 from kaleyra_async._dispatch import BulkSummary, DispatchSettings, dispatch
-from kaleyra_async._encoding import GSM_BASIC, GSM_EXTENSION, analyse
 from kaleyra_async._exceptions import ValidationError
 from kaleyra_async._models import Message, RowResult, SendResult
 from kaleyra_async._phone import PhoneNormalizer, is_e164
@@ -665,57 +665,6 @@ def test_validating_a_valid_message_changes_nothing(message: Message, pod: str) 
     # What passes validation can be put on the wire, in either body encoding.
     build_send(valid, ["+919876543210"], encoding="json")
     build_send(valid, ["+919876543210"], encoding="form")
-
-
-GSM_TEXT = st.text(alphabet=sorted(GSM_BASIC | GSM_EXTENSION), max_size=700)
-ANY_TEXT = st.text(
-    alphabet=st.one_of(
-        st.sampled_from(sorted(GSM_BASIC | GSM_EXTENSION)),
-        st.sampled_from("çñ€éअ中ж"),
-        st.sampled_from("😀🎉𝄞"),
-        st.characters(exclude_categories=["Cs"]),
-    ),
-    max_size=500,
-)
-
-
-def _reference_segments(body: str) -> tuple[str, int, int]:
-    """Segments by the book, one character at a time: a 2-unit character never straddles."""
-    gsm = all(c in GSM_BASIC or c in GSM_EXTENSION for c in body)
-    if gsm:
-        costs = [2 if c in GSM_EXTENSION else 1 for c in body]
-        single, part = 160, 153
-    else:
-        costs = [2 if ord(c) > 0xFFFF else 1 for c in body]
-        single, part = 70, 67
-    units = sum(costs)
-    if units <= single:
-        return ("GSM-7" if gsm else "UCS-2"), units, 1
-    parts, room = 1, part
-    for cost in costs:
-        if cost > room:
-            parts, room = parts + 1, part
-        room -= cost
-    return ("GSM-7" if gsm else "UCS-2"), units, parts
-
-
-@QUICK
-@given(body=st.one_of(GSM_TEXT, ANY_TEXT))
-def test_segment_counts_follow_the_gsm7_and_ucs2_rules(body: str) -> None:
-    """Encoding, units and parts agree with a character-by-character packing of the body."""
-    info = analyse(body)
-    assert (info.encoding, info.units, info.segments) == _reference_segments(body)
-    forcing = [c for c in dict.fromkeys(body) if c not in GSM_BASIC and c not in GSM_EXTENSION]
-    assert list(info.unicode_chars) == forcing
-
-
-@QUICK
-@given(body=st.one_of(GSM_TEXT, ANY_TEXT), more=st.one_of(GSM_TEXT, ANY_TEXT))
-def test_a_longer_body_never_needs_fewer_segments(body: str, more: str) -> None:
-    """Appending text never lowers the part count (nor turns UCS-2 back into GSM-7)."""
-    short, long = analyse(body), analyse(body + more)
-    assert long.segments >= short.segments
-    assert not (short.encoding == "UCS-2" and long.encoding == "GSM-7")
 
 
 # -- the wire format round-trips through the sandbox ---------------------------------------------
