@@ -558,7 +558,7 @@ def test_every_row_has_one_outcome_that_matches_what_kaleyra_did(case: dict[str,
             assert row in accepted
 
 
-# -- numbers, validation, segments ---------------------------------------------------------------
+# -- numbers and validation ---------------------------------------------------------------------
 
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
 
