@@ -220,9 +220,13 @@ async def test_a_dry_runs_repeat_count_keeps_no_message_per_row() -> None:
         tracemalloc.reset_peak()
         small = await peak(5000)  # the bounded caches (4,096 messages) are full by now
         tracemalloc.reset_peak()
-        large = await peak(10000)
+        large = await peak(15000)
     finally:
         tracemalloc.stop()
-    per_row = (large - small) / 5000
-    # ~100 B of key plus the set's table, which grows in steps of 4x: far from 2 KB either way.
-    assert per_row < 500, f"{per_row:.0f} bytes a row"
+    # Over 10,000 rows, so that what the peak also catches in passing (result lines waiting for
+    # the writer, more of them on a loaded machine) weighs little per row.
+    per_row = (large - small) / 10000
+    # ~100 B of key plus the set's table, which grows in steps of 4x; keeping each row's 2 KB
+    # message (the bug this guards against) measured 2.5 KB a row. The bound sits between, with
+    # room for the set's resizes and a busy machine (527 B was seen once over 5,000 rows).
+    assert per_row < 1000, f"{per_row:.0f} bytes a row"
