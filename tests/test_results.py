@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from pathlib import Path
 
 import anyio
@@ -239,6 +240,31 @@ async def test_marks_queued_during_a_write_go_out_together_in_order() -> None:
         {"inflight": [5]},
         {"released": [3, 4]},
     ]
+    assert journal.writes == 2
+
+
+async def test_marks_made_in_one_loop_turn_share_one_write_with_an_idle_thread() -> None:
+    """Group commit without a slow disk: answers that arrive together (each sender marking
+    its next request in the same loop turn) cost one write and one thread round trip."""
+    journal = GatedFile()
+    journal.gate.set()  # a fast disk: the thread is idle when the marks come
+    writer = ResultsWriter(io.BytesIO(), journal)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        await writer.inflight([1])  # the thread has started and is idle again
+
+        async def sender(row: int) -> None:
+            # Stands for the socket calls a sender makes in the same turn: they release the
+            # GIL, which is when an idle thread would take a mark handed over at once.
+            time.sleep(0.002)  # noqa: ASYNC251 (on purpose: a GIL-releasing call)
+            await writer.inflight([row])
+
+        async with anyio.create_task_group() as senders:
+            for row in range(2, 10):
+                senders.start_soon(sender, row)
+        await writer.aclose()
+    marks = [orjson.loads(line)["inflight"] for line in journal.getvalue().splitlines()]
+    assert sorted(marks) == [[row] for row in range(1, 10)]
     assert journal.writes == 2
 
 
