@@ -115,7 +115,7 @@ def scenarios_for(mode: Mode) -> tuple[Scenario, ...]:
         # Sized from measured rates on a 2-core Xeon so that each run takes 5-40 s and the
         # whole default run stays under 10 minutes; see benchmarks/README.md.
         bulk = {"ours": 1_000_000, "aiohttp": 1_000_000, "httpx": 150_000, "requests": 150_000}
-        otp = {"ours": 20_000, "aiohttp": 20_000, "httpx": 3_000, "requests": 5_000}
+        otp = {"ours": 50_000, "aiohttp": 50_000, "httpx": 3_000, "requests": 5_000}
         wan = {"ours": 4_000, "aiohttp": 4_000, "httpx": 2_000, "requests": 150}
         lim200, lim2000 = 1_000, 6_000
     else:
