@@ -111,6 +111,8 @@ class RequestLimiter:
         capacity = burst + max(_CATCH_UP_TOKENS, rate_per_s * _CATCH_UP_S)
         self._total = AsyncLimiter(capacity, capacity / rate_per_s)
         self._window_cap = max(1, math.floor(rate_per_s + burst - 1))
+        #: Admission times of the last window (older ones are dropped as they age out, so a
+        #: high rate, e.g. --rate 1000000 for "no limit", does not keep a million of them).
         self._admitted: collections.deque[float] = collections.deque(maxlen=self._window_cap)
         self._otp: AsyncLimiter | None = None
         if otp_share > 0:
@@ -184,16 +186,16 @@ class RequestLimiter:
         loop = asyncio.get_running_loop()
         admitted = self._admitted
         while True:
-            if self._paused_until_s > loop.time():
+            now = loop.time()
+            if self._paused_until_s > now:
                 await self._wait_out_pause(loop)
                 continue
-            if (
-                len(admitted) == self._window_cap
-                and (wait_s := admitted[0] + _WINDOW_S - loop.time()) > 0
-            ):
-                await asyncio.sleep(wait_s)
+            while admitted and admitted[0] + _WINDOW_S <= now:
+                admitted.popleft()
+            if len(admitted) == self._window_cap:
+                await asyncio.sleep(admitted[0] + _WINDOW_S - now)
                 continue  # others may have gone first: look again
-            admitted.append(loop.time())  # no await since the checks: atomic on the loop
+            admitted.append(now)  # no await since the checks: atomic on the loop
             return
 
     async def _wait_out_pause(self, loop: asyncio.AbstractEventLoop) -> None:

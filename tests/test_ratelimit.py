@@ -111,6 +111,21 @@ def test_late_wakeups_are_made_up_without_breaking_the_window(rate: float) -> No
     assert len(times) / max(times) >= 0.97 * rate
 
 
+def test_the_window_log_keeps_only_the_last_window() -> None:
+    """A rate far above the traffic (``--rate 1000000`` for "no limit") must not keep every
+    admission time: 50,000 OTP requests once grew the client by 8 MB doing so."""
+
+    async def main() -> int:
+        limiter = RequestLimiter(1_000_000.0)
+        for _ in range(5_000):  # 1,000 a second for 5 s
+            await limiter.acquire(otp=True)
+            await asyncio.sleep(0.001)
+        return len(limiter._admitted)
+
+    kept, _ = run(main())
+    assert kept <= 1_020  # the last 1.015 s at 1,000/s
+
+
 def test_bulk_alone_uses_the_whole_rate() -> None:
     """With no OTP traffic, bulk requests get the full pod rate, not rate minus the OTP share."""
 
