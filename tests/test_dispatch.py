@@ -14,8 +14,9 @@ import anyio.to_thread
 import orjson
 import pytest
 
+from kaleyra_async._batching import Batch, PreparedRow
 from kaleyra_async._client import AttemptObserver
-from kaleyra_async._dispatch import BulkSummary, DispatchSettings, dispatch
+from kaleyra_async._dispatch import BulkSummary, DispatchSettings, _LaneQueue, dispatch
 from kaleyra_async._exceptions import (
     KaleyraError,
     RateLimitError,
@@ -577,3 +578,23 @@ async def test_a_maybe_sent_attempt_outweighs_a_later_refusal(tmp_path: Path) ->
 
     results = await run(csv_file(tmp_path, numbers(3)), LostThenRefused())
     assert {(r["status"], r["attempts"]) for r in results} == {("unknown", 2)}
+
+
+async def test_lane_queue_hands_over_a_waiting_batch_without_a_loop_turn() -> None:
+    """put() with room and get() with a batch waiting do not yield to the loop: a yield there
+    cost a whole loop turn per request (19 % of the client's CPU for one-recipient OTP)."""
+    queue = _LaneQueue(capacity=4)
+    message = Message(body="Your order has shipped", sender="KLRHXA", type="TXN")
+    bulk = Batch(message, (PreparedRow(1, "+919876500001", message, 1, "GSM-7"),))
+    other_ran = False
+
+    async def other() -> None:
+        nonlocal other_ran
+        other_ran = True
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)  # runs at the next loop turn
+        await queue.put(bulk)
+        got = await queue.get()
+        assert not other_ran
+    assert other_ran and got is bulk
