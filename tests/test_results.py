@@ -349,3 +349,77 @@ async def test_a_mark_takes_the_waiting_result_lines_with_it() -> None:
         finally:
             await writer.aclose()
     assert [orjson.loads(line)["row"] for line in written_with_mark.splitlines()] == [1]
+
+
+async def test_a_mark_made_while_a_failing_write_is_in_the_thread_gets_the_error() -> None:
+    """A sender whose mark was queued while the writer thread was on a write that then failed
+    is told (ConfigError), not left waiting forever, even when nothing cancels it."""
+
+    class FailingGatedFile(GatedFile):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            super().write(data)
+            raise OSError(28, "No space left on device")
+
+    out = FailingGatedFile()
+    writer = ResultsWriter(out, io.BytesIO())
+    run_saw: list[BaseException] = []
+
+    async def run_writer() -> None:
+        try:
+            await writer.run()
+        except OSError as exc:  # kept here, so it does not cancel the waiting sender
+            run_saw.append(exc)
+
+    async def fail_the_write() -> None:
+        await anyio.lowlevel.checkpoint()  # once the mark below is queued
+        out.gate.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_writer)
+        writer.write([RowResult(row=1, to="+919876543210", status="sent")])
+        await anyio.to_thread.run_sync(out.entered.wait, 10)  # the result block is in the thread
+        tg.start_soon(fail_the_write)
+        with anyio.fail_after(10), pytest.raises(ConfigError, match="No space left"):
+            await writer.inflight([2])
+        await writer.aclose()
+    assert [type(e) for e in run_saw] == [OSError]
+
+
+async def test_a_mark_made_while_the_closing_barrier_is_written_is_written() -> None:
+    """aclose() under way does not strand a mark queued while its last job is with the thread."""
+
+    class TwoGates(io.BytesIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gates = [threading.Event(), threading.Event()]
+            self.entered = [threading.Event(), threading.Event()]
+            self.writes = 0
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            n, self.writes = self.writes, self.writes + 1
+            if n < 2:
+                self.entered[n].set()
+                self.gates[n].wait(10)
+            return super().write(data)
+
+    journal = TwoGates()
+    writer = ResultsWriter(io.BytesIO(), journal)
+
+    async def open_gate(n: int) -> None:
+        await anyio.lowlevel.checkpoint()
+        journal.gates[n].set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        writer.release([8])
+        await anyio.to_thread.run_sync(journal.entered[0].wait, 10)  # first write in the thread
+        tg.start_soon(writer.aclose)
+        for _ in range(5):  # run() sees the close and queues its barrier
+            await anyio.lowlevel.checkpoint()
+        writer.release([9])  # goes out with the barrier
+        tg.start_soon(open_gate, 0)
+        await anyio.to_thread.run_sync(journal.entered[1].wait, 10)  # the barrier's job
+        tg.start_soon(open_gate, 1)
+        with anyio.fail_after(10):
+            await writer.inflight([10])
+    assert journal.getvalue().splitlines()[-1] == b'{"inflight":[10]}'
