@@ -377,6 +377,12 @@ class ResultsWriter:
                 # A barrier: once it is written, so is everything queued before it.
                 await self._flush(loop, barrier=True)
         finally:
+            # What is queued and not yet handed over (a mark made while a failed write or the
+            # barrier was with the thread: its hand-over is scheduled after this) goes before
+            # the stop, or its waiter would never wake. A hand-over still scheduled then passes
+            # an empty job, which the stopped thread never reads.
+            if self._next:
+                self._hand_over()
             self._jobs.put(None)
             self._stopped.set()
 
