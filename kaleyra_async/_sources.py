@@ -443,6 +443,9 @@ class _LineFeed:
         #: What ends a line: LF (which covers CRLF), or _ANY_END in a file whose lines end in a
         #: lone CR. None until the first line ending has been seen.
         self._newline: bytes | None = None
+        #: LF was chosen on a header line alone (nothing after it in that read, typical of a
+        #: pipe whose writer sent the header apart): the next line ending seen may overrule it.
+        self._lf_unconfirmed = False
         self._record: list[bytes] = []
         # Bound list methods: this runs once per line and per row of a million-row file.
         self._keep_line = self._record.append
@@ -503,6 +506,12 @@ class _LineFeed:
             if newline is None:
                 tail.append(data)
                 return
+        elif newline == b"\n" and self._lf_unconfirmed:
+            newline = self._confirm_lf(data)
+            if newline == _ANY_END:
+                # The tail holds everything read since the header's LF (no LF came since).
+                data = b"".join(tail) + data
+                tail.clear()
         if newline == _ANY_END:
             self._fill_any_end(data)
             return
@@ -557,4 +566,22 @@ class _LineFeed:
             cr = rest.find(b"\r")
             lone_cr = cr != -1 and cr + 1 < len(rest) and b"\n" not in rest
             self._newline = _ANY_END if lone_cr else b"\n"
+            # Nothing after the first line to judge by (a pipe delivering the header on its
+            # own): keep looking at the next reads until a line ending shows which it is.
+            self._lf_unconfirmed = not lone_cr and b"\n" not in rest and cr in (-1, len(rest) - 1)
         return self._newline
+
+    def _confirm_lf(self, data: bytes) -> bytes:
+        """The same decision as :meth:`_detect_newline` for the first read after an LF header
+        that came alone: LF if an LF comes (the header's LF then stands), _ANY_END if a lone CR
+        comes without one, still LF (unconfirmed) while neither has come."""
+        seen = self._tail[-1][-1:] + data if self._tail else data
+        if b"\n" in seen:
+            self._lf_unconfirmed = False
+            return b"\n"
+        cr = seen.find(b"\r")
+        if cr != -1 and cr + 1 < len(seen):
+            self._lf_unconfirmed = False
+            self._newline = _ANY_END
+            return _ANY_END
+        return b"\n"

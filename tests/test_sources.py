@@ -286,6 +286,38 @@ async def test_a_header_ending_unlike_the_rows_still_gives_every_row(
     ]
 
 
+@pytest.mark.parametrize("row_end", [b"\r", b"\r\n", b"\n"], ids=["cr", "crlf", "lf"])
+async def test_a_pipe_sending_the_header_apart_still_gives_every_row(row_end: bytes) -> None:
+    """``(echo to,name; cat old_mac_rows.csv) | send-bulk -``: the read with the header has
+    nothing after its LF to judge by; lone-CR rows read later are still rows of their own
+    (they were all one broken row), and CRLF or LF rows are unaffected."""
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb", buffering=0)
+    os.write(write_fd, b"to,name\n")
+    source = CsvSource("-", stdin=reader)
+    header_read = anyio.Event()
+    source.on_header(lambda _: header_read.set())
+    send, receive = anyio.create_memory_object_stream[list[InputRow]](10)
+    async with anyio.create_task_group() as tg:
+
+        async def pump() -> None:
+            async with send:
+                await source.pump(send)
+
+        tg.start_soon(pump)
+        with anyio.fail_after(10):
+            await header_read.wait()  # the header was read on its own
+        os.write(write_fd, b"".join(b"+91%d,n%d" % (n, n) + row_end for n in range(3)))
+        os.close(write_fd)
+        async with receive:
+            with anyio.fail_after(10):
+                rows = [r async for chunk in receive for r in chunk]
+    reader.close()
+    assert [(r.fields, r.error) for r in rows] == [
+        ({"to": f"+91{n}", "name": f"n{n}"}, None) for n in range(3)
+    ]
+
+
 async def test_crlf_split_across_reads_in_a_cr_file(tmp_path: Path) -> None:
     """A CRLF whose CR ends a 64 KiB read is one line ending, not a CR then a blank line."""
     header = b"to," + b"n" * 15 + b"\r"  # puts row 3853's CR at the read's last byte
