@@ -381,9 +381,16 @@ class _Run:
                 self._record(_success_results(batch, result))
                 return
         except KaleyraError as exc:
-            self._record(_failure_results(batch, exc, flight.attempts, flight.maybe_sent))
             if isinstance(exc, AuthenticationError | ConnectError):
                 self._abort(exc)
+                if not (exc.fate_unknown or flight.maybe_sent):
+                    # Refused as a whole or never sent, for a reason that is the account's or
+                    # the network's, not the rows': like the rows still queued, they are left
+                    # to --resume. A "failed" line would be final (resume skips every row that
+                    # has one), so the fixed key or server would never get them.
+                    flight.release()
+                    return
+            self._record(_failure_results(batch, exc, flight.attempts, flight.maybe_sent))
             return
         except _StopBeforeSending:
             pass
@@ -476,9 +483,15 @@ class _Flight:
                     for r in rows
                 ]
             )
-        elif self.journaled:
-            # Journaled but certainly not accepted: --resume may send these rows.
-            self.run.writer.release([r.row for r in rows])
+        else:
+            self.release()
+
+    def release(self) -> None:
+        """Journal that the rows were certainly not accepted: --resume sends them."""
+        if self.journaled:
+            self.run.writer.release([r.row for r in self.batch.rows])
+            if self.attempts == 0:
+                self.run.summary.requests -= 1  # counted when journaled; it never left
 
 
 class _LaneQueue:

@@ -129,10 +129,11 @@ async def test_results_go_to_stdout_from_stdin(sandbox: Sandbox) -> None:
     assert {r["status"] for r in lines} == {"sent"}
 
 
-async def test_wrong_api_key_fails_every_row_without_retrying(
+async def test_wrong_api_key_stops_the_run_and_resume_sends_every_row(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """A 401 is 'failed' after one attempt, stops the run (exit 2), and nothing is accepted."""
+    """A 401 stops the run (exit 2) after one attempt per request out, nothing is accepted, and
+    no row is written off as failed: --resume with the right key sends every row, once."""
     src = write_csv(tmp_path / "in.csv", numbers(3000))
     out = tmp_path / "out.ndjson"
     done = await run_cli(
@@ -140,14 +141,36 @@ async def test_wrong_api_key_fails_every_row_without_retrying(
     )
     assert done.returncode == 2
     assert "stopped itself" in done.stderr.decode()
-    results = read_results(out)
-    assert len(results) <= 2 * 100  # the requests already out; no more were sent
-    assert sandbox.stats.requests_total <= 2
-    assert {r["status"] for r in results.values()} == {"failed"}
-    assert {r["error_code"] for r in results.values()} == {"E100"}
-    assert {r["attempts"] for r in results.values()} == {1}
+    assert 1 <= sandbox.stats.requests_total <= 2  # the requests already out; no more were sent
+    assert read_results(out) == {}  # refused as a whole: left to --resume, not "failed"
     assert "wrong-key" not in done.stderr.decode() + out.read_text()
     assert sandbox.ledger_records() == []
+    resumed = await run_cli(sandbox, src, "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    results = read_results(out)
+    assert sorted(results) == list(range(1, 3001))
+    assert {r["status"] for r in results.values()} == {"sent"}
+    assert_matches_ledger(results, sandbox)
+
+
+async def test_no_server_stops_the_run_and_resume_sends_every_row(tmp_path: Path) -> None:
+    """Connection refused: the request never left, so its rows get no "failed" line that
+    would keep --resume from sending them once the server is there."""
+    src = write_csv(tmp_path / "in.csv", numbers(300))
+    out = tmp_path / "out.ndjson"
+    async with Sandbox() as stopped:
+        pass  # its port is closed now: nothing listens there
+    done = await run_cli(stopped, src, "--out", out)
+    assert done.returncode == 2
+    assert "stopped itself" in done.stderr.decode()
+    assert read_results(out) == {}
+    async with Sandbox() as sandbox:
+        resumed = await run_cli(sandbox, src, "--out", out, "--resume")
+        assert resumed.returncode == 0, resumed.stderr.decode()
+        results = read_results(out)
+        assert sorted(results) == list(range(1, 301))
+        assert {r["status"] for r in results.values()} == {"sent"}
+        assert_matches_ledger(results, sandbox)
 
 
 @pytest.mark.parametrize(

@@ -545,14 +545,16 @@ async def test_stop_while_held_by_the_last_window_check_releases_the_rows(
             await anyio.sleep(0.01)
         stop.set()
 
+    summary = BulkSummary()
     async with anyio.create_task_group() as tg:
         tg.start_soon(stop_when_held)
         with anyio.fail_after(20):  # promptly: the 60 s drain is not waited out
             results = await run(
                 csv_file(tmp_path, numbers(10)), fake, settings=settings, stop=stop,
-                journal=journal,
+                journal=journal, summary=summary,
             )  # fmt: skip
     assert results == []
+    assert (summary.requests, summary.requests_ok) == (0, 0)  # none of them left
     out = tmp_path / "out.ndjson"
     out.write_bytes(b"")
     (tmp_path / "out.ndjson.journal").write_bytes(JOURNAL_HEADER + journal.getvalue())
