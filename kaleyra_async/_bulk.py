@@ -254,12 +254,14 @@ def _prepare_files(
                 "or --overwrite to start again"
             )
         return None, input_id
+    if path is None:
+        # Row N must be the same person in both runs, and a stream cannot be checked for that.
+        # Refused even when there is nothing to resume yet: the run it starts could not be
+        # resumed either, and finding that out after a crash is too late.
+        raise ConfigError("--resume needs the input as a file: stdin or records can't be checked")
     if not exists:
         logger.info("nothing to resume in %s: starting a new run", options.out)
         return None, input_id
-    if path is None:
-        # Row N must be the same person in both runs, and a stream cannot be checked for that.
-        raise ConfigError("--resume needs the input as a file: stdin or records can't be checked")
     progress = load_progress(options.out)
     if progress.dry_run:
         raise ConfigError(

@@ -80,16 +80,22 @@ async def test_resume_refuses_a_changed_input(tmp_path: Path) -> None:
         await send_bulk(src, config(), BulkOptions(out=out, resume=True), transport=transport)
 
 
-async def test_resume_refuses_inputs_that_cannot_be_identified(tmp_path: Path) -> None:
-    """Records (and stdin) can't be checked to be the same rows: no resume from them."""
+@pytest.mark.parametrize("earlier_run", [True, False], ids=["over-a-run", "no-run-yet"])
+async def test_resume_refuses_inputs_that_cannot_be_identified(
+    tmp_path: Path, earlier_run: bool
+) -> None:
+    """Records (and stdin) can't be checked to be the same rows: no resume from them, not even
+    a first run started with --resume (it could not be resumed after a crash either)."""
     out = tmp_path / "out.ndjson"
-    out.write_text('{"row":1,"status":"sent"}\n')
+    if earlier_run:
+        out.write_text('{"row":1,"status":"sent"}\n')
     with pytest.raises(ConfigError, match="as a file"):
         await send_bulk(
             RecordSource([{"to": "+919800000001"}]),
             config(),
             BulkOptions(out=str(out), resume=True),
         )
+    assert out.exists() == earlier_run
 
 
 async def test_earlier_failures_keep_the_exit_status_after_resume(tmp_path: Path) -> None:
