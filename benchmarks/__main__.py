@@ -193,6 +193,13 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     duration_s = time.monotonic() - started
     name = f"bench-{mode}" + ("" if not args.only else "-" + "+".join(steps))
     table = markdown(rows, targets)
+    if mode == "quick":
+        # Its inputs last well under a second a run: start-up and the first second's burst
+        # decide the figures, so the verdicts say nothing about the targets.
+        table += (
+            "\n--quick checks that the harness runs end to end; its runs are too short for the "
+            "figures or the verdicts above to mean anything. Measure with `make bench`.\n"
+        )
     command = "python -m benchmarks " + " ".join(argv if argv is not None else sys.argv[1:])
     code = f"kaleyra_async at {env['code']}"
     header = (

@@ -129,6 +129,7 @@ def test_quick_run_writes_table_json_and_chart(quick_run: tuple[Path, dict[str, 
     for contender in CONTENDERS.values():
         assert contender.label in table
     assert "| target |" in table
+    assert "too short for the figures or the verdicts" in table  # not mistaken for a result
     assert (out / "bench-quick.png").stat().st_size > 0
     assert doc["targets"]
     assert doc["environment"]["nproc"] >= 1
