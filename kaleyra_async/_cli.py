@@ -303,9 +303,10 @@ async def _show_progress(summary: Any, input_path: str, stream: TextIO) -> None:
             done = summary.recorded
             rate = done / max(time.monotonic() - started, 1e-9)
             left = f", ~{(total - done) / rate:.0f}s left" if total and rate else ""
+            counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.by_status.items()))
             print(
-                f"progress: {done}{'/' + str(total) if total else ''} rows, "
-                f"{dict(summary.by_status)}, {rate:.0f} rows/s{left}",
+                f"progress: {done}{'/' + str(total) if total else ''} rows"
+                f"{' (' + counts + ')' if counts else ''}, {rate:.0f} rows/s{left}",
                 file=stream,
                 flush=True,
             )
