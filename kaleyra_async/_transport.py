@@ -211,6 +211,9 @@ def _decoded(headers: Mapping[str, str], body: bytes) -> bytes:
 def _to_httpx(exc: Exception, request: httpx.Request) -> httpx.TransportError:
     """Map an aiohttp (or OS) error onto the httpx error with the same meaning for us."""
     message = str(exc) or type(exc).__name__
+    if type(exc) is aiohttp.ClientConnectorError:  # not its TLS subclasses: they need the detail
+        # aiohttp names its ssl setting ("ssl:default") even for a plain-http URL.
+        message = f"Cannot connect to host {exc.host}:{exc.port} [{exc.strerror}]"
     mapped: type[httpx.TransportError]
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         mapped = httpx.ConnectTimeout  # connecting, or waiting for a pooled connection
