@@ -17,6 +17,7 @@ import collections
 import dataclasses
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 
@@ -113,8 +114,12 @@ class BulkSummary:
                 self.reasons[_reason_key(result)] += 1
 
 
+#: The "line 12: " that input errors start with: one reason per kind, not one per line.
+_LINE_PREFIX: Final = re.compile(r"^line \d+: ")
+
+
 def _reason_key(result: RowResult) -> str:
-    error = result.error or ""
+    error = _LINE_PREFIX.sub("", result.error or "")
     if len(error) > 120:
         error = error[:120].rsplit(" ", 1)[0] + " ..."
     return f"{result.status} {result.error_code or ''}: {error}"

@@ -600,3 +600,22 @@ async def test_lane_queue_hands_over_a_waiting_batch_without_a_loop_turn() -> No
         got = await queue.get()
         assert not other_ran
     assert other_ran and got is bulk
+
+
+def test_top_reasons_group_input_errors_across_lines() -> None:
+    """'line 12: row has 5 fields...' and 'line 40: row has 5 fields...' are one reason: a
+    file with many such rows must not push every other reason out of the summary's top 5."""
+    summary = BulkSummary()
+    wide = [
+        RowResult(row=n, to="", status="invalid", error_code="invalid_row",
+                  error=f"line {n + 1}: row has 5 fields, the header has 4")
+        for n in range(1, 8)
+    ]  # fmt: skip
+    bad_number = RowResult(
+        row=9, to="12345", status="invalid", error_code="invalid_to", error="to: is not valid"
+    )
+    summary.count([*wide, bad_number])
+    assert summary.top_reasons() == [
+        ("invalid invalid_row: row has 5 fields, the header has 4", 7),
+        ("invalid invalid_to: to: is not valid", 1),
+    ]
