@@ -84,8 +84,9 @@ class RowPreparer:
         """Check that the input has the columns the plan needs.
 
         Raises:
-            ConfigError: the number column or a template-data column is missing, or the default
-                body names a placeholder that is not a column.
+            ConfigError: the number column or a template-data column is missing, there is no
+                body nor template id anywhere, or the default body names a placeholder that is
+                not a column.
         """
         columns = frozenset(header)
         to_column = self.plan.to_column
@@ -107,6 +108,16 @@ class RowPreparer:
         missing = [c for c in self.plan.template_data_columns if c not in columns]
         if missing:
             raise ConfigError(f"template-data column(s) not in the input: {', '.join(missing)}")
+        if (
+            not self.plan.body
+            and not self.plan.template_id
+            and not {"body", "template_id"} & columns
+        ):
+            # Every row would be invalid for the same reason: say it once, before anything runs.
+            raise ConfigError(
+                "no message body: give --body (or body in the config), a 'body' column, "
+                "or a template_id"
+            )
         if self.plan.body and "body" not in columns:
             unknown = [n for n in _placeholders(self.plan.body) if n not in columns]
             if unknown:

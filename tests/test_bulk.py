@@ -236,3 +236,37 @@ async def test_a_dry_runs_repeat_count_keeps_no_message_per_row() -> None:
     # message (the bug this guards against) measured 2.5 KB a row. The bound sits between, with
     # room for the set's resizes and a busy machine (527 B was seen once over 5,000 rows).
     assert per_row < 1000, f"{per_row:.0f} bytes a row"
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "template_id", "refused"),
+    [
+        pytest.param("to", None, None, True, id="nothing-anywhere"),
+        pytest.param("to,body", None, None, False, id="body-column"),
+        pytest.param("to,template_id", None, None, False, id="template-id-column"),
+        pytest.param("to", None, "1107161234567890123", False, id="template-id-option"),
+        pytest.param("to", "Hi", None, False, id="body-option"),
+    ],
+)
+async def test_no_body_anywhere_is_one_config_error_before_any_row(
+    tmp_path: Path, header: str, body: str | None, template_id: str | None, refused: bool
+) -> None:
+    """Without a body or a template id in the options or the columns, every row would be
+    invalid for the same reason: the run is refused up front (exit 2), leaving no files."""
+    src = tmp_path / "in.csv"
+    width = header.count(",")
+    src.write_text(f"{header}\n+919800000001{',x' * width}\n")
+    base = config()
+    plain = dataclasses.replace(
+        base, defaults=dataclasses.replace(base.defaults, body=body, template_id=template_id)
+    )
+    out = tmp_path / "out.ndjson"
+    router, transport = kaleyra()
+    if refused:
+        with pytest.raises(ConfigError, match="no message body"):
+            await send_bulk(src, plain, BulkOptions(out=str(out)), transport=transport)
+        assert not out.exists() and not journal_path_for(out).exists()
+        assert router.calls.call_count == 0
+    else:
+        await send_bulk(src, plain, BulkOptions(out=str(out)), transport=transport)
+        assert out.exists()
