@@ -23,7 +23,14 @@ from typing import Any, Final, TextIO, TypeVar
 import anyio
 
 from ._config import Config, load_config
-from ._exceptions import ConfigError, KaleyraError, ValidationError, unwrap_group
+from ._exceptions import (
+    AuthenticationError,
+    ConfigError,
+    ConnectError,
+    KaleyraError,
+    ValidationError,
+    unwrap_group,
+)
 
 __all__ = ["main"]
 
@@ -491,6 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
     except (ConfigError, ValidationError, _UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (AuthenticationError, ConnectError) as exc:
+        # A refused key or SID, or no server at that URL: the setup is wrong, as send-bulk says
+        # when it stops itself for the same reasons (exit 2 from both).
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KaleyraError as exc:

@@ -52,6 +52,21 @@ async def test_send_otp_to_two_numbers_is_refused_before_sending(sandbox: Sandbo
     assert sandbox.stats.requests_total == 0
 
 
+async def test_send_with_a_refused_key_exits_2_like_send_bulk(sandbox: Sandbox) -> None:
+    """A wrong API key is a setup error: exit 2 from `send` too, with the error, no key."""
+    env = {**os.environ, "KALEYRA_SID": sandbox.sid, "KALEYRA_API_KEY": "wrong-key"}
+    done = await anyio.run_process(
+        [sys.executable, "-m", "kaleyra_async", "send", "--base-url", sandbox.base_url,
+         "--to", "+919876543210", "--sender", "KLRHXA", "--type", "TXN", "--body", "Hi",
+         "--template-id", "1" * 19],
+        env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert "401" in err and "wrong-key" not in err
+    assert sandbox.ledger_records() == []
+
+
 async def test_sender_ids_round_trip_and_status(sandbox: Sandbox, tmp_path: Path) -> None:
     """create-senders from a CSV, delete-senders, and status of a sent message."""
     senders = tmp_path / "senders.csv"
