@@ -47,9 +47,16 @@ class _UsageError(Exception):
     """A command-line mistake: exit code 2."""
 
 
+def _program() -> str:
+    """How the user ran us, for help and for the resume command we print."""
+    if os.path.basename(sys.argv[0]) == "kaleyra-async":
+        return "kaleyra-async"
+    return "python -m kaleyra_async"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m kaleyra_async",
+        prog=_program(),
         description="Asyncio bulk SMS dispatcher for the Kaleyra SMS API.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -388,7 +395,7 @@ def _resume_command() -> str:
     args = [a for a in args if a != "--overwrite"]
     if "--resume" not in args:
         args.append("--resume")
-    return " ".join(["python -m kaleyra_async send-bulk", *map(shlex.quote, args)])
+    return " ".join([f"{_program()} send-bulk", *map(shlex.quote, args)])
 
 
 # -- other commands -------------------------------------------------------------------------

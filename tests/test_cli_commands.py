@@ -115,3 +115,15 @@ async def test_logging_switches_work_after_the_command_too(sandbox: Sandbox) -> 
     )  # fmt: skip
     assert code == 0, err
     assert "DEBUG kaleyra_async" in err
+
+
+@pytest.mark.parametrize("entry", ["script", "module"])
+async def test_help_names_the_program_as_it_was_run(entry: str) -> None:
+    """`kaleyra-async --help` says kaleyra-async; `python -m kaleyra_async --help` says that."""
+    script = Path(sys.executable).parent / "kaleyra-async"
+    if entry == "script" and not script.exists():
+        pytest.skip("the kaleyra-async script is not installed next to this Python")
+    command = [str(script)] if entry == "script" else [sys.executable, "-m", "kaleyra_async"]
+    done = await anyio.run_process([*command, "--help"], check=False)
+    expected = "kaleyra-async" if entry == "script" else "python -m kaleyra_async"
+    assert done.stdout.decode().startswith(f"usage: {expected} ")
