@@ -268,7 +268,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
     anyio.run(run)  # a ConfigError before anything started is reported by main(), alone
     _print_summary(summary, config, args, time.monotonic() - started)
     if summary.aborted:
-        hint = " --resume sends the rest once that is fixed." if args.out else ""
+        hint = " --resume sends the rest once that is fixed." if _resumable(args) else ""
         print(f"\nerror: the run stopped itself: {summary.aborted}.{hint}", file=sys.stderr)
         return EXIT_USAGE
     if summary.interrupted:
@@ -376,17 +376,28 @@ def _print_summary(
         print("  top reasons:", file=out)
         for reason, count in reasons:
             print(f"    {count:>7}  {reason.strip()}", file=out)
-    if summary.interrupted and args.out:
+    if summary.interrupted and _resumable(args):
         print(
             f"\nInterrupted. Rows without a result line are sent by:\n  {_resume_command()}",
             file=out,
         )
     elif summary.interrupted:
+        why = (
+            "input read from stdin can't be resumed (nothing ties its rows to a later run)"
+            if args.out
+            else "results on stdout can't be resumed"
+        )
         print(
             f"\nInterrupted after {summary.recorded} result lines; the rows without one were not"
-            " sent. Results on stdout can't be resumed: use --out FILE for runs you may stop.",
+            f" sent. The {why}: use a CSV file and --out FILE for runs you may stop.",
             file=out,
         )
+
+
+def _resumable(args: argparse.Namespace) -> bool:
+    """Whether --resume can pick this run up: it needs both the input and the results as files
+    (stdin can't be checked to be the same input, so resume refuses it)."""
+    return bool(args.out) and args.input != "-"
 
 
 def _resume_command() -> str:

@@ -138,20 +138,28 @@ def load_progress(results_path: str | os.PathLike[str]) -> Progress:
             raise ConfigError(f"{results}:{line_no}: row {row} has two result lines")
         progress.mark_done(row)
         progress.statuses[str(record.get("status"))] += 1
-    inflight: set[int] = set()
+    # A "released" line says that this run's request for the rows never reached Kaleyra; it
+    # says nothing of an earlier run's request for them. A row of unknown fate that a resume
+    # (retry_ambiguous) tried again and got refused is still of unknown fate: the marks of
+    # earlier runs are kept apart, and only a result line settles them.
+    earlier_runs: set[int] = set()
+    this_run: set[int] = set()
     for line_no, record in _read_ndjson(journal):
         if "inflight" in record:
-            inflight.update(record["inflight"])
+            this_run.update(record["inflight"])
         elif "released" in record:
-            inflight.difference_update(record["released"])
-        elif "journal" in record:
-            if not progress.input:
-                progress.input = dict(record.get("input") or {})
-                progress.plan = dict(record.get("plan") or {})
-            progress.dry_run = progress.dry_run or bool(record.get("dry_run"))
-        elif "resumed" not in record:
+            this_run.difference_update(record["released"])
+        elif "journal" in record or "resumed" in record:
+            earlier_runs |= this_run
+            this_run = set()
+            if "journal" in record:
+                if not progress.input:
+                    progress.input = dict(record.get("input") or {})
+                    progress.plan = dict(record.get("plan") or {})
+                progress.dry_run = progress.dry_run or bool(record.get("dry_run"))
+        else:
             raise ConfigError(f"{journal}:{line_no}: not a kaleyra_async journal line")
-    progress.unresolved = {row for row in inflight if not progress.is_done(row)}
+    progress.unresolved = {row for row in earlier_runs | this_run if not progress.is_done(row)}
     return progress
 
 
@@ -452,7 +460,7 @@ class ResultsWriter:
     # -- the writer thread ------------------------------------------------------------------
 
     def _write_jobs(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Thread body: write each job, journal first, and report back, until None."""
+        """Thread body: write each job, results then journal, and report back, until None."""
         error: BaseException | None = None
         while (job := self._jobs.get()) is not None:
             if error is None:
@@ -466,13 +474,18 @@ class ResultsWriter:
                 return
 
     def _write_blocks(self, results: list[bytes], journal: list[bytes]) -> None:
-        # The journal goes first: an in-flight mark must never trail the request it describes.
-        if journal and self._journal is not None:
-            self._journal.write(b"".join(journal))
-            self._journal.flush()
+        # Result lines go first. A mark never trails its request whatever the order (the
+        # request waits for the whole job), but a kill between the two writes is not alike:
+        # results first loses only marks of requests that never left (resume sends them);
+        # marks first would lose the outcomes of answered requests, whose rows resume then
+        # reports unknown beside the ones truly in flight. A sender's last answer travels with
+        # its next mark, so this keeps "unknown after kill -9" to one batch per sender.
         if results and self._results is not None:
             self._results.write(b"".join(results))
             self._results.flush()
+        if journal and self._journal is not None:
+            self._journal.write(b"".join(journal))
+            self._journal.flush()
 
 
 def journal_start_record(

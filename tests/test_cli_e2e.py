@@ -173,6 +173,64 @@ async def test_no_server_stops_the_run_and_resume_sends_every_row(tmp_path: Path
         assert_matches_ledger(results, sandbox)
 
 
+async def test_no_server_with_stdin_does_not_promise_a_resume(tmp_path: Path) -> None:
+    """--resume refuses stdin (it can't be checked to be the same input), so a run reading
+    stdin must not end by advising it; with a file the hint is there."""
+    csv = ("to\n" + "\n".join(numbers(20)) + "\n").encode()
+    out = tmp_path / "out.ndjson"
+    config = tmp_path / "fast.toml"  # no need to wait out the connect retries' backoff
+    config.write_text("[retry]\ninitial_backoff_s = 0.01\njitter_s = 0\n")
+    async with Sandbox() as stopped:
+        pass  # its port is closed now: nothing listens there
+    from_stdin = await anyio.run_process(
+        cli(stopped, "-", "--out", out, "--config", config),
+        input=csv,
+        env=env_for(stopped),
+        check=False,
+    )
+    assert from_stdin.returncode == 2
+    assert "stopped itself" in from_stdin.stderr.decode()
+    assert "--resume" not in from_stdin.stderr.decode()
+    src = tmp_path / "in.csv"
+    src.write_bytes(csv)
+    from_file = await run_cli(stopped, src, "--out", tmp_path / "file.ndjson", "--config", config)
+    assert from_file.returncode == 2
+    assert "--resume sends the rest" in from_file.stderr.decode()
+
+
+async def test_a_row_of_unknown_fate_stays_unknown_after_a_resend_that_was_refused(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Rows 1-2 were on the wire when run 1 died. Run 2 (--retry-ambiguous) resends them and is
+    refused as a whole (a wrong key): that refusal is about run 2's request, not run 1's, which
+    may have been accepted. Run 3 (no --retry-ambiguous) must report them unknown, not send."""
+    src = write_csv(tmp_path / "in.csv", numbers(50))
+    out = tmp_path / "out.ndjson"
+    args = ("--out", out, "--concurrency", "1", "--batch-size", "10")
+    first = await run_cli(sandbox, src, *args, KALEYRA_API_KEY="wrong-key")
+    assert first.returncode == 2, first.stderr.decode()
+    journal = anyio.Path(f"{out}.journal")
+    # What a kill -9 with rows 1-2 on the wire leaves at the end of the journal:
+    await journal.write_bytes(await journal.read_bytes() + b'{"inflight":[1,2]}\n')
+
+    second = await run_cli(
+        sandbox, src, *args, "--resume", "--retry-ambiguous", KALEYRA_API_KEY="wrong-key"
+    )
+    assert second.returncode == 2, second.stderr.decode()
+    assert b'"released":[1,2,' in await journal.read_bytes()  # run 2 did resend them, refused
+
+    third = await run_cli(sandbox, src, *args, "--resume")
+    assert third.returncode == 1, third.stderr.decode()
+    results = read_results(out)
+    assert sorted(results) == list(range(1, 51))
+    assert [(results[n]["status"], results[n]["error_code"]) for n in (1, 2)] == [
+        ("unknown", "inflight_at_crash")
+    ] * 2
+    assert {results[n]["status"] for n in range(3, 51)} == {"sent"}
+    assert {r.recipient for r in sandbox.ledger_records()}.isdisjoint(numbers(2))
+    assert_matches_ledger(results, sandbox)
+
+
 @pytest.mark.parametrize(
     "sandbox",
     [{"faults": parse_faults("429=0.2,503=0.3"), "seed": 7}],

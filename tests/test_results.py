@@ -95,6 +95,21 @@ async def test_released_rows_are_not_unresolved(tmp_path: Path) -> None:
     assert load_progress(results).unresolved == {1, 2}
 
 
+def test_a_release_does_not_settle_an_earlier_runs_mark(tmp_path: Path) -> None:
+    """Row 1 was in flight when run 1 died (fate unknown). Run 2 (retry_ambiguous) resent it and
+    was refused as a whole (released). The refusal says nothing of run 1's request: row 1 stays
+    unresolved, or a third run would send it without a word. Row 2, marked and released within
+    run 2 alone, is free to send."""
+    results = tmp_path / "r.ndjson"
+    results.write_bytes(b"")
+    journal_path_for(results).write_bytes(
+        b'{"journal":1,"input":{}}\n{"inflight":[1]}\n'
+        b'{"resumed":"2026-12-04T05:00:00+00:00","input":{}}\n'
+        b'{"inflight":[1,2]}\n{"released":[1,2]}\n'
+    )
+    assert load_progress(results).unresolved == {1}
+
+
 async def test_room_waits_while_too_much_is_queued() -> None:
     """A writer that can't keep up makes room() wait instead of letting memory grow."""
     out = io.BytesIO()
@@ -349,6 +364,35 @@ async def test_a_mark_takes_the_waiting_result_lines_with_it() -> None:
         finally:
             await writer.aclose()
     assert [orjson.loads(line)["row"] for line in written_with_mark.splitlines()] == [1]
+
+
+async def test_in_one_write_the_answers_go_before_the_next_marks() -> None:
+    """A kill between the two writes of one job must cost nothing that was answered.
+
+    The job holds the outcome of a sender's last request and the mark of its next one. Results
+    first: a kill in between loses a mark whose request never left (resume sends it). Marks
+    first would leave the answered row journaled without its result, reported unknown.
+    """
+    order: list[str] = []
+
+    class Logged(io.BytesIO):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            order.append(self.name)
+            return super().write(data)
+
+    writer = ResultsWriter(Logged("results"), Logged("journal"))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        try:
+            writer.write([RowResult(row=1, to="+919876543210", status="sent")])
+            await writer.inflight([2])
+        finally:
+            await writer.aclose()
+    assert order == ["results", "journal"]
 
 
 async def test_a_mark_made_while_a_failing_write_is_in_the_thread_gets_the_error() -> None:
