@@ -114,12 +114,16 @@ class BulkSummary:
                 self.reasons[_reason_key(result)] += 1
 
 
-#: The "line 12: " that input errors start with: one reason per kind, not one per line.
+#: The "line 12: " that input errors start with, and the line numbers a malformed CSV record's
+#: reason ends with: one reason per kind, not one per line (each row's line has them all).
 _LINE_PREFIX: Final = re.compile(r"^line \d+: ")
+_LINE_DETAILS: Final = re.compile(
+    r" \(the row spans lines \d+-\d+\)$|; (the quote opens on line|lines? \d+) .*$"
+)
 
 
 def _reason_key(result: RowResult) -> str:
-    error = _LINE_PREFIX.sub("", result.error or "")
+    error = _LINE_DETAILS.sub("", _LINE_PREFIX.sub("", result.error or ""))
     if len(error) > 120:
         error = error[:120].rsplit(" ", 1)[0] + " ..."
     return f"{result.status} {result.error_code or ''}: {error}"

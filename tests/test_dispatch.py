@@ -619,3 +619,27 @@ def test_top_reasons_group_input_errors_across_lines() -> None:
         ("invalid invalid_row: row has 5 fields, the header has 4", 7),
         ("invalid invalid_to: to: is not valid", 1),
     ]
+
+
+def test_top_reasons_group_malformed_csv_records_across_lines() -> None:
+    """A malformed record's reason names the lines it spans; the summary groups by the kind."""
+    summary = BulkSummary()
+    spans = [
+        RowResult(row=n, to="", status="invalid", error_code="invalid_row",
+                  error=f"line {n}: malformed CSV: text after a closing quote "
+                  f"(the row spans lines {n}-{n + 1})")
+        for n in (3, 9)
+    ]  # fmt: skip
+    unclosed = [
+        RowResult(row=n, to="", status="invalid", error_code="invalid_row",
+                  error=f"line {n}: malformed CSV: the file ends inside a quoted field{tail}")
+        for n, tail in (
+            (20, "; the quote opens on line 20; lines 21-24 are read again as rows of their own"),
+            (40, "; line 41 is read again as a row of its own"),
+        )
+    ]  # fmt: skip
+    summary.count([*spans, *unclosed])
+    assert summary.top_reasons() == [
+        ("invalid invalid_row: malformed CSV: text after a closing quote", 2),
+        ("invalid invalid_row: malformed CSV: the file ends inside a quoted field", 2),
+    ]
