@@ -247,6 +247,19 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
     )
     if args.out is None and sys.stdout.isatty() and not args.dry_run:
         logger.info("results go to stdout; use --out results.ndjson to keep them and resume")
+    d = config.dispatch
+    logger.info(
+        "%s %s to %s (pod %s, %g requests/s, %d in flight, batches of %d)%s; results to %s",
+        "planning" if args.dry_run else "sending",
+        "stdin" if args.input == "-" else args.input,
+        config.host,
+        config.pod,
+        config.pod_config.rate_per_s,
+        d.concurrency,
+        d.batch_size,
+        ", resuming" if args.resume else "",
+        args.out or "stdout",
+    )
     summary = BulkSummary()
     started = time.monotonic()
     show_progress = not args.no_progress and not args.quiet

@@ -129,6 +129,20 @@ async def test_results_go_to_stdout_from_stdin(sandbox: Sandbox) -> None:
     assert {r["status"] for r in lines} == {"sent"}
 
 
+async def test_verbose_says_where_and_how_fast_before_sending(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """-v names the input, the server, the pace and the output up front; never the key."""
+    src = write_csv(tmp_path / "in.csv", numbers(3))
+    out = tmp_path / "out.ndjson"
+    done = await run_cli(sandbox, src, "--out", out, "--rate", "50", "-v")
+    assert done.returncode == 0, done.stderr.decode()
+    err = done.stderr.decode()
+    assert f"sending {src} to {sandbox.base_url} (pod IN, 50 requests/s" in err
+    assert f"results to {out}" in err
+    assert sandbox.api_key not in err
+
+
 async def test_wrong_api_key_stops_the_run_and_resume_sends_every_row(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
