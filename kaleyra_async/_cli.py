@@ -49,7 +49,8 @@ class _UsageError(Exception):
 
 def _program() -> str:
     """How the user ran us, for help and for the resume command we print."""
-    if os.path.basename(sys.argv[0]) == "kaleyra-async":
+    name = os.path.basename(sys.argv[0])
+    if name.lower().removesuffix(".exe") == "kaleyra-async":  # the Windows launcher is an .exe
         return "kaleyra-async"
     return "python -m kaleyra_async"
 

@@ -127,3 +127,20 @@ async def test_help_names_the_program_as_it_was_run(entry: str) -> None:
     done = await anyio.run_process([*command, "--help"], check=False)
     expected = "kaleyra-async" if entry == "script" else "python -m kaleyra_async"
     assert done.stdout.decode().startswith(f"usage: {expected} ")
+
+
+@pytest.mark.parametrize(
+    ("argv0", "expected"),
+    [
+        ("/venv/bin/kaleyra-async", "kaleyra-async"),
+        ("/venv/Scripts/kaleyra-async.exe", "kaleyra-async"),
+        ("/repo/kaleyra_async/__main__.py", "python -m kaleyra_async"),
+    ],
+)
+def test_the_program_name_knows_each_launcher(
+    argv0: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kaleyra_async._cli import _program
+
+    monkeypatch.setattr(sys, "argv", [argv0, "--help"])
+    assert _program() == expected
