@@ -139,10 +139,15 @@ async def send_bulk(
     # As the journal stores it (JSON has lists, not tuples), to compare on resume.
     plan_record = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(plan).items()}
     progress, input_id = await anyio.to_thread.run_sync(_prepare_files, rows, options, plan_record)
+    header_first = False
     if isinstance(rows, CsvSource) and not rows.is_stdin:
+        header_first = True
         # Before the outputs are opened: a file without a "to" column must not cost the old
         # results (--overwrite) nor leave new files behind that block the corrected rerun.
         await _check_header(rows, preparer)
+    # stdin and records can't be read twice, so their header is checked as it comes: until
+    # then, files to overwrite are kept as they are (emptied by the writer with its first write).
+    keep_until_header = bool(options.out and options.overwrite and not header_first)
     settings = settings_from(config, dry_run=options.dry_run)
     discard = on_results is not None and options.out is None
     created: list[_Created] = []
@@ -154,15 +159,20 @@ async def send_bulk(
                     KaleyraClient.from_config(config, transport=transport)
                 )
             out = None if discard else (stdout or sys.stdout.buffer)
-            writer = ResultsWriter(*stack.enter_context(_open_outputs(options, out, created)))
-            writer.journal_header(
-                journal_start_record(
-                    input_id,
-                    resumed=progress is not None,
-                    dry_run=options.dry_run,
-                    plan=plan_record,
-                )
+            outputs = _open_outputs(options, out, created, keep=keep_until_header)
+            writer = ResultsWriter(*stack.enter_context(outputs), truncate_first=keep_until_header)
+            start_record = journal_start_record(
+                input_id, resumed=progress is not None, dry_run=options.dry_run, plan=plan_record
             )
+            if keep_until_header:
+
+                def start_journal(header: tuple[str, ...]) -> None:
+                    preparer.check_header(header)  # a refused header leaves the files alone
+                    writer.journal_header(start_record)
+
+                rows.on_header(start_journal)
+            else:
+                writer.journal_header(start_record)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.run)
                 send = None if client is None else functools.partial(client.send, prevalidated=True)
@@ -287,16 +297,17 @@ def _prepare_files(
 
 @contextmanager
 def _open_outputs(
-    options: BulkOptions, stdout: IO[bytes] | None, created: list[_Created]
+    options: BulkOptions, stdout: IO[bytes] | None, created: list[_Created], *, keep: bool
 ) -> Iterator[tuple[IO[bytes] | None, IO[bytes] | None]]:
     """The results file and its journal; without ``out``, ``stdout`` (or nothing) and no journal.
 
-    Files that did not exist are noted in ``created``.
+    Files that did not exist are noted in ``created``. With ``keep``, existing files are opened
+    without emptying them (the writer does, when it first writes).
     """
     if options.out is None:
         yield stdout, None
         return
-    mode = "ab" if options.resume else "wb"
+    mode = "ab" if options.resume or keep else "wb"
     with (
         _open_output(options.out, mode, created) as results,
         _open_output(journal_path_for(options.out), mode, created) as journal,

@@ -288,9 +288,14 @@ class ResultsWriter:
         self,
         results: IO[bytes] | None,
         journal: IO[bytes] | None = None,
+        *,
+        truncate_first: bool = False,
     ) -> None:
         self._results = results
         self._journal = journal
+        #: Empty both files right before the first write (an --overwrite whose input's header
+        #: is only known once the run has started: until something is written, they are kept).
+        self._truncate_first = truncate_first
         #: Result lines lingering on the loop for company.
         self._pending: list[bytes] = []
         #: What the thread writes next, growing while it is busy with the job before.
@@ -480,6 +485,11 @@ class ResultsWriter:
         # marks first would lose the outcomes of answered requests, whose rows resume then
         # reports unknown beside the ones truly in flight. A sender's last answer travels with
         # its next mark, so this keeps "unknown after kill -9" to one batch per sender.
+        if self._truncate_first and (results or journal):
+            self._truncate_first = False
+            for fh in (self._results, self._journal):
+                if fh is not None:
+                    fh.truncate(0)
         if results and self._results is not None:
             self._results.write(b"".join(results))
             self._results.flush()

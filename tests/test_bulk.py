@@ -185,8 +185,30 @@ async def test_a_bad_header_on_stdin_removes_only_the_files_it_created(tmp_path:
     options = BulkOptions(out=str(out), overwrite=True)
     with no_to_column(tmp_path).open("rb") as stdin, pytest.raises(ConfigError, match="'to'"):
         await send_bulk("-", config(), options, stdin=stdin)
-    assert out.is_symlink() and target.exists()
+    assert out.is_symlink() and target.read_bytes() == b"keep me\n"
     assert not journal_path_for(out).exists()
+
+
+async def test_a_bad_header_on_stdin_keeps_the_old_results_despite_overwrite(
+    tmp_path: Path,
+) -> None:
+    """stdin's header is only known once the run has started: --overwrite empties the old
+    files with the first write, so a refused header leaves them byte for byte; a good one
+    replaces them whole (no line of the old run is left behind)."""
+    out = tmp_path / "out.ndjson"
+    _, transport = kaleyra()
+    await send_bulk(csv(tmp_path, 5), config(), BulkOptions(out=str(out)), transport=transport)
+    before = out.read_bytes(), journal_path_for(out).read_bytes()
+    options = BulkOptions(out=str(out), overwrite=True)
+    with no_to_column(tmp_path).open("rb") as stdin, pytest.raises(ConfigError, match="'to'"):
+        await send_bulk("-", config(), options, stdin=stdin, transport=transport)
+    assert (out.read_bytes(), journal_path_for(out).read_bytes()) == before
+
+    with csv(tmp_path, 2).open("rb") as stdin:
+        await send_bulk("-", config(), options, stdin=stdin, transport=transport)
+    assert sorted(orjson.loads(line)["row"] for line in out.read_bytes().splitlines()) == [1, 2]
+    journal = [orjson.loads(line) for line in journal_path_for(out).read_bytes().splitlines()]
+    assert "journal" in journal[0] and sum("journal" in r for r in journal) == 1
 
 
 async def test_resume_over_a_file_that_is_not_ours_leaves_it_intact(tmp_path: Path) -> None:
