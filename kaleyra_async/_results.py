@@ -296,6 +296,8 @@ class ResultsWriter:
         #: Empty both files right before the first write (an --overwrite whose input's header
         #: is only known once the run has started: until something is written, they are kept).
         self._truncate_first = truncate_first
+        #: The writer thread has written to the journal (its first write holds the header).
+        self._journal_written = False
         #: Result lines lingering on the loop for company.
         self._pending: list[bytes] = []
         #: What the thread writes next, growing while it is busy with the job before.
@@ -485,17 +487,27 @@ class ResultsWriter:
         # marks first would lose the outcomes of answered requests, whose rows resume then
         # reports unknown beside the ones truly in flight. A sender's last answer travels with
         # its next mark, so this keeps "unknown after kill -9" to one batch per sender.
+        # Except the journal's first write: its header line is what makes a results file ours
+        # (resume refuses one without it), so no result line may reach the disk before it.
         if self._truncate_first and (results or journal):
             self._truncate_first = False
             for fh in (self._results, self._journal):
                 if fh is not None:
                     fh.truncate(0)
+        header_first = bool(journal) and not self._journal_written
+        if header_first:
+            self._write_journal(journal)
         if results and self._results is not None:
             self._results.write(b"".join(results))
             self._results.flush()
-        if journal and self._journal is not None:
+        if journal and not header_first:
+            self._write_journal(journal)
+
+    def _write_journal(self, journal: list[bytes]) -> None:
+        if self._journal is not None:
             self._journal.write(b"".join(journal))
             self._journal.flush()
+            self._journal_written = True
 
 
 def journal_start_record(

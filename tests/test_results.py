@@ -385,14 +385,44 @@ async def test_in_one_write_the_answers_go_before_the_next_marks() -> None:
             return super().write(data)
 
     writer = ResultsWriter(Logged("results"), Logged("journal"))
+    writer.journal_header({"journal": 1, "input": {}})
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         try:
+            await writer.inflight([1])  # the header and the first mark
+            order.clear()
             writer.write([RowResult(row=1, to="+919876543210", status="sent")])
             await writer.inflight([2])
         finally:
             await writer.aclose()
     assert order == ["results", "journal"]
+
+
+async def test_the_journal_header_is_written_before_any_result_line() -> None:
+    """The header line makes the files ours (resume refuses a results file without it): when
+    it shares a write with result lines, it still reaches the disk first."""
+    order: list[str] = []
+
+    class Logged(io.BytesIO):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            order.append(self.name)
+            return super().write(data)
+
+    writer = ResultsWriter(Logged("results"), Logged("journal"))
+    writer.journal_header({"journal": 1, "input": {}})
+    writer.write([RowResult(row=1, to="", status="invalid", error="line 2: bad")])
+    writer.write([RowResult(row=2, to="+919876543210", status="sent")])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        try:
+            await writer.inflight([3])
+        finally:
+            await writer.aclose()
+    assert order == ["journal", "results"]
 
 
 async def test_a_mark_made_while_a_failing_write_is_in_the_thread_gets_the_error() -> None:
