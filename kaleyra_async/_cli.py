@@ -17,6 +17,7 @@ import shlex
 import signal
 import sys
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TextIO, TypeVar
 
@@ -253,7 +254,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
         "%s %s to %s (pod %s, %g requests/s, %d in flight, batches of %d)%s; results to %s",
         "planning" if args.dry_run else "sending",
         "stdin" if args.input == "-" else args.input,
-        config.host,
+        _without_userinfo(config.host),
         config.pod,
         config.pod_config.rate_per_s,
         d.concurrency,
@@ -406,6 +407,17 @@ def _print_summary(
             f" sent. The {why}: use a CSV file and --out FILE for runs you may stop.",
             file=out,
         )
+
+
+def _without_userinfo(url: str) -> str:
+    """A base URL as it may be logged: a proxy's ``user:token@`` is a secret too."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _resumable(args: argparse.Namespace) -> bool:

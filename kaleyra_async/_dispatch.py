@@ -118,7 +118,7 @@ class BulkSummary:
 #: reason ends with: one reason per kind, not one per line (each row's line has them all).
 _LINE_PREFIX: Final = re.compile(r"^line \d+: ")
 _LINE_DETAILS: Final = re.compile(
-    r" \(the row spans lines \d+-\d+\)$|; (the quote opens on line|lines? \d+) .*$"
+    r" \(the row spans lines \d+-\d+\)$|; (?:the quote opens on line|lines?) \d+.*$"
 )
 
 

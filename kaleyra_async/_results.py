@@ -33,9 +33,11 @@ import asyncio
 import collections
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 import queue
+import stat
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -342,9 +344,9 @@ class ResultsWriter:
         job = self._next
         job.journal.append(orjson.dumps({"inflight": list(rows)}) + b"\n")
         job.waiters.append(waiter)
-        # Result lines waiting for their linger go along (written after the mark): a crash
-        # then finds the outcomes of requests already answered, not only their marks, so
-        # --resume reports as unknown only what was really in flight.
+        # Result lines waiting for their linger go along (written before the mark, see
+        # _write_blocks): a crash then finds the outcomes of requests already answered, not
+        # only their marks, so --resume reports as unknown only what was really in flight.
         if self._pending:
             job.results.extend(self._pending)
             self._pending = []
@@ -483,7 +485,8 @@ class ResultsWriter:
     def _write_blocks(self, results: list[bytes], journal: list[bytes]) -> None:
         # Result lines go first. A mark never trails its request whatever the order (the
         # request waits for the whole job), but a kill between the two writes is not alike:
-        # results first loses only marks of requests that never left (resume sends them);
+        # results first loses only journal lines, that is marks of requests that never left
+        # (resume sends them) and releases (their rows come back unknown: safe, if needless);
         # marks first would lose the outcomes of answered requests, whose rows resume then
         # reports unknown beside the ones truly in flight. A sender's last answer travels with
         # its next mark, so this keeps "unknown after kill -9" to one batch per sender.
@@ -491,8 +494,10 @@ class ResultsWriter:
         # (resume refuses one without it), so no result line may reach the disk before it.
         if self._truncate_first and (results or journal):
             self._truncate_first = False
-            for fh in (self._results, self._journal):
-                if fh is not None:
+            # The journal first: a kill between the two leaves old results beside an empty
+            # journal, which resume refuses, rather than old marks beside no results.
+            for fh in (self._journal, self._results):
+                if fh is not None and _truncatable(fh):
                     fh.truncate(0)
         header_first = bool(journal) and not self._journal_written
         if header_first:
@@ -508,6 +513,15 @@ class ResultsWriter:
             self._journal.write(b"".join(journal))
             self._journal.flush()
             self._journal_written = True
+
+
+def _truncatable(fh: IO[bytes]) -> bool:
+    """A regular file (or an in-memory one): a FIFO or a device refuses ftruncate (EINVAL),
+    where opening it with O_TRUNC had quietly done nothing."""
+    try:
+        return stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return True
 
 
 def journal_start_record(

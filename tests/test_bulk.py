@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import respx
 
 from kaleyra_async import BulkOptions, ConfigError, RecordSource, load_config, send_bulk
 from kaleyra_async._config import Config
+from kaleyra_async._models import RowResult
 from kaleyra_async._results import journal_path_for
 
 
@@ -209,6 +211,60 @@ async def test_a_bad_header_on_stdin_keeps_the_old_results_despite_overwrite(
     assert sorted(orjson.loads(line)["row"] for line in out.read_bytes().splitlines()) == [1, 2]
     journal = [orjson.loads(line) for line in journal_path_for(out).read_bytes().splitlines()]
     assert "journal" in journal[0] and sum("journal" in r for r in journal) == 1
+
+
+async def test_overwrite_from_stdin_into_a_device_node_writes_through(tmp_path: Path) -> None:
+    """--out /dev/null-like with --overwrite: the late emptying skips what can't be truncated
+    (as opening with O_TRUNC did), for stdin as for a file."""
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    _, transport = kaleyra()
+    options = BulkOptions(out=str(node), overwrite=True)
+    with csv(tmp_path).open("rb") as stdin:
+        summary = await send_bulk("-", config(), options, stdin=stdin, transport=transport)
+    assert summary.by_status == {"sent": 3}
+
+
+async def test_overwrite_from_records_into_a_fifo_writes_through(tmp_path: Path) -> None:
+    """A FIFO as --out with --overwrite and records (header known late): lines go through."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = bytearray()
+
+    def read_all() -> None:
+        with open(fifo, "rb") as fh:
+            got.extend(fh.read())
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    _, transport = kaleyra()
+    summary = await send_bulk(
+        RecordSource([{"to": "+919800000001"}, {"to": "+919800000002"}]),
+        config(),
+        BulkOptions(out=str(fifo), overwrite=True),
+        transport=transport,
+    )
+    reader.join(10)
+    assert summary.by_status == {"sent": 2}
+    assert sorted(orjson.loads(line)["row"] for line in got.splitlines()) == [1, 2]
+
+
+async def test_unclosed_quotes_in_different_places_are_one_top_reason(tmp_path: Path) -> None:
+    """Real malformed-CSV reasons name their lines; the summary groups them by kind."""
+    src = tmp_path / "in.csv"
+    filler = "".join(f"{'a' * 1000}\n" for _ in range(140))  # past csv's field size limit
+    src.write_text(f'to\n"x\n{filler}+919800000001\n"y\n{filler}+919800000002\n')
+    results: list[RowResult] = []
+    summary = await send_bulk(
+        str(src), config(), BulkOptions(dry_run=True), on_results=results.extend
+    )
+    malformed = {r.error for r in results if r.error and "malformed" in r.error}
+    assert len(malformed) == 2  # two different messages (their line numbers differ) ...
+    grouped = [(key, n) for key, n in summary.top_reasons(50) if "malformed" in key]
+    assert len(grouped) == 1 and grouped[0][1] == 2, grouped  # ... one reason, counted twice
 
 
 async def test_resume_over_a_file_that_is_not_ours_leaves_it_intact(tmp_path: Path) -> None:

@@ -144,3 +144,35 @@ def test_the_program_name_knows_each_launcher(
 
     monkeypatch.setattr(sys, "argv", [argv0, "--help"])
     assert _program() == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("https://proxy.example:8443/kaleyra", "https://proxy.example:8443/kaleyra"),
+        ("https://user:s3cr3t@proxy.example:8443/k", "https://proxy.example:8443/k"),
+        ("http://tok@[::1]:9/", "http://[::1]:9/"),
+    ],
+)
+def test_a_logged_base_url_has_no_userinfo(url: str, logged: str) -> None:
+    from kaleyra_async._cli import _without_userinfo
+
+    assert _without_userinfo(url) == logged
+
+
+async def test_verbose_dry_run_does_not_log_a_proxy_token(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text("to\n+919876543210\n")
+    done = await anyio.run_process(
+        [
+            sys.executable, "-m", "kaleyra_async", "-v", "send-bulk", str(src), "--dry-run",
+            "--base-url", "https://user:s3cr3t@proxy.example", "--sender", "KLRHXA",
+            "--type", "TXN", "--body", "Hi", "--template-id", "1" * 19,
+            "--out", str(tmp_path / "out.ndjson"), "--no-progress",
+        ],
+        check=False,
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert "planning" in err and "https://proxy.example" in err
+    assert "s3cr3t" not in err

@@ -634,8 +634,8 @@ def test_top_reasons_group_malformed_csv_records_across_lines() -> None:
         RowResult(row=n, to="", status="invalid", error_code="invalid_row",
                   error=f"line {n}: malformed CSV: the file ends inside a quoted field{tail}")
         for n, tail in (
-            (20, "; the quote opens on line 20; lines 21-24 are read again as rows of their own"),
-            (40, "; line 41 is read again as a row of its own"),
+            (20, "; lines 21-24 are read again as rows of their own"),
+            (40, "; the quote opens on line 41; line 45 is read again as a row of its own"),
         )
     ]  # fmt: skip
     summary.count([*spans, *unclosed])
