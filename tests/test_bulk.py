@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import stat
 import threading
@@ -10,6 +11,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import orjson
 import pytest
@@ -211,6 +213,30 @@ async def test_a_bad_header_on_stdin_keeps_the_old_results_despite_overwrite(
     assert sorted(orjson.loads(line)["row"] for line in out.read_bytes().splitlines()) == [1, 2]
     journal = [orjson.loads(line) for line in journal_path_for(out).read_bytes().splitlines()]
     assert "journal" in journal[0] and sum("journal" in r for r in journal) == 1
+
+
+async def test_stopped_before_stdins_header_came_keeps_the_old_results(tmp_path: Path) -> None:
+    """Ctrl-C while --overwrite waits for stdin's first line: the old run's files stay whole."""
+    out = tmp_path / "out.ndjson"
+    _, transport = kaleyra()
+    await send_bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
+    before = out.read_bytes(), journal_path_for(out).read_bytes()
+    read_end, write_end = os.pipe()
+    stop = anyio.Event()
+    try:
+        with os.fdopen(read_end, "rb", buffering=0) as stdin:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    functools.partial(
+                        send_bulk, "-", config(), BulkOptions(out=str(out), overwrite=True),
+                        stdin=stdin, transport=transport, stop=stop,
+                    )
+                )  # fmt: skip
+                await anyio.sleep(0.2)  # the reader is blocked on the empty pipe
+                stop.set()
+    finally:
+        os.close(write_end)
+    assert (out.read_bytes(), journal_path_for(out).read_bytes()) == before
 
 
 async def test_overwrite_from_stdin_into_a_device_node_writes_through(tmp_path: Path) -> None:
