@@ -259,6 +259,11 @@ def _prepare_files(
     exists = os.path.exists(options.out) or (journal.exists() and journal.stat().st_size > 0)
     if not options.resume:
         if exists and not options.overwrite:
+            if path is None:  # stdin or records: --resume would refuse them
+                raise ConfigError(
+                    f"{options.out} already exists: pass --overwrite to start again, or choose "
+                    "another --out (a run reading stdin or records can't be resumed)"
+                )
             raise ConfigError(
                 f"{options.out} already exists: pass --resume to continue that run, "
                 "or --overwrite to start again"

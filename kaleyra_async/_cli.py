@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -266,7 +267,10 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
     started = time.monotonic()
     show_progress = not args.no_progress and not args.quiet
 
+    finished = False
+
     async def run() -> None:
+        nonlocal finished
         from ._heap import return_free_heap
 
         stop = anyio.Event()
@@ -276,6 +280,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
             if show_progress:
                 tg.start_soon(_show_progress, summary, args.input, sys.stderr)
             await send_bulk(args.input, config, options, stop=stop, summary=summary)
+            finished = True
             tg.cancel_scope.cancel()
 
     # Everything imported so far (phonenumbers' metadata above all) lives for the whole run:
@@ -283,7 +288,13 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
     # for tens of milliseconds at a time (felt as lost rate and bunched requests at 2,000/s).
     gc.collect()
     gc.freeze()
-    anyio.run(run)  # a ConfigError before anything started is reported by main(), alone
+    try:
+        anyio.run(run)  # a ConfigError before anything started is reported by main(), alone
+    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+        # A Ctrl-C in the instant the finished run removes its signal handler reaches Python's
+        # default handler. Every row is recorded by then: report the run, not a traceback.
+        if not (finished and _only_interrupts(exc)):
+            raise
     _print_summary(summary, config, args, time.monotonic() - started)
     if summary.aborted:
         hint = " --resume sends the rest once that is fixed." if _resumable(args) else ""
@@ -292,6 +303,12 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.all_sent else EXIT_NOT_ALL_SENT
+
+
+def _only_interrupts(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(KeyboardInterrupt)[1] is None
+    return isinstance(exc, KeyboardInterrupt)
 
 
 async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -356,6 +373,28 @@ def _count_data_lines(path: str) -> int:
 def _print_summary(
     summary: Any, config: Config, args: argparse.Namespace, elapsed_s: float
 ) -> None:
+    if not args.quiet:  # -q: errors only (and how to resume an interrupted run)
+        _print_counts(summary, config, args, elapsed_s)
+    out = sys.stderr
+    if summary.interrupted and _resumable(args):
+        print(
+            f"\nInterrupted. Rows without a result line are sent by:\n  {_resume_command()}",
+            file=out,
+        )
+    elif summary.interrupted:
+        why = (
+            "input read from stdin can't be resumed (nothing ties its rows to a later run)"
+            if args.out
+            else "results on stdout can't be resumed"
+        )
+        print(
+            f"\nInterrupted after {summary.recorded} result lines; the rows without one were not"
+            f" sent. The {why}: use a CSV file and --out FILE for runs you may stop.",
+            file=out,
+        )
+
+
+def _print_counts(summary: Any, config: Config, args: argparse.Namespace, elapsed_s: float) -> None:
     out = sys.stderr
     s = summary.by_status
     if args.dry_run:
@@ -388,28 +427,19 @@ def _print_summary(
             file=out,
         )
         if summary.resumed_done:
-            print(f"  {summary.resumed_done} rows were already done by the earlier run.", file=out)
+            earlier = ", ".join(f"{k} {v}" for k, v in sorted(summary.earlier.items()) if v)
+            print(
+                f"  {summary.resumed_done} rows were already done by earlier runs ({earlier}).",
+                file=out,
+            )
+        if not summary.all_sent and not summary.interrupted and not summary.aborted:
+            whose = " (counting the earlier runs' rows)" if summary.resumed_done else ""
+            print(f"  exit code 1: some rows are not sent{whose}", file=out)
     reasons = summary.top_reasons()
     if reasons:
         print("  top reasons:", file=out)
         for reason, count in reasons:
             print(f"    {count:>7}  {reason.strip()}", file=out)
-    if summary.interrupted and _resumable(args):
-        print(
-            f"\nInterrupted. Rows without a result line are sent by:\n  {_resume_command()}",
-            file=out,
-        )
-    elif summary.interrupted:
-        why = (
-            "input read from stdin can't be resumed (nothing ties its rows to a later run)"
-            if args.out
-            else "results on stdout can't be resumed"
-        )
-        print(
-            f"\nInterrupted after {summary.recorded} result lines; the rows without one were not"
-            f" sent. The {why}: use a CSV file and --out FILE for runs you may stop.",
-            file=out,
-        )
 
 
 def _without_userinfo(url: str) -> str:
@@ -435,7 +465,19 @@ def _resume_command() -> str:
     args = [a for a in args if a != "--overwrite"]
     if "--resume" not in args:
         args.append("--resume")
-    return " ".join([f"{_program()} send-bulk", *map(shlex.quote, args)])
+    program = _program()
+    if program == "python -m kaleyra_async":
+        program = f"{_interpreter()} -m kaleyra_async"
+    return " ".join([f"{program} send-bulk", *map(shlex.quote, args)])
+
+
+def _interpreter() -> str:
+    """``python`` when that is the interpreter running us, else its path: the command we print
+    must run where kaleyra_async is installed (a venv's python run without activating it)."""
+    on_path = shutil.which("python")
+    if on_path and os.path.abspath(on_path) == os.path.abspath(sys.executable):
+        return "python"
+    return shlex.quote(sys.executable)
 
 
 # -- other commands -------------------------------------------------------------------------

@@ -176,3 +176,61 @@ async def test_verbose_dry_run_does_not_log_a_proxy_token(tmp_path: Path) -> Non
     assert done.returncode == 0, err
     assert "planning" in err and "https://proxy.example" in err
     assert "s3cr3t" not in err
+
+
+@pytest.mark.parametrize(
+    ("python_on_path", "expected"),
+    [
+        ("/venv/bin/python", "python -m kaleyra_async send-bulk in.csv --out o.ndjson --resume"),
+        (
+            "/usr/bin/python",
+            "/venv/bin/python -m kaleyra_async send-bulk in.csv --out o.ndjson --resume",
+        ),
+        (None, "/venv/bin/python -m kaleyra_async send-bulk in.csv --out o.ndjson --resume"),
+    ],
+)
+def test_the_resume_command_runs_the_same_python(
+    python_on_path: str | None, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run as `.venv/bin/python -m kaleyra_async` without activating the venv, the printed
+    resume command must name that python, not whichever `python` is on PATH."""
+    from kaleyra_async import _cli
+
+    argv = ["/repo/kaleyra_async/__main__.py", "send-bulk", "in.csv", "--out", "o.ndjson"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--overwrite"])
+    monkeypatch.setattr(sys, "executable", "/venv/bin/python")
+    monkeypatch.setattr(_cli.shutil, "which", lambda name: python_on_path)
+    assert _cli._resume_command() == expected
+
+
+def test_a_ctrl_c_as_the_finished_run_shuts_down_still_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGINT in the instant the signal watcher is torn down (the run is over, every row
+    recorded) used to end in a traceback and no summary; it now reports the run."""
+    from kaleyra_async import _cli
+    from kaleyra_async.sandbox import SandboxProcess
+
+    async def watcher_hit_while_leaving(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise KeyboardInterrupt  # what the default SIGINT handler raises there
+
+    monkeypatch.setattr(_cli, "_watch_signals", watcher_hit_while_leaving)
+    src = tmp_path / "in.csv"
+    src.write_text("to\n+919876543210\n+919876543211\n")
+    out = tmp_path / "out.ndjson"
+    with SandboxProcess(SandboxConfig()) as sandbox:
+        monkeypatch.setenv("KALEYRA_SID", sandbox.sid)
+        monkeypatch.setenv("KALEYRA_API_KEY", sandbox.api_key)
+        code = _cli.main(
+            [
+                "send-bulk", str(src), "--base-url", sandbox.base_url, "--out", str(out),
+                "--sender", "KLRHXA", "--type", "TXN", "--body", "Hi",
+                "--template-id", "1" * 19, "--no-progress",
+            ]
+        )  # fmt: skip
+    assert code == 0
+    assert "Done in" in capsys.readouterr().err
+    assert len(out.read_bytes().splitlines()) == 2

@@ -427,9 +427,11 @@ async def test_sigint_drains_exits_130_and_resume_finishes(
 
     # The command the CLI prints to resume is the one we run.
     resume = shlex.split(stderr.split("are sent by:")[1].strip().splitlines()[0])
-    assert resume[:3] == ["python", "-m", "kaleyra_async"]
+    # "python" only when that is this interpreter on PATH, else its path (make runs the venv's
+    # python without activating it): either way the printed command runs as it is.
+    assert resume[0] in ("python", sys.executable) and resume[1:3] == ["-m", "kaleyra_async"]
     assert "--resume" in resume
-    done = await anyio.run_process([sys.executable, *resume[1:]], env=env_for(sandbox), check=False)
+    done = await anyio.run_process(resume, env=env_for(sandbox), check=False)
     assert done.returncode == 0, done.stderr.decode()
     results = read_results(out)
     assert sorted(results) == list(range(1, total + 1))
@@ -501,3 +503,34 @@ async def test_retry_ambiguous_opts_in_to_at_least_once(sandbox: Sandbox, tmp_pa
     recipients = collections.Counter(r.recipient for r in sandbox.ledger_records())
     assert set(recipients) == {r["to"] for r in results.values()}
     assert max(recipients.values()) >= 2  # the price of at-least-once, shown, not hidden
+
+
+async def test_quiet_prints_no_summary_and_a_resume_says_what_earlier_runs_left(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """-q: errors only, no summary. A resume's summary names the earlier runs' statuses, which
+    are what its exit code 1 is about."""
+    src = write_csv(tmp_path / "in.csv", [*numbers(3), "12345"])
+    out = tmp_path / "out.ndjson"
+    quiet = await run_cli(sandbox, src, "--out", out, "-q")
+    assert quiet.returncode == 1
+    assert quiet.stderr.decode() == ""
+    resumed = await run_cli(sandbox, src, "--out", out, "--resume")
+    assert resumed.returncode == 1
+    err = resumed.stderr.decode()
+    assert "4 rows were already done by earlier runs (invalid 1, sent 3)" in err
+    assert "exit code 1: some rows are not sent (counting the earlier runs' rows)" in err
+
+
+async def test_stdin_over_existing_results_does_not_suggest_resume(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    csv = ("to\n" + "\n".join(numbers(2)) + "\n").encode()
+    out = tmp_path / "out.ndjson"
+    for expected in (0, 2):
+        done = await anyio.run_process(
+            cli(sandbox, "-", "--out", out), input=csv, env=env_for(sandbox), check=False
+        )
+        assert done.returncode == expected, done.stderr.decode()
+    err = done.stderr.decode()
+    assert "pass --overwrite to start again" in err and "--resume" not in err

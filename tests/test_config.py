@@ -143,3 +143,11 @@ def test_a_malformed_key_is_reported_where_it_came_from(
     assert KEY not in str(caught.value)
     if env:
         assert "account.api_key" not in str(caught.value)
+
+
+def test_the_demo_config_can_only_reach_a_local_sandbox() -> None:
+    """examples/demo.toml holds the sandbox's credentials: forgetting --base-url must not send
+    them (or any SMS) to Kaleyra's host."""
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo.toml"
+    config = load_config(demo, env={})
+    assert config.host == "http://127.0.0.1:8787"
