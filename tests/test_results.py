@@ -192,6 +192,19 @@ def test_resume_leaves_files_that_are_not_ours_byte_for_byte(
         assert journal_path_for(path).read_bytes() == journal
 
 
+class LoggedFile(io.BytesIO):
+    """A file that notes its name in a shared list at each write: the order of the writes."""
+
+    def __init__(self, name: str, order: list[str]) -> None:
+        super().__init__()
+        self.name = name
+        self.order = order
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.order.append(self.name)
+        return super().write(data)
+
+
 class GatedFile(io.BytesIO):
     """A file whose writes block until ``gate`` is set (a slow disk), counting the writes."""
 
@@ -375,16 +388,7 @@ async def test_in_one_write_the_answers_go_before_the_next_marks() -> None:
     """
     order: list[str] = []
 
-    class Logged(io.BytesIO):
-        def __init__(self, name: str) -> None:
-            super().__init__()
-            self.name = name
-
-        def write(self, data: bytes) -> int:  # type: ignore[override]
-            order.append(self.name)
-            return super().write(data)
-
-    writer = ResultsWriter(Logged("results"), Logged("journal"))
+    writer = ResultsWriter(LoggedFile("results", order), LoggedFile("journal", order))
     writer.journal_header({"journal": 1, "input": {}})
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
@@ -403,16 +407,7 @@ async def test_the_journal_header_is_written_before_any_result_line() -> None:
     it shares a write with result lines, it still reaches the disk first."""
     order: list[str] = []
 
-    class Logged(io.BytesIO):
-        def __init__(self, name: str) -> None:
-            super().__init__()
-            self.name = name
-
-        def write(self, data: bytes) -> int:  # type: ignore[override]
-            order.append(self.name)
-            return super().write(data)
-
-    writer = ResultsWriter(Logged("results"), Logged("journal"))
+    writer = ResultsWriter(LoggedFile("results", order), LoggedFile("journal", order))
     writer.journal_header({"journal": 1, "input": {}})
     writer.write([RowResult(row=1, to="", status="invalid", error="line 2: bad")])
     writer.write([RowResult(row=2, to="+919876543210", status="sent")])
