@@ -12,7 +12,6 @@ from ._config import (
     Secret,
     load_config,
 )
-from ._dispatch import BulkSummary
 from ._exceptions import (
     APIError,
     AuthenticationError,
@@ -36,8 +35,8 @@ from ._models import (
     SendResult,
 )
 from ._sources import RecordSource
-
-__version__ = "0.1.0"
+from ._summary import BulkSummary
+from ._version import __version__ as __version__
 
 __all__ = [
     "APIError",

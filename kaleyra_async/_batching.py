@@ -17,16 +17,13 @@ from collections.abc import Iterator
 from typing import Final
 
 from ._exceptions import ValidationError
+from ._limits import MAX_RECIPIENTS
 from ._models import Encoding, Message
 
 __all__ = ["Batch", "Batcher", "PreparedRow", "RepeatFilter"]
 
-MAX_BATCH_SIZE: Final = 100
-#: Open batches (distinct messages) held at once before the oldest is closed early. Personalised
-#: rows each open a batch of their own; without a bound, a fast input filled the batcher with a
-#: whole chunk of them (2,048 rows validated in one burst of ~80 ms) that then all became due
-#: together. Bounded, rows are validated about as fast as they are sent. 256 distinct messages
-#: interleaved within one linger still batch as before.
+#: Open batches (distinct messages) held at once before the oldest is closed early: personalised
+#: rows each open one, and a bound keeps validation about as fast as sending.
 DEFAULT_MAX_OPEN: Final = 256
 
 
@@ -58,9 +55,9 @@ class Batch:
             raise ValidationError(
                 "to", "otp_single_recipient", "an OTP request must have exactly one recipient"
             )
-        if len(self.rows) > MAX_BATCH_SIZE:
+        if len(self.rows) > MAX_RECIPIENTS:
             raise ValidationError(
-                "to", "max_recipients", f"at most {MAX_BATCH_SIZE} recipients per request"
+                "to", "max_recipients", f"at most {MAX_RECIPIENTS} recipients per request"
             )
 
     @property
@@ -90,12 +87,12 @@ class Batcher:
     def __init__(
         self,
         *,
-        batch_size: int = MAX_BATCH_SIZE,
+        batch_size: int = MAX_RECIPIENTS,
         max_wait_s: float = 0.05,
         max_open: int = DEFAULT_MAX_OPEN,
     ) -> None:
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise ValueError(f"batch_size must be 1..{MAX_BATCH_SIZE}")
+        if not 1 <= batch_size <= MAX_RECIPIENTS:
+            raise ValueError(f"batch_size must be 1..{MAX_RECIPIENTS}")
         if max_open < 1:
             raise ValueError("max_open must be >= 1")
         self._batch_size = batch_size

@@ -7,25 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import anyio
-import httpx
 
-from ._client import KaleyraClient
+from ._client import KaleyraClient, validated_send
 from ._config import Config
-from ._dispatch import BulkSummary, DispatchSettings, dispatch
+from ._dispatch import dispatch
 from ._exceptions import ConfigError, unwrap_group
-from ._models import RowResult
+from ._models import InputRow, RowResult
 from ._phone import PhoneNormalizer
 from ._prepare import RowPlan, RowPreparer
 from ._results import (
@@ -37,7 +34,8 @@ from ._results import (
     load_progress,
     same_input,
 )
-from ._sources import CsvSource, InputRow, RecordSource
+from ._sources import CsvSource, RecordSource
+from ._summary import BulkSummary
 
 __all__ = ["BulkOptions", "send_bulk"]
 
@@ -61,36 +59,6 @@ class BulkOptions:
     delimiter: str = ","
 
 
-def settings_from(config: Config, *, dry_run: bool = False) -> DispatchSettings:
-    d = config.dispatch
-    return DispatchSettings(
-        batch_size=d.batch_size,
-        max_wait_s=d.max_wait_ms / 1000,
-        concurrency=d.concurrency,
-        dedupe=d.dedupe,
-        drain_timeout_s=d.drain_timeout_s,
-        retry_ambiguous=config.retry.retry_ambiguous,
-        dry_run=dry_run,
-    )
-
-
-def plan_from(config: Config, *, to_column: str = "to", time: str | None = None) -> RowPlan:
-    d = config.defaults
-    return RowPlan(
-        pod=config.pod,
-        to_column=to_column,
-        body=d.body,
-        sender=d.sender,
-        type=config.message_type,
-        template_id=d.template_id,
-        template_data_columns=d.template_data_columns,
-        unicode=d.unicode,
-        flash=d.flash,
-        time=time,
-        callback_profile_id=d.callback_profile_id,
-    )
-
-
 async def send_bulk(
     source: str | os.PathLike[str] | RecordSource,
     config: Config,
@@ -99,9 +67,9 @@ async def send_bulk(
     stop: anyio.Event | None = None,
     summary: BulkSummary | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    stdin: IO[bytes] | None = None,
-    stdout: IO[bytes] | None = None,
+    client: KaleyraClient | None = None,
+    _stdin: IO[bytes] | None = None,
+    _stdout: IO[bytes] | None = None,
 ) -> BulkSummary:
     """Send every row of the input and record exactly one result per row.
 
@@ -115,7 +83,8 @@ async def send_bulk(
             finish and are recorded, rows not yet sent get no result (``--resume`` sends them).
         summary: live counters to update (for a progress display).
         on_results: called in the event loop with each block of results as they are recorded.
-        transport: an httpx transport to use instead of the configured one (tests).
+        client: send through this client (e.g. one built with your own ``httpx_client``)
+            instead of one built from ``config``; it is not closed here.
 
     Returns:
         The run's counters. ``aborted`` says why the run stopped itself when every request
@@ -130,14 +99,15 @@ async def send_bulk(
     rows = (
         source
         if isinstance(source, RecordSource)
-        else CsvSource(source, stdin=stdin, delimiter=options.delimiter)
+        else CsvSource(source, stdin=_stdin, delimiter=options.delimiter)
     )
-    plan = plan_from(config, to_column=options.to_column, time=options.time)
+    plan = RowPlan(
+        pod=config.pod, defaults=config.defaults, to_column=options.to_column, time=options.time
+    )
     preparer = RowPreparer(
         plan, normalize=PhoneNormalizer(config.defaults.country_prefix), now=datetime.now(UTC)
     )
-    # As the journal stores it (JSON has lists, not tuples), to compare on resume.
-    plan_record = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(plan).items()}
+    plan_record = plan.record()
     progress, input_id = await anyio.to_thread.run_sync(_prepare_files, rows, options, plan_record)
     header_first = False
     if isinstance(rows, CsvSource) and not rows.is_stdin:
@@ -148,17 +118,13 @@ async def send_bulk(
     # stdin and records can't be read twice, so their header is checked as it comes: until
     # then, files to overwrite are kept as they are (emptied by the writer with its first write).
     keep_until_header = bool(options.out and options.overwrite and not header_first)
-    settings = settings_from(config, dry_run=options.dry_run)
     discard = on_results is not None and options.out is None
     created: list[_Created] = []
     try:
         async with contextlib.AsyncExitStack() as stack:
-            client = None
-            if not options.dry_run:
-                client = await stack.enter_async_context(
-                    KaleyraClient.from_config(config, transport=transport)
-                )
-            out = None if discard else (stdout or sys.stdout.buffer)
+            if not options.dry_run and client is None:
+                client = await stack.enter_async_context(KaleyraClient.from_config(config))
+            out = None if discard else (_stdout or sys.stdout.buffer)
             outputs = _open_outputs(options, out, created, keep=keep_until_header)
             writer = ResultsWriter(*stack.enter_context(outputs), truncate_first=keep_until_header)
             start_record = journal_start_record(
@@ -175,10 +141,11 @@ async def send_bulk(
                 writer.journal_header(start_record)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.run)
-                send = None if client is None else functools.partial(client.send, prevalidated=True)
+                send = None if options.dry_run or client is None else validated_send(client)
                 try:
                     await dispatch(
-                        rows, preparer, send, writer=writer, settings=settings, summary=summary,
+                        rows, preparer, send, writer=writer, config=config.dispatch,
+                        retry_ambiguous=config.retry.retry_ambiguous, summary=summary,
                         progress=progress, stop=stop, on_results=on_results,
                     )  # fmt: skip
                 finally:

@@ -236,7 +236,7 @@ def _config_from(args: argparse.Namespace, *, require_credentials: bool = True) 
 
 def _cmd_send_bulk(args: argparse.Namespace) -> int:
     from ._bulk import BulkOptions, send_bulk
-    from ._dispatch import BulkSummary
+    from ._summary import BulkSummary
 
     config = _config_from(args, require_credentials=not args.dry_run)
     options = BulkOptions(

@@ -1,51 +1,51 @@
-"""KaleyraClient: the awaitable API over one ``httpx.AsyncClient``.
+"""KaleyraClient: the awaitable API over one network seam.
 
-Every send goes through :meth:`KaleyraClient.send`, which in order
+Every request takes one path, :meth:`KaleyraClient._call`: per attempt it waits for the rate
+limiter, sends through the seam (``_http``), and reads the answer (``_responses``), under the
+retry policy (``_retry``). Sends validate everything before the first attempt.
 
-1. normalises the numbers and validates the message (skipped with ``prevalidated=True``, when
-   the bulk pipeline has done it already),
-2. checks the recipient count (1..100) and the OTP single-recipient rule: always, before any
-   network call,
-3. then, per attempt, waits for the rate limiter, sends the request and classifies the answer,
-   under the retry policy (``_retry``).
-
-The ``api-key`` header is set here, once, on the ``httpx.AsyncClient``; it is read from the
-:class:`~._config.Secret` in this module only and never appears in a repr, a log line or an
-exception message.
+The ``api-key`` header is read from the :class:`~._config.Secret` in this module only, and kept
+in a ``str`` whose repr masks it; it never appears in a repr, a log line or an exception.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from types import TracebackType
-from typing import Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar, Unpack
 
 import anyio
-import httpx
 
 from ._config import (
-    API_KEY_RULE,
-    DEFAULT_POD_HOSTS,
-    PODS,
     Config,
     HttpConfig,
     PodConfig,
     RetryPolicy,
     Secret,
+    check_account,
 )
 from ._exceptions import (
     APIError,
     ConfigError,
     KaleyraError,
     RateLimitError,
+    TransportError,
     ValidationError,
 )
-from ._models import Message, MessageStatus, SenderId, SenderIdResult, SendResult
+from ._http import HttpSeam
+from ._limits import (
+    MAX_SENDER_IDS_PER_CREATE,
+    MAX_SENDER_IDS_PER_DELETE,
+    MAX_STATUS_IDS,
+    default_type,
+    resolve_host,
+)
+from ._models import Message, MessageFields, MessageStatus, SenderId, SenderIdResult, SendResult
 from ._phone import PhoneNormalizer
 from ._protocol import (
     Endpoint,
@@ -54,50 +54,28 @@ from ._protocol import (
     build_delete_sender_ids,
     build_send,
     build_status,
-    parse_send,
-    parse_sender_ids,
-    parse_status,
 )
 from ._ratelimit import RequestLimiter
+from ._responses import parse_send, parse_sender_ids, parse_status
 from ._retry import call_with_retry
-from ._transport import AiohttpTransport, build_transport, classify_error
-from ._validate import (
-    MAX_SENDER_IDS_PER_CREATE,
-    MAX_SENDER_IDS_PER_DELETE,
-    chunked,
-    validate_message,
-    validate_recipients,
-    validate_sender_ids,
-    validate_sender_names,
-)
+from ._senders import validate_sender_ids, validate_sender_names
+from ._validate import chunked, validate_message, validate_recipients
+from ._version import __version__
 
-__all__ = ["AttemptObserver", "KaleyraClient"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["KaleyraClient", "ValidatedSend", "validated_send"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("kaleyra_async")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
-        return "0"
-
-
-USER_AGENT: Final = f"kaleyra_async/{_version()}"
-
-#: Message ids per Status API call. The API documents no maximum; 100 ids keep the URL < 8 KB.
-MAX_STATUS_IDS: Final = 100
+USER_AGENT: Final = f"kaleyra_async/{__version__}"
 
 
 class _HeaderSecret(str):
-    """The API key as the header value it must be, with a repr that doesn't show it.
-
-    The client keeps its request headers in lists; anything that dumps its state (``vars()``,
-    a debugger, an error reporter that records locals) shows them through ``repr``. HTTP
-    libraries use the value itself (``str``), so sending is unchanged.
-    """
+    """The API key as the header value it must be, with a repr that doesn't show it."""
 
     __slots__ = ()
 
@@ -107,32 +85,30 @@ class _HeaderSecret(str):
 
 def _encrypted_or_local(host: str) -> bool:
     """True for https://, and for http:// to this machine (the sandbox, a local proxy)."""
-    url = httpx.URL(host)
-    if url.scheme != "http":
+    parts = urllib.parse.urlsplit(host)
+    if parts.scheme != "http":
         return True
-    if url.host == "localhost":
+    name = parts.hostname or ""
+    if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(url.host).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 
 
-class AttemptObserver(Protocol):
-    """Follows the attempts of one request (see :meth:`KaleyraClient.send`)."""
+class _Attempts(Protocol):
+    """Follows the attempts of one request: how the bulk pipeline journals at the last moment."""
 
     async def sending(self) -> None:
-        """An attempt passed the rate limiter's queue; a last window check follows, then
-        :meth:`writing`. The place to journal the request.
+        """An attempt passed the limiter's queue; a last window check and the write follow.
 
-        Raising here (any exception but a :class:`KaleyraError`) abandons the request unsent.
+        Raising here (anything but a :class:`KaleyraError`) abandons the request unsent.
         """
 
-    def writing(self) -> None:
-        """The attempt is written as soon as this returns (nothing is awaited in between).
-
-        Raising here (any exception but a :class:`KaleyraError`) abandons the request unsent.
-        """
+    def writing(self, attempt: int) -> None:
+        """Attempt number ``attempt`` is written as soon as this returns (nothing is awaited in
+        between). Raising here (anything but a :class:`KaleyraError`) abandons it unsent."""
 
     def failed(self, error: KaleyraError) -> None:
         """An attempt failed with ``error`` (it may be retried)."""
@@ -149,13 +125,14 @@ class KaleyraClient:
         api_key: the API key, sent as the ``api-key`` header.
         pod: ``IN``, ``SG``, ``EU`` or ``NA``; picks the host and the default message type.
         base_url: scheme and host to use instead of the pod's, e.g. a sandbox URL.
-        http: transport, body encoding, timeouts and pool size.
+        http: network library, body encoding, timeouts and pool size.
         retry: when and how often to resend.
         rate_limit: the pod's request rate, burst, recipients budget and host.
         otp_share: the part of the request rate OTP requests may use (they overtake bulk).
         country_prefix: prefix for numbers written without a country code, e.g. ``"+91"``.
-        transport: an httpx transport to use instead of building one (tests, custom stacks).
-        sleep: how to wait between retries (injected in tests).
+        httpx_client: send through this ``httpx.AsyncClient`` (its proxies, TLS and timeouts
+            apply; it is not closed by :meth:`aclose`).
+        transport: send through httpx with this transport (e.g. ``httpx.MockTransport``).
 
     Raises:
         ConfigError: an argument is invalid.
@@ -173,74 +150,59 @@ class KaleyraClient:
         rate_limit: PodConfig | None = None,
         otp_share: float = 0.2,
         country_prefix: str | None = None,
+        httpx_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        _sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         key = api_key if isinstance(api_key, Secret) else Secret(api_key)
-        pod = pod.upper()
-        if pod not in PODS:
-            raise ConfigError(f"pod: must be one of {', '.join(PODS)}")
-        if not sid:
-            raise ConfigError("sid: is required")
-        if not key:
-            raise ConfigError("api_key: is required")
-        if not key.header_safe():
-            raise ConfigError(f"api_key: {API_KEY_RULE}")
-        if base_url is not None and not base_url.startswith(("http://", "https://")):
-            raise ConfigError("base_url: must start with http:// or https://")
-        if not 0 <= otp_share < 1:
-            raise ConfigError("otp_share: must be in [0, 1)")
+        self.pod = check_account(sid=sid, api_key=key, pod=pod, base_url=base_url, section="")
         self.sid = sid
-        self.pod = pod
         self._key = key
         self._http = http or HttpConfig()
         self._retry = retry or RetryPolicy()
         self._rate = rate_limit or PodConfig()
+        if not 0 <= otp_share < 1:
+            raise ConfigError("otp_share: must be in [0, 1)")
         self._otp_share = otp_share
-        self._sleep = sleep
-        self.host = (base_url or self._rate.host or DEFAULT_POD_HOSTS[pod]).rstrip("/")
+        self._sleep = _sleep
+        self.host = resolve_host(self.pod, base_url=base_url, pod_host=self._rate.host)
         if not _encrypted_or_local(self.host):
             logger.warning(
                 "%s is plain HTTP to another machine: the API key and every message travel "
                 "unencrypted; use https://",
                 self.host,
             )
+        self._base_url = f"{self.host}/v1/{sid}"
         self._normalize = PhoneNormalizer(country_prefix)
         self._limiter: RequestLimiter | None = None
         self._closed = False
-        self._transport = transport if transport is not None else build_transport(self._http)
-        self._client = httpx.AsyncClient(
-            base_url=f"{self.host}/v1/{sid}",
-            # No api-key here: httpx's Headers would show it in their repr. Requests are built
-            # by _http_request and send_raw from self._headers, which hold it masked.
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=httpx.Timeout(
-                connect=self._http.connect_timeout_s,
-                read=self._http.read_timeout_s,
-                write=self._http.write_timeout_s,
-                pool=self._http.pool_timeout_s,
-            ),
-            transport=self._transport,
-            follow_redirects=False,
-            trust_env=False,
-        )
-        self._headers = [
+        self._seam = self._make_seam(httpx_client, transport)
+        self._headers = (
             ("api-key", _HeaderSecret(key.reveal())),
-            *self._client.headers.multi_items(),
-        ]
-        # The production transport has a path that skips httpx's Request and Response objects
-        # (a third of a small request's CPU); injected transports (respx, custom) get httpx's.
-        self._raw = self._transport if isinstance(self._transport, AiohttpTransport) else None
-        self._raw_headers = [(k, v) for k, v in self._headers if k.lower() != "host"]
-        self._url_texts: dict[str, str] = {}
-        self._extensions = {"timeout": self._client.timeout.as_dict()}
-        self._urls: dict[str, httpx.URL] = {}
+            ("Accept", "application/json"),
+            ("User-Agent", USER_AGENT),
+        )
+
+    def _make_seam(
+        self, client: httpx.AsyncClient | None, transport: httpx.AsyncBaseTransport | None
+    ) -> HttpSeam:
+        if client is not None or transport is not None or self._http.transport == "httpx":
+            from ._http_httpx import HttpxSeam
+
+            return HttpxSeam(self._http, client=client, transport=transport)
+        from ._http_aiohttp import AiohttpSeam
+
+        return AiohttpSeam(self._http)
 
     @classmethod
     def from_config(
-        cls, config: Config, *, transport: httpx.AsyncBaseTransport | None = None
+        cls,
+        config: Config,
+        *,
+        httpx_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> KaleyraClient:
-        """Build a client from a loaded :class:`~._config.Config`."""
+        """Build a client from a loaded :class:`~._config.Config` (seams as in the constructor)."""
         return cls(
             sid=config.sid,
             api_key=config.api_key,
@@ -251,6 +213,7 @@ class KaleyraClient:
             rate_limit=config.pod_config,
             otp_share=config.dispatch.otp_share,
             country_prefix=config.defaults.country_prefix,
+            httpx_client=httpx_client,
             transport=transport,
         )
 
@@ -275,7 +238,7 @@ class KaleyraClient:
         if self._closed:
             return
         self._closed = True
-        await self._client.aclose()
+        await self._seam.aclose()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -284,25 +247,14 @@ class KaleyraClient:
     # -- sending -----------------------------------------------------------------------------
 
     async def send(
-        self,
-        message: Message,
-        recipients: Sequence[str],
-        *,
-        endpoint: Endpoint = "sms",
-        prevalidated: bool = False,
-        observer: AttemptObserver | None = None,
+        self, message: Message, recipients: Sequence[str], *, endpoint: Endpoint = "sms"
     ) -> SendResult:
         """Send one message to 1..100 recipients in one request.
 
         Args:
-            message: the payload.
-            recipients: phone numbers; normalised to E.164 unless ``prevalidated``.
+            message: the payload; validated against the pod's rules first.
+            recipients: phone numbers; normalised to E.164 first.
             endpoint: ``"sms"`` or the legacy ``"messages"``.
-            prevalidated: the caller promises the numbers are E.164 and the message was
-                validated; the per-number work is skipped. The recipient count and the OTP
-                single-recipient rule are checked regardless.
-            observer: told when each attempt is about to be written and when one fails, so a
-                caller can journal the request at the last moment (the bulk pipeline does).
 
         Returns:
             The accepted request, with ``attempts`` set.
@@ -314,63 +266,31 @@ class KaleyraClient:
             KaleyraError: the client is closed.
         """
         self._check_open()
-        if not prevalidated:
-            recipients = [self._normalize(r) for r in recipients]
-            message = validate_message(message, pod=self.pod)
-        validate_recipients(recipients, message_type=message.type)
-        request = build_send(message, recipients, endpoint=endpoint, encoding=self._http.encoding)
-        result, attempts = await self._call(
-            request, parse_send, otp=message.is_otp, recipients=len(recipients), observer=observer
+        numbers = [self._normalize(r) for r in recipients]
+        return await self._send_valid(
+            validate_message(message, pod=self.pod), numbers, endpoint=endpoint
         )
-        return dataclasses.replace(result, attempts=attempts) if attempts != 1 else result
 
     async def send_sms(
-        self,
-        to: str | Sequence[str],
-        *,
-        body: str | None = None,
-        sender: str | None = None,
-        type: str | None = None,
-        template_id: str | None = None,
-        template_data: Mapping[str, str] | None = None,
-        unicode: str | None = None,
-        flash: bool = False,
-        time: str | None = None,
-        ref_custom: Sequence[str] = (),
-        callback_profile_id: str | None = None,
+        self, to: str | Sequence[str], *, type: str | None = None, **fields: Unpack[MessageFields]
     ) -> SendResult:
         """Send one SMS to one or more numbers on ``/sms``.
 
-        ``type`` defaults to ``TXN`` on the IN pod and ``DEFAULT`` elsewhere. Raises as
+        ``type`` defaults to ``TXN`` on the IN pod and ``DEFAULT`` elsewhere; ``fields`` are
+        :class:`~._models.Message`'s (``body``, ``sender``, ``template_id``, ...). Raises as
         :meth:`send`.
         """
-        return await self._send_fields(
-            "sms",
-            to,
-            body=body,
-            sender=sender,
-            type=type,
-            template_id=template_id,
-            template_data=template_data,
-            unicode=unicode,
-            flash=flash,
-            time=time,
-            ref_custom=ref_custom,
-            callback_profile_id=callback_profile_id,
-        )
+        message = Message.of(type or default_type(self.pod), fields)
+        return await self.send(message, [to] if isinstance(to, str) else to)
 
-    async def send_otp(
-        self,
-        to: str,
-        *,
-        body: str | None = None,
-        sender: str | None = None,
-        template_id: str | None = None,
-        template_data: Mapping[str, str] | None = None,
-        unicode: str | None = None,
-        ref_custom: Sequence[str] = (),
-        callback_profile_id: str | None = None,
+    async def send_message(
+        self, to: str | Sequence[str], *, type: str | None = None, **fields: Unpack[MessageFields]
     ) -> SendResult:
+        """Like :meth:`send_sms`, on the legacy ``/messages`` endpoint (adds ``source=API``)."""
+        message = Message.of(type or default_type(self.pod), fields)
+        return await self.send(message, [to] if isinstance(to, str) else to, endpoint="messages")
+
+    async def send_otp(self, to: str, **fields: Unpack[MessageFields]) -> SendResult:
         """Send an OTP SMS to exactly one number; it overtakes queued bulk requests.
 
         Raises as :meth:`send`, and ValidationError if ``to`` is not one number.
@@ -379,106 +299,27 @@ class KaleyraClient:
             raise ValidationError(
                 "to", "otp_single_recipient", "an OTP goes to exactly one number: pass one string"
             )
-        message = self._message(
-            body=body,
-            sender=sender,
-            type="OTP",
-            template_id=template_id,
-            template_data=template_data,
-            unicode=unicode,
-            ref_custom=ref_custom,
-            callback_profile_id=callback_profile_id,
-        )
-        return await self.send(message, [to])
+        return await self.send(Message.of("OTP", fields), [to])
 
-    async def send_message(
+    async def _send_valid(
         self,
-        to: str | Sequence[str],
+        message: Message,
+        recipients: Sequence[str],
         *,
-        body: str | None = None,
-        sender: str | None = None,
-        type: str | None = None,
-        template_id: str | None = None,
-        template_data: Mapping[str, str] | None = None,
-        unicode: str | None = None,
-        flash: bool = False,
-        time: str | None = None,
-        ref_custom: Sequence[str] = (),
-        callback_profile_id: str | None = None,
+        endpoint: Endpoint = "sms",
+        attempts: _Attempts | None = None,
     ) -> SendResult:
-        """Like :meth:`send_sms`, on the legacy ``/messages`` endpoint (adds ``source=API``)."""
-        return await self._send_fields(
-            "messages",
-            to,
-            body=body,
-            sender=sender,
-            type=type,
-            template_id=template_id,
-            template_data=template_data,
-            unicode=unicode,
-            flash=flash,
-            time=time,
-            ref_custom=ref_custom,
-            callback_profile_id=callback_profile_id,
-        )
+        """Send a validated message to E.164 numbers (the bulk pipeline's entry point).
 
-    async def _send_fields(
-        self,
-        endpoint: Endpoint,
-        to: str | Sequence[str],
-        *,
-        body: str | None,
-        sender: str | None,
-        type: str | None,
-        template_id: str | None,
-        template_data: Mapping[str, str] | None,
-        unicode: str | None,
-        flash: bool,
-        time: str | None,
-        ref_custom: Sequence[str],
-        callback_profile_id: str | None,
-    ) -> SendResult:
-        """The one body of :meth:`send_sms` and :meth:`send_message`: build, then :meth:`send`."""
-        message = self._message(
-            body=body,
-            sender=sender,
-            type=type,
-            template_id=template_id,
-            template_data=template_data,
-            unicode=unicode,
-            flash=flash,
-            time=time,
-            ref_custom=ref_custom,
-            callback_profile_id=callback_profile_id,
+        The recipient count and the OTP single-recipient rule are checked here, always.
+        """
+        self._check_open()
+        validate_recipients(recipients, message_type=message.type)
+        request = build_send(message, recipients, endpoint=endpoint, encoding=self._http.encoding)
+        result, made = await self._call(
+            request, parse_send, otp=message.is_otp, recipients=len(recipients), attempts=attempts
         )
-        return await self.send(message, [to] if isinstance(to, str) else to, endpoint=endpoint)
-
-    def _message(
-        self,
-        *,
-        type: str | None,
-        template_data: Mapping[str, str] | None,
-        ref_custom: Sequence[str],
-        body: str | None = None,
-        sender: str | None = None,
-        template_id: str | None = None,
-        unicode: str | None = None,
-        flash: bool = False,
-        time: str | None = None,
-        callback_profile_id: str | None = None,
-    ) -> Message:
-        return Message(
-            body=body,
-            sender=sender,
-            type=type or ("TXN" if self.pod == "IN" else "DEFAULT"),
-            template_id=template_id,
-            template_data=tuple((str(k), str(v)) for k, v in (template_data or {}).items()),
-            unicode=unicode,
-            flash=flash,
-            time=time,
-            ref_custom=tuple(ref_custom),
-            callback_profile_id=callback_profile_id,
-        )
+        return result if made == 1 else dataclasses.replace(result, attempts=made)
 
     # -- sender IDs and status ---------------------------------------------------------------
 
@@ -494,11 +335,10 @@ class KaleyraClient:
         """
         self._check_open()
         valid = validate_sender_ids(items)
-        results = []
-        for chunk in chunked(valid, MAX_SENDER_IDS_PER_CREATE):
-            result, _ = await self._call(build_create_sender_ids(chunk), parse_sender_ids)
-            results.append(result)
-        return results
+        return [
+            (await self._call(build_create_sender_ids(chunk), parse_sender_ids))[0]
+            for chunk in chunked(valid, MAX_SENDER_IDS_PER_CREATE)
+        ]
 
     async def delete_sender_ids(self, names: Sequence[str]) -> list[SenderIdResult]:
         """Delete sender IDs by name, in requests of up to 100.
@@ -507,11 +347,10 @@ class KaleyraClient:
         """
         self._check_open()
         valid = validate_sender_names(names)
-        results = []
-        for chunk in chunked(valid, MAX_SENDER_IDS_PER_DELETE):
-            result, _ = await self._call(build_delete_sender_ids(chunk), parse_sender_ids)
-            results.append(result)
-        return results
+        return [
+            (await self._call(build_delete_sender_ids(chunk), parse_sender_ids))[0]
+            for chunk in chunked(valid, MAX_SENDER_IDS_PER_DELETE)
+        ]
 
     async def get_status(self, message_ids: Sequence[str]) -> list[MessageStatus]:
         """Look up delivery statuses (``GET /sms/status``), 100 ids per request.
@@ -522,8 +361,8 @@ class KaleyraClient:
             APIError, TransportError: as :meth:`send`.
         """
         self._check_open()
-        statuses: list[MessageStatus] = []
         policy = dataclasses.replace(self._retry, retry_ambiguous=True)
+        statuses: list[MessageStatus] = []
         for chunk in chunked(list(message_ids), MAX_STATUS_IDS):
             found, _ = await self._call(build_status(chunk), parse_status, policy=policy)
             statuses.extend(found)
@@ -539,48 +378,36 @@ class KaleyraClient:
         otp: bool = False,
         recipients: int = 1,
         policy: RetryPolicy | None = None,
-        observer: AttemptObserver | None = None,
+        attempts: _Attempts | None = None,
     ) -> tuple[T, int]:
-        """Rate-limit, send, classify, retry; return the parsed result and the attempts made."""
+        """Rate-limit, send, read, retry: the parsed result and the attempts made (an error
+        raised carries them as ``attempts``)."""
         limiter = self._limiter or self._make_limiter()
-        attempts = 0
-        pod = self.pod
+        url = self._base_url + request.path
+        headers = [*self._headers, *request.headers]
+        made = 0
         debug = logger.isEnabledFor(logging.DEBUG)
 
         async def attempt() -> T:
-            nonlocal attempts
-            await limiter.acquire(otp=otp, recipients=recipients, admit=observer is None)
+            nonlocal made
+            await limiter.acquire(otp=otp, recipients=recipients, admit=attempts is None)
             self._check_open()
-            if observer is not None:
-                await observer.sending()
+            if attempts is not None:
+                await attempts.sending()
                 await limiter.admit()  # the window check closest to the write
-                observer.writing()
-            attempts += 1
+                attempts.writing(made + 1)
+            made += 1
             started = perf_counter() if debug else 0.0
             try:
-                if self._raw is not None and not request.params:
-                    status, headers, content = await self._raw.send_raw(
-                        request.method,
-                        self._url_text(request.path),
-                        [*self._raw_headers, *request.headers],
-                        request.content,
-                        self._extensions["timeout"],
-                    )
-                else:
-                    response = await self._send(self._http_request(request))
-                    status, headers, content = (
-                        response.status_code,
-                        response.headers,
-                        response.content,
-                    )
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                url = f"{self.host}/v1/{self.sid}{request.path}"
-                error = classify_error(exc, method=request.method, url=url)
+                status, response_headers, content = await self._seam.request(
+                    request.method, url, headers, request.content
+                )
+            except TransportError as error:
                 if debug:
                     logger.debug("%s %s failed: %s", request.method, request.path, error)
-                if observer is not None:
-                    observer.failed(error)
-                raise error from exc
+                if attempts is not None:
+                    attempts.failed(error)
+                raise
             if debug:
                 logger.debug(
                     "%s %s (%d recipients) -> %d in %.1f ms",
@@ -591,22 +418,24 @@ class KaleyraClient:
                     (perf_counter() - started) * 1000,
                 )
             try:
-                return parse(status, headers, content, pod=pod)
+                return parse(status, response_headers, content, pod=self.pod)
             except APIError as exc:
                 refused = self._scrubbed(exc)
             # Raised outside the except block: a scrubbed copy must not keep the original (the
             # key and all) as its __context__.
             if isinstance(refused, RateLimitError) and refused.retry_after_s:
-                # Retry-After is about the account: every sender waits, not only this one
-                # (but not longer than a request may retry: a proxy's huge value won't
-                # stall the run).
+                # Retry-After is about the account: every sender waits (but no longer than a
+                # request may retry, so a proxy's huge value can't stall the run).
                 limiter.pause(min(refused.retry_after_s, self._retry.max_total_s))
-            if observer is not None:
-                observer.failed(refused)
+            if attempts is not None:
+                attempts.failed(refused)
             raise refused
 
-        result = await call_with_retry(attempt, policy or self._retry, sleep=self._sleep)
-        return result, attempts
+        try:
+            return await call_with_retry(attempt, policy or self._retry, sleep=self._sleep), made
+        except KaleyraError as exc:
+            exc.attempts = made
+            raise
 
     def _scrubbed(self, exc: APIError) -> APIError:
         """``exc`` without the API key, should a server ever echo it back in an error body."""
@@ -626,48 +455,6 @@ class KaleyraClient:
             body=None if key in repr(exc.body) else exc.body,
         )
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
-        """Send through the client's transport and read the whole body.
-
-        This skips ``httpx.AsyncClient.send``'s auth, redirect, cookie and event-hook machinery,
-        none of which we use (no redirects are followed, no cookies kept), for about 40% more
-        requests per second on loopback (``benchmarks/transport_bench.py``). The client still
-        owns the transport, its headers and timeouts, and closes it.
-        """
-        response = await self._transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
-
-    def _http_request(self, request: WireRequest) -> httpx.Request:
-        """The httpx request for ``request``, built directly.
-
-        ``httpx.AsyncClient.build_request`` merges URLs and headers on every call (about 70 µs);
-        the base URL, the client's headers and the timeouts are fixed, so they are merged once.
-        """
-        url = self._urls.get(request.path)
-        if url is None:
-            url = self._urls[request.path] = self._client.base_url.copy_with(
-                raw_path=(self._client.base_url.raw_path.rstrip(b"/") + request.path.encode())
-            )
-        if request.params:
-            url = url.copy_merge_params(request.params)
-        return httpx.Request(
-            request.method,
-            url,
-            headers=[*self._headers, *request.headers],
-            content=request.content or None,
-            extensions=self._extensions,
-        )
-
-    def _url_text(self, path: str) -> str:
-        text = self._url_texts.get(path)
-        if text is None:
-            text = self._url_texts[path] = f"{self.host}/v1/{self.sid}{path}"
-        return text
-
     def _make_limiter(self) -> RequestLimiter:
         self._limiter = RequestLimiter(
             self._rate.rate_per_s,
@@ -676,3 +463,24 @@ class KaleyraClient:
             recipients_per_s=self._rate.recipients_per_s,
         )
         return self._limiter
+
+
+class ValidatedSend(Protocol):
+    """Sends a validated message to E.164 numbers, reporting attempts: the pipeline's send."""
+
+    def __call__(
+        self, message: Message, recipients: Sequence[str], *, attempts: _Attempts | None = None
+    ) -> Awaitable[SendResult]: ...
+
+
+def validated_send(client: KaleyraClient) -> ValidatedSend:
+    """The client's send for rows the bulk pipeline has validated already: it skips number and
+    field validation but still checks the recipient count and the OTP rule, and reports each
+    attempt to ``attempts`` so the pipeline can journal at the last moment."""
+
+    async def send(
+        message: Message, recipients: Sequence[str], *, attempts: _Attempts | None = None
+    ) -> SendResult:
+        return await client._send_valid(message, recipients, attempts=attempts)
+
+    return send

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any, Final, Literal, get_args, get_origin, get_type_hints
 
 from ._exceptions import ConfigError
+from ._limits import DEFAULT_POD_HOSTS, MAX_RECIPIENTS, PODS, default_type, resolve_host
 
 __all__ = [
-    "DEFAULT_POD_HOSTS",
-    "PODS",
     "Config",
     "DispatchConfig",
     "HttpConfig",
@@ -28,22 +27,9 @@ __all__ = [
     "PodConfig",
     "RetryPolicy",
     "Secret",
+    "check_account",
     "load_config",
 ]
-
-PODS: Final = ("IN", "SG", "EU", "NA")
-
-# The SG host differs between copies of Kaleyra's docs: older pages say api.ap.kaleyra.io (and
-# community code pairs it with HXAP... SIDs), newer ones api.kaleyra.io. We default to the newer
-# copy; every host can be overridden with [pods.<POD>] host = "...".
-DEFAULT_POD_HOSTS: Final[Mapping[str, str]] = types.MappingProxyType(
-    {
-        "IN": "https://api.in.kaleyra.io",
-        "SG": "https://api.kaleyra.io",
-        "EU": "https://api.eu.kaleyra.io",
-        "NA": "https://api.na.kaleyra.ai",
-    }
-)
 
 ENV_API_KEY: Final = "KALEYRA_API_KEY"
 ENV_SID: Final = "KALEYRA_SID"
@@ -148,7 +134,7 @@ class RetryPolicy:
 class HttpConfig:
     """The HTTP layer: transport, body encoding, timeouts and connection pool."""
 
-    #: "aiohttp" (httpx over aiohttp's transport, measured fastest) or "httpx" (httpx's own).
+    #: The network library: "aiohttp" (the default) or "httpx".
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
     #: Send bodies as JSON (the parameter tables' content type) or as form fields (the samples').
     encoding: Literal["json", "form"] = "json"
@@ -159,7 +145,9 @@ class HttpConfig:
     max_connections: int = 64
 
     def __post_init__(self) -> None:
-        _require(self.transport in ("aiohttp", "httpx"), "http.transport", "aiohttp or httpx")
+        _require(
+            self.transport in ("aiohttp", "httpx"), "http.transport", "must be aiohttp or httpx"
+        )
         _require(self.encoding in ("json", "form"), "http.encoding", "must be json or form")
         _require(self.max_connections >= 1, "http.max_connections", "must be >= 1")
         for name in ("connect_timeout_s", "read_timeout_s", "write_timeout_s", "pool_timeout_s"):
@@ -188,8 +176,8 @@ class MessageDefaults:
 class DispatchConfig:
     """The bulk pipeline."""
 
-    #: Recipients per /sms request (Kaleyra's maximum is 100).
-    batch_size: int = 100
+    #: Recipients per /sms request (at most Kaleyra's MAX_RECIPIENTS).
+    batch_size: int = MAX_RECIPIENTS
     #: Longest time a partial batch waits for more identical rows.
     max_wait_ms: float = 50.0
     #: Requests in flight at once.
@@ -202,7 +190,11 @@ class DispatchConfig:
     drain_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        _require(1 <= self.batch_size <= 100, "dispatch.batch_size", "must be 1..100")
+        _require(
+            1 <= self.batch_size <= MAX_RECIPIENTS,
+            "dispatch.batch_size",
+            f"must be 1..{MAX_RECIPIENTS}",
+        )
         _require(self.max_wait_ms >= 0, "dispatch.max_wait_ms", "must be >= 0")
         _require(self.concurrency >= 1, "dispatch.concurrency", "must be >= 1")
         _require(0 <= self.otp_share < 1, "dispatch.otp_share", "must be in [0, 1)")
@@ -231,17 +223,10 @@ class Config:
     def __post_init__(self) -> None:
         if isinstance(self.api_key, str):  # accept a plain string, keep only the masked form
             object.__setattr__(self, "api_key", Secret(self.api_key))
-        object.__setattr__(self, "pod", str(self.pod).upper())
-        _require(self.pod in PODS, "account.pod", f"must be one of {', '.join(PODS)}")
-        _require(bool(self.sid), "account.sid", f"is required (or set {ENV_SID})")
-        _require(bool(self.api_key), "account.api_key", f"is required (or set {ENV_API_KEY})")
-        _require(self.api_key.header_safe(), "account.api_key", API_KEY_RULE)
-        if self.base_url is not None:
-            _require(
-                self.base_url.startswith(("http://", "https://")),
-                "account.base_url",
-                "must start with http:// or https://",
-            )
+        pod = check_account(
+            sid=self.sid, api_key=self.api_key, pod=self.pod, base_url=self.base_url
+        )
+        object.__setattr__(self, "pod", pod)
 
     @property
     def pod_config(self) -> PodConfig:
@@ -251,17 +236,39 @@ class Config:
     @property
     def host(self) -> str:
         """The scheme and host requests go to: ``base_url`` when set, else the pod's host."""
-        return (self.base_url or self.pod_config.host or DEFAULT_POD_HOSTS[self.pod]).rstrip("/")
+        return resolve_host(self.pod, base_url=self.base_url, pod_host=self.pod_config.host)
 
     @property
     def message_type(self) -> str:
         """The default message type for this pod."""
-        return self.defaults.type or ("TXN" if self.pod == "IN" else "DEFAULT")
+        return self.defaults.type or default_type(self.pod)
 
 
 def _require(ok: bool, key: str, rule: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {rule}")
+
+
+def check_account(
+    *, sid: str, api_key: Secret, pod: str, base_url: str | None, section: str = "account."
+) -> str:
+    """Check the account settings every client needs; return the pod in upper case.
+
+    Raises:
+        ConfigError: naming the key (``<section>sid``, ...), never the API key's value.
+    """
+    pod = str(pod).upper()
+    _require(pod in PODS, f"{section}pod", f"must be one of {', '.join(PODS)}")
+    _require(bool(sid), f"{section}sid", f"is required (or set {ENV_SID})")
+    _require(bool(api_key), f"{section}api_key", f"is required (or set {ENV_API_KEY})")
+    _require(api_key.header_safe(), f"{section}api_key", API_KEY_RULE)
+    if base_url is not None:
+        _require(
+            base_url.startswith(("http://", "https://")),
+            f"{section}base_url",
+            "must start with http:// or https://",
+        )
+    return pod
 
 
 # -- loading -------------------------------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypedDict
 
 __all__ = [
     "Encoding",
+    "InputRow",
     "Message",
+    "MessageFields",
     "MessageStatus",
     "Receipt",
     "RowResult",
@@ -48,6 +50,30 @@ class Message:
     def is_otp(self) -> bool:
         """OTP messages may only ever go to one recipient per request."""
         return self.type == "OTP"
+
+    @classmethod
+    def of(cls, type: str, fields: MessageFields) -> Message:
+        """The message of a type and the keyword fields a caller gave (see ``send_sms``)."""
+        values: dict[str, Any] = dict(fields)
+        values["template_data"] = tuple(
+            (str(k), str(v)) for k, v in (fields.get("template_data") or {}).items()
+        )
+        values["ref_custom"] = tuple(fields.get("ref_custom") or ())
+        return cls(type=type, **values)
+
+
+class MessageFields(TypedDict, total=False):
+    """The keyword fields of ``KaleyraClient.send_sms`` and its siblings (see :class:`Message`)."""
+
+    body: str | None
+    sender: str | None
+    template_id: str | None
+    template_data: Mapping[str, str] | None
+    unicode: str | None
+    flash: bool
+    time: str | None
+    ref_custom: Sequence[str]
+    callback_profile_id: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,3 +153,16 @@ class RowResult:
     attempts: int = 0
     segments: int | None = None
     encoding: Encoding | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InputRow:
+    """One data row of the input, or the reason it could not be read."""
+
+    #: 1-based data row number: the header is not counted, nor are blank lines.
+    row: int
+    #: Column name -> value. With an error: only the values that could be read, often none.
+    fields: dict[str, str]
+    #: Why the row is unusable (bad bytes, wrong field count, malformed CSV), or None; it names
+    #: the file line the row started on.
+    error: str | None = None

@@ -11,14 +11,15 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from ._batching import PreparedRow
+from ._config import MessageDefaults
 from ._encoding import SegmentInfo, analyse
 from ._exceptions import ConfigError, ValidationError
-from ._models import Message, RowResult
+from ._limits import default_type
+from ._models import InputRow, Message, RowResult
 from ._phone import PhoneNormalizer
-from ._sources import InputRow
 from ._validate import (
     validate_body,
     validate_flash,
@@ -46,19 +47,36 @@ K = TypeVar("K")
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RowPlan:
-    """How rows become messages: the defaults and which columns mean what."""
+    """How rows become messages: the configured defaults, the pod, and the run's choices."""
 
     pod: str
+    defaults: MessageDefaults = dataclasses.field(default_factory=MessageDefaults)
+    #: The column holding the numbers.
     to_column: str = "to"
-    body: str | None = None
-    sender: str | None = None
-    type: str = "TXN"
-    template_id: str | None = None
-    template_data_columns: tuple[str, ...] = ()
-    unicode: str | None = None
-    flash: bool = False
+    #: A scheduled send time for every row without a ``time`` column.
     time: str | None = None
-    callback_profile_id: str | None = None
+
+    @property
+    def type(self) -> str:
+        """The message type of rows without a ``type`` column."""
+        return self.defaults.type or default_type(self.pod)
+
+    def record(self) -> dict[str, Any]:
+        """The message options as the journal keeps them, to compare on ``--resume``."""
+        d = self.defaults
+        return {
+            "pod": self.pod,
+            "to_column": self.to_column,
+            "body": d.body,
+            "sender": d.sender,
+            "type": self.type,
+            "template_id": d.template_id,
+            "template_data_columns": list(d.template_data_columns),
+            "unicode": d.unicode,
+            "flash": d.flash,
+            "time": self.time,
+            "callback_profile_id": d.callback_profile_id,
+        }
 
 
 class RowPreparer:
@@ -105,12 +123,12 @@ class RowPreparer:
                 )
             to_column = same[0]
         self._to_column = to_column
-        missing = [c for c in self.plan.template_data_columns if c not in columns]
+        missing = [c for c in self.plan.defaults.template_data_columns if c not in columns]
         if missing:
             raise ConfigError(f"template-data column(s) not in the input: {', '.join(missing)}")
         if (
-            not self.plan.body
-            and not self.plan.template_id
+            not self.plan.defaults.body
+            and not self.plan.defaults.template_id
             and not {"body", "template_id"} & columns
         ):
             # Every row would be invalid for the same reason: say it once, before anything runs.
@@ -118,8 +136,8 @@ class RowPreparer:
                 "no message body: give --body (or body in the config), a 'body' column, "
                 "or a template_id"
             )
-        if self.plan.body and "body" not in columns:
-            unknown = [n for n in _placeholders(self.plan.body) if n not in columns]
+        if self.plan.defaults.body and "body" not in columns:
+            unknown = [n for n in _placeholders(self.plan.defaults.body) if n not in columns]
             if unknown:
                 raise ConfigError(
                     f"the body uses placeholder(s) {', '.join('{' + n + '}' for n in unknown)} "
@@ -128,13 +146,13 @@ class RowPreparer:
         self._columns = columns
         self._overrides = tuple(c for c in MESSAGE_COLUMNS if c in columns)
         self._fill_body = "body" in columns or bool(
-            self.plan.body and _PLACEHOLDER.search(self.plan.body)
+            self.plan.defaults.body and _PLACEHOLDER.search(self.plan.defaults.body)
         )
         if "body" in columns:  # a row's body may name any column
             key_columns = [c for c in header if c != to_column]
         else:
-            key_columns = [*self._overrides, *_placeholders(self.plan.body or "")]
-            key_columns += self.plan.template_data_columns
+            key_columns = [*self._overrides, *_placeholders(self.plan.defaults.body or "")]
+            key_columns += self.plan.defaults.template_data_columns
         self._key_columns = tuple(dict.fromkeys(key_columns))
 
     def prepare(self, row: InputRow) -> PreparedRow | RowResult:
@@ -174,22 +192,22 @@ class RowPreparer:
             value = fields[column].strip()
             if value:
                 values[column] = value
-        body = values.get("body", plan.body)
+        body = values.get("body", plan.defaults.body)
         if body is not None and self._fill_body:
             body = _fill(body, fields)
-        flash = plan.flash
+        flash = plan.defaults.flash
         if "flash" in values:
             flash = validate_flash(values["flash"])
         candidate = Message(
             body=body,
-            sender=values.get("sender", plan.sender),
+            sender=values.get("sender", plan.defaults.sender),
             type=values.get("type", plan.type),
-            template_id=values.get("template_id", plan.template_id),
-            template_data=tuple((c, fields[c]) for c in plan.template_data_columns),
-            unicode=values.get("unicode", plan.unicode),
+            template_id=values.get("template_id", plan.defaults.template_id),
+            template_data=tuple((c, fields[c]) for c in plan.defaults.template_data_columns),
+            unicode=values.get("unicode", plan.defaults.unicode),
             flash=flash,
             time=values.get("time", plan.time),
-            callback_profile_id=plan.callback_profile_id,
+            callback_profile_id=plan.defaults.callback_profile_id,
         )
         # Rows whose key columns differ may still make the same message (a name column the
         # body doesn't use): validate each distinct message once.
@@ -227,18 +245,18 @@ def _check_defaults(plan: RowPlan, now: datetime) -> None:
         ConfigError: naming the option (``sender``, ``type``, ``template_id``, ...) and the rule.
     """
     checks: list[tuple[str | None, Callable[[str], object]]] = [
-        (plan.sender, lambda v: validate_sender(v, pod=plan.pod)),
+        (plan.defaults.sender, lambda v: validate_sender(v, pod=plan.pod)),
         (plan.type, lambda v: validate_type(v, pod=plan.pod)),
-        (plan.template_id, validate_template_id),
-        (plan.unicode, validate_unicode),
+        (plan.defaults.template_id, validate_template_id),
+        (plan.defaults.unicode, validate_unicode),
         (plan.time, lambda v: validate_time(v, now=now)),
     ]
     try:
         for value, check in checks:
             if value:
                 check(value)
-        if plan.body and plan.body.strip():
-            validate_body(plan.body, template_id=plan.template_id)
+        if plan.defaults.body and plan.defaults.body.strip():
+            validate_body(plan.defaults.body, template_id=plan.defaults.template_id)
     except ValidationError as exc:
         raise ConfigError(f"default {exc.field}: {exc.reason}") from None
 

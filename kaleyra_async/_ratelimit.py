@@ -7,10 +7,9 @@ the design:
   1-second window see nearly 200 (mjpieters/aiolimiter#298). We shape it as a bucket of
   ``burst`` tokens leaking at ``rate_per_s``, so requests are spread evenly.
 * A bucket that holds exactly ``burst`` tokens loses every late wake-up: a holder woken 1 ms
-  late starts the next interval 1 ms late, and on a busy loop that cost 5-12% of the rate
-  (measured: 88% of 166 req/s). So the bucket holds ``burst + 0.5`` tokens (or 5 ms worth at
-  high rates, where an interval is shorter than a timer's lateness), which lets late requests
-  catch up, and a sliding-window log of the last
+  late starts the next interval 1 ms late, for good. So the bucket holds ``burst + 0.5`` tokens
+  (or 5 ms worth at high rates, where an interval is shorter than a timer's lateness), which
+  lets late requests catch up, and a sliding-window log of the last
   ``floor(rate_per_s + burst - 1)`` admissions enforces the hard promise: no 1-second window
   ever sees more than ``rate_per_s + burst - 1`` requests, even after 15 ms of jitter on the way
   to the server (the log's window is 1.015 s).
@@ -61,6 +60,8 @@ import math
 
 from aiolimiter import AsyncLimiter
 
+from ._limits import MAX_RECIPIENTS
+
 __all__ = ["RequestLimiter"]
 
 logger = logging.getLogger(__name__)
@@ -70,14 +71,9 @@ _CATCH_UP_TOKENS = 0.5
 #: At high rates a token interval is shorter than a timer's lateness (2,000/s: 0.5 ms), so the
 #: bucket also holds 5 ms worth of tokens; the window log still caps every second.
 _CATCH_UP_S = 0.005
-#: The largest recipient count one request can carry (the API's cap).
-_MAX_RECIPIENTS = 100
 #: The sliding window the admission log enforces: a second plus a margin for the jitter between
 #: admission here and arrival at Kaleyra (two requests a second apart here must not arrive 0.999 s
-#: apart there). It costs at most 1.5% of the rate, and only when the log is what binds. Measured
-#: at 2,000/s on loopback (benchmarks/README.md): admission to the socket write up to 6 ms on a
-#: busy loop, and the server's own stamp later still when its core is busy; a 10 ms margin let the
-#: sandbox count 2,001-2,006 in a second in 3 of 12 runs once the client kept up with the log.
+#: apart there); it costs at most 1.5% of the rate, and only when the log is what binds.
 _WINDOW_S = 1.015
 
 
@@ -121,7 +117,7 @@ class RequestLimiter:
             self._otp = AsyncLimiter(otp_burst, otp_burst / otp_rate)
         self._recipients: AsyncLimiter | None = None
         if recipients_per_s > 0:
-            size = max(_MAX_RECIPIENTS, recipients_per_s * burst / rate_per_s)
+            size = max(MAX_RECIPIENTS, recipients_per_s * burst / rate_per_s)
             self._recipients = AsyncLimiter(size, size / recipients_per_s)
         self._paused_until_s = -math.inf
         self._busy = False

@@ -94,7 +94,7 @@ async def call_with_retry(
         What the successful attempt returned.
 
     Raises:
-        KaleyraError: the last attempt's error, with ``attempts`` set to the attempts made.
+        KaleyraError: the last attempt's error.
         BaseException: anything that is not a KaleyraError passes through untouched.
     """
     # The first attempt runs outside tenacity: most calls succeed at once, and building the
@@ -104,14 +104,11 @@ async def call_with_retry(
         return await fn()
     except KaleyraError as exc:
         if policy.max_attempts <= 1 or not should_retry(exc, policy):
-            exc.attempts = 1
             raise
         first: KaleyraError | None = exc
-    attempts = 0
 
     async def attempt() -> T:
-        nonlocal attempts, first
-        attempts += 1
+        nonlocal first
         if first is not None:
             exc, first = first, None
             raise exc
@@ -150,8 +147,4 @@ async def call_with_retry(
         before_sleep=before_sleep,
         reraise=True,
     )
-    try:
-        return await retrying(attempt)
-    except KaleyraError as exc:
-        exc.attempts = attempts
-        raise
+    return await retrying(attempt)

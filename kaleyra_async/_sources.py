@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import dataclasses
 import itertools
 import os
 import re
@@ -49,6 +48,7 @@ import anyio.to_thread
 from anyio.abc import ObjectSendStream
 
 from ._exceptions import ConfigError
+from ._models import InputRow
 
 __all__ = ["CsvSource", "InputRow", "RecordSource", "RowSource"]
 
@@ -61,19 +61,6 @@ _SURROGATE: Final = re.compile("[\udc80-\udcff]")
 #: _LineFeed's mode for files with lone-CR line endings: any of CR, CRLF and LF ends a line.
 _ANY_END: Final = b"\r"
 _ANY_END_SPLIT: Final = re.compile(rb"(?<=\n)|(?<=\r)(?!\n)")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class InputRow:
-    """One data row of the input, or the reason it could not be read."""
-
-    #: 1-based data row number: the header is not counted, nor are blank lines.
-    row: int
-    #: Column name -> value. With an error: only the values that could be read, often none.
-    fields: dict[str, str]
-    #: Why the row is unusable (bad bytes, wrong field count, malformed CSV), or None; it names
-    #: the file line the row started on.
-    error: str | None = None
 
 
 class _Source:

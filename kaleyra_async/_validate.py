@@ -10,27 +10,30 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar
 
 from ._exceptions import ValidationError
-from ._models import Message, SenderId
+from ._limits import (
+    ALPHANUMERIC_SENDER,
+    DLT_HEADER,
+    MAX_BODY_CHARS,
+    MAX_RECIPIENTS,
+    MAX_REF_CUSTOM_CHARS,
+    MAX_REF_CUSTOM_VALUES,
+    MAX_TEMPLATE_VALUE_CHARS,
+    MIN_SCHEDULE_LEAD,
+    NUMERIC_SENDER,
+    SCHEDULE_HORIZON_MONTHS,
+    TEMPLATE_ID,
+    TYPES_BY_POD,
+)
+from ._models import Message
 from ._phone import is_e164
 
 __all__ = [
-    "DEFAULT_TYPES",
-    "MAX_BODY_CHARS",
-    "MAX_RECIPIENTS",
-    "MAX_REF_CUSTOM_CHARS",
-    "MAX_REF_CUSTOM_VALUES",
-    "MAX_SENDER_IDS_PER_CREATE",
-    "MAX_SENDER_IDS_PER_DELETE",
-    "MAX_TEMPLATE_VALUE_CHARS",
-    "MIN_SCHEDULE_LEAD",
-    "SCHEDULE_HORIZON_MONTHS",
-    "TYPES_BY_POD",
+    "blank_to_none",
     "chunked",
     "validate_body",
     "validate_flash",
@@ -38,9 +41,6 @@ __all__ = [
     "validate_recipients",
     "validate_ref_custom",
     "validate_sender",
-    "validate_sender_id",
-    "validate_sender_ids",
-    "validate_sender_names",
     "validate_template_data",
     "validate_template_id",
     "validate_time",
@@ -50,41 +50,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Recipients per send request (``/sms`` and ``/messages``).
-MAX_RECIPIENTS: Final = 100
-#: Longest body, in characters (Python code points); Kaleyra answers E401 beyond it.
-MAX_BODY_CHARS: Final = 4000
-#: Sender IDs per create call; more are split with :func:`chunked`.
-MAX_SENDER_IDS_PER_CREATE: Final = 5000
-#: Sender IDs per delete call; more are split with :func:`chunked`.
-MAX_SENDER_IDS_PER_DELETE: Final = 100
-MAX_TEMPLATE_VALUE_CHARS: Final = 30
-MAX_REF_CUSTOM_VALUES: Final = 5
-MAX_REF_CUSTOM_CHARS: Final = 50
-#: A scheduled message must be at least this far after the request...
-MIN_SCHEDULE_LEAD: Final = timedelta(minutes=15)
-#: ...and at most this many calendar months after it.
-SCHEDULE_HORIZON_MONTHS: Final = 3
-
-#: Message types on the pods other than IN.
-DEFAULT_TYPES: Final = ("OTP", "DEFAULT")
-#: Message types each pod accepts; India's DLT rules add transactional and promotional types.
-TYPES_BY_POD: Final[Mapping[str, tuple[str, ...]]] = types.MappingProxyType(
-    {
-        "IN": ("OTP", "TXN", "TXND", "MKT"),
-        "SG": DEFAULT_TYPES,
-        "EU": DEFAULT_TYPES,
-        "NA": DEFAULT_TYPES,
-    }
-)
-
-_TEMPLATE_ID: Final = re.compile(r"[0-9]{12,30}")
-_ENTITY_ID: Final = _TEMPLATE_ID
-_DIGITS_15: Final = re.compile(r"[0-9]{1,15}")
-_LETTERS_6: Final = re.compile(r"[A-Za-z]{6}")
-_DIGITS_6: Final = re.compile(r"[0-9]{6}")
-_ALNUM_11: Final = re.compile(r"[A-Za-z0-9]{1,11}")
-_ISO_CODE: Final = re.compile(r"[A-Za-z]{2}")
 # Control characters other than tab, line feed, form feed (GSM-7 has it) and carriage return.
 _CONTROL: Final = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
@@ -101,7 +66,7 @@ def validate_type(value: str, *, pod: str) -> str:
     Raises:
         ValidationError: ``type`` / ``allowed_values``.
     """
-    allowed = TYPES_BY_POD.get(pod.upper(), DEFAULT_TYPES)
+    allowed = TYPES_BY_POD.get(pod.upper(), TYPES_BY_POD["SG"])
     normalised = value.strip().upper() if isinstance(value, str) else ""
     if normalised not in allowed:
         raise ValidationError(
@@ -128,13 +93,13 @@ def validate_sender(value: str, *, pod: str) -> str:
     """
     text = value.strip() if isinstance(value, str) else ""
     if pod.upper() == "IN":
-        if _LETTERS_6.fullmatch(text):
+        if DLT_HEADER.fullmatch(text):
             return text.upper()
-        if _DIGITS_15.fullmatch(text):
+        if NUMERIC_SENDER.fullmatch(text):
             return text
         expected = "exactly 6 letters (a DLT header) or up to 15 digits (a numeric sender)"
     else:
-        if _ALNUM_11.fullmatch(text) or _DIGITS_15.fullmatch(text):
+        if ALPHANUMERIC_SENDER.fullmatch(text) or NUMERIC_SENDER.fullmatch(text):
             return text
         expected = "1-11 letters and digits (a sender ID) or up to 15 digits (a numeric sender)"
     raise ValidationError(
@@ -271,7 +236,7 @@ def validate_template_id(value: str) -> str:
         ValidationError: ``template_id`` / ``format``.
     """
     text = value.strip() if isinstance(value, str) else ""
-    if _TEMPLATE_ID.fullmatch(text) is None:
+    if TEMPLATE_ID.fullmatch(text) is None:
         raise ValidationError("template_id", "format", f"{value!r} is not 12 to 30 digits")
     return text
 
@@ -381,9 +346,9 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
         ValidationError: the first rule the message breaks.
     """
     message_type = validate_type(message.type, pod=pod)
-    sender = _blank_to_none(message.sender)
-    template_id = _blank_to_none(message.template_id)
-    time = _blank_to_none(message.time)
+    sender = blank_to_none(message.sender)
+    template_id = blank_to_none(message.template_id)
+    time = blank_to_none(message.time)
     if template_id is not None:
         template_id = validate_template_id(template_id)
     validate_body(message.body, template_id=template_id)
@@ -399,105 +364,6 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
         time=None if time is None else validate_time(time, now=now or datetime.now(UTC)),
         ref_custom=validate_ref_custom(message.ref_custom),
     )
-
-
-# -- sender IDs ----------------------------------------------------------------------------------
-
-
-def validate_sender_id(item: SenderId, *, index: int) -> SenderId:
-    """Return a normalised sender ID to register; fields are named ``senders[<index>].<field>``.
-
-    * ``iso_code``: two letters, lower-cased.
-    * ``sender``: for India ("in") a DLT header of exactly 6 letters or 6 digits (the sandbox,
-      like Kaleyra, answers MSG134 otherwise), upper-cased; elsewhere 1-11 letters and digits or
-      up to 15 digits.
-    * ``entity_id`` (the DLT principal entity id): 12-30 digits when given; "" means not given.
-      The spec does not say it is required for India, so it is not enforced.
-
-    Raises:
-        ValidationError: ``senders[i].iso_code`` / ``format``, ``senders[i].sender`` /
-            ``format``, ``senders[i].entity_id`` / ``format``.
-    """
-    prefix = f"senders[{index}]"
-    iso_code = item.iso_code.strip() if isinstance(item.iso_code, str) else ""
-    if _ISO_CODE.fullmatch(iso_code) is None:
-        raise ValidationError(
-            f"{prefix}.iso_code", "format", f"{item.iso_code!r} is not a two-letter country code"
-        )
-    iso_code = iso_code.lower()
-    sender = item.sender.strip() if isinstance(item.sender, str) else ""
-    if iso_code == "in":
-        if _LETTERS_6.fullmatch(sender) is None and _DIGITS_6.fullmatch(sender) is None:
-            raise ValidationError(
-                f"{prefix}.sender",
-                "format",
-                f"{item.sender!r} is not an Indian DLT header: exactly 6 letters or 6 digits",
-            )
-        sender = sender.upper()
-    elif _ALNUM_11.fullmatch(sender) is None and _DIGITS_15.fullmatch(sender) is None:
-        raise ValidationError(
-            f"{prefix}.sender",
-            "format",
-            f"{item.sender!r} is not 1-11 letters and digits or up to 15 digits",
-        )
-    entity_id = _blank_to_none(item.entity_id)
-    if entity_id is not None and _ENTITY_ID.fullmatch(entity_id) is None:
-        raise ValidationError(
-            f"{prefix}.entity_id", "format", f"{item.entity_id!r} is not 12 to 30 digits"
-        )
-    return dataclasses.replace(item, sender=sender, iso_code=iso_code, entity_id=entity_id)
-
-
-def validate_sender_ids(items: Iterable[SenderId]) -> list[SenderId]:
-    """Validate sender IDs to create; at least one, no sender twice (after normalisation).
-
-    There is no upper bound here: split the result with ``chunked(result,
-    MAX_SENDER_IDS_PER_CREATE)``.
-
-    Raises:
-        ValidationError: ``senders`` / ``required``; ``senders[i].sender`` / ``duplicate``; or
-            any rule of :func:`validate_sender_id`.
-    """
-    result: list[SenderId] = []
-    seen: dict[str, int] = {}
-    for index, item in enumerate(items):
-        checked = validate_sender_id(item, index=index)
-        if checked.sender in seen:
-            raise ValidationError(
-                f"senders[{index}].sender",
-                "duplicate",
-                f"{checked.sender!r} is already senders[{seen[checked.sender]}]",
-            )
-        seen[checked.sender] = index
-        result.append(checked)
-    if not result:
-        raise ValidationError("senders", "required", "at least one sender ID is required")
-    return result
-
-
-def validate_sender_names(names: Iterable[str] | str) -> list[str]:
-    """Validate sender names to delete: stripped, non-empty; repeats are dropped.
-
-    No shape rule applies: a name registered under older rules must still be deletable. Asking
-    twice to delete one name has one meaning, so repeats are removed (first one kept) rather
-    than refused. A single string is one name.
-
-    There is no upper bound here: split the result with ``chunked(result,
-    MAX_SENDER_IDS_PER_DELETE)``.
-
-    Raises:
-        ValidationError: ``senders`` / ``required``; ``senders[i]`` / ``required``.
-    """
-    items = (names,) if isinstance(names, str) else names
-    result: dict[str, None] = {}
-    for index, name in enumerate(items):
-        text = name.strip() if isinstance(name, str) else ""
-        if not text:
-            raise ValidationError(f"senders[{index}]", "required", "a sender name is empty")
-        result.setdefault(text, None)
-    if not result:
-        raise ValidationError("senders", "required", "at least one sender name is required")
-    return list(result)
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -538,7 +404,8 @@ def _check_encodable(message: Message) -> None:
             )
 
 
-def _blank_to_none(value: str | None) -> str | None:
+def blank_to_none(value: str | None) -> str | None:
+    """An optional text field as given, stripped; empty or blank means not given (None)."""
     if value is None:
         return None
     text = value.strip()

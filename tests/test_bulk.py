@@ -17,10 +17,11 @@ import orjson
 import pytest
 import respx
 
-from kaleyra_async import BulkOptions, ConfigError, RecordSource, load_config, send_bulk
+from kaleyra_async import BulkOptions, ConfigError, RecordSource, load_config
 from kaleyra_async._config import Config
 from kaleyra_async._models import RowResult
 from kaleyra_async._results import journal_path_for
+from tests.conftest import bulk
 
 
 def config() -> Config:
@@ -55,7 +56,7 @@ async def test_a_journal_without_results_still_counts_as_an_earlier_run(tmp_path
     journal_path_for(out).write_text('{"journal":1,"input":{}}\n{"inflight":[1,2]}\n')
     router, transport = kaleyra()
     with pytest.raises(ConfigError, match="--resume"):
-        await send_bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
+        await bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
     assert router.calls.call_count == 0
 
 
@@ -63,13 +64,11 @@ async def test_a_dry_runs_plan_cannot_be_resumed_into_a_send(tmp_path: Path) -> 
     """Resuming over 'planned' lines would send nothing and report success."""
     out = str(tmp_path / "out.ndjson")
     src = csv(tmp_path)
-    await send_bulk(src, config(), BulkOptions(out=out, dry_run=True))
+    await bulk(src, config(), BulkOptions(out=out, dry_run=True))
     _, transport = kaleyra()
     with pytest.raises(ConfigError, match="dry run"):
-        await send_bulk(src, config(), BulkOptions(out=out, resume=True), transport=transport)
-    summary = await send_bulk(
-        src, config(), BulkOptions(out=out, overwrite=True), transport=transport
-    )
+        await bulk(src, config(), BulkOptions(out=out, resume=True), transport=transport)
+    summary = await bulk(src, config(), BulkOptions(out=out, overwrite=True), transport=transport)
     assert summary.by_status == {"sent": 3}
 
 
@@ -78,10 +77,10 @@ async def test_resume_refuses_a_changed_input(tmp_path: Path) -> None:
     out = str(tmp_path / "out.ndjson")
     src = csv(tmp_path)
     _, transport = kaleyra()
-    await send_bulk(src, config(), BulkOptions(out=out), transport=transport)
+    await bulk(src, config(), BulkOptions(out=out), transport=transport)
     src.write_text("to\n" + "".join(f"+9197000000{i:02d}\n" for i in range(3)))  # same size
     with pytest.raises(ConfigError, match="not the first run's"):
-        await send_bulk(src, config(), BulkOptions(out=out, resume=True), transport=transport)
+        await bulk(src, config(), BulkOptions(out=out, resume=True), transport=transport)
 
 
 @pytest.mark.parametrize("earlier_run", [True, False], ids=["over-a-run", "no-run-yet"])
@@ -94,7 +93,7 @@ async def test_resume_refuses_inputs_that_cannot_be_identified(
     if earlier_run:
         out.write_text('{"row":1,"status":"sent"}\n')
     with pytest.raises(ConfigError, match="as a file"):
-        await send_bulk(
+        await bulk(
             RecordSource([{"to": "+919800000001"}]),
             config(),
             BulkOptions(out=str(out), resume=True),
@@ -107,10 +106,10 @@ async def test_earlier_failures_keep_the_exit_status_after_resume(tmp_path: Path
     out = str(tmp_path / "out.ndjson")
     src = csv(tmp_path)
     _, failing = kaleyra(fail=True)
-    first = await send_bulk(src, config(), BulkOptions(out=out), transport=failing)
+    first = await bulk(src, config(), BulkOptions(out=out), transport=failing)
     assert first.by_status == {"failed": 3}
     _, ok = kaleyra()
-    again = await send_bulk(src, config(), BulkOptions(out=out, resume=True), transport=ok)
+    again = await bulk(src, config(), BulkOptions(out=out, resume=True), transport=ok)
     assert again.resumed_done == 3
     assert not again.all_sent
 
@@ -120,13 +119,13 @@ async def test_resume_refuses_changed_message_options(tmp_path: Path) -> None:
     out = str(tmp_path / "out.ndjson")
     src = csv(tmp_path)
     _, transport = kaleyra()
-    await send_bulk(src, config(), BulkOptions(out=out), transport=transport)
+    await bulk(src, config(), BulkOptions(out=out), transport=transport)
     changed = config()
     changed = dataclasses.replace(
         changed, defaults=dataclasses.replace(changed.defaults, body="Something else")
     )
     with pytest.raises(ConfigError, match=r"message options differ.*body"):
-        await send_bulk(src, changed, BulkOptions(out=out, resume=True), transport=transport)
+        await bulk(src, changed, BulkOptions(out=out, resume=True), transport=transport)
 
 
 def no_to_column(tmp_path: Path) -> Path:
@@ -144,9 +143,7 @@ async def test_a_bad_header_leaves_an_overwritten_symlink_and_its_target_alone(
     link = tmp_path / "link.ndjson"
     link.symlink_to(target)
     with pytest.raises(ConfigError, match="no 'to' column"):
-        await send_bulk(
-            no_to_column(tmp_path), config(), BulkOptions(out=str(link), overwrite=True)
-        )
+        await bulk(no_to_column(tmp_path), config(), BulkOptions(out=str(link), overwrite=True))
     assert link.is_symlink()
     assert target.read_bytes() == b"keep me\n"
     assert not journal_path_for(link).exists()
@@ -160,9 +157,7 @@ async def test_a_bad_header_leaves_a_device_node_alone(tmp_path: Path) -> None:
     except PermissionError:
         pytest.skip("creating a device node needs root")
     with pytest.raises(ConfigError, match="no 'to' column"):
-        await send_bulk(
-            no_to_column(tmp_path), config(), BulkOptions(out=str(node), overwrite=True)
-        )
+        await bulk(no_to_column(tmp_path), config(), BulkOptions(out=str(node), overwrite=True))
     assert stat.S_ISCHR(node.lstat().st_mode)
 
 
@@ -170,10 +165,10 @@ async def test_a_bad_header_keeps_the_old_results_despite_overwrite(tmp_path: Pa
     """The header is checked before --overwrite empties anything: the old run survives."""
     out = tmp_path / "out.ndjson"
     _, transport = kaleyra()
-    await send_bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
+    await bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
     before = out.read_bytes(), journal_path_for(out).read_bytes()
     with pytest.raises(ConfigError, match="no 'to' column"):
-        await send_bulk(no_to_column(tmp_path), config(), BulkOptions(out=str(out), overwrite=True))
+        await bulk(no_to_column(tmp_path), config(), BulkOptions(out=str(out), overwrite=True))
     assert (out.read_bytes(), journal_path_for(out).read_bytes()) == before
 
 
@@ -181,14 +176,14 @@ async def test_a_bad_header_on_stdin_removes_only_the_files_it_created(tmp_path:
     """stdin can't be checked first: new files go again, an existing symlink stays."""
     out = tmp_path / "out.ndjson"
     with no_to_column(tmp_path).open("rb") as stdin, pytest.raises(ConfigError, match="'to'"):
-        await send_bulk("-", config(), BulkOptions(out=str(out)), stdin=stdin)
+        await bulk("-", config(), BulkOptions(out=str(out)), stdin=stdin)
     assert not out.exists() and not journal_path_for(out).exists()
     target = tmp_path / "precious.txt"
     target.write_bytes(b"keep me\n")
     out.symlink_to(target)
     options = BulkOptions(out=str(out), overwrite=True)
     with no_to_column(tmp_path).open("rb") as stdin, pytest.raises(ConfigError, match="'to'"):
-        await send_bulk("-", config(), options, stdin=stdin)
+        await bulk("-", config(), options, stdin=stdin)
     assert out.is_symlink() and target.read_bytes() == b"keep me\n"
     assert not journal_path_for(out).exists()
 
@@ -201,15 +196,15 @@ async def test_a_bad_header_on_stdin_keeps_the_old_results_despite_overwrite(
     replaces them whole (no line of the old run is left behind)."""
     out = tmp_path / "out.ndjson"
     _, transport = kaleyra()
-    await send_bulk(csv(tmp_path, 5), config(), BulkOptions(out=str(out)), transport=transport)
+    await bulk(csv(tmp_path, 5), config(), BulkOptions(out=str(out)), transport=transport)
     before = out.read_bytes(), journal_path_for(out).read_bytes()
     options = BulkOptions(out=str(out), overwrite=True)
     with no_to_column(tmp_path).open("rb") as stdin, pytest.raises(ConfigError, match="'to'"):
-        await send_bulk("-", config(), options, stdin=stdin, transport=transport)
+        await bulk("-", config(), options, stdin=stdin, transport=transport)
     assert (out.read_bytes(), journal_path_for(out).read_bytes()) == before
 
     with csv(tmp_path, 2).open("rb") as stdin:
-        await send_bulk("-", config(), options, stdin=stdin, transport=transport)
+        await bulk("-", config(), options, stdin=stdin, transport=transport)
     assert sorted(orjson.loads(line)["row"] for line in out.read_bytes().splitlines()) == [1, 2]
     journal = [orjson.loads(line) for line in journal_path_for(out).read_bytes().splitlines()]
     assert "journal" in journal[0] and sum("journal" in r for r in journal) == 1
@@ -219,7 +214,7 @@ async def test_stopped_before_stdins_header_came_keeps_the_old_results(tmp_path:
     """Ctrl-C while --overwrite waits for stdin's first line: the old run's files stay whole."""
     out = tmp_path / "out.ndjson"
     _, transport = kaleyra()
-    await send_bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
+    await bulk(csv(tmp_path), config(), BulkOptions(out=str(out)), transport=transport)
     before = out.read_bytes(), journal_path_for(out).read_bytes()
     read_end, write_end = os.pipe()
     stop = anyio.Event()
@@ -228,7 +223,7 @@ async def test_stopped_before_stdins_header_came_keeps_the_old_results(tmp_path:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(
                     functools.partial(
-                        send_bulk, "-", config(), BulkOptions(out=str(out), overwrite=True),
+                        bulk, "-", config(), BulkOptions(out=str(out), overwrite=True),
                         stdin=stdin, transport=transport, stop=stop,
                     )
                 )  # fmt: skip
@@ -250,7 +245,7 @@ async def test_overwrite_from_stdin_into_a_device_node_writes_through(tmp_path: 
     _, transport = kaleyra()
     options = BulkOptions(out=str(node), overwrite=True)
     with csv(tmp_path).open("rb") as stdin:
-        summary = await send_bulk("-", config(), options, stdin=stdin, transport=transport)
+        summary = await bulk("-", config(), options, stdin=stdin, transport=transport)
     assert summary.by_status == {"sent": 3}
 
 
@@ -267,7 +262,7 @@ async def test_overwrite_from_records_into_a_fifo_writes_through(tmp_path: Path)
     reader = threading.Thread(target=read_all, daemon=True)
     reader.start()
     _, transport = kaleyra()
-    summary = await send_bulk(
+    summary = await bulk(
         RecordSource([{"to": "+919800000001"}, {"to": "+919800000002"}]),
         config(),
         BulkOptions(out=str(fifo), overwrite=True),
@@ -284,9 +279,7 @@ async def test_unclosed_quotes_in_different_places_are_one_top_reason(tmp_path: 
     filler = "".join(f"{'a' * 1000}\n" for _ in range(140))  # past csv's field size limit
     src.write_text(f'to\n"x\n{filler}+919800000001\n"y\n{filler}+919800000002\n')
     results: list[RowResult] = []
-    summary = await send_bulk(
-        str(src), config(), BulkOptions(dry_run=True), on_results=results.extend
-    )
+    summary = await bulk(str(src), config(), BulkOptions(dry_run=True), on_results=results.extend)
     malformed = {r.error for r in results if r.error and "malformed" in r.error}
     assert len(malformed) == 2  # two different messages (their line numbers differ) ...
     grouped = [(key, n) for key, n in summary.top_reasons(50) if "malformed" in key]
@@ -299,7 +292,7 @@ async def test_resume_over_a_file_that_is_not_ours_leaves_it_intact(tmp_path: Pa
     notes.write_bytes(b"my notes\nmy important last line")
     router, transport = kaleyra()
     with pytest.raises(ConfigError, match=r"notes\.txt.*not a kaleyra_async"):
-        await send_bulk(
+        await bulk(
             csv(tmp_path), config(), BulkOptions(out=str(notes), resume=True), transport=transport
         )
     assert notes.read_bytes() == b"my notes\nmy important last line"
@@ -315,7 +308,7 @@ async def test_a_dry_runs_repeat_count_keeps_no_message_per_row() -> None:
         return ({"to": "+919800000001", "body": f"{i:06d} " + "x" * 2000} for i in range(n))
 
     async def peak(n: int) -> int:
-        summary = await send_bulk(
+        summary = await bulk(
             RecordSource(records(n)),
             config(),
             BulkOptions(dry_run=True),
@@ -368,9 +361,9 @@ async def test_no_body_anywhere_is_one_config_error_before_any_row(
     router, transport = kaleyra()
     if refused:
         with pytest.raises(ConfigError, match="no message body"):
-            await send_bulk(src, plain, BulkOptions(out=str(out)), transport=transport)
+            await bulk(src, plain, BulkOptions(out=str(out)), transport=transport)
         assert not out.exists() and not journal_path_for(out).exists()
         assert router.calls.call_count == 0
     else:
-        await send_bulk(src, plain, BulkOptions(out=str(out)), transport=transport)
+        await bulk(src, plain, BulkOptions(out=str(out)), transport=transport)
         assert out.exists()

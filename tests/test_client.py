@@ -1,7 +1,9 @@
 """KaleyraClient: golden requests per endpoint, error mapping, the OTP guard, retries, secrecy.
 
-Every test injects ``httpx.MockTransport(router.async_handler)`` over a ``respx.Router`` and a
-sleep that records waits, so nothing leaves the process and nothing really waits.
+Answers come from a ``respx.Router``. Tests taking ``answers`` run through both network seams:
+the default aiohttp one (over loopback, to a server that asks the router) and the httpx one
+(``httpx.MockTransport``). Tests of transport failures that only respx can stage, and of how the
+URL is composed, use the httpx seam alone. Waits are recorded, never slept.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import httpx
 import pytest
 import respx
 
-from kaleyra_async._client import USER_AGENT, KaleyraClient
+from kaleyra_async._client import USER_AGENT, KaleyraClient, validated_send
 from kaleyra_async._config import Config, HttpConfig, PodConfig, RetryPolicy, Secret
 from kaleyra_async._exceptions import (
     APIError,
@@ -32,10 +34,11 @@ from kaleyra_async._exceptions import (
     ValidationError,
 )
 from kaleyra_async._models import Message, MessageStatus, Receipt, SenderId
+from tests.conftest import UPSTREAM, Answers, Sleeps
 
 KEY = "s3cr3t-api-key-0123456789"
 SID = "HXIN1234567890IN"
-BASE = f"https://api.in.kaleyra.io/v1/{SID}"
+BASE = f"{UPSTREAM}/v1/{SID}"
 A, B, C = "+919876543210", "+919876543211", "+14155552671"
 FAST = PodConfig(rate_per_s=1e6, burst=1000)
 
@@ -58,43 +61,28 @@ def accepted(*recipients: str, request_id: str = "req-1") -> httpx.Response:
     )
 
 
-class Sleeps:
-    """A sleep that records the waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-@pytest.fixture
-def router() -> respx.Router:
-    return respx.Router(assert_all_called=False, assert_all_mocked=True)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-def make_client(router: respx.Router, sleeps: Sleeps, **kwargs: Any) -> KaleyraClient:
+def make_client(answers: Answers, sleeps: Sleeps, **kwargs: Any) -> KaleyraClient:
     options: dict[str, Any] = {
         "sid": SID,
         "api_key": KEY,
         "pod": "IN",
         "rate_limit": FAST,
         "retry": RetryPolicy(jitter_s=0.0),
-        "transport": httpx.MockTransport(router.async_handler),
-        "sleep": sleeps,
+        "_sleep": sleeps,
+        **answers.client_options(),
     }
     options.update(kwargs)
     return KaleyraClient(**options)
 
 
+def via_httpx(router: respx.Router) -> Answers:
+    """The router behind the httpx seam alone: for failures only respx can stage."""
+    return Answers(router, "httpx")
+
+
 @pytest.fixture
-async def client(router: respx.Router, sleeps: Sleeps) -> AsyncIterator[KaleyraClient]:
-    async with make_client(router, sleeps) as c:
+async def client(answers: Answers, sleeps: Sleeps) -> AsyncIterator[KaleyraClient]:
+    async with make_client(answers, sleeps) as c:
         yield c
 
 
@@ -144,10 +132,10 @@ async def test_send_sms_golden_request(client: KaleyraClient, router: respx.Rout
     assert result.attempts == 1
 
 
-async def test_send_form_encoding(router: respx.Router, sleeps: Sleeps) -> None:
+async def test_send_form_encoding(answers: Answers, sleeps: Sleeps) -> None:
     """http.encoding="form" posts application/x-www-form-urlencoded fields."""
-    route = router.post(f"{BASE}/sms").mock(return_value=accepted(A))
-    async with make_client(router, sleeps, http=HttpConfig(encoding="form")) as client:
+    route = answers.router.post(f"{BASE}/sms").mock(return_value=accepted(A))
+    async with make_client(answers, sleeps, http=HttpConfig(encoding="form")) as client:
         await client.send_sms(A, body="hi & bye", template_id="1107161234567890123")
     request = route.calls[0].request
     assert_common_headers(request, "application/x-www-form-urlencoded")
@@ -297,7 +285,7 @@ async def test_url_is_host_v1_sid_path(
 ) -> None:
     """URL = (base_url or the pod's host) + /v1/<SID> + path."""
     route = router.post(url).mock(return_value=accepted(C))
-    async with make_client(router, sleeps, **kwargs) as client:
+    async with make_client(via_httpx(router), sleeps, **kwargs) as client:
         await client.send(Message(body="hi", type="DEFAULT" if "pod" in kwargs else "TXN"), [C])
     assert route.call_count == 1
 
@@ -316,14 +304,15 @@ async def test_from_config(router: respx.Router) -> None:
 # -- validation before any request -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("prevalidated", [False, True])
+@pytest.mark.parametrize("validated", [False, True])
 async def test_otp_guard_raises_before_any_request(
-    client: KaleyraClient, router: respx.Router, prevalidated: bool
+    client: KaleyraClient, router: respx.Router, validated: bool
 ) -> None:
-    """An OTP to two numbers never reaches the network, prevalidated or not."""
+    """An OTP to two numbers never reaches the network, through send or the pipeline's send."""
     router.route().mock(return_value=accepted(A, B))
+    send = validated_send(client) if validated else client.send
     with pytest.raises(ValidationError) as info:
-        await client.send(Message(body="code 1", type="OTP"), [A, B], prevalidated=prevalidated)
+        await send(Message(body="code 1", type="OTP"), [A, B])
     assert info.value.rule == "otp_single_recipient"
     assert router.calls.call_count == 0
 
@@ -335,18 +324,19 @@ async def test_otp_guard_raises_before_any_request(
         pytest.param([f"+9198765{i:05d}" for i in range(101)], "max_recipients", id="101"),
     ],
 )
-@pytest.mark.parametrize("prevalidated", [False, True])
+@pytest.mark.parametrize("validated", [False, True])
 async def test_recipient_count_is_always_checked(
     client: KaleyraClient,
     router: respx.Router,
     recipients: list[str],
     rule: str,
-    prevalidated: bool,
+    validated: bool,
 ) -> None:
-    """1..100 recipients per request, checked even for prevalidated calls."""
+    """1..100 recipients per request, checked by the pipeline's send too."""
     router.route().mock(return_value=accepted(A))
+    send = validated_send(client) if validated else client.send
     with pytest.raises(ValidationError) as info:
-        await client.send(Message(body="x", type="TXN"), recipients, prevalidated=prevalidated)
+        await send(Message(body="x", type="TXN"), recipients)
     assert info.value.rule == rule
     assert router.calls.call_count == 0
 
@@ -363,21 +353,19 @@ async def test_invalid_number_and_message_raise_before_any_request(
     assert router.calls.call_count == 0
 
 
-async def test_prevalidated_skips_normalisation(
+async def test_the_pipelines_send_skips_normalisation(
     client: KaleyraClient, router: respx.Router
 ) -> None:
-    """prevalidated=True sends numbers and message as given (the pipeline did the work)."""
+    """validated_send sends numbers and message as given (the pipeline did the work)."""
     route = router.post(f"{BASE}/sms").mock(return_value=accepted(A))
-    await client.send(Message(body="x", type="TXN", sender="klrhxa"), [A], prevalidated=True)
+    await validated_send(client)(Message(body="x", type="TXN", sender="klrhxa"), [A])
     assert sent_json(route)["sender"] == "klrhxa"
 
 
-async def test_country_prefix_normalises_national_numbers(
-    router: respx.Router, sleeps: Sleeps
-) -> None:
+async def test_country_prefix_normalises_national_numbers(answers: Answers, sleeps: Sleeps) -> None:
     """country_prefix turns a national number into E.164."""
-    route = router.post(f"{BASE}/sms").mock(return_value=accepted(A))
-    async with make_client(router, sleeps, country_prefix="+91") as client:
+    route = answers.router.post(f"{BASE}/sms").mock(return_value=accepted(A))
+    async with make_client(answers, sleeps, country_prefix="+91") as client:
         await client.send_sms("98765 43210", body="x", template_id="1107161234567890123")
     assert sent_json(route)["to"] == A
 
@@ -461,19 +449,21 @@ async def test_503_is_retried(client: KaleyraClient, router: respx.Router) -> No
     assert (result.attempts, route.call_count) == (2, 2)
 
 
-async def test_connect_error_is_retried(client: KaleyraClient, router: respx.Router) -> None:
+async def test_connect_error_is_retried(router: respx.Router, sleeps: Sleeps) -> None:
     """A connection that never opened is sent again."""
     route = router.post(f"{BASE}/sms").mock(
         side_effect=[httpx.ConnectError("refused"), accepted(A)]
     )
-    result = await client.send(Message(body="x", type="TXN"), [A])
+    async with make_client(via_httpx(router), sleeps) as client:
+        result = await client.send(Message(body="x", type="TXN"), [A])
     assert (result.attempts, route.call_count) == (2, 2)
 
 
-async def test_persistent_429_gives_up_with_attempts(router: respx.Router, sleeps: Sleeps) -> None:
+async def test_persistent_429_gives_up_with_attempts(answers: Answers, sleeps: Sleeps) -> None:
     """After max_attempts 429s the RateLimitError is raised with attempts set."""
-    route = router.post(f"{BASE}/sms").mock(return_value=httpx.Response(429))
-    async with make_client(router, sleeps, retry=RetryPolicy(max_attempts=3, jitter_s=0)) as client:
+    route = answers.router.post(f"{BASE}/sms").mock(return_value=httpx.Response(429))
+    retry = RetryPolicy(max_attempts=3, jitter_s=0)
+    async with make_client(answers, sleeps, retry=retry) as client:
         with pytest.raises(RateLimitError) as info:
             await client.send(Message(body="x", type="TXN"), [A])
     assert info.value.attempts == 3
@@ -491,12 +481,13 @@ AMBIGUOUS = [
 
 @pytest.mark.parametrize(("failure", "cls"), AMBIGUOUS)
 async def test_fate_unknown_is_not_retried_by_default(
-    client: KaleyraClient, router: respx.Router, failure: Any, cls: type[KaleyraError]
+    router: respx.Router, sleeps: Sleeps, failure: Any, cls: type[KaleyraError]
 ) -> None:
     """500/502/504 and lost responses may have sent SMS: raised after exactly one call."""
     route = router.post(f"{BASE}/sms").mock(side_effect=[failure, accepted(A)])
     with pytest.raises(cls) as info:
-        await client.send(Message(body="x", type="TXN"), [A])
+        async with make_client(via_httpx(router), sleeps) as client:
+            await client.send(Message(body="x", type="TXN"), [A])
     assert info.value.fate_unknown
     assert info.value.attempts == 1
     assert route.call_count == 1
@@ -509,20 +500,19 @@ async def test_fate_unknown_is_retried_when_ambiguous_allowed(
     """retry_ambiguous=True opts in to at-least-once: the request is sent again."""
     route = router.post(f"{BASE}/sms").mock(side_effect=[failure, accepted(A)])
     async with make_client(
-        router, sleeps, retry=RetryPolicy(retry_ambiguous=True, jitter_s=0)
+        via_httpx(router), sleeps, retry=RetryPolicy(retry_ambiguous=True, jitter_s=0)
     ) as client:
         result = await client.send(Message(body="x", type="TXN"), [A])
     assert (result.attempts, route.call_count) == (2, 2)
 
 
-async def test_status_lookups_retry_lost_responses(
-    client: KaleyraClient, router: respx.Router
-) -> None:
+async def test_status_lookups_retry_lost_responses(router: respx.Router, sleeps: Sleeps) -> None:
     """A status GET sends no SMS, so a lost response is retried even by default."""
     route = router.get(f"{BASE}/sms/status").mock(
         side_effect=[httpx.ReadTimeout("t"), httpx.Response(200, json={"data": []})]
     )
-    assert await client.get_status(["m:1"]) == []
+    async with make_client(via_httpx(router), sleeps) as client:
+        assert await client.get_status(["m:1"]) == []
     assert route.call_count == 2
 
 
@@ -530,11 +520,12 @@ async def test_status_lookups_retry_lost_responses(
 
 
 async def test_close_twice_is_safe_and_use_after_close_raises(
-    router: respx.Router, sleeps: Sleeps
+    answers: Answers, sleeps: Sleeps
 ) -> None:
     """aclose() is idempotent; every call afterwards raises KaleyraError without a request."""
+    router = answers.router
     router.route().mock(return_value=accepted(A))
-    client = make_client(router, sleeps)
+    client = make_client(answers, sleeps)
     await client.aclose()
     await client.aclose()
     with pytest.raises(KaleyraError, match="closed"):
@@ -572,7 +563,8 @@ def test_invalid_arguments_raise_config_error(kwargs: dict[str, Any]) -> None:
 async def test_api_key_never_leaks(
     router: respx.Router, sleeps: Sleeps, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Not in repr, not in any error's str/repr, not in any log record at DEBUG."""
+    """Not in repr, not in any error's str/repr, not in any log record at DEBUG (the aiohttp
+    seam's failures: tests/reliability/test_secrets.py)."""
     caplog.set_level(logging.DEBUG)
     router.post(f"{BASE}/sms").mock(
         side_effect=[
@@ -587,7 +579,7 @@ async def test_api_key_never_leaks(
     )
     errors: list[BaseException] = []
     async with make_client(
-        router, sleeps, retry=RetryPolicy(max_attempts=1), api_key=Secret(KEY)
+        via_httpx(router), sleeps, retry=RetryPolicy(max_attempts=1), api_key=Secret(KEY)
     ) as client:
         assert KEY not in repr(client)
         assert SID in repr(client)
@@ -614,14 +606,14 @@ async def test_api_key_never_leaks(
         assert KEY not in record.getMessage()
 
 
-async def test_api_key_echoed_by_a_server_is_masked(router: respx.Router, sleeps: Sleeps) -> None:
+async def test_api_key_echoed_by_a_server_is_masked(answers: Answers, sleeps: Sleeps) -> None:
     """A server that echoes the key in its error body does not leak it into our exception."""
-    router.post(f"{BASE}/sms").mock(
+    answers.router.post(f"{BASE}/sms").mock(
         return_value=httpx.Response(
             400, json={"code": "E999", "message": f"bad key {KEY}", "error": {"key": KEY}}
         )
     )
-    async with make_client(router, sleeps, api_key=Secret(KEY)) as client:
+    async with make_client(answers, sleeps, api_key=Secret(KEY)) as client:
         with pytest.raises(RejectedError) as info:
             await client.send(Message(body="x", type="TXN"), [A])
     error = info.value
@@ -630,9 +622,7 @@ async def test_api_key_echoed_by_a_server_is_masked(router: respx.Router, sleeps
     assert KEY not in f"{error} {error!r} {vars(error)!r}"
 
 
-async def test_a_429_pauses_every_sender_for_retry_after(
-    router: respx.Router, sleeps: Sleeps
-) -> None:
+async def test_a_429_pauses_every_sender_for_retry_after(answers: Answers, sleeps: Sleeps) -> None:
     """Retry-After is about the account: the next request, from any sender, waits it out too."""
     stamps: list[float] = []
 
@@ -642,8 +632,8 @@ async def test_a_429_pauses_every_sender_for_retry_after(
             return httpx.Response(429, headers={"Retry-After": "0.3"})
         return accepted(A)
 
-    router.post(f"{BASE}/sms").mock(side_effect=answer)
-    async with make_client(router, sleeps, retry=RetryPolicy(max_attempts=1)) as client:
+    answers.router.post(f"{BASE}/sms").mock(side_effect=answer)
+    async with make_client(answers, sleeps, retry=RetryPolicy(max_attempts=1)) as client:
         with pytest.raises(RateLimitError):
             await client.send(Message(body="x", type="TXN"), [A])
         await client.send(Message(body="x", type="TXN"), [A])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from kaleyra_async import (
@@ -18,18 +16,13 @@ from kaleyra_async import (
     ServerError,
     ValidationError,
 )
-from kaleyra_async.sandbox import Sandbox, SandboxConfig, parse_faults
+from kaleyra_async._client import validated_send
+from kaleyra_async.sandbox import Sandbox, parse_faults
 
 pytestmark = pytest.mark.timeout(60)
 
 TEMPLATE = "1107161234567890123"
 A, B = "+919876543210", "+919876543211"
-
-
-@pytest.fixture
-async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
-    async with Sandbox(SandboxConfig(**getattr(request, "param", {}))) as running:
-        yield running
 
 
 def client_for(sandbox: Sandbox, **kwargs: object) -> KaleyraClient:
@@ -91,17 +84,17 @@ async def test_sandbox_rejects_what_the_client_would_have_caught(sandbox: Sandbo
     async with client_for(sandbox) as client:
         for message, to, code in cases:
             with pytest.raises(RejectedError) as info:
-                await client.send(message, to, prevalidated=True)
+                await validated_send(client)(message, to)
             assert info.value.kaleyra_code == code, (message, info.value)
             assert info.value.status_code == 400
     assert sandbox.ledger_records() == []
 
 
-async def test_otp_guard_holds_even_when_prevalidated(sandbox: Sandbox) -> None:
+async def test_otp_guard_holds_on_the_pipelines_send(sandbox: Sandbox) -> None:
     """No path through the client sends an OTP to two numbers: nothing reaches the sandbox."""
     async with client_for(sandbox) as client:
         with pytest.raises(ValidationError) as info:
-            await client.send(Message(body="1234", type="OTP"), [A, B], prevalidated=True)
+            await validated_send(client)(Message(body="1234", type="OTP"), [A, B])
     assert info.value.rule == "otp_single_recipient"
     assert sandbox.stats.requests_total == 0
 

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from kaleyra_async._batching import Batch, PreparedRow
-from kaleyra_async._client import AttemptObserver
-from kaleyra_async._dispatch import BulkSummary, DispatchSettings, _LaneQueue, dispatch
+from kaleyra_async._config import DispatchConfig, MessageDefaults
+from kaleyra_async._dispatch import dispatch
 from kaleyra_async._exceptions import (
     KaleyraError,
     RateLimitError,
@@ -24,14 +24,20 @@ from kaleyra_async._exceptions import (
     ResponseLostError,
     ServerError,
 )
+from kaleyra_async._flight import Flight
+from kaleyra_async._lanes import LaneQueue
 from kaleyra_async._models import Message, Receipt, RowResult, SendResult
 from kaleyra_async._phone import PhoneNormalizer
 from kaleyra_async._prepare import RowPlan, RowPreparer
 from kaleyra_async._results import Progress, ResultsWriter
 from kaleyra_async._sources import CsvSource
+from kaleyra_async._summary import BulkSummary
+from tests.conftest import bulk
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-PLAN = RowPlan(pod="IN", body="Your order has shipped", sender="KLRHXA", type="TXN")
+PLAN = RowPlan(
+    pod="IN", defaults=MessageDefaults(body="Your order has shipped", sender="KLRHXA", type="TXN")
+)
 #: The line send_bulk starts a journal with (dispatch itself does not write it).
 JOURNAL_HEADER = b'{"journal":1,"input":{}}\n'
 
@@ -49,22 +55,22 @@ class FakeKaleyra:
         self.started = anyio.Event()
 
     async def send(
-        self, message: Message, recipients: Sequence[str], *, observer: AttemptObserver
+        self, message: Message, recipients: Sequence[str], *, attempts: Flight
     ) -> SendResult:
         self.waiting += 1
         if self.limiter is not None:  # stands for the rate limiter: nothing written yet
             await self.limiter.wait()
-        await observer.sending()
+        await attempts.sending()
         if self.admit is not None:  # stands for the last window check / a 429 pause
             await self.admit.wait()
-        observer.writing()
+        attempts.writing(1)
         self.requests.append((message, list(recipients)))
         n = len(self.requests)
         self.started.set()
         if self.gate is not None:
             await self.gate.wait()
         if n in self.fail:
-            observer.failed(self.fail[n])
+            attempts.failed(self.fail[n])
             raise self.fail[n]
         rid = f"req-{n}"
         return SendResult(
@@ -89,7 +95,8 @@ async def run(
     send: FakeKaleyra | None,
     *,
     plan: RowPlan = PLAN,
-    settings: DispatchSettings | None = None,
+    config: DispatchConfig | None = None,
+    retry_ambiguous: bool = False,
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
     summary: BulkSummary | None = None,
@@ -106,7 +113,8 @@ async def run(
                 preparer,
                 send.send if send else None,
                 writer=writer,
-                settings=settings or DispatchSettings(max_wait_s=0),
+                config=config or DispatchConfig(max_wait_ms=0),
+                retry_ambiguous=retry_ambiguous,
                 progress=progress,
                 stop=stop,
                 summary=summary,
@@ -160,7 +168,9 @@ async def test_otp_rows_each_get_their_own_request(tmp_path: Path) -> None:
 
 async def test_placeholders_personalise_and_split_batches(tmp_path: Path) -> None:
     """{name} is filled per row; rows with different bodies go in different requests."""
-    plan = RowPlan(pod="IN", body="Hi {name}", sender="KLRHXA", type="TXN")
+    plan = RowPlan(
+        pod="IN", defaults=MessageDefaults(body="Hi {name}", sender="KLRHXA", type="TXN")
+    )
     lines = ["+919800000001,Asha", "+919800000002,Ravi", "+919800000003,Asha"]
     fake = FakeKaleyra()
     await run(csv_file(tmp_path, lines, header="to,name"), fake, plan=plan)
@@ -197,9 +207,7 @@ async def test_dedupe_skips_repeats_of_number_and_message(tmp_path: Path) -> Non
     """With dedupe, the second identical (number, message) row is skipped, not sent."""
     lines = ["+919800000001", "9800000001", "+919800000002"]
     fake = FakeKaleyra()
-    results = by_row(
-        await run(csv_file(tmp_path, lines), fake, settings=DispatchSettings(dedupe=True))
-    )
+    results = by_row(await run(csv_file(tmp_path, lines), fake, config=DispatchConfig(dedupe=True)))
     assert results[2]["status"] == "skipped" and results[2]["error_code"] == "duplicate"
     assert sum(len(r) for _, r in fake.requests) == 2
 
@@ -229,7 +237,10 @@ async def test_planning_a_large_chunk_lets_other_tasks_run(tmp_path: Path) -> No
     A dry run never waits on the send queue, so without the slices nothing else (a sender, the
     rate limiter's next wake-up) would run until the whole chunk was planned.
     """
-    plan = RowPlan(pod="IN", body="Order {order} has shipped", sender="KLRHXA", type="TXN")
+    plan = RowPlan(
+        pod="IN",
+        defaults=MessageDefaults(body="Order {order} has shipped", sender="KLRHXA", type="TXN"),
+    )
     lines = [f"{to},KX{i:06d}" for i, to in enumerate(numbers(1000))]
     summary = BulkSummary()
     seen: set[int] = set()
@@ -271,8 +282,14 @@ async def test_resume_with_retry_ambiguous_resends_inflight_rows(tmp_path: Path)
     progress = Progress()
     progress.unresolved = {1}
     fake = FakeKaleyra()
-    settings = DispatchSettings(max_wait_s=0, retry_ambiguous=True)
-    results = await run(csv_file(tmp_path, numbers(2)), fake, progress=progress, settings=settings)
+    settings = DispatchConfig(max_wait_ms=0)
+    results = await run(
+        csv_file(tmp_path, numbers(2)),
+        fake,
+        progress=progress,
+        config=settings,
+        retry_ambiguous=True,
+    )
     assert {r["status"] for r in results} == {"sent"}
     assert sorted(to for _, r in fake.requests for to in r) == numbers(2)
 
@@ -285,7 +302,7 @@ async def test_stop_finishes_inflight_and_leaves_unsent_rows_without_a_line(
     fake.gate = anyio.Event()
     stop = anyio.Event()
     summary = BulkSummary()
-    settings = DispatchSettings(batch_size=10, concurrency=1, max_wait_s=0)
+    settings = DispatchConfig(batch_size=10, concurrency=1, max_wait_ms=0)
 
     async def stop_when_first_request_is_out() -> None:
         await fake.started.wait()
@@ -297,7 +314,7 @@ async def test_stop_finishes_inflight_and_leaves_unsent_rows_without_a_line(
     async with anyio.create_task_group() as tg:
         tg.start_soon(stop_when_first_request_is_out)
         results = await run(
-            csv_file(tmp_path, numbers(1000)), fake, settings=settings, stop=stop, summary=summary
+            csv_file(tmp_path, numbers(1000)), fake, config=settings, stop=stop, summary=summary
         )
     assert summary.interrupted
     assert len(fake.requests) == 1
@@ -309,7 +326,7 @@ async def test_drain_timeout_records_inflight_rows_as_unknown(tmp_path: Path) ->
     fake = FakeKaleyra()
     fake.gate = anyio.Event()  # never set: the request hangs
     stop = anyio.Event()
-    settings = DispatchSettings(batch_size=5, concurrency=1, max_wait_s=0, drain_timeout_s=0)
+    settings = DispatchConfig(batch_size=5, concurrency=1, max_wait_ms=0, drain_timeout_s=0)
 
     async def stop_when_out() -> None:
         await fake.started.wait()
@@ -317,7 +334,7 @@ async def test_drain_timeout_records_inflight_rows_as_unknown(tmp_path: Path) ->
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(stop_when_out)
-        results = await run(csv_file(tmp_path, numbers(50)), fake, settings=settings, stop=stop)
+        results = await run(csv_file(tmp_path, numbers(50)), fake, config=settings, stop=stop)
     assert [r["status"] for r in results] == ["unknown"] * 5
     assert {r["error_code"] for r in results} == {"interrupted"}
 
@@ -327,7 +344,7 @@ async def test_memory_stays_bounded_when_sending_is_slow(tmp_path: Path) -> None
     fake = FakeKaleyra()
     fake.gate = anyio.Event()
     summary = BulkSummary()
-    settings = DispatchSettings(batch_size=100, concurrency=2, max_wait_s=0)
+    settings = DispatchConfig(batch_size=100, concurrency=2, max_wait_ms=0)
     path = csv_file(tmp_path, numbers(200_000))
 
     async def watch() -> None:
@@ -346,7 +363,7 @@ async def test_memory_stays_bounded_when_sending_is_slow(tmp_path: Path) -> None
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch)
-        results = await run(path, fake, settings=settings, summary=summary)
+        results = await run(path, fake, config=settings, summary=summary)
     assert len(results) == 200_000
 
 
@@ -357,7 +374,7 @@ async def test_records_from_python_are_sent_like_csv_rows() -> None:
     import httpx
     import respx
 
-    from kaleyra_async import BulkOptions, load_config, send_bulk
+    from kaleyra_async import BulkOptions, load_config
     from kaleyra_async._sources import RecordSource
 
     def accept(request: httpx.Request) -> httpx.Response:
@@ -378,7 +395,7 @@ async def test_records_from_python_are_sent_like_csv_rows() -> None:
         {"name": "No number"},
     ]
     seen: list[RowResult] = []
-    summary = await send_bulk(
+    summary = await bulk(
         RecordSource(records),
         config,
         BulkOptions(),
@@ -405,7 +422,7 @@ async def test_stop_while_waiting_for_the_limiter_sends_and_journals_nothing(
     fake.limiter = anyio.Event()  # never admits
     stop = anyio.Event()
     journal = io.BytesIO()
-    settings = DispatchSettings(batch_size=5, concurrency=3, max_wait_s=0, drain_timeout_s=60)
+    settings = DispatchConfig(batch_size=5, concurrency=3, max_wait_ms=0, drain_timeout_s=60)
 
     async def stop_when_all_wait() -> None:
         while fake.waiting < 3:
@@ -415,7 +432,7 @@ async def test_stop_while_waiting_for_the_limiter_sends_and_journals_nothing(
     async with anyio.create_task_group() as tg:
         tg.start_soon(stop_when_all_wait)
         results = await run(
-            csv_file(tmp_path, numbers(100)), fake, settings=settings, stop=stop, journal=journal
+            csv_file(tmp_path, numbers(100)), fake, config=settings, stop=stop, journal=journal
         )
     assert results == []  # promptly, without waiting out the 60 s drain
     assert fake.requests == []
@@ -431,21 +448,21 @@ async def test_a_refused_attempt_then_stop_releases_the_rows(tmp_path: Path) -> 
 
     class RefusedThenBackoff(FakeKaleyra):
         async def send(
-            self, message: Message, recipients: Sequence[str], *, observer: AttemptObserver
+            self, message: Message, recipients: Sequence[str], *, attempts: Flight
         ) -> SendResult:
-            await observer.sending()
-            observer.writing()
-            observer.failed(refused)
+            await attempts.sending()
+            attempts.writing(1)
+            attempts.failed(refused)
             stop.set()
             await anyio.sleep(30)  # the backoff the stop cuts short
             raise AssertionError("not reached")
 
     out = tmp_path / "out.ndjson"
     journal = io.BytesIO()
-    settings = DispatchSettings(batch_size=5, concurrency=1, max_wait_s=0, drain_timeout_s=60)
+    settings = DispatchConfig(batch_size=5, concurrency=1, max_wait_ms=0, drain_timeout_s=60)
     with anyio.fail_after(10):
         results = await run(
-            csv_file(tmp_path, numbers(5)), RefusedThenBackoff(), settings=settings, stop=stop,
+            csv_file(tmp_path, numbers(5)), RefusedThenBackoff(), config=settings, stop=stop,
             journal=journal,
         )  # fmt: skip
     assert results == []
@@ -461,7 +478,7 @@ async def test_outer_cancellation_records_inflight_rows_as_unknown(tmp_path: Pat
     out = io.BytesIO()
     writer = ResultsWriter(out, io.BytesIO())
     preparer = RowPreparer(PLAN, normalize=PhoneNormalizer("+91"), now=NOW)
-    settings = DispatchSettings(batch_size=5, concurrency=1, max_wait_s=0)
+    settings = DispatchConfig(batch_size=5, concurrency=1, max_wait_ms=0)
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
 
@@ -473,7 +490,7 @@ async def test_outer_cancellation_records_inflight_rows_as_unknown(tmp_path: Pat
         try:
             await dispatch(
                 CsvSource(csv_file(tmp_path, numbers(5))), preparer, fake.send,
-                writer=writer, settings=settings,
+                writer=writer, config=settings,
             )  # fmt: skip
         finally:
             await writer.aclose()
@@ -507,7 +524,7 @@ async def test_stop_during_the_journal_write_releases_the_rows(tmp_path: Path) -
     journal = SlowJournal()
     stop = anyio.Event()
     fake = FakeKaleyra()
-    settings = DispatchSettings(batch_size=5, concurrency=2, max_wait_s=0, drain_timeout_s=60)
+    settings = DispatchConfig(batch_size=5, concurrency=2, max_wait_ms=0, drain_timeout_s=60)
 
     async def stop_while_journaling() -> None:
         await anyio.to_thread.run_sync(journal.writing.wait)
@@ -517,7 +534,7 @@ async def test_stop_during_the_journal_write_releases_the_rows(tmp_path: Path) -
         tg.start_soon(stop_while_journaling)
         with anyio.fail_after(20):
             results = await run(
-                csv_file(tmp_path, numbers(10)), fake, settings=settings, stop=stop,
+                csv_file(tmp_path, numbers(10)), fake, config=settings, stop=stop,
                 journal=journal,
             )  # fmt: skip
     assert results == []
@@ -538,7 +555,7 @@ async def test_stop_while_held_by_the_last_window_check_releases_the_rows(
     fake.admit = anyio.Event()  # never lets the write happen
     stop = anyio.Event()
     journal = io.BytesIO()
-    settings = DispatchSettings(batch_size=1, concurrency=3, max_wait_s=0, drain_timeout_s=60)
+    settings = DispatchConfig(batch_size=1, concurrency=3, max_wait_ms=0, drain_timeout_s=60)
 
     async def stop_when_held() -> None:
         while journal.getvalue().count(b"inflight") < 3:  # noqa: ASYNC110 (a plain buffer)
@@ -550,7 +567,7 @@ async def test_stop_while_held_by_the_last_window_check_releases_the_rows(
         tg.start_soon(stop_when_held)
         with anyio.fail_after(20):  # promptly: the 60 s drain is not waited out
             results = await run(
-                csv_file(tmp_path, numbers(10)), fake, settings=settings, stop=stop,
+                csv_file(tmp_path, numbers(10)), fake, config=settings, stop=stop,
                 journal=journal, summary=summary,
             )  # fmt: skip
     assert results == []
@@ -566,16 +583,16 @@ async def test_a_maybe_sent_attempt_outweighs_a_later_refusal(tmp_path: Path) ->
 
     class LostThenRefused(FakeKaleyra):
         async def send(
-            self, message: Message, recipients: Sequence[str], *, observer: AttemptObserver
+            self, message: Message, recipients: Sequence[str], *, attempts: Flight
         ) -> SendResult:
-            await observer.sending()
-            observer.writing()
-            observer.failed(ResponseLostError("read timeout"))
-            await observer.sending()
-            observer.writing()
+            await attempts.sending()
+            attempts.writing(1)
+            attempts.failed(ResponseLostError("read timeout"))
+            await attempts.sending()
+            attempts.writing(2)
             refused = RejectedError("bad", status_code=400, kaleyra_code="E401")
             refused.attempts = 2
-            observer.failed(refused)
+            attempts.failed(refused)
             raise refused
 
     results = await run(csv_file(tmp_path, numbers(3)), LostThenRefused())
@@ -585,7 +602,7 @@ async def test_a_maybe_sent_attempt_outweighs_a_later_refusal(tmp_path: Path) ->
 async def test_lane_queue_hands_over_a_waiting_batch_without_a_loop_turn() -> None:
     """put() with room and get() with a batch waiting do not yield to the loop: a yield there
     cost a whole loop turn per request (19 % of the client's CPU for one-recipient OTP)."""
-    queue = _LaneQueue(capacity=4)
+    queue = LaneQueue(capacity=4)
     message = Message(body="Your order has shipped", sender="KLRHXA", type="TXN")
     bulk = Batch(message, (PreparedRow(1, "+919876500001", message, 1, "GSM-7"),))
     other_ran = False

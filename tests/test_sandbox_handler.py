@@ -13,7 +13,8 @@ import pytest
 
 from kaleyra_async._exceptions import ValidationError
 from kaleyra_async._models import SenderId
-from kaleyra_async._validate import validate_sender, validate_sender_id
+from kaleyra_async._senders import validate_sender_id
+from kaleyra_async._validate import validate_sender
 from kaleyra_async.sandbox import (
     DEFAULT_API_KEY,
     DEFAULT_SID,

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from kaleyra_async._exceptions import ValidationError
-from kaleyra_async._models import Message, SenderId
+from kaleyra_async._limits import MAX_SENDER_IDS_PER_DELETE, TYPES_BY_POD
+from kaleyra_async._models import Message
 from kaleyra_async._validate import (
-    MAX_SENDER_IDS_PER_CREATE,
-    MAX_SENDER_IDS_PER_DELETE,
-    TYPES_BY_POD,
     chunked,
     validate_body,
     validate_flash,
@@ -21,26 +18,16 @@ from kaleyra_async._validate import (
     validate_recipients,
     validate_ref_custom,
     validate_sender,
-    validate_sender_id,
-    validate_sender_ids,
-    validate_sender_names,
     validate_template_data,
     validate_template_id,
     validate_time,
     validate_type,
     validate_unicode,
 )
+from tests.conftest import rejects
 
 NOW = datetime(2025, 1, 15, 10, 0, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
-
-
-def rejects(call: Callable[[], object], field: str, rule: str) -> ValidationError:
-    """Assert that ``call`` raises a ValidationError on ``field`` for ``rule``; return it."""
-    with pytest.raises(ValidationError) as info:
-        call()
-    assert (info.value.field, info.value.rule) == (field, rule), info.value
-    return info.value
 
 
 def numbers(count: int) -> list[str]:
@@ -486,115 +473,6 @@ def test_message_time_defaults_now_to_the_clock() -> None:
 def test_message_runs_every_rule(message: Message, pod: str, field: str, rule: str) -> None:
     """Each field rule is applied by validate_message."""
     rejects(lambda: validate_message(message, pod=pod, now=NOW), field, rule)
-
-
-# -- sender IDs ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("item", "expected"),
-    [
-        pytest.param(
-            SenderId("adpaia", "Alerts", " IN ", " 1107161234567890123 "),
-            SenderId("ADPAIA", "Alerts", "in", "1107161234567890123"),
-            id="india-normalised",
-        ),
-        pytest.param(SenderId("123456"), SenderId("123456"), id="india-6-digits"),
-        pytest.param(SenderId("ADPAIA", entity_id=""), SenderId("ADPAIA"), id="empty-entity"),
-        pytest.param(SenderId("Acme", iso_code="SG"), SenderId("Acme", iso_code="sg"), id="sg"),
-        pytest.param(
-            SenderId("A" * 11, iso_code="gb", entity_id="1" * 12),
-            SenderId("A" * 11, iso_code="gb", entity_id="1" * 12),
-            id="11-chars-12-digit-entity",
-        ),
-        pytest.param(
-            SenderId("ADPAIA", entity_id="1" * 30),
-            SenderId("ADPAIA", entity_id="1" * 30),
-            id="30-digit-entity",
-        ),
-    ],
-)
-def test_sender_id_accepts(item: SenderId, expected: SenderId) -> None:
-    """India: 6 letters or digits; elsewhere 1-11 alphanumerics; entity id 12-30 digits."""
-    assert validate_sender_id(item, index=0) == expected
-
-
-@pytest.mark.parametrize(
-    ("item", "field", "rule"),
-    [
-        pytest.param(SenderId("ADPAI"), "senders[3].sender", "format", id="india-5"),
-        pytest.param(SenderId("ADPAIAX"), "senders[3].sender", "format", id="india-7"),
-        pytest.param(SenderId("AD1AIA"), "senders[3].sender", "format", id="india-mixed"),
-        pytest.param(SenderId(""), "senders[3].sender", "format", id="empty"),
-        pytest.param(SenderId("A" * 12, iso_code="sg"), "senders[3].sender", "format", id="12"),
-        pytest.param(SenderId("Acme Co", iso_code="sg"), "senders[3].sender", "format", id="space"),
-        pytest.param(SenderId("ADPAIA", iso_code="ind"), "senders[3].iso_code", "format", id="ind"),
-        pytest.param(SenderId("ADPAIA", iso_code=""), "senders[3].iso_code", "format", id="no-iso"),
-        pytest.param(SenderId("ADPAIA", entity_id="1" * 11), "senders[3].entity_id", "format",
-                     id="entity-11"),
-        pytest.param(SenderId("ADPAIA", entity_id="1" * 31), "senders[3].entity_id", "format",
-                     id="entity-31"),
-        pytest.param(SenderId("ADPAIA", entity_id="11071612345678901x"), "senders[3].entity_id",
-                     "format", id="entity-letter"),
-    ],
-)  # fmt: skip
-def test_sender_id_rejects(item: SenderId, field: str, rule: str) -> None:
-    """Errors name the item's index and field."""
-    rejects(lambda: validate_sender_id(item, index=3), field, rule)
-
-
-def test_sender_ids_validates_each_and_keeps_order() -> None:
-    """validate_sender_ids normalises every item, in order."""
-    items = [SenderId("adpaia"), SenderId("Shop", iso_code="SG")]
-    assert validate_sender_ids(items) == [SenderId("ADPAIA"), SenderId("Shop", iso_code="sg")]
-
-
-@pytest.mark.parametrize(
-    ("items", "field", "rule"),
-    [
-        pytest.param([], "senders", "required", id="empty"),
-        pytest.param([SenderId("ADPAIA"), SenderId("adpaia")], "senders[1].sender", "duplicate",
-                     id="duplicate-after-normalising"),
-        pytest.param([SenderId("ADPAIA"), SenderId("BAD")], "senders[1].sender", "format",
-                     id="second-bad"),
-    ],
-)  # fmt: skip
-def test_sender_ids_rejects(items: list[SenderId], field: str, rule: str) -> None:
-    """No items, a repeated sender or a bad item is refused."""
-    rejects(lambda: validate_sender_ids(items), field, rule)
-
-
-def test_sender_ids_has_no_upper_bound() -> None:
-    """More than one call's worth is accepted: chunked() splits it."""
-    items = [SenderId(f"{n:06d}") for n in range(MAX_SENDER_IDS_PER_CREATE + 1)]
-    checked = validate_sender_ids(items)
-    assert [len(c) for c in chunked(checked, MAX_SENDER_IDS_PER_CREATE)] == [5000, 1]
-
-
-@pytest.mark.parametrize(
-    ("names", "expected"),
-    [
-        pytest.param(["ADPAIA", " JSONSEND "], ["ADPAIA", "JSONSEND"], id="stripped"),
-        pytest.param(["A", "B", "A"], ["A", "B"], id="repeats-dropped"),
-        pytest.param("ADPAIA", ["ADPAIA"], id="single-string"),
-        pytest.param(["old name"], ["old name"], id="no-shape-rule"),
-    ],
-)
-def test_sender_names_accepts(names: list[str] | str, expected: list[str]) -> None:
-    """Names to delete are stripped, kept in order, and repeats are dropped."""
-    assert validate_sender_names(names) == expected
-
-
-@pytest.mark.parametrize(
-    ("names", "field"),
-    [
-        pytest.param([], "senders", id="empty-list"),
-        pytest.param(["A", " "], "senders[1]", id="blank-name"),
-    ],
-)
-def test_sender_names_rejects(names: list[str], field: str) -> None:
-    """An empty list or a blank name is refused."""
-    rejects(lambda: validate_sender_names(names), field, "required")
 
 
 # -- chunked -------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
-from kaleyra_async._validate import TYPES_BY_POD
+from kaleyra_async._limits import TYPES_BY_POD
 
 __all__ = [
     "DEFAULT_API_KEY",

@@ -23,7 +23,8 @@ import orjson
 
 from kaleyra_async._exceptions import ValidationError
 from kaleyra_async._models import SenderId
-from kaleyra_async._validate import validate_sender, validate_sender_id, validate_time
+from kaleyra_async._senders import validate_sender_id
+from kaleyra_async._validate import validate_sender, validate_time
 
 from ._config import DEFAULT_SENDER, SandboxConfig
 from ._window import SlidingWindowCounter, SlidingWindowLimiter

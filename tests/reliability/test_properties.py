@@ -30,17 +30,21 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kaleyra_async._batching import MAX_BATCH_SIZE, Batch, Batcher, PreparedRow
-from kaleyra_async._client import AttemptObserver, KaleyraClient
-from kaleyra_async._config import PodConfig, RetryPolicy
-from kaleyra_async._dispatch import BulkSummary, DispatchSettings, dispatch
+from kaleyra_async._batching import Batch, Batcher, PreparedRow
+from kaleyra_async._client import KaleyraClient, validated_send
+from kaleyra_async._config import DispatchConfig, MessageDefaults, PodConfig, RetryPolicy
+from kaleyra_async._dispatch import dispatch
 from kaleyra_async._exceptions import ValidationError
+from kaleyra_async._flight import Flight
+from kaleyra_async._limits import MAX_RECIPIENTS as MAX_BATCH_SIZE
 from kaleyra_async._models import Message, RowResult, SendResult
 from kaleyra_async._phone import PhoneNormalizer, is_e164
 from kaleyra_async._prepare import RowPlan, RowPreparer
-from kaleyra_async._protocol import build_send, parse_send
+from kaleyra_async._protocol import build_send
+from kaleyra_async._responses import parse_send
 from kaleyra_async._results import Progress, ResultsWriter
 from kaleyra_async._sources import InputRow, RecordSource
+from kaleyra_async._summary import BulkSummary
 from kaleyra_async._validate import validate_message, validate_recipients
 from kaleyra_async.sandbox import Request, SandboxConfig, SandboxState, handle
 
@@ -190,11 +194,13 @@ def plans(draw: st.DrawFn) -> tuple[RowPlan, tuple[str, ...]]:
     template = draw(st.booleans())
     plan = RowPlan(
         pod="IN",
-        body=draw(st.sampled_from(["Hi {name}", "Static text", "Hi {name}, code {code}"])),
-        sender="KLRHXA",
-        type=draw(st.sampled_from(["TXN", "OTP"])),
-        template_id="123456789012" if template else None,
-        template_data_columns=("name",) if template else (),
+        defaults=MessageDefaults(
+            body=draw(st.sampled_from(["Hi {name}", "Static text", "Hi {name}, code {code}"])),
+            sender="KLRHXA",
+            type=draw(st.sampled_from(["TXN", "OTP"])),
+            template_id="123456789012" if template else None,
+            template_data_columns=("name",) if template else (),
+        ),
     )
     return plan, tuple(columns)
 
@@ -254,6 +260,23 @@ class Attempt:
     accepted: dict[int, str]
     #: Recipient position -> message id, for the ids the client was told.
     told: dict[int, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """A pipeline run's choices: the [dispatch] config and the run-level flags."""
+
+    config: DispatchConfig
+    retry_ambiguous: bool
+    dry_run: bool
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size
+
+    @property
+    def dedupe(self) -> bool:
+        return self.config.dedupe
 
 
 @dataclasses.dataclass
@@ -346,11 +369,13 @@ def pipeline_cases(draw: st.DrawFn) -> dict[str, Any]:
         "progress": (done, unresolved) if draw(st.booleans()) else None,
         "script": script,
         "partial_mask": draw(st.integers(0, 0xFFFF)),
-        "settings": DispatchSettings(
-            batch_size=draw(st.integers(1, MAX_BATCH_SIZE)),
-            max_wait_s=draw(st.sampled_from([0.0, 0.001])),
-            concurrency=draw(st.integers(1, 4)),
-            dedupe=draw(st.booleans()),
+        "settings": RunSettings(
+            config=DispatchConfig(
+                batch_size=draw(st.integers(1, MAX_BATCH_SIZE)),
+                max_wait_ms=draw(st.sampled_from([0.0, 1.0])),
+                concurrency=draw(st.integers(1, 4)),
+                dedupe=draw(st.booleans()),
+            ),
             retry_ambiguous=draw(st.booleans()),
             dry_run=draw(st.integers(0, 9)) == 0,
         ),
@@ -370,7 +395,7 @@ async def _no_wait(_: float) -> None:
 async def _run_pipeline(
     case: dict[str, Any], fake: FakeKaleyra
 ) -> tuple[list[RowResult], BulkSummary]:
-    settings: DispatchSettings = case["settings"]
+    settings: RunSettings = case["settings"]
     progress = None
     if case["progress"] is not None:
         done, unresolved = case["progress"]
@@ -390,18 +415,16 @@ async def _run_pipeline(
         retry=retry,
         rate_limit=PodConfig(rate_per_s=100_000, burst=1000),
         transport=httpx.MockTransport(fake.handler),
-        sleep=_no_wait,
+        _sleep=_no_wait,
     )
+    client_send = validated_send(client)
 
-    async def send(
-        message: Message, recipients: Sequence[str], *, observer: AttemptObserver
-    ) -> SendResult:
+    async def send(message: Message, recipients: Sequence[str], *, attempts: Flight) -> SendResult:
         # The flight knows its rows; the fake needs them to tell duplicates of a number apart.
-        rows = tuple(r.row for r in observer.batch.rows)  # type: ignore[attr-defined]
-        call = Call(rows, message)
+        call = Call(tuple(r.row for r in attempts.batch.rows), message)
         token = _CURRENT.set(call)
         try:
-            return await client.send(message, recipients, prevalidated=True, observer=observer)
+            return await client_send(message, recipients, attempts=attempts)
         finally:
             _CURRENT.reset(token)
             fake.calls.append(call)
@@ -418,7 +441,8 @@ async def _run_pipeline(
                 preparer,
                 None if settings.dry_run else send,
                 writer=writer,
-                settings=settings,
+                config=settings.config,
+                retry_ambiguous=settings.retry_ambiguous,
                 summary=summary,
                 progress=progress,
                 on_results=results.extend,
@@ -451,7 +475,7 @@ def _expected_for_call(call: Call, retry_ambiguous: bool) -> dict[int, tuple[str
 def test_every_row_has_one_outcome_that_matches_what_kaleyra_did(case: dict[str, Any]) -> None:
     """Valid, invalid, duplicate, OTP and personalised rows, resumed or not, against any script
     of accepts, refusals and lost answers: one result per row, none contradicting the fake."""
-    settings: DispatchSettings = case["settings"]
+    settings: RunSettings = case["settings"]
     fake = FakeKaleyra(case["script"], case["partial_mask"])
     results, summary = anyio.run(_run_pipeline, case, fake)
     plan, header, records = case["plan"], case["header"], case["records"]

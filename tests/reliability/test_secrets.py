@@ -35,7 +35,6 @@ from kaleyra_async import (
     KaleyraError,
     Secret,
     load_config,
-    send_bulk,
 )
 from kaleyra_async._cli import build_parser
 from kaleyra_async._config import HttpConfig, RetryPolicy
@@ -43,6 +42,7 @@ from kaleyra_async._exceptions import ConnectError
 from kaleyra_async._models import RowResult
 from kaleyra_async._sources import RecordSource
 from kaleyra_async.sandbox import Sandbox, SandboxConfig, parse_faults
+from tests.conftest import bulk
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -121,12 +121,14 @@ def _state_reprs(obj: object, depth: int = 4, seen: set[int] | None = None) -> l
     return shown
 
 
-async def test_the_clients_whole_state_does_not_show_the_key(key: str) -> None:
-    """vars() of the client, its httpx client, headers and transport, a few levels deep."""
+@pytest.mark.parametrize("seam", ["aiohttp", "httpx"])
+async def test_the_clients_whole_state_does_not_show_the_key(key: str, seam: Any) -> None:
+    """vars() of the client, its seam, headers and connection pool, a few levels deep."""
     config = load_config(None, env={"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": key})
+    config = dataclasses.replace(config, http=HttpConfig(transport=seam))
     async with KaleyraClient.from_config(config) as client:
         shown = _state_reprs(client)
-        assert len(shown) > 20  # the walk really went through the client's state
+        assert any("Seam" in text for text in shown)  # the walk went into the seam
         assert_hidden(key, *shown, where="the client's state")
         assert any("api-key" in text for text in shown)  # the header is there, masked
 
@@ -235,7 +237,7 @@ async def test_a_bulk_run_logs_and_records_no_key_at_debug_level(
     out = tmp_path / "results.ndjson"
     records = [{"to": f"+91987654321{n}"} for n in "1234567"]
     seen: list[RowResult] = []
-    summary = await send_bulk(
+    summary = await bulk(
         RecordSource(records),
         echo_config(key),
         BulkOptions(out=str(out)),

@@ -1,4 +1,4 @@
-"""Both transports over a real loopback socket: success, and how each failure is classified.
+"""Both network seams over a real loopback socket: success, and how each failure is classified.
 
 "Never sent" failures must become ConnectError (safe to retry); anything that may have reached
 the server must become ResponseLostError (fate unknown). A tiny asyncio server plays each part.
@@ -19,8 +19,9 @@ import pytest
 from kaleyra_async._client import KaleyraClient
 from kaleyra_async._config import HttpConfig, PodConfig, RetryPolicy
 from kaleyra_async._exceptions import ConnectError, KaleyraError, ResponseLostError
+from kaleyra_async._http_aiohttp import AiohttpSeam
+from kaleyra_async._http_httpx import HttpxSeam
 from kaleyra_async._models import Message
-from kaleyra_async._transport import AiohttpTransport, build_transport, classify_error
 
 A = "+919876543210"
 MESSAGE = Message(body="hello", type="TXN")
@@ -201,7 +202,7 @@ async def test_read_timeout_is_fate_unknown(serve: Any, transport: Any) -> None:
     """A server that never answers: ResponseLostError after the read timeout."""
     url = await serve(never_answer)
     async with make_client(url, transport, read_timeout_s=0.1) as client:
-        with pytest.raises(ResponseLostError, match="ReadTimeout"):
+        with pytest.raises(ResponseLostError, match="Timeout"):
             await client.send(MESSAGE, [A])
 
 
@@ -258,28 +259,77 @@ async def test_pool_timeout_is_never_sent(serve: Any, transport: Any) -> None:
         pytest.param(httpx.LocalProtocolError("x"), ResponseLostError, id="local-protocol"),
         pytest.param(httpx.CloseError("x"), ResponseLostError, id="close-error"),
         pytest.param(httpx.ProxyError("x"), ResponseLostError, id="proxy-error-unsure"),
+        pytest.param(httpx.DecodingError("x"), ResponseLostError, id="undecodable-body"),
     ],
 )
-def test_classify_error_table(exc: httpx.TransportError, cls: type[KaleyraError]) -> None:
-    """The one mapping: never-sent errors are ConnectError, everything else ResponseLostError."""
-    mapped = classify_error(exc, method="POST", url="http://h/v1/S/sms")
-    assert type(mapped) is cls
-    assert mapped.url == "http://h/v1/S/sms"
-    assert type(exc).__name__ in str(mapped)
+async def test_httpx_seam_classifies_every_error(
+    exc: httpx.HTTPError, cls: type[KaleyraError]
+) -> None:
+    """The httpx seam's one mapping: never-sent errors are ConnectError, the rest
+    ResponseLostError, naming the method, the URL and httpx's error."""
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    seam = HttpxSeam(HttpConfig(), transport=httpx.MockTransport(fail))
+    with pytest.raises(cls) as info:
+        await seam.request("POST", "http://h/v1/S/sms", [], b"{}")
+    assert type(info.value) is cls
+    assert (info.value.method, info.value.url) == ("POST", "http://h/v1/S/sms")
+    assert type(exc).__name__ in str(info.value)
+    await seam.aclose()
 
 
-def test_build_transport_picks_the_configured_one() -> None:
-    """transport="aiohttp" (the default) is ours; "httpx" is httpx's own."""
-    assert isinstance(build_transport(HttpConfig()), AiohttpTransport)
-    assert isinstance(build_transport(HttpConfig(transport="httpx")), httpx.AsyncHTTPTransport)
-
-
-async def test_aiohttp_transport_close_is_idempotent(serve: Any) -> None:
-    """Closing the transport twice, or before first use, is harmless."""
-    transport = AiohttpTransport()
-    await transport.aclose()
+async def test_a_users_httpx_client_is_used_and_left_open(serve: Any) -> None:
+    """A KaleyraClient given an httpx.AsyncClient sends through it (its hooks run) and does not
+    close it; redirects are not followed even when that client would."""
     url = await serve(answer_ok)
-    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
-        response = await client.post(f"{url}/x", content=b"{}")
-        assert response.json()["id"] == "r"
-    await transport.aclose()
+    seen: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    async with httpx.AsyncClient(event_hooks={"request": [hook]}, follow_redirects=True) as own:
+        async with KaleyraClient(
+            sid="SID", api_key="k", base_url=url, httpx_client=own,
+            rate_limit=PodConfig(rate_per_s=1e6, burst=1000),
+        ) as client:  # fmt: skip
+            result = await client.send(MESSAGE, [A])
+        assert result.message_ids() == {A: "r:1"}
+        assert seen == ["/v1/SID/sms"]
+        assert not own.is_closed
+
+
+async def test_a_redirect_is_refused_not_followed() -> None:
+    """A 307 to another URL is an error of its own: a followed POST could be sent twice."""
+    calls: list[str] = []
+
+    def redirect(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        return httpx.Response(307, headers={"Location": "http://elsewhere/v1/SID/sms"})
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(redirect), follow_redirects=True
+    ) as own:
+        client = KaleyraClient(sid="SID", api_key="k", base_url="http://h", httpx_client=own)
+        with pytest.raises(KaleyraError, match="307"):
+            await client.send(MESSAGE, [A])
+        await client.aclose()
+    assert calls == ["http://h/v1/SID/sms"]
+
+
+@pytest.mark.parametrize("seam", [AiohttpSeam, HttpxSeam])
+async def test_a_seam_closes_twice_harmlessly(serve: Any, seam: Any) -> None:
+    """Closing a seam before first use, after use, and again, is harmless."""
+    await seam(HttpConfig()).aclose()
+    url = await serve(answer_ok)
+    used = seam(HttpConfig())
+    answer = await used.request("POST", f"{url}/x", [("Content-Type", "application/json")], b"{}")
+    assert answer.status == 202
+    assert orjson_id(answer.body) == "r"
+    await used.aclose()
+    await used.aclose()
+
+
+def orjson_id(body: bytes) -> str:
+    return str(json.loads(body)["id"])

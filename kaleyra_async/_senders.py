@@ -1,0 +1,114 @@
+"""Sender-ID rules for the create and delete calls, checked before any request (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from ._exceptions import ValidationError
+from ._limits import ALPHANUMERIC_SENDER, DLT_HEADER, ENTITY_ID, NUMERIC_SENDER
+from ._models import SenderId
+from ._validate import blank_to_none
+
+__all__ = ["validate_sender_id", "validate_sender_ids", "validate_sender_names"]
+
+_DIGITS_6: Final = re.compile(r"[0-9]{6}")
+_ISO_CODE: Final = re.compile(r"[A-Za-z]{2}")
+
+
+def validate_sender_id(item: SenderId, *, index: int) -> SenderId:
+    """Return a normalised sender ID to register; fields are named ``senders[<index>].<field>``.
+
+    * ``iso_code``: two letters, lower-cased.
+    * ``sender``: for India ("in") a DLT header of exactly 6 letters or 6 digits (the sandbox,
+      like Kaleyra, answers MSG134 otherwise), upper-cased; elsewhere 1-11 letters and digits or
+      up to 15 digits.
+    * ``entity_id`` (the DLT principal entity id): 12-30 digits when given; "" means not given.
+      The spec does not say it is required for India, so it is not enforced.
+
+    Raises:
+        ValidationError: ``senders[i].iso_code`` / ``format``, ``senders[i].sender`` /
+            ``format``, ``senders[i].entity_id`` / ``format``.
+    """
+    prefix = f"senders[{index}]"
+    iso_code = item.iso_code.strip() if isinstance(item.iso_code, str) else ""
+    if _ISO_CODE.fullmatch(iso_code) is None:
+        raise ValidationError(
+            f"{prefix}.iso_code", "format", f"{item.iso_code!r} is not a two-letter country code"
+        )
+    iso_code = iso_code.lower()
+    sender = item.sender.strip() if isinstance(item.sender, str) else ""
+    if iso_code == "in":
+        if DLT_HEADER.fullmatch(sender) is None and _DIGITS_6.fullmatch(sender) is None:
+            raise ValidationError(
+                f"{prefix}.sender",
+                "format",
+                f"{item.sender!r} is not an Indian DLT header: exactly 6 letters or 6 digits",
+            )
+        sender = sender.upper()
+    elif ALPHANUMERIC_SENDER.fullmatch(sender) is None and NUMERIC_SENDER.fullmatch(sender) is None:
+        raise ValidationError(
+            f"{prefix}.sender",
+            "format",
+            f"{item.sender!r} is not 1-11 letters and digits or up to 15 digits",
+        )
+    entity_id = blank_to_none(item.entity_id)
+    if entity_id is not None and ENTITY_ID.fullmatch(entity_id) is None:
+        raise ValidationError(
+            f"{prefix}.entity_id", "format", f"{item.entity_id!r} is not 12 to 30 digits"
+        )
+    return dataclasses.replace(item, sender=sender, iso_code=iso_code, entity_id=entity_id)
+
+
+def validate_sender_ids(items: Iterable[SenderId]) -> list[SenderId]:
+    """Validate sender IDs to create; at least one, no sender twice (after normalisation).
+
+    There is no upper bound here: split the result with ``chunked(result,
+    MAX_SENDER_IDS_PER_CREATE)`` (``_validate.chunked``).
+
+    Raises:
+        ValidationError: ``senders`` / ``required``; ``senders[i].sender`` / ``duplicate``; or
+            any rule of :func:`validate_sender_id`.
+    """
+    result: list[SenderId] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        checked = validate_sender_id(item, index=index)
+        if checked.sender in seen:
+            raise ValidationError(
+                f"senders[{index}].sender",
+                "duplicate",
+                f"{checked.sender!r} is already senders[{seen[checked.sender]}]",
+            )
+        seen[checked.sender] = index
+        result.append(checked)
+    if not result:
+        raise ValidationError("senders", "required", "at least one sender ID is required")
+    return result
+
+
+def validate_sender_names(names: Iterable[str] | str) -> list[str]:
+    """Validate sender names to delete: stripped, non-empty; repeats are dropped.
+
+    No shape rule applies: a name registered under older rules must still be deletable. Asking
+    twice to delete one name has one meaning, so repeats are removed (first one kept) rather
+    than refused. A single string is one name.
+
+    There is no upper bound here: split the result with ``chunked(result,
+    MAX_SENDER_IDS_PER_DELETE)``.
+
+    Raises:
+        ValidationError: ``senders`` / ``required``; ``senders[i]`` / ``required``.
+    """
+    items = (names,) if isinstance(names, str) else names
+    result: dict[str, None] = {}
+    for index, name in enumerate(items):
+        text = name.strip() if isinstance(name, str) else ""
+        if not text:
+            raise ValidationError(f"senders[{index}]", "required", "a sender name is empty")
+        result.setdefault(text, None)
+    if not result:
+        raise ValidationError("senders", "required", "at least one sender name is required")
+    return list(result)

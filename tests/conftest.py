@@ -1,0 +1,146 @@
+"""Fixtures shared by the test modules: fake Kaleyra answers for both network seams, a sleep
+that records instead of waiting, and the sandbox in process."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Any, Literal
+
+import aiohttp.web
+import httpx
+import pytest
+import respx
+
+from kaleyra_async import BulkOptions, BulkSummary, Config, KaleyraClient, send_bulk
+from kaleyra_async._exceptions import ValidationError
+from kaleyra_async.sandbox import Sandbox, SandboxConfig
+
+Seam = Literal["aiohttp", "httpx"]
+#: Where requests that reached the loopback bridge are said to have gone, for respx's routes.
+UPSTREAM = "https://api.in.kaleyra.io"
+
+
+class Sleeps:
+    """A sleep that records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def router() -> respx.Router:
+    """Routes of fake Kaleyra answers; every request must match one."""
+    return respx.Router(assert_all_called=False, assert_all_mocked=True)
+
+
+class Answers:
+    """A respx router's answers, reachable through either network seam.
+
+    * ``httpx``: the router is the client's transport (``httpx.MockTransport``), in process.
+    * ``aiohttp``: the client talks HTTP over loopback to a small server that hands each request
+      to the router as if it had gone to :data:`UPSTREAM`, so the production seam is what
+      sends, and the router sees the headers and body aiohttp really wrote.
+    """
+
+    def __init__(self, router: respx.Router, seam: Seam) -> None:
+        self.router = router
+        self.seam = seam
+        self.url = ""
+
+    def client_options(self) -> dict[str, Any]:
+        """KaleyraClient keyword arguments that send to the router through this seam."""
+        if self.seam == "httpx":
+            return {"transport": httpx.MockTransport(self.router.async_handler)}
+        return {"base_url": self.url}
+
+    async def _answer(self, request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        forwarded = httpx.Request(
+            request.method,
+            UPSTREAM + request.path_qs,
+            headers=list(request.headers.items()),
+            content=await request.read(),
+        )
+        response = await self.router.async_handler(forwarded)
+        if not isinstance(response, httpx.Response):  # pragma: no cover - a test's mistake
+            raise TypeError(f"the bridge can only serve responses, not {response!r}")
+        headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+        }
+        return aiohttp.web.Response(
+            status=response.status_code, body=await response.aread(), headers=headers
+        )
+
+
+@pytest.fixture(params=["aiohttp", "httpx"])
+async def answers(request: pytest.FixtureRequest, router: respx.Router) -> AsyncIterator[Answers]:
+    """The router's answers through each seam in turn (tests using it run twice)."""
+    bridge = Answers(router, request.param)
+    if request.param == "httpx":
+        yield bridge
+        return
+    server = aiohttp.web.Server(bridge._answer)
+    runner = aiohttp.web.ServerRunner(server)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bridge.url = f"http://127.0.0.1:{port}"
+    try:
+        yield bridge
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
+    """The sandbox in process on a free port; ``@pytest.mark.parametrize("sandbox", [{...}],
+    indirect=True)`` passes SandboxConfig fields."""
+    async with Sandbox(SandboxConfig(**getattr(request, "param", {}))) as running:
+        yield running
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (at the moment of asking)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rejects(call: Callable[[], object], field: str, rule: str) -> ValidationError:
+    """Assert that ``call`` raises a ValidationError on ``field`` for ``rule``; return it."""
+    with pytest.raises(ValidationError) as info:
+        call()
+    assert (info.value.field, info.value.rule) == (field, rule), info.value
+    return info.value
+
+
+async def bulk(
+    source: str | os.PathLike[str] | Any,
+    config: Config,
+    options: BulkOptions | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+    **kwargs: Any,
+) -> BulkSummary:
+    """``send_bulk`` through ``transport`` (a fake Kaleyra) when given, reading ``stdin`` for
+    "-" and writing results without ``--out`` to ``stdout``."""
+    if transport is None:
+        return await send_bulk(source, config, options, _stdin=stdin, _stdout=stdout, **kwargs)
+    async with KaleyraClient.from_config(config, transport=transport) as client:
+        return await send_bulk(
+            source, config, options, client=client, _stdin=stdin, _stdout=stdout, **kwargs
+        )
