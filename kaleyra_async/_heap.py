@@ -1,16 +1,13 @@
 """Hand heap memory that a long run has freed back to the operating system (glibc only).
 
 glibc keeps freed memory in its heap for reuse. A bulk run allocates a steady mix of sizes
-(socket reads of up to 256 KiB shrunk to the few KB that came, 64 KiB input blocks, blocks of
-result lines), and over millions of rows the heap fragments: peak RSS rose from 55 MB at
-1,000,000 rows to 60-63 MB at 5,000,000, a step at a time, while the number of live pymalloc
-blocks stayed flat. With ``malloc_trim(0)`` once a second (0.35 ms a call on average, 3.8 ms at
-most) the benchmark's three 5,000,000-row runs peaked at 56-60 MB against 55 at 1,000,000
-(+7 %, from +14 %; benchmarks/README.md, "Heap fragmentation, found on the way").
+(socket reads shrunk to the few KB that came, input blocks, blocks of result lines), and over
+millions of rows the heap fragments while the live objects stay flat: peak RSS then grows with
+the input. ``malloc_trim(0)`` once a second keeps it flat (docs/performance-notes.md).
 
 Only the command line does this: it owns its process. A program that runs ``send_bulk`` in its
-own process decides for itself (``MALLOC_MMAP_THRESHOLD_=131072`` in the environment had the
-same effect in our measurements).
+own process decides for itself (``MALLOC_MMAP_THRESHOLD_=131072`` in the environment has the
+same effect).
 """
 
 from __future__ import annotations

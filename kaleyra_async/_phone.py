@@ -20,26 +20,16 @@ them in again.
 Speed
 -----
 
-Plain ``parse`` + ``is_valid_number`` + ``format_number`` costs about 18 µs per number (10 µs of
-it in ``parse``). Most bulk input is already E.164, so ``parse`` is skipped where it cannot
-change the answer: the country code is split off with phonenumbers' own country-code table and
-the number, exactly as written, is checked against ``is_valid_number``'s rules; if it is valid
-the input already *is* its E.164 form. A national number is first tried the same way with the
-default prefix in front. Only input that fails this (``+44 (0)7911 123456``, ``09876543210``: a
-trunk prefix that ``parse`` removes) pays for ``parse``. On random numbers the result equals
-phonenumbers' own (tests/test_phone.py checks it).
-
-``is_valid_number`` itself (about 4.5 µs) builds a ``PhoneNumber`` and tries up to eleven
-metadata patterns one call at a time. ``_is_valid_as_written`` instead compiles, once per
-country code, one regex per number length that makes the same decision (about 0.6 µs for an
-Indian mobile, 1 µs on a mix of all countries; tests/test_phone.py compares it with
-``is_valid_number`` across every country code). A distinct E.164 number then costs about
-1.6 µs (was 5.6), a national one 2.3 µs; results, failures included, are cached per normalizer
-in a bounded LRU of 4,096 inputs (about 0.2 µs per repeat). It was 65,536 when a number cost
-15 µs; at 1.6 µs a bigger cache no longer paid for itself: on 1,000,000 distinct numbers
-(benchmarks' bulk input, client pinned) 65,536 entries cost 14 MB of peak RSS (70.3 MB against
-56.8) and no less CPU (1.73-1.85 against 1.73-1.78 s per 100k rows; no cache: 1.65-1.74 s),
-while 4,096 still catches numbers that repeat close together (OTP traffic, duplicated rows).
+Most bulk input is already E.164, so ``parse`` is skipped where it cannot change the answer:
+the country code is split off with phonenumbers' own country-code table and the number, exactly
+as written, is checked against ``is_valid_number``'s rules, compiled once per country code into
+one regex per number length (``_validators``; tests/test_phone.py compares the decision with
+``is_valid_number`` across every country code). If it is valid, the input already *is* its
+E.164 form. A national number is first tried the same way with the default prefix in front.
+Only input that fails this (``+44 (0)7911 123456``, ``09876543210``: a trunk prefix that
+``parse`` removes) pays for ``parse``. Results, failures included, are cached per normalizer in
+a bounded LRU of 4,096 inputs: enough for numbers that repeat close together (OTP traffic,
+duplicated rows), small enough to keep a million distinct numbers from growing memory.
 
 "Valid" is phonenumbers' ``is_valid_number``: fixed-line numbers pass too; whether a number can
 receive SMS is only known from its delivery report.
@@ -58,8 +48,8 @@ from ._exceptions import ValidationError
 __all__ = ["PhoneNormalizer", "is_e164"]
 
 # phonenumbers otherwise looks up (through re's 512-entry cache) one metadata pattern per number
-# type on every validation; keeping them compiled makes is_valid_number about 25% faster. The
-# patterns come from the fixed metadata, so this cache is bounded. New in phonenumbers 9.0.43.
+# type on every validation; the patterns come from fixed metadata, so this cache is bounded.
+# New in phonenumbers 9.0.43.
 if hasattr(phonenumbers, "enable_pattern_cache"):
     phonenumbers.enable_pattern_cache()
 
@@ -286,8 +276,8 @@ def _is_valid_as_written(country_code: int, nsn: str) -> bool:
     """phonenumbers' is_valid_number on the number exactly as written, without parse().
 
     ``nsn`` is ASCII digits. Uses the country code's precompiled patterns (``_validators``): the
-    same decision as phonenumbers, 5-7x cheaper; tests/test_phone.py compares the two across
-    every country code.
+    same decision as phonenumbers; tests/test_phone.py compares the two across every country
+    code.
     """
     regions = _validators(country_code)
     if regions is None:
@@ -354,8 +344,7 @@ def _validators(country_code: int) -> tuple[_Region, ...] | None:
     Mirrors is_valid_number -> region_code_for_number -> is_valid_number_for_region ->
     _number_type_helper. Metadata it does not expect (missing, or a region with another code,
     or a general description without possible lengths) is left to phonenumbers rather than
-    guessed. Compiled on first use: 0.7 ms of CPU per code on average (14 ms for +1's 25
-    regions), 0.15 s and 640 patterns for all 215 codes.
+    guessed. Compiled on first use of each code.
     """
     region_codes = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
     if not region_codes:

@@ -140,10 +140,10 @@ async def test_help_names_the_program_as_it_was_run(entry: str) -> None:
 def test_the_program_name_knows_each_launcher(
     argv0: str, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kaleyra_async._cli import _program
+    from kaleyra_async._cli_common import program
 
     monkeypatch.setattr(sys, "argv", [argv0, "--help"])
-    assert _program() == expected
+    assert program() == expected
 
 
 @pytest.mark.parametrize(
@@ -155,9 +155,9 @@ def test_the_program_name_knows_each_launcher(
     ],
 )
 def test_a_logged_base_url_has_no_userinfo(url: str, logged: str) -> None:
-    from kaleyra_async._cli import _without_userinfo
+    from kaleyra_async._cli_common import without_userinfo
 
-    assert _without_userinfo(url) == logged
+    assert without_userinfo(url) == logged
 
 
 async def test_verbose_dry_run_does_not_log_a_proxy_token(tmp_path: Path) -> None:
@@ -194,13 +194,13 @@ def test_the_resume_command_runs_the_same_python(
 ) -> None:
     """Run as `.venv/bin/python -m kaleyra_async` without activating the venv, the printed
     resume command must name that python, not whichever `python` is on PATH."""
-    from kaleyra_async import _cli
+    from kaleyra_async import _cli_bulk
 
     argv = ["/repo/kaleyra_async/__main__.py", "send-bulk", "in.csv", "--out", "o.ndjson"]
     monkeypatch.setattr(sys, "argv", [*argv, "--overwrite"])
     monkeypatch.setattr(sys, "executable", "/venv/bin/python")
-    monkeypatch.setattr(_cli.shutil, "which", lambda name: python_on_path)
-    assert _cli._resume_command() == expected
+    monkeypatch.setattr(_cli_bulk.shutil, "which", lambda name: python_on_path)
+    assert _cli_bulk._resume_command() == expected
 
 
 def test_a_ctrl_c_as_the_finished_run_shuts_down_still_reports_it(
@@ -208,7 +208,7 @@ def test_a_ctrl_c_as_the_finished_run_shuts_down_still_reports_it(
 ) -> None:
     """SIGINT in the instant the signal watcher is torn down (the run is over, every row
     recorded) used to end in a traceback and no summary; it now reports the run."""
-    from kaleyra_async import _cli
+    from kaleyra_async import _cli, _cli_bulk
     from kaleyra_async.sandbox import SandboxProcess
 
     async def watcher_hit_while_leaving(stop: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -217,7 +217,7 @@ def test_a_ctrl_c_as_the_finished_run_shuts_down_still_reports_it(
         finally:
             raise KeyboardInterrupt  # what the default SIGINT handler raises there
 
-    monkeypatch.setattr(_cli, "_watch_signals", watcher_hit_while_leaving)
+    monkeypatch.setattr(_cli_bulk, "_watch_signals", watcher_hit_while_leaving)
     src = tmp_path / "in.csv"
     src.write_text("to\n+919876543210\n+919876543211\n")
     out = tmp_path / "out.ndjson"
