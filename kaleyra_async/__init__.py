@@ -10,8 +10,8 @@ from ._config import (
     PodConfig,
     RetryPolicy,
     Secret,
-    load_config,
 )
+from ._config_file import load_config
 from ._exceptions import (
     APIError,
     AuthenticationError,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 
-from ._config import Config, load_config
+from ._config import Config
+from ._config_file import load_config
 
 if TYPE_CHECKING:
     from ._client import KaleyraClient

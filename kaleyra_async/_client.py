@@ -4,23 +4,22 @@ Every request takes one path, :meth:`KaleyraClient._call`: per attempt it waits 
 limiter, sends through the seam (``_http``), and reads the answer (``_responses``), under the
 retry policy (``_retry``). Sends validate everything before the first attempt.
 
-The ``api-key`` header is read from the :class:`~._config.Secret` in this module only, and kept
-in a ``str`` whose repr masks it; it never appears in a repr, a log line or an exception.
+The ``api-key`` header is read from the :class:`~._config.Secret` in this module only (see
+``_secrecy`` for how it is kept out of reprs, logs and exceptions).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
-import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar, Unpack
+from typing import TYPE_CHECKING, Final, TypeVar, Unpack
 
 import anyio
 
+from ._attempts import Attempts, ValidatedSend
 from ._config import (
     Config,
     HttpConfig,
@@ -58,6 +57,7 @@ from ._protocol import (
 from ._ratelimit import RequestLimiter
 from ._responses import parse_send, parse_sender_ids, parse_status
 from ._retry import call_with_retry
+from ._secrecy import HeaderSecret, encrypted_or_local, scrubbed
 from ._senders import validate_sender_ids, validate_sender_names
 from ._validate import chunked, validate_message, validate_recipients
 from ._version import __version__
@@ -65,53 +65,13 @@ from ._version import __version__
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["KaleyraClient", "ValidatedSend", "validated_send"]
+__all__ = ["KaleyraClient", "validated_send"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 USER_AGENT: Final = f"kaleyra_async/{__version__}"
-
-
-class _HeaderSecret(str):
-    """The API key as the header value it must be, with a repr that doesn't show it."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'********'"
-
-
-def _encrypted_or_local(host: str) -> bool:
-    """True for https://, and for http:// to this machine (the sandbox, a local proxy)."""
-    parts = urllib.parse.urlsplit(host)
-    if parts.scheme != "http":
-        return True
-    name = parts.hostname or ""
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-class _Attempts(Protocol):
-    """Follows the attempts of one request: how the bulk pipeline journals at the last moment."""
-
-    async def sending(self) -> None:
-        """An attempt passed the limiter's queue; a last window check and the write follow.
-
-        Raising here (anything but a :class:`KaleyraError`) abandons the request unsent.
-        """
-
-    def writing(self, attempt: int) -> None:
-        """Attempt number ``attempt`` is written as soon as this returns (nothing is awaited in
-        between). Raising here (anything but a :class:`KaleyraError`) abandons it unsent."""
-
-    def failed(self, error: KaleyraError) -> None:
-        """An attempt failed with ``error`` (it may be retried)."""
 
 
 class KaleyraClient:
@@ -166,7 +126,7 @@ class KaleyraClient:
         self._otp_share = otp_share
         self._sleep = _sleep
         self.host = resolve_host(self.pod, base_url=base_url, pod_host=self._rate.host)
-        if not _encrypted_or_local(self.host):
+        if not encrypted_or_local(self.host):
             logger.warning(
                 "%s is plain HTTP to another machine: the API key and every message travel "
                 "unencrypted; use https://",
@@ -178,7 +138,7 @@ class KaleyraClient:
         self._closed = False
         self._seam = self._make_seam(httpx_client, transport)
         self._headers = (
-            ("api-key", _HeaderSecret(key.reveal())),
+            ("api-key", HeaderSecret(key.reveal())),
             ("Accept", "application/json"),
             ("User-Agent", USER_AGENT),
         )
@@ -307,7 +267,7 @@ class KaleyraClient:
         recipients: Sequence[str],
         *,
         endpoint: Endpoint = "sms",
-        attempts: _Attempts | None = None,
+        attempts: Attempts | None = None,
     ) -> SendResult:
         """Send a validated message to E.164 numbers (the bulk pipeline's entry point).
 
@@ -378,7 +338,7 @@ class KaleyraClient:
         otp: bool = False,
         recipients: int = 1,
         policy: RetryPolicy | None = None,
-        attempts: _Attempts | None = None,
+        attempts: Attempts | None = None,
     ) -> tuple[T, int]:
         """Rate-limit, send, read, retry: the parsed result and the attempts made (an error
         raised carries them as ``attempts``)."""
@@ -420,7 +380,7 @@ class KaleyraClient:
             try:
                 return parse(status, response_headers, content, pod=self.pod)
             except APIError as exc:
-                refused = self._scrubbed(exc)
+                refused = scrubbed(exc, self._key)
             # Raised outside the except block: a scrubbed copy must not keep the original (the
             # key and all) as its __context__.
             if isinstance(refused, RateLimitError) and refused.retry_after_s:
@@ -437,24 +397,6 @@ class KaleyraClient:
             exc.attempts = made
             raise
 
-    def _scrubbed(self, exc: APIError) -> APIError:
-        """``exc`` without the API key, should a server ever echo it back in an error body."""
-        key = self._key.reveal()
-        if key not in f"{exc} {exc.details!r} {exc.body!r}":
-            return exc
-        mask = "********"
-        return type(exc)(
-            exc.message.replace(key, mask),
-            status_code=exc.status_code,
-            kaleyra_code=exc.kaleyra_code,
-            details=[
-                (item.replace(key, mask), why.replace(key, mask)) for item, why in exc.details
-            ],
-            retry_after_s=exc.retry_after_s,
-            pod=exc.pod,
-            body=None if key in repr(exc.body) else exc.body,
-        )
-
     def _make_limiter(self) -> RequestLimiter:
         self._limiter = RequestLimiter(
             self._rate.rate_per_s,
@@ -465,21 +407,13 @@ class KaleyraClient:
         return self._limiter
 
 
-class ValidatedSend(Protocol):
-    """Sends a validated message to E.164 numbers, reporting attempts: the pipeline's send."""
-
-    def __call__(
-        self, message: Message, recipients: Sequence[str], *, attempts: _Attempts | None = None
-    ) -> Awaitable[SendResult]: ...
-
-
 def validated_send(client: KaleyraClient) -> ValidatedSend:
     """The client's send for rows the bulk pipeline has validated already: it skips number and
     field validation but still checks the recipient count and the OTP rule, and reports each
     attempt to ``attempts`` so the pipeline can journal at the last moment."""
 
     async def send(
-        message: Message, recipients: Sequence[str], *, attempts: _Attempts | None = None
+        message: Message, recipients: Sequence[str], *, attempts: Attempts | None = None
     ) -> SendResult:
         return await client._send_valid(message, recipients, attempts=attempts)
 

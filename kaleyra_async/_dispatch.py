@@ -23,8 +23,8 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from ._attempts import ValidatedSend
 from ._batching import Batch, Batcher, PreparedRow, RepeatFilter
-from ._client import ValidatedSend
 from ._config import DispatchConfig
 from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
 from ._flight import Flight, StopBeforeSending

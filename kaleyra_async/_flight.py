@@ -40,7 +40,7 @@ class StopBeforeSending(Exception):
 
 
 class Flight:
-    """The attempts of one request (the client's ``_Attempts``)."""
+    """The attempts of one request (an :class:`~._attempts.Attempts`)."""
 
     __slots__ = (
         "attempts",

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from kaleyra_async._config import DEFAULT_POD_HOSTS, Config, Secret, load_config
+from kaleyra_async._config import Config, Secret
+from kaleyra_async._config_file import load_config
 from kaleyra_async._exceptions import ConfigError
+from kaleyra_async._limits import DEFAULT_POD_HOSTS
 
 KEY = "kx-VERY-SECRET-123"
 
