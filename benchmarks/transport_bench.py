@@ -16,6 +16,9 @@ process, ``--concurrency`` tasks POST a 100-recipient JSON send body in a loop f
 * ``kaleyra-client``: the whole ``KaleyraClient.send`` path (limiter set out of reach, retry,
   parse) over our transport
 * ``bare-aiohttp``: ``aiohttp.ClientSession`` alone, for reference
+
+``httpx-aiohttp`` comes with the ``bench`` extra. What the comparison found: "HTTP transport" in
+docs/performance-notes.md.
 """
 
 from __future__ import annotations
