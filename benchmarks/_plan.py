@@ -112,8 +112,8 @@ def scenarios_for(mode: Mode) -> tuple[Scenario, ...]:
         wan = {"ours": 200, "aiohttp": 200, "httpx": 200, "requests": 20}
         lim200, lim2000 = 200, 1_000
     elif mode == "default":
-        # Sized from measured rates on a 2-core Xeon so that each run takes 5-40 s and the
-        # whole default run stays under 10 minutes; see benchmarks/README.md.
+        # Sized so that each run takes 5-40 s and the whole default run stays under 10 minutes
+        # on 2 cores; see "Scaled rows" in benchmarks/README.md.
         bulk = {"ours": 1_000_000, "aiohttp": 1_000_000, "httpx": 150_000, "requests": 150_000}
         otp = {"ours": 50_000, "aiohttp": 50_000, "httpx": 3_000, "requests": 5_000}
         wan = {"ours": 4_000, "aiohttp": 4_000, "httpx": 2_000, "requests": 150}

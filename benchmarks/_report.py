@@ -125,7 +125,7 @@ def summarise(scenario: Scenario, records: Sequence[RunRecord]) -> list[Row]:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Target:
-    """One goal from the brief, its measured value and whether it was met."""
+    """One fixed check: its goal, the measured value and whether it was met."""
 
     name: str
     goal: str

@@ -1,6 +1,6 @@
 """The sandbox's pure handler behind ASGI, only to measure uvicorn and granian against our server.
 
-Not used by the sandbox itself; see "Sandbox ceiling" in benchmarks/README.md.
+Not used by the sandbox itself; see "Sandbox ceiling" in docs/performance-notes.md.
 """
 
 from __future__ import annotations
