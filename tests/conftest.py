@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import IO, Any, Literal
 
 import aiohttp.web
+import anyio
 import httpx
 import pytest
 import respx
@@ -18,6 +22,8 @@ from kaleyra_async._exceptions import ValidationError
 from kaleyra_async.sandbox import Sandbox, SandboxConfig
 
 Seam = Literal["aiohttp", "httpx"]
+#: How tests start the command line.
+CLI: list[str] = [sys.executable, "-m", "kaleyra_async"]
 #: Where requests that reached the loopback bridge are said to have gone, for respx's routes.
 UPSTREAM = "https://api.in.kaleyra.io"
 
@@ -144,3 +150,23 @@ async def bulk(
         return await send_bulk(
             source, config, options, client=client, _stdin=stdin, _stdout=stdout, **kwargs
         )
+
+
+def cli_env(sandbox: Sandbox | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment without any KALEYRA_* variable; with a sandbox, its SID and
+    API key; then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALEYRA_")}
+    if sandbox is not None:
+        env.update(KALEYRA_SID=sandbox.sid, KALEYRA_API_KEY=sandbox.api_key)
+    return {**env, **extra}
+
+
+async def run_cli(
+    *args: str | Path, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """``python -m kaleyra_async ARGS`` as a child process, its output captured (the one CLI
+    runner: tests compose their arguments and environment, then call this)."""
+    command = [*CLI, *map(str, args)]
+    return await anyio.run_process(
+        command, env=env if env is not None else cli_env(), input=stdin, check=False
+    )

@@ -26,6 +26,8 @@ from benchmarks._plan import CONTENDERS, scenarios_for  # noqa: E402
 from benchmarks._run import check_results  # noqa: E402
 from benchmarks._stats import paired_ratios, spread  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize(
     ("values", "expected"),

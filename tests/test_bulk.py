@@ -300,6 +300,7 @@ async def test_resume_over_a_file_that_is_not_ours_leaves_it_intact(tmp_path: Pa
     assert router.calls.call_count == 0
 
 
+@pytest.mark.slow
 async def test_a_dry_runs_repeat_count_keeps_no_message_per_row() -> None:
     """Counting repeats in a dry run holds ~100 B per distinct row, not each personalised body."""
 

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
 
 from kaleyra_async.sandbox import Sandbox, SandboxConfig
+from tests.conftest import cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with Sandbox(SandboxConfig()) as running:
-        yield running
-
-
-async def run(sandbox: Sandbox, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "KALEYRA_SID": sandbox.sid, "KALEYRA_API_KEY": sandbox.api_key}
-    command = [sys.executable, "-m", "kaleyra_async", args[0], "--base-url", sandbox.base_url]
-    done = await anyio.run_process([*command, *args[1:]], env=env, check=False)
+async def run(sandbox: Sandbox, command: str, *args: str) -> tuple[int, str, str]:
+    """``command`` against the sandbox: exit code, stdout, stderr."""
+    done = await run_cli(command, "--base-url", sandbox.base_url, *args, env=cli_env(sandbox))
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
@@ -54,12 +46,10 @@ async def test_send_otp_to_two_numbers_is_refused_before_sending(sandbox: Sandbo
 
 async def test_send_with_a_refused_key_exits_2_like_send_bulk(sandbox: Sandbox) -> None:
     """A wrong API key is a setup error: exit 2 from `send` too, with the error, no key."""
-    env = {**os.environ, "KALEYRA_SID": sandbox.sid, "KALEYRA_API_KEY": "wrong-key"}
-    done = await anyio.run_process(
-        [sys.executable, "-m", "kaleyra_async", "send", "--base-url", sandbox.base_url,
-         "--to", "+919876543210", "--sender", "KLRHXA", "--type", "TXN", "--body", "Hi",
-         "--template-id", "1" * 19],
-        env=env, check=False,
+    done = await run_cli(
+        "send", "--base-url", sandbox.base_url, "--to", "+919876543210", "--sender", "KLRHXA",
+        "--type", "TXN", "--body", "Hi", "--template-id", "1" * 19,
+        env=cli_env(sandbox, KALEYRA_API_KEY="wrong-key"),
     )  # fmt: skip
     assert done.returncode == 2
     err = done.stderr.decode()
@@ -163,14 +153,10 @@ def test_a_logged_base_url_has_no_userinfo(url: str, logged: str) -> None:
 async def test_verbose_dry_run_does_not_log_a_proxy_token(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_text("to\n+919876543210\n")
-    done = await anyio.run_process(
-        [
-            sys.executable, "-m", "kaleyra_async", "-v", "send-bulk", str(src), "--dry-run",
-            "--base-url", "https://user:s3cr3t@proxy.example", "--sender", "KLRHXA",
-            "--type", "TXN", "--body", "Hi", "--template-id", "1" * 19,
-            "--out", str(tmp_path / "out.ndjson"), "--no-progress",
-        ],
-        check=False,
+    done = await run_cli(
+        "-v", "send-bulk", src, "--dry-run", "--base-url", "https://user:s3cr3t@proxy.example",
+        "--sender", "KLRHXA", "--type", "TXN", "--body", "Hi", "--template-id", "1" * 19,
+        "--out", tmp_path / "out.ndjson", "--no-progress",
     )  # fmt: skip
     err = done.stderr.decode()
     assert done.returncode == 0, err

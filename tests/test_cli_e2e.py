@@ -8,12 +8,10 @@ progress.
 from __future__ import annotations
 
 import collections
-import os
 import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,8 @@ import anyio
 import orjson
 import pytest
 
-from kaleyra_async.sandbox import Sandbox, SandboxConfig, parse_faults
+from kaleyra_async.sandbox import Sandbox, parse_faults
+from tests.conftest import CLI, cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,34 +44,20 @@ def read_results(path: Path) -> dict[int, dict[str, Any]]:
     return by_row
 
 
-@pytest.fixture
-async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
-    options = getattr(request, "param", {})
-    async with Sandbox(SandboxConfig(**options)) as running:
-        yield running
-
-
 def cli(sandbox: Sandbox, *args: str | Path) -> list[str]:
+    """``send-bulk ARGS`` against the sandbox with this module's message options."""
     return [
-        sys.executable, "-m", "kaleyra_async", "send-bulk", *map(str, args),
+        "send-bulk", *map(str, args),
         "--base-url", sandbox.base_url, "--sender", "KLRHXA", "--type", "TXN",
         "--body", BODY, "--template-id", TEMPLATE, "--no-progress",
     ]  # fmt: skip
 
 
-def env_for(sandbox: Sandbox, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KALEYRA_SID": sandbox.sid,
-        "KALEYRA_API_KEY": sandbox.api_key,
-        **extra,
-    }
-
-
-async def run_cli(
+async def send_bulk_cli(
     sandbox: Sandbox, *args: str | Path, **env: str
 ) -> subprocess.CompletedProcess[bytes]:
-    return await anyio.run_process(cli(sandbox, *args), env=env_for(sandbox, **env), check=False)
+    """``send-bulk ARGS`` against the sandbox with the module's message defaults."""
+    return await run_cli(*cli(sandbox, *args), env=cli_env(sandbox, **env))
 
 
 def assert_matches_ledger(results: dict[int, dict[str, Any]], sandbox: Sandbox) -> None:
@@ -101,7 +86,7 @@ async def test_send_bulk_records_every_row_once_and_matches_the_ledger(
     src = write_csv(tmp_path / "in.csv", rows, header="to,type")
     out = tmp_path / "out.ndjson"
 
-    done = await run_cli(sandbox, src, "--out", out, "--dedupe")
+    done = await send_bulk_cli(sandbox, src, "--out", out, "--dedupe")
 
     assert done.returncode == 1, done.stderr.decode()  # some rows were not sent
     results = read_results(out)
@@ -122,7 +107,7 @@ async def test_send_bulk_records_every_row_once_and_matches_the_ledger(
 async def test_results_go_to_stdout_from_stdin(sandbox: Sandbox) -> None:
     """`send-bulk -` reads stdin and, without --out, writes result lines to stdout."""
     csv = ("to\n" + "\n".join(numbers(5)) + "\n").encode()
-    done = await anyio.run_process(cli(sandbox, "-"), input=csv, env=env_for(sandbox), check=False)
+    done = await run_cli(*cli(sandbox, "-"), env=cli_env(sandbox), stdin=csv)
     assert done.returncode == 0, done.stderr.decode()
     lines = [orjson.loads(line) for line in done.stdout.splitlines()]
     assert sorted(r["row"] for r in lines) == [1, 2, 3, 4, 5]
@@ -135,7 +120,7 @@ async def test_verbose_says_where_and_how_fast_before_sending(
     """-v names the input, the server, the pace and the output up front; never the key."""
     src = write_csv(tmp_path / "in.csv", numbers(3))
     out = tmp_path / "out.ndjson"
-    done = await run_cli(sandbox, src, "--out", out, "--rate", "50", "-v")
+    done = await send_bulk_cli(sandbox, src, "--out", out, "--rate", "50", "-v")
     assert done.returncode == 0, done.stderr.decode()
     err = done.stderr.decode()
     assert f"sending {src} to {sandbox.base_url} (pod IN, 50 requests/s" in err
@@ -150,7 +135,7 @@ async def test_wrong_api_key_stops_the_run_and_resume_sends_every_row(
     no row is written off as failed: --resume with the right key sends every row, once."""
     src = write_csv(tmp_path / "in.csv", numbers(3000))
     out = tmp_path / "out.ndjson"
-    done = await run_cli(
+    done = await send_bulk_cli(
         sandbox, src, "--out", out, "--concurrency", "2", KALEYRA_API_KEY="wrong-key"
     )
     assert done.returncode == 2
@@ -159,7 +144,7 @@ async def test_wrong_api_key_stops_the_run_and_resume_sends_every_row(
     assert read_results(out) == {}  # refused as a whole: left to --resume, not "failed"
     assert "wrong-key" not in done.stderr.decode() + out.read_text()
     assert sandbox.ledger_records() == []
-    resumed = await run_cli(sandbox, src, "--out", out, "--resume")
+    resumed = await send_bulk_cli(sandbox, src, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr.decode()
     results = read_results(out)
     assert sorted(results) == list(range(1, 3001))
@@ -167,6 +152,7 @@ async def test_wrong_api_key_stops_the_run_and_resume_sends_every_row(
     assert_matches_ledger(results, sandbox)
 
 
+@pytest.mark.slow
 async def test_no_server_stops_the_run_and_resume_sends_every_row(tmp_path: Path) -> None:
     """Connection refused: the request never left, so its rows get no "failed" line that
     would keep --resume from sending them once the server is there."""
@@ -174,12 +160,12 @@ async def test_no_server_stops_the_run_and_resume_sends_every_row(tmp_path: Path
     out = tmp_path / "out.ndjson"
     async with Sandbox() as stopped:
         pass  # its port is closed now: nothing listens there
-    done = await run_cli(stopped, src, "--out", out)
+    done = await send_bulk_cli(stopped, src, "--out", out)
     assert done.returncode == 2
     assert "stopped itself" in done.stderr.decode()
     assert read_results(out) == {}
     async with Sandbox() as sandbox:
-        resumed = await run_cli(sandbox, src, "--out", out, "--resume")
+        resumed = await send_bulk_cli(sandbox, src, "--out", out, "--resume")
         assert resumed.returncode == 0, resumed.stderr.decode()
         results = read_results(out)
         assert sorted(results) == list(range(1, 301))
@@ -196,18 +182,17 @@ async def test_no_server_with_stdin_does_not_promise_a_resume(tmp_path: Path) ->
     config.write_text("[retry]\ninitial_backoff_s = 0.01\njitter_s = 0\n")
     async with Sandbox() as stopped:
         pass  # its port is closed now: nothing listens there
-    from_stdin = await anyio.run_process(
-        cli(stopped, "-", "--out", out, "--config", config),
-        input=csv,
-        env=env_for(stopped),
-        check=False,
+    from_stdin = await run_cli(
+        *cli(stopped, "-", "--out", out, "--config", config), env=cli_env(stopped), stdin=csv
     )
     assert from_stdin.returncode == 2
     assert "stopped itself" in from_stdin.stderr.decode()
     assert "--resume" not in from_stdin.stderr.decode()
     src = tmp_path / "in.csv"
     src.write_bytes(csv)
-    from_file = await run_cli(stopped, src, "--out", tmp_path / "file.ndjson", "--config", config)
+    from_file = await send_bulk_cli(
+        stopped, src, "--out", tmp_path / "file.ndjson", "--config", config
+    )
     assert from_file.returncode == 2
     assert "--resume sends the rest" in from_file.stderr.decode()
 
@@ -221,19 +206,19 @@ async def test_a_row_of_unknown_fate_stays_unknown_after_a_resend_that_was_refus
     src = write_csv(tmp_path / "in.csv", numbers(50))
     out = tmp_path / "out.ndjson"
     args = ("--out", out, "--concurrency", "1", "--batch-size", "10")
-    first = await run_cli(sandbox, src, *args, KALEYRA_API_KEY="wrong-key")
+    first = await send_bulk_cli(sandbox, src, *args, KALEYRA_API_KEY="wrong-key")
     assert first.returncode == 2, first.stderr.decode()
     journal = anyio.Path(f"{out}.journal")
     # What a kill -9 with rows 1-2 on the wire leaves at the end of the journal:
     await journal.write_bytes(await journal.read_bytes() + b'{"inflight":[1,2]}\n')
 
-    second = await run_cli(
+    second = await send_bulk_cli(
         sandbox, src, *args, "--resume", "--retry-ambiguous", KALEYRA_API_KEY="wrong-key"
     )
     assert second.returncode == 2, second.stderr.decode()
     assert b'"released":[1,2,' in await journal.read_bytes()  # run 2 did resend them, refused
 
-    third = await run_cli(sandbox, src, *args, "--resume")
+    third = await send_bulk_cli(sandbox, src, *args, "--resume")
     assert third.returncode == 1, third.stderr.decode()
     results = read_results(out)
     assert sorted(results) == list(range(1, 51))
@@ -245,6 +230,7 @@ async def test_a_row_of_unknown_fate_stays_unknown_after_a_resend_that_was_refus
     assert_matches_ledger(results, sandbox)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sandbox",
     [{"faults": parse_faults("429=0.2,503=0.3"), "seed": 7}],
@@ -256,7 +242,7 @@ async def test_safe_failures_are_retried_until_sent(sandbox: Sandbox, tmp_path: 
     out = tmp_path / "out.ndjson"
     config = tmp_path / "retry.toml"
     config.write_text("[retry]\nmax_attempts = 12\ninitial_backoff_s = 0.01\njitter_s = 0.01\n")
-    done = await run_cli(
+    done = await send_bulk_cli(
         sandbox, src, "--out", out, "--batch-size", "10", "--rate", "100000", "--config", config
     )
     assert done.returncode == 0, done.stderr.decode()
@@ -286,7 +272,7 @@ async def test_ambiguous_failures_are_unknown_and_never_resent(
     """
     src = write_csv(tmp_path / "in.csv", numbers(300))
     out = tmp_path / "out.ndjson"
-    done = await run_cli(sandbox, src, "--out", out, "--batch-size", "10", "--rate", "100000")
+    done = await send_bulk_cli(sandbox, src, "--out", out, "--batch-size", "10", "--rate", "100000")
     assert done.returncode == 1
     results = read_results(out)
     status = collections.Counter(r["status"] for r in results.values())
@@ -308,7 +294,7 @@ async def test_dry_run_sends_nothing_and_prints_a_plan(sandbox: Sandbox, tmp_pat
     rows = [*numbers(150), "bad"]
     src = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "out.ndjson"
-    done = await run_cli(sandbox, src, "--out", out, "--dry-run")
+    done = await send_bulk_cli(sandbox, src, "--out", out, "--dry-run")
     assert done.returncode == 1  # one invalid row
     results = read_results(out)
     assert collections.Counter(r["status"] for r in results.values()) == {
@@ -336,7 +322,7 @@ async def test_usage_errors_exit_2_and_send_nothing(
 ) -> None:
     """Configuration mistakes are exit code 2 with a message naming the problem."""
     src = write_csv(tmp_path / "in.csv", numbers(3))
-    done = await run_cli(sandbox, src, *args)
+    done = await send_bulk_cli(sandbox, src, *args)
     assert done.returncode == 2
     assert message in done.stderr.decode()
     assert sandbox.stats.requests_total == 0
@@ -347,7 +333,7 @@ async def test_existing_results_file_is_not_overwritten(sandbox: Sandbox, tmp_pa
     src = write_csv(tmp_path / "in.csv", numbers(3))
     out = tmp_path / "out.ndjson"
     out.write_text('{"row": 1}\n')
-    done = await run_cli(sandbox, src, "--out", out)
+    done = await send_bulk_cli(sandbox, src, "--out", out)
     assert done.returncode == 2
     assert "--resume" in done.stderr.decode()
     assert out.read_text() == '{"row": 1}\n'
@@ -371,7 +357,7 @@ async def test_resume_after_kill_9_sends_the_rest_once(sandbox: Sandbox, tmp_pat
     src = write_csv(tmp_path / "in.csv", numbers(total))
     out = tmp_path / "out.ndjson"
     args = ("--out", out, "--batch-size", "5", "--concurrency", "4", "--rate", "100000")
-    process = await anyio.open_process(cli(sandbox, src, *args), env=env_for(sandbox))
+    process = await anyio.open_process([*CLI, *cli(sandbox, src, *args)], env=cli_env(sandbox))
     async with process:
         await wait_for_lines(out, 100)
         process.send_signal(signal.SIGKILL)
@@ -379,7 +365,7 @@ async def test_resume_after_kill_9_sends_the_rest_once(sandbox: Sandbox, tmp_pat
     first = read_results(out)
     assert 100 <= len(first) < total
 
-    done = await run_cli(sandbox, src, *args, "--resume")
+    done = await send_bulk_cli(sandbox, src, *args, "--resume")
     assert done.returncode in (0, 1), done.stderr.decode()
     results = read_results(out)
     assert sorted(results) == list(range(1, total + 1))
@@ -406,7 +392,7 @@ async def test_sigint_drains_exits_130_and_resume_finishes(
     out = tmp_path / "out.ndjson"
     args = ("--out", out, "--batch-size", "5", "--concurrency", "4", "--rate", "100000")
     process = await anyio.open_process(
-        cli(sandbox, src, *args, "--overwrite"), env=env_for(sandbox)
+        [*CLI, *cli(sandbox, src, *args, "--overwrite")], env=cli_env(sandbox)
     )
     async with process:
         await wait_for_lines(out, 100)
@@ -431,7 +417,7 @@ async def test_sigint_drains_exits_130_and_resume_finishes(
     # python without activating it): either way the printed command runs as it is.
     assert resume[0] in ("python", sys.executable) and resume[1:3] == ["-m", "kaleyra_async"]
     assert "--resume" in resume
-    done = await anyio.run_process(resume, env=env_for(sandbox), check=False)
+    done = await anyio.run_process(resume, env=cli_env(sandbox), check=False)
     assert done.returncode == 0, done.stderr.decode()
     results = read_results(out)
     assert sorted(results) == list(range(1, total + 1))
@@ -446,7 +432,7 @@ async def test_rate_limit_is_honoured_at_the_sandbox(sandbox: Sandbox, tmp_path:
     rows = [f"{n},OTP" for n in numbers(90)]
     src = write_csv(tmp_path / "in.csv", rows, header="to,type")
     out = tmp_path / "out.ndjson"
-    done = await run_cli(sandbox, src, "--out", out, "--rate", "40")
+    done = await send_bulk_cli(sandbox, src, "--out", out, "--rate", "40")
     assert done.returncode == 0, done.stderr.decode()
     stats = sandbox.stats
     assert stats.requests_total == 90
@@ -462,7 +448,7 @@ async def test_second_sigint_records_requests_on_the_wire_as_unknown(
     src = write_csv(tmp_path / "in.csv", numbers(100))
     out = tmp_path / "out.ndjson"
     args = ("--out", out, "--batch-size", "10", "--concurrency", "3", "--rate", "100000")
-    process = await anyio.open_process(cli(sandbox, src, *args), env=env_for(sandbox))
+    process = await anyio.open_process([*CLI, *cli(sandbox, src, *args)], env=cli_env(sandbox))
     async with process:
         with anyio.fail_after(30):
             while sandbox.stats.requests_total < 3:  # noqa: ASYNC110 (another process)
@@ -493,7 +479,7 @@ async def test_retry_ambiguous_opts_in_to_at_least_once(sandbox: Sandbox, tmp_pa
     out = tmp_path / "out.ndjson"
     config = tmp_path / "retry.toml"
     config.write_text("[retry]\nmax_attempts = 12\ninitial_backoff_s = 0.01\njitter_s = 0.01\n")
-    done = await run_cli(
+    done = await send_bulk_cli(
         sandbox, src, "--out", out, "--batch-size", "10", "--rate", "100000",
         "--config", config, "--retry-ambiguous",
     )  # fmt: skip
@@ -512,10 +498,10 @@ async def test_quiet_prints_no_summary_and_a_resume_says_what_earlier_runs_left(
     are what its exit code 1 is about."""
     src = write_csv(tmp_path / "in.csv", [*numbers(3), "12345"])
     out = tmp_path / "out.ndjson"
-    quiet = await run_cli(sandbox, src, "--out", out, "-q")
+    quiet = await send_bulk_cli(sandbox, src, "--out", out, "-q")
     assert quiet.returncode == 1
     assert quiet.stderr.decode() == ""
-    resumed = await run_cli(sandbox, src, "--out", out, "--resume")
+    resumed = await send_bulk_cli(sandbox, src, "--out", out, "--resume")
     assert resumed.returncode == 1
     err = resumed.stderr.decode()
     assert "4 rows were already done by earlier runs (invalid 1, sent 3)" in err
@@ -528,9 +514,7 @@ async def test_stdin_over_existing_results_does_not_suggest_resume(
     csv = ("to\n" + "\n".join(numbers(2)) + "\n").encode()
     out = tmp_path / "out.ndjson"
     for expected in (0, 2):
-        done = await anyio.run_process(
-            cli(sandbox, "-", "--out", out), input=csv, env=env_for(sandbox), check=False
-        )
+        done = await run_cli(*cli(sandbox, "-", "--out", out), env=cli_env(sandbox), stdin=csv)
         assert done.returncode == expected, done.stderr.decode()
     err = done.stderr.decode()
     assert "pass --overwrite to start again" in err and "--resume" not in err

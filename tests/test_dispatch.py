@@ -42,7 +42,7 @@ PLAN = RowPlan(
 JOURNAL_HEADER = b'{"journal":1,"input":{}}\n'
 
 
-class FakeKaleyra:
+class FakeSend:
     """Records every request; answers like Kaleyra, or raises what it is told to."""
 
     def __init__(self, fail: dict[int, KaleyraError] | None = None) -> None:
@@ -92,7 +92,7 @@ def csv_file(tmp_path: Path, lines: list[str], header: str = "to") -> str:
 
 async def run(
     path: str,
-    send: FakeKaleyra | None,
+    send: FakeSend | None,
     *,
     plan: RowPlan = PLAN,
     config: DispatchConfig | None = None,
@@ -133,7 +133,7 @@ def by_row(results: list[dict[str, object]]) -> dict[object, dict[str, object]]:
 async def test_every_row_gets_exactly_one_result(tmp_path: Path) -> None:
     """Valid, invalid and malformed rows: one line each, numbered 1..N."""
     lines = [*numbers(250), "12345", '""', "not a number", "+919800000001,extra"]
-    fake = FakeKaleyra()
+    fake = FakeSend()
     results = await run(csv_file(tmp_path, lines), fake)
     rows = by_row(results)
     assert sorted(rows) == list(range(1, 255))
@@ -146,7 +146,7 @@ async def test_every_row_gets_exactly_one_result(tmp_path: Path) -> None:
 
 async def test_identical_payloads_share_requests_of_100(tmp_path: Path) -> None:
     """250 identical rows go out as 100 + 100 + 50, and every message id maps back."""
-    fake = FakeKaleyra()
+    fake = FakeSend()
     results = await run(csv_file(tmp_path, numbers(250)), fake)
     assert [len(r) for _, r in fake.requests] == [100, 100, 50]
     sent = {r["to"]: r["message_id"] for r in results}
@@ -158,7 +158,7 @@ async def test_identical_payloads_share_requests_of_100(tmp_path: Path) -> None:
 async def test_otp_rows_each_get_their_own_request(tmp_path: Path) -> None:
     """OTP rows in the same CSV as bulk rows never share a request, whatever batch_size."""
     lines = [f"{to},{'OTP' if i % 2 else ''}" for i, to in enumerate(numbers(40))]
-    fake = FakeKaleyra()
+    fake = FakeSend()
     await run(csv_file(tmp_path, lines, header="to,type"), fake)
     otp = [r for m, r in fake.requests if m.type == "OTP"]
     bulk = [r for m, r in fake.requests if m.type != "OTP"]
@@ -172,7 +172,7 @@ async def test_placeholders_personalise_and_split_batches(tmp_path: Path) -> Non
         pod="IN", defaults=MessageDefaults(body="Hi {name}", sender="KLRHXA", type="TXN")
     )
     lines = ["+919800000001,Asha", "+919800000002,Ravi", "+919800000003,Asha"]
-    fake = FakeKaleyra()
+    fake = FakeSend()
     await run(csv_file(tmp_path, lines, header="to,name"), fake, plan=plan)
     bodies = sorted((m.body or "", len(r)) for m, r in fake.requests)
     assert bodies == [("Hi Asha", 2), ("Hi Ravi", 1)]
@@ -195,7 +195,7 @@ async def test_failures_map_to_failed_or_unknown(
 ) -> None:
     """A request whose fate is unknown gives 'unknown'; a refused one 'failed'; with the code."""
     error.attempts = 3
-    fake = FakeKaleyra(fail={1: error})
+    fake = FakeSend(fail={1: error})
     results = await run(csv_file(tmp_path, numbers(3)), fake)
     assert {r["status"] for r in results} == {status}
     assert {r["error_code"] for r in results} == {code}
@@ -206,7 +206,7 @@ async def test_failures_map_to_failed_or_unknown(
 async def test_dedupe_skips_repeats_of_number_and_message(tmp_path: Path) -> None:
     """With dedupe, the second identical (number, message) row is skipped, not sent."""
     lines = ["+919800000001", "9800000001", "+919800000002"]
-    fake = FakeKaleyra()
+    fake = FakeSend()
     results = by_row(await run(csv_file(tmp_path, lines), fake, config=DispatchConfig(dedupe=True)))
     assert results[2]["status"] == "skipped" and results[2]["error_code"] == "duplicate"
     assert sum(len(r) for _, r in fake.requests) == 2
@@ -269,7 +269,7 @@ async def test_resume_skips_done_rows_and_reports_inflight_as_unknown(tmp_path: 
     for row in (1, 2, 3):
         progress.mark_done(row)
     progress.unresolved = {4, 5}
-    fake = FakeKaleyra()
+    fake = FakeSend()
     results = by_row(await run(csv_file(tmp_path, numbers(8)), fake, progress=progress))
     assert sorted(results) == [4, 5, 6, 7, 8]
     assert results[4]["status"] == results[5]["status"] == "unknown"
@@ -281,7 +281,7 @@ async def test_resume_with_retry_ambiguous_resends_inflight_rows(tmp_path: Path)
     """retry_ambiguous opts in to at-least-once: in-flight rows are sent again."""
     progress = Progress()
     progress.unresolved = {1}
-    fake = FakeKaleyra()
+    fake = FakeSend()
     settings = DispatchConfig(max_wait_ms=0)
     results = await run(
         csv_file(tmp_path, numbers(2)),
@@ -298,7 +298,7 @@ async def test_stop_finishes_inflight_and_leaves_unsent_rows_without_a_line(
     tmp_path: Path,
 ) -> None:
     """After stop: the request in flight completes and is recorded; nothing new is sent."""
-    fake = FakeKaleyra()
+    fake = FakeSend()
     fake.gate = anyio.Event()
     stop = anyio.Event()
     summary = BulkSummary()
@@ -323,7 +323,7 @@ async def test_stop_finishes_inflight_and_leaves_unsent_rows_without_a_line(
 
 async def test_drain_timeout_records_inflight_rows_as_unknown(tmp_path: Path) -> None:
     """A request still in flight when the drain time is up is recorded 'unknown'."""
-    fake = FakeKaleyra()
+    fake = FakeSend()
     fake.gate = anyio.Event()  # never set: the request hangs
     stop = anyio.Event()
     settings = DispatchConfig(batch_size=5, concurrency=1, max_wait_ms=0, drain_timeout_s=0)
@@ -339,9 +339,10 @@ async def test_drain_timeout_records_inflight_rows_as_unknown(tmp_path: Path) ->
     assert {r["error_code"] for r in results} == {"interrupted"}
 
 
+@pytest.mark.slow
 async def test_memory_stays_bounded_when_sending_is_slow(tmp_path: Path) -> None:
     """With senders blocked, the pipeline reads only a bounded number of rows ahead."""
-    fake = FakeKaleyra()
+    fake = FakeSend()
     fake.gate = anyio.Event()
     summary = BulkSummary()
     settings = DispatchConfig(batch_size=100, concurrency=2, max_wait_ms=0)
@@ -418,7 +419,7 @@ async def test_stop_while_waiting_for_the_limiter_sends_and_journals_nothing(
     tmp_path: Path,
 ) -> None:
     """Requests not yet admitted when the run stops get no line and no journal entry."""
-    fake = FakeKaleyra()
+    fake = FakeSend()
     fake.limiter = anyio.Event()  # never admits
     stop = anyio.Event()
     journal = io.BytesIO()
@@ -446,7 +447,7 @@ async def test_a_refused_attempt_then_stop_releases_the_rows(tmp_path: Path) -> 
     refused = RateLimitError("slow down", status_code=429, retry_after_s=30)
     stop = anyio.Event()
 
-    class RefusedThenBackoff(FakeKaleyra):
+    class RefusedThenBackoff(FakeSend):
         async def send(
             self, message: Message, recipients: Sequence[str], *, attempts: Flight
         ) -> SendResult:
@@ -473,7 +474,7 @@ async def test_a_refused_attempt_then_stop_releases_the_rows(tmp_path: Path) -> 
 
 async def test_outer_cancellation_records_inflight_rows_as_unknown(tmp_path: Path) -> None:
     """Cancelled from outside mid-request: the rows still get their 'unknown' lines."""
-    fake = FakeKaleyra()
+    fake = FakeSend()
     fake.gate = anyio.Event()  # the request hangs on the wire
     out = io.BytesIO()
     writer = ResultsWriter(out, io.BytesIO())
@@ -500,7 +501,7 @@ async def test_outer_cancellation_records_inflight_rows_as_unknown(tmp_path: Pat
 
 async def test_the_number_column_matches_regardless_of_case(tmp_path: Path) -> None:
     """A header 'To' is the 'to' column (one column differing only in case)."""
-    fake = FakeKaleyra()
+    fake = FakeSend()
     results = await run(csv_file(tmp_path, numbers(2), header="To"), fake)
     assert [r["status"] for r in results] == ["sent", "sent"]
 
@@ -523,7 +524,7 @@ async def test_stop_during_the_journal_write_releases_the_rows(tmp_path: Path) -
 
     journal = SlowJournal()
     stop = anyio.Event()
-    fake = FakeKaleyra()
+    fake = FakeSend()
     settings = DispatchConfig(batch_size=5, concurrency=2, max_wait_ms=0, drain_timeout_s=60)
 
     async def stop_while_journaling() -> None:
@@ -551,7 +552,7 @@ async def test_stop_while_held_by_the_last_window_check_releases_the_rows(
     """Journaled, then held before the write (window check, 429 pause): released on stop."""
     from kaleyra_async._results import load_progress
 
-    fake = FakeKaleyra()
+    fake = FakeSend()
     fake.admit = anyio.Event()  # never lets the write happen
     stop = anyio.Event()
     journal = io.BytesIO()
@@ -581,7 +582,7 @@ async def test_stop_while_held_by_the_last_window_check_releases_the_rows(
 async def test_a_maybe_sent_attempt_outweighs_a_later_refusal(tmp_path: Path) -> None:
     """retry_ambiguous: timed out, then refused: the SMS may be out, so 'unknown', not 'failed'."""
 
-    class LostThenRefused(FakeKaleyra):
+    class LostThenRefused(FakeSend):
         async def send(
             self, message: Message, recipients: Sequence[str], *, attempts: Flight
         ) -> SendResult:

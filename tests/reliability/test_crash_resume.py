@@ -13,7 +13,7 @@ import pytest
 from .invariants import read_results
 from .scenarios import Scenario, run_scenario
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -16,7 +16,7 @@ import pytest
 
 from .scenarios import Report, Scenario, run_scenario
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def all_sent(report: Report) -> None:

@@ -18,16 +18,14 @@ tests/data/bad/README.md lists the cases in words.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
-import anyio
 import pytest
 
 from kaleyra_async.sandbox import Sandbox, SandboxConfig
+from tests.conftest import cli_env, run_cli
 
 from .invariants import audit, ledger_from_records, read_results
 
@@ -278,15 +276,14 @@ async def test_hostile_input(case: Case, sandbox: Sandbox, tmp_path: Path) -> No
     """The case's rows are sent or invalid as stated; the good rows go out; no traceback."""
     out = tmp_path / "results.ndjson"
     command = [
-        sys.executable, "-m", "kaleyra_async", "send-bulk", str(input_path(case, tmp_path)),
+        "send-bulk", str(input_path(case, tmp_path)),
         "--out", str(out), "--base-url", sandbox.base_url, "--no-progress",
         "--sender", "KLRHXA", "--type", "TXN", "--body", BODY, "--template-id", TEMPLATE,
         *case.args,
     ]  # fmt: skip
     if case.config:
         command += ["--config", str(DATA / case.config)]
-    env = {**os.environ, "KALEYRA_SID": sandbox.sid, "KALEYRA_API_KEY": sandbox.api_key}
-    done = await anyio.run_process(command, env=env, check=False)
+    done = await run_cli(*command, env=cli_env(sandbox))
     stderr = done.stderr.decode(errors="replace")
 
     assert "Traceback" not in stderr

@@ -291,7 +291,7 @@ class Call:
 _CURRENT: contextvars.ContextVar[Call] = contextvars.ContextVar("call")
 
 
-class FakeKaleyra:
+class ScriptedKaleyra:
     """An in-process Kaleyra behind httpx.MockTransport that answers from a script."""
 
     def __init__(self, script: Sequence[str], partial_mask: int) -> None:
@@ -393,7 +393,7 @@ async def _no_wait(_: float) -> None:
 
 
 async def _run_pipeline(
-    case: dict[str, Any], fake: FakeKaleyra
+    case: dict[str, Any], fake: ScriptedKaleyra
 ) -> tuple[list[RowResult], BulkSummary]:
     settings: RunSettings = case["settings"]
     progress = None
@@ -476,7 +476,7 @@ def test_every_row_has_one_outcome_that_matches_what_kaleyra_did(case: dict[str,
     """Valid, invalid, duplicate, OTP and personalised rows, resumed or not, against any script
     of accepts, refusals and lost answers: one result per row, none contradicting the fake."""
     settings: RunSettings = case["settings"]
-    fake = FakeKaleyra(case["script"], case["partial_mask"])
+    fake = ScriptedKaleyra(case["script"], case["partial_mask"])
     results, summary = anyio.run(_run_pipeline, case, fake)
     plan, header, records = case["plan"], case["header"], case["records"]
     done, unresolved = case["progress"] or (set(), set())

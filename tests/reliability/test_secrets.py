@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import pickle
 import secrets
 import ssl
 import subprocess
 import sys
 import traceback
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from kaleyra_async._exceptions import ConnectError
 from kaleyra_async._models import RowResult
 from kaleyra_async._sources import RecordSource
 from kaleyra_async.sandbox import Sandbox, SandboxConfig, parse_faults
-from tests.conftest import bulk
+from tests.conftest import bulk, cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -272,18 +271,6 @@ async def sandbox(key: str, tmp_path: Path) -> AsyncIterator[Sandbox]:
         yield running
 
 
-def cli_env(**account: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KALEYRA_")}
-    return {**env, **account}
-
-
-async def run_cli(
-    args: Iterable[str | Path], env: dict[str, str]
-) -> subprocess.CompletedProcess[bytes]:
-    command = [sys.executable, "-m", "kaleyra_async", *map(str, args)]
-    return await anyio.run_process(command, env=env, check=False)
-
-
 def produced(done: subprocess.CompletedProcess[bytes], *paths: Path) -> list[bytes]:
     """stdout, stderr and every file the run wrote."""
     return [done.stdout, done.stderr, *(p.read_bytes() for p in paths if p.exists())]
@@ -292,6 +279,7 @@ def produced(done: subprocess.CompletedProcess[bytes], *paths: Path) -> list[byt
 BULK = ("--sender", "KLRHXA", "--type", "TXN", "--body", "Hello", "--no-progress", "-vv")
 
 
+@pytest.mark.slow
 async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
     key: str, sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -309,8 +297,8 @@ async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
     # The right key, read from a config file, with faults on.
     out = tmp_path / "ok.ndjson"
     done = await run_cli(
-        ["send-bulk", src, "--out", out, "-c", config, "--base-url", sandbox.base_url, *BULK],
-        cli_env(),
+        *["send-bulk", src, "--out", out, "-c", config, "--base-url", sandbox.base_url, *BULK],
+        env=cli_env(),
     )
     assert done.returncode == 1, done.stderr.decode()  # one invalid row; faults leave unknowns
     assert b"DEBUG" in done.stderr
@@ -323,8 +311,8 @@ async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
         account = {"KALEYRA_SID": other.sid, "KALEYRA_API_KEY": key}
         wrong = tmp_path / "wrong.ndjson"
         done = await run_cli(
-            ["send-bulk", src, "--out", wrong, "--base-url", other.base_url, *BULK],
-            cli_env(**account),
+            *["send-bulk", src, "--out", wrong, "--base-url", other.base_url, *BULK],
+            env=cli_env(**account),
         )
         assert done.returncode == 2 and b"stopped itself" in done.stderr
         assert_hidden(key, *produced(done, wrong, Path(f"{wrong}.journal")), where="a 401 run")
@@ -333,7 +321,7 @@ async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
             ["status", "some-id"],
         ):
             done = await run_cli(
-                [*command, "--base-url", other.base_url, "-vv"], cli_env(**account)
+                *[*command, "--base-url", other.base_url, "-vv"], env=cli_env(**account)
             )
             assert done.returncode != 0 and b"401" in done.stderr
             assert_hidden(key, *produced(done), where=f"{command[0]} with a 401")
@@ -342,8 +330,8 @@ async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
     closed = tmp_path / "closed.ndjson"
     account = {"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": key}
     done = await run_cli(
-        ["send-bulk", src, "--out", closed, "--base-url", "http://127.0.0.1:9", *BULK],
-        cli_env(**account),
+        *["send-bulk", src, "--out", closed, "--base-url", "http://127.0.0.1:9", *BULK],
+        env=cli_env(**account),
     )
     assert done.returncode == 2, done.stderr.decode()
     assert_hidden(key, *produced(done, closed, Path(f"{closed}.journal")), where="no server")
@@ -367,7 +355,7 @@ async def test_config_errors_name_the_key_not_its_value(
     config.write_text(toml.format(key=key))
     src = tmp_path / "in.csv"
     src.write_text("to\n+919876543210\n")
-    done = await run_cli(["send-bulk", src, "-c", config, *BULK], cli_env())
+    done = await run_cli(*["send-bulk", src, "-c", config, *BULK], env=cli_env())
     assert done.returncode == 2
     assert b"Traceback" not in done.stderr
     assert done.stderr.decode().count("error:") == 1

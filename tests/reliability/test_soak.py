@@ -8,7 +8,7 @@ import pytest
 
 from . import soak
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def test_soak_at_tiny_scale_prints_a_clean_table(
