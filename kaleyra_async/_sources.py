@@ -50,7 +50,7 @@ from anyio.abc import ObjectSendStream
 from ._exceptions import ConfigError
 from ._models import InputRow
 
-__all__ = ["CsvSource", "InputRow", "RecordSource", "RowSource"]
+__all__ = ["CsvSource", "RecordSource", "RowSource"]
 
 #: Anything the pipeline can read rows from.
 RowSource = Union["CsvSource", "RecordSource"]

@@ -11,10 +11,10 @@ import pytest
 
 from kaleyra_async._config import MessageDefaults
 from kaleyra_async._exceptions import ConfigError
-from kaleyra_async._models import RowResult
+from kaleyra_async._models import InputRow, RowResult
 from kaleyra_async._phone import PhoneNormalizer
 from kaleyra_async._prepare import RowPlan, RowPreparer
-from kaleyra_async._sources import _READ_SIZE, CsvSource, InputRow
+from kaleyra_async._sources import _READ_SIZE, CsvSource
 
 
 async def read_all(source: CsvSource) -> list[InputRow]:
