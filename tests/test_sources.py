@@ -205,6 +205,7 @@ async def test_text_after_a_closing_quote_spoils_one_row_and_no_line_of_it_is_re
 
 
 async def test_one_line_read_again_is_named_as_one_line(tmp_path: Path) -> None:
+    """A single line given back is named 'line N', not 'lines N-N'."""
     data = b'to,name\n+911,ok\n+912,"never closed\n+913,x\n'
     rows = await read_all(CsvSource(write(tmp_path, data)))
     assert [(r.row, r.error) for r in rows] == [
