@@ -15,7 +15,8 @@ import pytest
 
 from kaleyra_async._exceptions import ConfigError
 from kaleyra_async._models import RowResult
-from kaleyra_async._results import ResultsWriter, journal_path_for, load_progress
+from kaleyra_async._results import ResultsWriter, journal_path_for
+from kaleyra_async._resume import load_progress
 
 #: The first line of every journal send_bulk writes.
 HEADER = b'{"journal":1,"input":{}}\n'
