@@ -14,29 +14,33 @@ from kaleyra_async._resume import describe_input, load_progress, same_input
 HEADER = b'{"journal":1,"input":{}}\n'
 
 
-def test_released_rows_are_not_unresolved(tmp_path: Path) -> None:
-    """Rows journaled in flight and then released (never sent) are sent again on resume."""
+@pytest.mark.parametrize(
+    ("journal", "unresolved"),
+    [
+        pytest.param(
+            b'{"inflight":[1,2]}\n{"inflight":[3]}\n{"released":[3]}\n',
+            {1, 2},
+            id="released-rows-are-sent-again",
+        ),
+        # Row 1 was in flight when run 1 died. Run 2 (retry_ambiguous) resent it and was
+        # refused (released): that says nothing of run 1's request. Row 2, marked and released
+        # in run 2 alone, is free to send.
+        pytest.param(
+            b'{"inflight":[1]}\n{"resumed":"2026-12-04T05:00:00+00:00","input":{}}\n'
+            b'{"inflight":[1,2]}\n{"released":[1,2]}\n',
+            {1},
+            id="a-release-does-not-settle-an-earlier-runs-mark",
+        ),
+    ],
+)
+def test_a_release_settles_only_its_own_runs_marks(
+    tmp_path: Path, journal: bytes, unresolved: set[int]
+) -> None:
+    """Released rows are sent again; an earlier run's row of unknown fate stays unresolved."""
     results = tmp_path / "r.ndjson"
     results.write_bytes(b"")
-    journal_path_for(results).write_bytes(
-        b'{"journal":1,"input":{}}\n{"inflight":[1,2]}\n{"inflight":[3]}\n{"released":[3]}\n'
-    )
-    assert load_progress(results).unresolved == {1, 2}
-
-
-def test_a_release_does_not_settle_an_earlier_runs_mark(tmp_path: Path) -> None:
-    """A release settles only its own run's marks: an earlier run's row of unknown fate stays so."""
-    # Row 1 was in flight when run 1 died. Run 2 (retry_ambiguous) resent it and was refused
-    # (released): that says nothing of run 1's request. Row 2, marked and released in run 2
-    # alone, is free to send.
-    results = tmp_path / "r.ndjson"
-    results.write_bytes(b"")
-    journal_path_for(results).write_bytes(
-        b'{"journal":1,"input":{}}\n{"inflight":[1]}\n'
-        b'{"resumed":"2026-12-04T05:00:00+00:00","input":{}}\n'
-        b'{"inflight":[1,2]}\n{"released":[1,2]}\n'
-    )
-    assert load_progress(results).unresolved == {1}
+    journal_path_for(results).write_bytes(HEADER + journal)
+    assert load_progress(results).unresolved == unresolved
 
 
 def test_load_progress_repairs_torn_lines_and_finds_unresolved(tmp_path: Path) -> None:
