@@ -120,7 +120,8 @@ class _Files:
             _write(self.journal, journal)
             self._journal_written = True
             journal = []
-        # Results before marks: a kill in between loses only marks of requests not yet sent.
+        # Results before marks: a kill in between loses only journal lines, marks of requests
+        # that wait for this job (resume sends them) and releases (their rows come back unknown).
         _write(self.results, job.results)
         _write(self.journal, journal)
 
@@ -310,7 +311,8 @@ class ResultsWriter:
         self._submit()
 
     def _write_jobs(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Thread body: write each job and report back to the loop, until None."""
+        """Thread body: write each job, then hand its report to the loop with
+        ``call_soon_threadsafe`` (which wakes it), until None."""
         error: BaseException | None = None
         while (job := self._jobs.get()) is not None:
             if error is None:
