@@ -94,8 +94,7 @@ def test_reads_may_end_anywhere(reads: list[bytes], lines: list[bytes]) -> None:
     ],
 )
 def test_where_the_reads_fall_does_not_change_the_lines(data: bytes) -> None:
-    """A file whose lines share one ending (its first may differ) gives the same lines read
-    whole, in two reads split at any byte, or a byte at a time (a slow pipe)."""
+    """Lines of one ending (the first may differ) come out alike read whole, split or bytewise."""
     whole = split(data)
     assert b"".join(whole) == data
     for cut in range(1, len(data)):
