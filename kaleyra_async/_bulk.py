@@ -25,15 +25,8 @@ from ._exceptions import ConfigError, unwrap_group
 from ._models import InputRow, RowResult
 from ._phone import PhoneNormalizer
 from ._prepare import RowPlan, RowPreparer
-from ._results import (
-    Progress,
-    ResultsWriter,
-    describe_input,
-    journal_path_for,
-    journal_start_record,
-    load_progress,
-    same_input,
-)
+from ._results import ResultsWriter, journal_path_for, journal_start_record
+from ._resume import Progress, describe_input, load_progress, same_input
 from ._sources import CsvSource, RecordSource
 from ._summary import BulkSummary
 

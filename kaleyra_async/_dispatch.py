@@ -32,7 +32,8 @@ from ._lanes import LaneQueue
 from ._models import InputRow, RowResult
 from ._outcomes import failure_results, row_result, success_results, unknown_from_earlier_run
 from ._prepare import RowPreparer
-from ._results import Progress, ResultsWriter
+from ._results import ResultsWriter
+from ._resume import Progress
 from ._sources import RowSource
 from ._summary import BulkSummary
 

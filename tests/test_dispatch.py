@@ -29,7 +29,8 @@ from kaleyra_async._lanes import LaneQueue
 from kaleyra_async._models import Message, Receipt, RowResult, SendResult
 from kaleyra_async._phone import PhoneNormalizer
 from kaleyra_async._prepare import RowPlan, RowPreparer
-from kaleyra_async._results import Progress, ResultsWriter
+from kaleyra_async._results import ResultsWriter
+from kaleyra_async._resume import Progress
 from kaleyra_async._sources import CsvSource
 from kaleyra_async._summary import BulkSummary
 from tests.conftest import bulk
@@ -442,7 +443,7 @@ async def test_stop_while_waiting_for_the_limiter_sends_and_journals_nothing(
 
 async def test_a_refused_attempt_then_stop_releases_the_rows(tmp_path: Path) -> None:
     """Journaled, then refused as a whole (429) and stopped in backoff: released, not unknown."""
-    from kaleyra_async._results import load_progress
+    from kaleyra_async._resume import load_progress
 
     refused = RateLimitError("slow down", status_code=429, retry_after_s=30)
     stop = anyio.Event()
@@ -510,7 +511,7 @@ async def test_stop_during_the_journal_write_releases_the_rows(tmp_path: Path) -
     """Cancelled while its in-flight mark is being written: the mark is followed by a release."""
     import threading
 
-    from kaleyra_async._results import load_progress
+    from kaleyra_async._resume import load_progress
 
     class SlowJournal(io.BytesIO):
         def __init__(self) -> None:
@@ -550,7 +551,7 @@ async def test_stop_while_held_by_the_last_window_check_releases_the_rows(
     tmp_path: Path,
 ) -> None:
     """Journaled, then held before the write (window check, 429 pause): released on stop."""
-    from kaleyra_async._results import load_progress
+    from kaleyra_async._resume import load_progress
 
     fake = FakeSend()
     fake.admit = anyio.Event()  # never lets the write happen

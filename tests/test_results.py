@@ -1,4 +1,4 @@
-"""Results file and journal: line format, torn tails, resume state."""
+"""The results writer: line format, what reaches the disk when, and in which order."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 
 from kaleyra_async._exceptions import ConfigError
 from kaleyra_async._models import RowResult
-from kaleyra_async._results import ResultsWriter, journal_path_for, load_progress
+from kaleyra_async._results import ResultsWriter, encode_result, journal_path_for
+from kaleyra_async._resume import load_progress
 
 #: The first line of every journal send_bulk writes.
 HEADER = b'{"journal":1,"input":{}}\n'
@@ -32,6 +33,57 @@ KEYS = [
     "segments",
     "encoding",
 ]
+
+
+def mark(*rows: int) -> bytes:
+    return orjson.dumps({"inflight": list(rows)}) + b"\n"
+
+
+def sent(row: int) -> RowResult:
+    return RowResult(row=row, to="+919876543210", status="sent")
+
+
+class Disk:
+    """The results file and the journal (append-only), noting what both hold after each write
+    or truncation: the states a kill -9 between two writes can leave. With ``slow``, writes
+    wait for ``gate``."""
+
+    def __init__(self, *, results: bytes = b"", journal: bytes = b"", slow: bool = False) -> None:
+        self.states: list[tuple[bytes, bytes]] = []
+        self.gate = threading.Event()
+        if not slow:
+            self.gate.set()
+        #: A write has started (and, when slow, waits for the gate).
+        self.entered = threading.Event()
+        self.results = DiskFile(self, results)
+        self.journal = DiskFile(self, journal)
+
+    def note(self) -> None:
+        self.states.append((self.results.getvalue(), self.journal.getvalue()))
+
+    def journal_states(self) -> list[bytes]:
+        return [journal for _, journal in self.states]
+
+
+class DiskFile(io.BytesIO):
+    """One file of a :class:`Disk`, opened for appending."""
+
+    def __init__(self, disk: Disk, content: bytes) -> None:
+        super().__init__(content)
+        self.disk = disk
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.disk.entered.set()
+        self.disk.gate.wait(10)
+        self.seek(0, io.SEEK_END)
+        written = super().write(data)
+        self.disk.note()
+        return written
+
+    def truncate(self, size: int | None = None) -> int:
+        kept = super().truncate(size)
+        self.disk.note()
+        return kept
 
 
 async def test_writer_writes_one_line_per_result_in_schema_order() -> None:
@@ -63,7 +115,7 @@ async def test_inflight_is_written_before_it_returns() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         await writer.inflight([7])
-        assert journal.getvalue() == b'{"inflight":[7]}\n'
+        assert journal.getvalue() == mark(7)
         await writer.aclose()
 
 
@@ -85,31 +137,6 @@ async def test_results_recorded_while_a_cancelled_run_unwinds_are_written() -> N
     assert [orjson.loads(line)["row"] for line in out.getvalue().splitlines()] == [1, 2, 3, 4]
 
 
-async def test_released_rows_are_not_unresolved(tmp_path: Path) -> None:
-    """Rows journaled in flight and then released (never sent) are sent again on resume."""
-    results = tmp_path / "r.ndjson"
-    results.write_bytes(b"")
-    journal_path_for(results).write_bytes(
-        b'{"journal":1,"input":{}}\n{"inflight":[1,2]}\n{"inflight":[3]}\n{"released":[3]}\n'
-    )
-    assert load_progress(results).unresolved == {1, 2}
-
-
-def test_a_release_does_not_settle_an_earlier_runs_mark(tmp_path: Path) -> None:
-    """Row 1 was in flight when run 1 died (fate unknown). Run 2 (retry_ambiguous) resent it and
-    was refused as a whole (released). The refusal says nothing of run 1's request: row 1 stays
-    unresolved, or a third run would send it without a word. Row 2, marked and released within
-    run 2 alone, is free to send."""
-    results = tmp_path / "r.ndjson"
-    results.write_bytes(b"")
-    journal_path_for(results).write_bytes(
-        b'{"journal":1,"input":{}}\n{"inflight":[1]}\n'
-        b'{"resumed":"2026-12-04T05:00:00+00:00","input":{}}\n'
-        b'{"inflight":[1,2]}\n{"released":[1,2]}\n'
-    )
-    assert load_progress(results).unresolved == {1}
-
-
 async def test_room_waits_while_too_much_is_queued() -> None:
     """A writer that can't keep up makes room() wait instead of letting memory grow."""
     out = io.BytesIO()
@@ -127,156 +154,53 @@ async def test_room_waits_while_too_much_is_queued() -> None:
     assert len(out.getvalue().splitlines()) == 6000
 
 
-def test_load_progress_repairs_torn_lines_and_finds_unresolved(tmp_path: Path) -> None:
-    """A half-written last line is cut; journaled rows without a result are unresolved."""
-    results = tmp_path / "r.ndjson"
-    results.write_bytes(b'{"row":1,"status":"sent"}\n{"row":3,"status":"failed"}\n{"row":2,"sta')
-    journal_path_for(results).write_bytes(
-        b'{"journal":1,"input":{"path":"/x.csv","size":9}}\n'
-        b'{"inflight":[1,2]}\n{"inflight":[3]}\n{"inflight":[4'
-    )
-    progress = load_progress(results)
-    assert results.read_bytes().endswith(b'"failed"}\n')
-    assert progress.is_done(1) and progress.is_done(3)
-    assert not progress.is_done(2) and not progress.is_done(4)
-    assert progress.unresolved == {2}
-    assert progress.input == {"path": "/x.csv", "size": 9}
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        pytest.param(b"not json\n", id="not-json"),
-        pytest.param(b"[1,2]\n", id="not-object"),
-        pytest.param(b'{"row":1}\n{"row":1}\n', id="row-twice"),
-        pytest.param(b'{"status":"sent"}\n', id="no-row"),
-    ],
-)
-def test_load_progress_refuses_foreign_files(tmp_path: Path, content: bytes) -> None:
-    """Resuming from a file that isn't ours (or is corrupt) is refused with the line named."""
-    results = tmp_path / "r.ndjson"
-    results.write_bytes(content)
-    journal_path_for(results).write_bytes(HEADER)
-    with pytest.raises(ConfigError, match=r"r\.ndjson:\d"):
-        load_progress(results)
-
-
-@pytest.mark.parametrize(
-    ("results", "journal", "named"),
-    [
-        pytest.param(b"my notes\nmy important last line", None, "notes.txt", id="no-journal"),
-        pytest.param(
-            b"my notes\nmy important last line", HEADER, r"notes\.txt:1", id="not-results"
-        ),
-        pytest.param(
-            b'{"row":1,"status":"sent"}\n{"row":2,"sta',
-            b"a log of mine\nwithout its last newline",
-            r"notes\.txt\.journal:1",
-            id="foreign-journal",
-        ),
-        pytest.param(b"", b"[1,2]\n[3", r"\.journal:1", id="journal-not-an-object"),
-    ],
-)
-def test_resume_leaves_files_that_are_not_ours_byte_for_byte(
-    tmp_path: Path, results: bytes, journal: bytes | None, named: str
-) -> None:
-    """A torn-looking last line is only cut once both files are known to be ours."""
-    path = tmp_path / "notes.txt"
-    path.write_bytes(results)
-    if journal is not None:
-        journal_path_for(path).write_bytes(journal)
-    with pytest.raises(ConfigError, match=named):
-        load_progress(path)
-    assert path.read_bytes() == results
-    if journal is not None:
-        assert journal_path_for(path).read_bytes() == journal
-
-
-class LoggedFile(io.BytesIO):
-    """A file that notes its name in a shared list at each write: the order of the writes."""
-
-    def __init__(self, name: str, order: list[str]) -> None:
-        super().__init__()
-        self.name = name
-        self.order = order
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.order.append(self.name)
-        return super().write(data)
-
-
-class GatedFile(io.BytesIO):
-    """A file whose writes block until ``gate`` is set (a slow disk), counting the writes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.writes = 0
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.entered.set()
-        self.gate.wait(10)
-        self.writes += 1
-        return super().write(data)
-
-
 async def test_inflight_waits_for_a_slow_write_without_blocking_the_loop() -> None:
     """The mark is written by the writer thread: inflight() waits for it, the loop runs on."""
-    journal = GatedFile()
-    writer = ResultsWriter(io.BytesIO(), journal)
+    disk = Disk(slow=True)
+    writer = ResultsWriter(disk.results, disk.journal)
     returned = anyio.Event()
 
-    async def mark() -> None:
+    async def mark_one() -> None:
         await writer.inflight([1])
         returned.set()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
-        tg.start_soon(mark)
-        await anyio.to_thread.run_sync(journal.entered.wait, 10)
+        tg.start_soon(mark_one)
+        await anyio.to_thread.run_sync(disk.entered.wait, 10)
         for _ in range(20):  # the loop keeps turning while the write is stuck
             await anyio.lowlevel.checkpoint()
-        assert not returned.is_set() and journal.getvalue() == b""
-        journal.gate.set()
+        assert not returned.is_set() and disk.states == []
+        disk.gate.set()
         with anyio.fail_after(10):
             await returned.wait()
-        assert journal.getvalue() == b'{"inflight":[1]}\n'
+        assert disk.journal.getvalue() == mark(1)
         await writer.aclose()
 
 
-async def test_marks_queued_during_a_write_go_out_together_in_order() -> None:
-    """Group commit: whatever queued up while the thread was writing is one write, in order."""
-    journal = GatedFile()
-    writer = ResultsWriter(io.BytesIO(), journal)
+async def test_marks_queued_during_a_write_reach_the_disk_together_in_order() -> None:
+    """Group commit: what queues up while the thread writes lands in one write, in order."""
+    disk = Disk(slow=True)
+    writer = ResultsWriter(disk.results, disk.journal)
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         tg.start_soon(writer.inflight, [1])
-        await anyio.to_thread.run_sync(journal.entered.wait, 10)
+        await anyio.to_thread.run_sync(disk.entered.wait, 10)
         for rows in ([2], [3, 4], [5]):
             tg.start_soon(writer.inflight, rows)
             await anyio.lowlevel.checkpoint()
         writer.release([3, 4])
         await anyio.lowlevel.checkpoint()
-        journal.gate.set()
+        disk.gate.set()
         await writer.aclose()
-    lines = [orjson.loads(line) for line in journal.getvalue().splitlines()]
-    assert lines == [
-        {"inflight": [1]},
-        {"inflight": [2]},
-        {"inflight": [3, 4]},
-        {"inflight": [5]},
-        {"released": [3, 4]},
-    ]
-    assert journal.writes == 2
+    released = b'{"released":[3,4]}\n'
+    assert disk.journal_states() == [mark(1), mark(1) + mark(2) + mark(3, 4) + mark(5) + released]
 
 
-async def test_marks_made_in_one_loop_turn_share_one_write_with_an_idle_thread() -> None:
-    """Group commit without a slow disk: answers that arrive together (each sender marking
-    its next request in the same loop turn) cost one write and one thread round trip."""
-    journal = GatedFile()
-    journal.gate.set()  # a fast disk: the thread is idle when the marks come
-    writer = ResultsWriter(io.BytesIO(), journal)
+async def test_marks_made_in_one_loop_turn_reach_the_disk_together() -> None:
+    """Group commit with an idle thread: marks made in the same loop turn land in one write."""
+    disk = Disk()  # a fast disk: the thread is idle when the marks come
+    writer = ResultsWriter(disk.results, disk.journal)
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         await writer.inflight([1])  # the thread has started and is idle again
@@ -291,33 +215,32 @@ async def test_marks_made_in_one_loop_turn_share_one_write_with_an_idle_thread()
             for row in range(2, 10):
                 senders.start_soon(sender, row)
         await writer.aclose()
-    marks = [orjson.loads(line)["inflight"] for line in journal.getvalue().splitlines()]
-    assert sorted(marks) == [[row] for row in range(1, 10)]
-    assert journal.writes == 2
+    states = [sorted(journal.splitlines()) for journal in disk.journal_states()]
+    assert states == [[mark(1).strip()], sorted(mark(row).strip() for row in range(1, 10))]
 
 
 async def test_a_cancelled_mark_is_still_written_before_its_release(tmp_path: Path) -> None:
     """A sender cancelled while its mark is being written releases it: the file stays consistent."""
-    journal = GatedFile()
-    writer = ResultsWriter(io.BytesIO(), journal)
+    disk = Disk(slow=True)
+    writer = ResultsWriter(disk.results, disk.journal)
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         with anyio.CancelScope() as scope:
 
             async def cancel_while_writing() -> None:
-                await anyio.to_thread.run_sync(journal.entered.wait, 10)
+                await anyio.to_thread.run_sync(disk.entered.wait, 10)
                 scope.cancel()
 
             tg.start_soon(cancel_while_writing)
             await writer.inflight([7])
         assert scope.cancelled_caught
         writer.release([7])  # what _Flight.abandon does for a mark that never went out
-        journal.gate.set()
+        disk.gate.set()
         await writer.aclose()
     results = tmp_path / "r.ndjson"
     results.write_bytes(b"")
-    journal_path_for(results).write_bytes(HEADER + journal.getvalue())
-    assert journal.getvalue() == b'{"inflight":[7]}\n{"released":[7]}\n'
+    journal_path_for(results).write_bytes(HEADER + disk.journal.getvalue())
+    assert disk.journal.getvalue() == mark(7) + b'{"released":[7]}\n'
     assert load_progress(results).unresolved == set()
 
 
@@ -361,76 +284,108 @@ async def test_the_writer_thread_ends_with_aclose() -> None:
 
 
 async def test_a_mark_takes_the_waiting_result_lines_with_it() -> None:
-    """Outcomes already known reach the file with the next mark, not a linger later.
-
-    After a kill -9, a row with a mark and no result is reported unknown: the fewer answered
-    rows wait in memory, the fewer are reported unknown although they were sent.
-    """
+    """Outcomes already known reach the disk with the next mark, not a linger later."""
+    # After a kill -9 a row with a mark and no result is reported unknown: the fewer answered
+    # rows wait in memory, the fewer are reported unknown although they were sent.
     out, journal = io.BytesIO(), io.BytesIO()
     writer = ResultsWriter(out, journal)
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         try:
-            writer.write([RowResult(row=1, to="+919876543210", status="sent")])
+            writer.write([sent(1)])
             await writer.inflight([2])
             written_with_mark = out.getvalue()
         finally:
             await writer.aclose()
-    assert [orjson.loads(line)["row"] for line in written_with_mark.splitlines()] == [1]
+    assert written_with_mark == encode_result(sent(1))
 
 
-async def test_in_one_write_the_answers_go_before_the_next_marks() -> None:
-    """A kill between the two writes of one job must cost nothing that was answered.
-
-    The job holds the outcome of a sender's last request and the mark of its next one. Results
-    first: a kill in between loses a mark whose request never left (resume sends it). Marks
-    first would leave the answered row journaled without its result, reported unknown.
-    """
-    order: list[str] = []
-
-    writer = ResultsWriter(LoggedFile("results", order), LoggedFile("journal", order))
+async def test_after_any_write_an_answered_row_has_its_result_before_the_next_mark() -> None:
+    """Results go before marks: no crash point holds the next mark without the last answer."""
+    # Marks first would leave the answered row 1 journaled without its result after a kill
+    # between the two writes, and resume would report it unknown.
+    disk = Disk()
+    writer = ResultsWriter(disk.results, disk.journal)
     writer.journal_header({"journal": 1, "input": {}})
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         try:
-            await writer.inflight([1])  # the header and the first mark
-            order.clear()
-            writer.write([RowResult(row=1, to="+919876543210", status="sent")])
+            await writer.inflight([1])
+            before = len(disk.states)
+            writer.write([sent(1)])
             await writer.inflight([2])
         finally:
             await writer.aclose()
-    assert order == ["results", "journal"]
+    row_1 = encode_result(sent(1))
+    assert disk.states[before:] == [
+        (row_1, HEADER + mark(1)),
+        (row_1, HEADER + mark(1) + mark(2)),
+    ]
 
 
-async def test_the_journal_header_is_written_before_any_result_line() -> None:
-    """The header line makes the files ours (resume refuses a results file without it): when
-    it shares a write with result lines, it still reaches the disk first."""
-    order: list[str] = []
-
-    writer = ResultsWriter(LoggedFile("results", order), LoggedFile("journal", order))
+async def test_no_crash_point_holds_a_result_line_before_the_journal_header() -> None:
+    """The header makes the files ours (resume refuses results without it): it lands first."""
+    disk = Disk()
+    writer = ResultsWriter(disk.results, disk.journal)
     writer.journal_header({"journal": 1, "input": {}})
     writer.write([RowResult(row=1, to="", status="invalid", error="line 2: bad")])
-    writer.write([RowResult(row=2, to="+919876543210", status="sent")])
+    writer.write([sent(2)])
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer.run)
         try:
             await writer.inflight([3])
         finally:
             await writer.aclose()
-    assert order == ["journal", "results"]
+    assert disk.states, "nothing was written"
+    assert all(journal.startswith(HEADER) for results, journal in disk.states if results)
+    assert disk.states[-1][0].count(b"\n") == 2
+
+
+OLD_RESULTS = b'{"row":1,"status":"sent"}\n'
+OLD_JOURNAL = HEADER + mark(1)
+
+
+async def test_truncate_first_empties_the_journal_then_the_results_at_the_first_write() -> None:
+    """--overwrite from stdin: a kill mid-emptying leaves old results beside an empty journal."""
+    # Resume refuses results without a journal header; old marks beside emptied results would
+    # instead be read as rows of unknown fate.
+    disk = Disk(results=OLD_RESULTS, journal=OLD_JOURNAL)
+    writer = ResultsWriter(disk.results, disk.journal, truncate_first=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        try:
+            writer.journal_header({"journal": 1, "input": {}})
+            await writer.inflight([5])
+        finally:
+            await writer.aclose()
+    assert disk.states[:2] == [(OLD_RESULTS, b""), (b"", b"")]
+    assert disk.states[-1] == (b"", HEADER + mark(5))
+
+
+async def test_truncate_first_keeps_the_old_files_when_nothing_is_written() -> None:
+    """A run that stops before its first write (a refused header) leaves the old files whole."""
+    disk = Disk(results=OLD_RESULTS, journal=OLD_JOURNAL)
+    writer = ResultsWriter(disk.results, disk.journal, truncate_first=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        await writer.aclose()
+    assert (disk.states, disk.results.getvalue(), disk.journal.getvalue()) == (
+        [],
+        OLD_RESULTS,
+        OLD_JOURNAL,
+    )
 
 
 async def test_a_mark_made_while_a_failing_write_is_in_the_thread_gets_the_error() -> None:
-    """A sender whose mark was queued while the writer thread was on a write that then failed
-    is told (ConfigError), not left waiting forever, even when nothing cancels it."""
+    """A mark queued while the thread's write fails gets a ConfigError, not an endless wait."""
 
-    class FailingGatedFile(GatedFile):
+    class FailingSlowFile(DiskFile):
         def write(self, data: bytes) -> int:  # type: ignore[override]
             super().write(data)
             raise OSError(28, "No space left on device")
 
-    out = FailingGatedFile()
-    writer = ResultsWriter(out, io.BytesIO())
+    disk = Disk(slow=True)
+    writer = ResultsWriter(FailingSlowFile(disk, b""), io.BytesIO())
     run_saw: list[BaseException] = []
 
     async def run_writer() -> None:
@@ -441,12 +396,12 @@ async def test_a_mark_made_while_a_failing_write_is_in_the_thread_gets_the_error
 
     async def fail_the_write() -> None:
         await anyio.lowlevel.checkpoint()  # once the mark below is queued
-        out.gate.set()
+        disk.gate.set()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_writer)
-        writer.write([RowResult(row=1, to="+919876543210", status="sent")])
-        await anyio.to_thread.run_sync(out.entered.wait, 10)  # the result block is in the thread
+        writer.write([sent(1)])
+        await anyio.to_thread.run_sync(disk.entered.wait, 10)  # the result block is in the thread
         tg.start_soon(fail_the_write)
         with anyio.fail_after(10), pytest.raises(ConfigError, match="No space left"):
             await writer.inflight([2])

@@ -11,10 +11,10 @@ import pytest
 
 from kaleyra_async._config import MessageDefaults
 from kaleyra_async._exceptions import ConfigError
-from kaleyra_async._models import RowResult
+from kaleyra_async._models import InputRow, RowResult
 from kaleyra_async._phone import PhoneNormalizer
 from kaleyra_async._prepare import RowPlan, RowPreparer
-from kaleyra_async._sources import _READ_SIZE, CsvSource, InputRow
+from kaleyra_async._sources import _READ_SIZE, CsvSource
 
 
 async def read_all(source: CsvSource) -> list[InputRow]:
@@ -171,8 +171,8 @@ async def test_cr_only_line_endings_across_reads(tmp_path: Path) -> None:
 
 
 async def test_a_quote_never_closed_gives_back_the_lines_it_swallowed(tmp_path: Path) -> None:
-    """The row that opens it is one error; every later line is read again as a row of its own,
-    also when the swallowed lines hit csv's field size limit long before the end of the file."""
+    """A never-closed quote is one error row; every later line is read again as its own row."""
+    # Also when the swallowed lines hit csv's field size limit long before the end of the file.
     later = b"".join(b"+9198%08d,x\n" % n for n in range(20_000))  # ~320 KB: past the limit
     data = b'to,name\n+911,ok\n+912,"never closed\n' + later
     rows = await read_all(CsvSource(write(tmp_path, data)))
@@ -205,6 +205,7 @@ async def test_text_after_a_closing_quote_spoils_one_row_and_no_line_of_it_is_re
 
 
 async def test_one_line_read_again_is_named_as_one_line(tmp_path: Path) -> None:
+    """A single line given back is named 'line N', not 'lines N-N'."""
     data = b'to,name\n+911,ok\n+912,"never closed\n+913,x\n'
     rows = await read_all(CsvSource(write(tmp_path, data)))
     assert [(r.row, r.error) for r in rows] == [
@@ -219,8 +220,8 @@ async def test_one_line_read_again_is_named_as_one_line(tmp_path: Path) -> None:
 
 
 async def test_only_the_lines_after_the_still_open_quote_are_read_again(tmp_path: Path) -> None:
-    """A record whose first quoted field closed and whose next one never does: the lines up to
-    the one the open quote starts on are the broken row; only the lines after it are rows."""
+    """Only the lines after the one a never-closed quote opens on are read again as rows."""
+    # The record's first quoted field closed; its lines up to the open quote's are the broken row.
     data = b'to,a,b\n+911,"one\n+919800000099 two","never closed\n+913,x,y\n'
     rows = await read_all(CsvSource(write(tmp_path, data)))
     assert [(r.row, r.fields.get("to"), r.error) for r in rows] == [
@@ -237,8 +238,7 @@ async def test_only_the_lines_after_the_still_open_quote_are_read_again(tmp_path
 async def test_a_long_quoted_field_that_closes_on_its_last_line_is_one_row(
     tmp_path: Path,
 ) -> None:
-    """The size limit is reached inside quotes, but the quote closes later on that line: the
-    field is too long, not unclosed, and its lines are not rows."""
+    """A quoted field over the limit that closes is too long, not unclosed: no line is a row."""
     field = b"+9198%08d text\n" % 1 + b"y" * 140_000
     data = b'to,body\n+911,"' + field + b'"\n+912,ok\n'
     rows = await read_all(CsvSource(write(tmp_path, data)))
@@ -289,9 +289,9 @@ async def test_a_header_ending_unlike_the_rows_still_gives_every_row(
 
 @pytest.mark.parametrize("row_end", [b"\r", b"\r\n", b"\n"], ids=["cr", "crlf", "lf"])
 async def test_a_pipe_sending_the_header_apart_still_gives_every_row(row_end: bytes) -> None:
-    """``(echo to,name; cat old_mac_rows.csv) | send-bulk -``: the read with the header has
-    nothing after its LF to judge by; lone-CR rows read later are still rows of their own
-    (they were all one broken row), and CRLF or LF rows are unaffected."""
+    """A header read alone from a pipe does not fix LF: lone-CR rows after it are still rows."""
+    # ``(echo to,name; cat old_mac_rows.csv) | send-bulk -``: the read with the header has
+    # nothing after its LF to judge by; CRLF or LF rows are unaffected.
     read_fd, write_fd = os.pipe()
     reader = os.fdopen(read_fd, "rb", buffering=0)
     os.write(write_fd, b"to,name\n")

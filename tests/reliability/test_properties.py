@@ -37,13 +37,14 @@ from kaleyra_async._dispatch import dispatch
 from kaleyra_async._exceptions import ValidationError
 from kaleyra_async._flight import Flight
 from kaleyra_async._limits import MAX_RECIPIENTS as MAX_BATCH_SIZE
-from kaleyra_async._models import Message, RowResult, SendResult
+from kaleyra_async._models import InputRow, Message, RowResult, SendResult
 from kaleyra_async._phone import PhoneNormalizer, is_e164
 from kaleyra_async._prepare import RowPlan, RowPreparer
 from kaleyra_async._protocol import build_send
 from kaleyra_async._responses import parse_send
-from kaleyra_async._results import Progress, ResultsWriter
-from kaleyra_async._sources import InputRow, RecordSource
+from kaleyra_async._results import ResultsWriter
+from kaleyra_async._resume import Progress
+from kaleyra_async._sources import RecordSource
 from kaleyra_async._summary import BulkSummary
 from kaleyra_async._validate import validate_message, validate_recipients
 from kaleyra_async.sandbox import Request, SandboxConfig, SandboxState, handle
