@@ -1,6 +1,6 @@
 """The socket shell around the pure handler: an ``asyncio.Protocol`` that parses with httptools.
 
-Chosen by measurement over uvicorn and granian (see "Sandbox ceiling" in benchmarks/README.md):
+Chosen over uvicorn and granian serving the same handler (docs/performance-notes.md, "Sandbox"):
 the request path is httptools' C parser, one call to :func:`handle`, and one ``transport.write``.
 
 HTTP behaviour: HTTP/1.1 keep-alive, pipelining (responses leave in request order, even when
@@ -23,8 +23,11 @@ import httptools
 import orjson
 
 from ._config import SandboxConfig
-from ._handler import LedgerRecord, Request, Response, SandboxState, SandboxStats, handle
+from ._handler import handle
 from ._ledger import LedgerWriter
+from ._state import SandboxState
+from ._stats import SandboxStats
+from ._values import LedgerRecord, Request, Response
 
 __all__ = ["Sandbox", "monotonic_wall_clock"]
 
