@@ -1,7 +1,8 @@
 """The socket shell around the pure handler: an ``asyncio.Protocol`` that parses with httptools.
 
-Chosen over uvicorn and granian serving the same handler (docs/performance-notes.md, "Sandbox"):
-the request path is httptools' C parser, one call to :func:`handle`, and one ``transport.write``.
+Chosen over uvicorn and granian serving the same handler ("Sandbox ceiling" in
+docs/performance-notes.md): the request path is httptools' C parser, one call to
+:func:`handle`, and one ``transport.write``.
 
 HTTP behaviour: HTTP/1.1 keep-alive, pipelining (responses leave in request order, even when
 some are delayed), ``Content-Length`` and chunked request bodies (httptools decodes chunks),
