@@ -44,7 +44,9 @@ Errors
     ``{"code", "message", "field"}`` for request errors (``field`` may be null), a list of
     ``{"index", "sender", "reason"}`` for ``MSG134``, and ``{"code", "message",
     "retry_after"}`` for 429. Checks run in the order of this table; the first failure answers.
-    Only E401, E404, MSG106, MSG108, MSG134 and RBC192 are Kaleyra's; the rest are **(ours)**.
+    Only E401, E404, MSG106, MSG108, MSG134 and RBC192 are Kaleyra's; the rest are **(ours)**,
+    and so are the contents of ``error`` and the messages: Kaleyra's pages key ``error`` by
+    field (E401: ``{"body": "..."}``) and MSG134's by item index.
 
     ======  ======  ======================================================================
     code    HTTP    meaning
@@ -89,9 +91,10 @@ Sender IDs
     Create: ``{"data": [{"sender", "description", "iso_code", "entity_id"}, ...]}``, at most
     5000. ``iso_code`` (default ``in``) is two letters; ``sender`` is, for ``in``, exactly 6
     letters or 6 digits (a DLT header), elsewhere 1-11 letters/digits or up to 15 digits, and
-    new (case-insensitive **(ours)**); ``entity_id``, when given, 12-30 digits **(ours)**. Each
-    MSG134 item's ``reason`` reads ``"<field>: <why>"``. Success: 200 ``MSG106`` "Sender ID(s)
-    created successfully" with the created items in ``data``. Delete: ``{"sender": ["ABCDEF",
+    new (case-insensitive **(ours)**); ``entity_id``, when given, 12-30 digits (optional
+    **(ours)**: the page makes it mandatory for India). Each MSG134 item's ``reason`` reads
+    ``"<field>: <why>"``. Success: 200 ``MSG106`` "Sender ID(s) created successfully" with the
+    created items in ``data`` **(ours)**. Delete: ``{"sender": ["ABCDEF",
     ...]}``, at most 100; success 200 ``{"code": "MSG108", "message": "Sender ID(s) deleted
     successfully", "data": [], "error": {}}``; deleting an unknown sender fails the whole call
     with ``MSG134`` **(ours)**.
