@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaleyra_async.sandbox import Request, SandboxConfig, SandboxState, handle, monotonic_wall_clock
+from kaleyra_async.sandbox import SandboxConfig
+from kaleyra_async.sandbox._handler import handle
+from kaleyra_async.sandbox._server import monotonic_wall_clock
+from kaleyra_async.sandbox._state import SandboxState
+from kaleyra_async.sandbox._values import Request
 
 _state = SandboxState(SandboxConfig(keep_in_memory=False))
 _clock = monotonic_wall_clock()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kaleyra_async.sandbox import FailRule, FaultSpec, SandboxConfig, parse_fail_rules, parse_faults
+from kaleyra_async.sandbox import FailRule, FaultSpec, SandboxConfig, parse_faults
+from kaleyra_async.sandbox._config import parse_fail_rules
 from kaleyra_async.sandbox._window import SlidingWindowCounter, SlidingWindowLimiter
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from kaleyra_async.sandbox import Acceptance
 from kaleyra_async.sandbox._ledger import LedgerWriter
+from kaleyra_async.sandbox._values import Acceptance
 
 
 def acceptance(request_id: str, *recipients: str) -> Acceptance:

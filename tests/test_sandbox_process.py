@@ -9,15 +9,9 @@ import orjson
 import pytest
 
 from kaleyra_async._cli import build_parser, main
-from kaleyra_async.sandbox import (
-    FailRule,
-    FaultSpec,
-    Sandbox,
-    SandboxConfig,
-    SandboxProcess,
-    config_to_args,
-)
+from kaleyra_async.sandbox import FailRule, FaultSpec, Sandbox, SandboxConfig, SandboxProcess
 from kaleyra_async.sandbox._command import _config
+from kaleyra_async.sandbox._process import config_to_args
 
 SEND = {"to": "+919876543210,+14155550123", "body": "Hello", "type": "TXN"}
 

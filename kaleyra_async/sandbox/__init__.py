@@ -23,11 +23,11 @@ Send requests
     a JSON array of them; ``prefix`` (e.g. ``+91``) is put in front of numbers without ``+``
     **(ours)**. Numbers get a cheap E.164 *shape* check, ``^\\+?[1-9]\\d{6,14}$``, not a real
     numbering-plan check: the client validates fully with phonenumbers, and doing that here
-    (about 15 µs a number) would make the sandbox the bottleneck of every benchmark. Duplicate
-    numbers are kept, each with its own message id **(ours)**. Unknown fields are ignored.
+    would make the sandbox the bottleneck of every benchmark. Duplicate numbers are kept, each
+    with its own message id **(ours)**. Unknown fields are ignored.
 
-    Success is HTTP 202 with Kaleyra's ``/messages`` shape, also on ``/sms`` **(ours: its body
-    was never captured)**::
+    Success is HTTP 202 with Kaleyra's ``/messages`` shape, also on ``/sms`` (the "Send OTP SMS"
+    page shows the same shape there; the HTTP status is **(ours)**)::
 
         {"id": "<uuid>", "sender": "KLRHXA", "type": "TXN", "body": "...",
          "createdDateTime": "2025-01-31 10:42:23+00:00", "totalCount": 2,
@@ -44,7 +44,9 @@ Errors
     ``{"code", "message", "field"}`` for request errors (``field`` may be null), a list of
     ``{"index", "sender", "reason"}`` for ``MSG134``, and ``{"code", "message",
     "retry_after"}`` for 429. Checks run in the order of this table; the first failure answers.
-    Only E401, E404, MSG106, MSG108, MSG134 and RBC192 are Kaleyra's; the rest are **(ours)**.
+    Only E401, E404, MSG106, MSG108, MSG134 and RBC192 are Kaleyra's; the rest are **(ours)**,
+    and so are the contents of ``error`` and the messages: Kaleyra's pages key ``error`` by
+    field (E401: ``{"body": "..."}``) and MSG134's by item index.
 
     ======  ======  ======================================================================
     code    HTTP    meaning
@@ -72,8 +74,8 @@ Errors
     E409    400     ``unicode`` not AUTO, 0 or 1
     E410    400     ``flash`` not 0 or 1 (JSON true/false also accepted)
     E411    400     ``time`` not ISO-8601 with a UTC offset
-    E412    400     ``time`` less than 15 minutes or more than 3 calendar months ahead (the
-                    client's ``validate_time``: 30 Nov + 3 months is 28/29 Feb)
+    E412    400     ``time`` less than 15 minutes or more than 3 calendar months ahead
+                    (30 Nov + 3 months is 28/29 Feb)
     E413    400     ``template_data`` not an object of strings, or a value over 30 characters
     E414    400     ``ref_custom`` more than 5 values or a value over 50 characters
     E416    400     ``ref``, ``ref1`` or ``ref2`` over 150 characters
@@ -89,16 +91,17 @@ Sender IDs
     Create: ``{"data": [{"sender", "description", "iso_code", "entity_id"}, ...]}``, at most
     5000. ``iso_code`` (default ``in``) is two letters; ``sender`` is, for ``in``, exactly 6
     letters or 6 digits (a DLT header), elsewhere 1-11 letters/digits or up to 15 digits, and
-    new (case-insensitive **(ours)**); ``entity_id``, when given, 12-30 digits **(ours)**. Each
-    MSG134 item's ``reason`` reads ``"<field>: <why>"``. Success: 200 ``MSG106`` "Sender ID(s)
-    created successfully" with the created items in ``data``. Delete: ``{"sender": ["ABCDEF",
+    new (case-insensitive **(ours)**); ``entity_id``, when given, 12-30 digits (optional
+    **(ours)**: the page makes it mandatory for India). Each MSG134 item's ``reason`` reads
+    ``"<field>: <why>"``. Success: 200 ``MSG106`` "Sender ID(s) created successfully" with the
+    created items in ``data`` **(ours)**. Delete: ``{"sender": ["ABCDEF",
     ...]}``, at most 100; success 200 ``{"code": "MSG108", "message": "Sender ID(s) deleted
     successfully", "data": [], "error": {}}``; deleting an unknown sender fails the whole call
     with ``MSG134`` **(ours)**.
 
-    Both sender rules (``sender`` on send, E415, and each item on create, MSG134) are the
-    client's own, ``validate_sender`` and ``validate_sender_id`` in ``kaleyra_async._validate``,
-    called here rather than copied, so the sandbox refuses exactly what the client would refuse.
+    The sandbox states every rule in this reference itself (``sandbox/_rules.py``, read from
+    Kaleyra's pages) and imports none of the client's, on purpose: a rule shared by both sides
+    could never show the client misreading the pages.
 
 Status API
     ``?message_ids=a:1,b:2`` (at most 100 **(ours)**) answers 200 with ``{"data": [{"campaign_id",
@@ -159,48 +162,21 @@ HTTP
     or chunked request bodies up to 1 MiB.
 """
 
-from ._config import (
-    DEFAULT_API_KEY,
-    DEFAULT_FAIL_RULES,
-    DEFAULT_SENDER,
-    DEFAULT_SID,
-    FailRule,
-    FaultSpec,
-    SandboxConfig,
-    parse_fail_rules,
-    parse_faults,
-)
-from ._handler import (
-    Acceptance,
-    LedgerRecord,
-    Request,
-    Response,
-    SandboxState,
-    SandboxStats,
-    handle,
-)
-from ._process import SandboxProcess, config_to_args
-from ._server import Sandbox, monotonic_wall_clock
+from ._config import DEFAULT_API_KEY, DEFAULT_SID, FailRule, FaultSpec, SandboxConfig, parse_faults
+from ._process import SandboxProcess
+from ._server import Sandbox
+from ._stats import SandboxStats
+from ._values import LedgerRecord
 
 __all__ = [
     "DEFAULT_API_KEY",
-    "DEFAULT_FAIL_RULES",
-    "DEFAULT_SENDER",
     "DEFAULT_SID",
-    "Acceptance",
     "FailRule",
     "FaultSpec",
     "LedgerRecord",
-    "Request",
-    "Response",
     "Sandbox",
     "SandboxConfig",
     "SandboxProcess",
-    "SandboxState",
     "SandboxStats",
-    "config_to_args",
-    "handle",
-    "monotonic_wall_clock",
-    "parse_fail_rules",
     "parse_faults",
 ]

@@ -8,12 +8,12 @@ Both parsers raise ``ValueError`` with a sentence that the CLI shows as a usage 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Final
 
-from kaleyra_async._limits import TYPES_BY_POD
+from ._rules import TYPES_BY_POD, pod_default_type
 
 __all__ = [
+    "AFTER_ACCEPT_FAULTS",
     "DEFAULT_API_KEY",
     "DEFAULT_FAIL_RULES",
     "DEFAULT_SENDER",
@@ -42,12 +42,8 @@ FAULT_NAMES: Final = (
     "reset_after_accept",
     "slow",
 )
-
-# The same table the client validates with (the spec's: IN takes OTP, TXN, TXND and MKT; the
-# other pods OTP and DEFAULT), so a client that sends a type its pod refuses fails here too.
-_POD_TYPES: Final[Mapping[str, frozenset[str]]] = {
-    pod: frozenset(allowed) for pod, allowed in TYPES_BY_POD.items()
-}
+#: The faults that let a request be handled (and its recipients accepted) before they act.
+AFTER_ACCEPT_FAULTS: Final = frozenset({"500_after_accept", "reset_after_accept", "slow"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -203,8 +199,8 @@ class SandboxConfig:
     arrival_log_size: int = 10_000
 
     def __post_init__(self) -> None:
-        if self.pod not in _POD_TYPES:
-            raise ValueError(f"pod must be one of {', '.join(_POD_TYPES)}, not {self.pod!r}")
+        if self.pod not in TYPES_BY_POD:
+            raise ValueError(f"pod must be one of {', '.join(TYPES_BY_POD)}, not {self.pod!r}")
         for name in ("rate_per_s", "latency_ms", "slow_ms", "deliver_after_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -218,9 +214,9 @@ class SandboxConfig:
     @property
     def message_types(self) -> frozenset[str]:
         """The ``type`` values this pod accepts."""
-        return _POD_TYPES[self.pod]
+        return TYPES_BY_POD[self.pod]
 
     @property
     def default_type(self) -> str:
         """The ``type`` assumed when a send request has none."""
-        return "TXN" if self.pod == "IN" else "DEFAULT"
+        return pod_default_type(self.pod)

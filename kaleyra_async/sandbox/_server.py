@@ -1,7 +1,8 @@
 """The socket shell around the pure handler: an ``asyncio.Protocol`` that parses with httptools.
 
-Chosen by measurement over uvicorn and granian (see "Sandbox ceiling" in benchmarks/README.md):
-the request path is httptools' C parser, one call to :func:`handle`, and one ``transport.write``.
+Chosen over uvicorn and granian serving the same handler ("Sandbox ceiling" in
+docs/performance-notes.md): the request path is httptools' C parser, one call to
+:func:`handle`, and one ``transport.write``.
 
 HTTP behaviour: HTTP/1.1 keep-alive, pipelining (responses leave in request order, even when
 some are delayed), ``Content-Length`` and chunked request bodies (httptools decodes chunks),
@@ -23,8 +24,11 @@ import httptools
 import orjson
 
 from ._config import SandboxConfig
-from ._handler import LedgerRecord, Request, Response, SandboxState, SandboxStats, handle
+from ._handler import handle
 from ._ledger import LedgerWriter
+from ._state import SandboxState
+from ._stats import SandboxStats
+from ._values import LedgerRecord, Request, Response
 
 __all__ = ["Sandbox", "monotonic_wall_clock"]
 

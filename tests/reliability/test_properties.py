@@ -47,7 +47,10 @@ from kaleyra_async._resume import Progress
 from kaleyra_async._sources import RecordSource
 from kaleyra_async._summary import BulkSummary
 from kaleyra_async._validate import validate_message, validate_recipients
-from kaleyra_async.sandbox import Request, SandboxConfig, SandboxState, handle
+from kaleyra_async.sandbox import SandboxConfig
+from kaleyra_async.sandbox._handler import handle
+from kaleyra_async.sandbox._state import SandboxState
+from kaleyra_async.sandbox._values import Request
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
