@@ -49,7 +49,7 @@ def test_send_success_has_the_documented_messages_shape() -> None:
 @pytest.mark.parametrize(
     ("endpoint", "extra", "echoed"),
     [
-        pytest.param("messages", {}, {"source": "API"}, id="messages-adds-source"),
+        pytest.param("messages", {}, {}, id="messages-no-source"),
         pytest.param("sms", {"flash": 1}, {"flash": 1}, id="flash"),
         pytest.param("sms", {"unicode": "1"}, {"unicode": 1}, id="unicode"),
         pytest.param("sms", {"flash": "0", "unicode": "AUTO"}, {}, id="no-echo-for-0-and-auto"),
@@ -58,7 +58,8 @@ def test_send_success_has_the_documented_messages_shape() -> None:
 def test_send_echoes_flash_unicode_and_source(
     endpoint: str, extra: dict[str, Any], echoed: dict[str, Any]
 ) -> None:
-    """flash=1 and unicode=1 are echoed as 1; /messages adds "source": "API"."""
+    """flash=1 and unicode=1 are echoed as 1 (ours); /messages adds no "source" (its page's
+    sample has none)."""
     body = payload(send(make_state(), ok_fields(**extra), endpoint=endpoint))
     assert {k: body[k] for k in ("flash", "unicode", "source") if k in body} == echoed
 

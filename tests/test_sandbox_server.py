@@ -48,8 +48,8 @@ async def test_send_over_http_is_202_and_in_the_ledger(sandbox: Sandbox) -> None
 async def test_form_send_over_http(sandbox: Sandbox) -> None:
     """Form-encoded sends work over the socket too."""
     async with client_for(sandbox) as client:
-        response = await client.post("/messages", data={**SEND, "to": A, "body": "x"})
-    assert (response.status_code, response.json()["source"]) == (202, "API")
+        response = await client.post("/messages", data={**SEND, "to": A, "body": "form"})
+    assert (response.status_code, response.json()["body"]) == (202, "form")
 
 
 async def test_chunked_request_bodies_are_accepted(sandbox: Sandbox) -> None:
@@ -109,13 +109,13 @@ async def test_pipelined_requests_are_answered_in_order(sandbox: Sandbox) -> Non
         writer.write(
             raw_request(sandbox, "/sms", SEND)
             + raw_request(sandbox, "/sms", {"to": A})
-            + raw_request(sandbox, "/messages", {"to": B, "body": "x"})
+            + raw_request(sandbox, "/messages", {"to": B, "body": "third"})
         )
         answers = await read_responses(reader, 3)
     finally:
         writer.close()
     assert [status for status, _ in answers] == [202, 400, 202]
-    assert orjson.loads(answers[2][1])["source"] == "API"
+    assert orjson.loads(answers[2][1])["body"] == "third"
 
 
 def seed_for(pattern: list[bool], probability: float) -> int:

@@ -135,12 +135,11 @@ def _send(
     # request ids are UUIDs and recipients digits, so nothing in it needs escaping.
     item = '{"message_id":"' + request_id
     data = ",".join([f'{item}{_ID_TAIL[n]}{digits}"}}' for n, digits in enumerate(to, 1)])
-    response_body = b'%s,"data":[%s],"dlrurl":null,"error":{}%s%s%s}' % (
+    response_body = b'%s,"data":[%s],"dlrurl":null,"error":{}%s%s}' % (
         head[:-1],
         data.encode(),
         b',"flash":1' if flash == "1" else b"",
         b',"unicode":1' if unicode == "1" else b"",
-        b',"source":"API"' if endpoint == "messages" else b"",
     )
 
     state.issue(request_id, to, now_s)
