@@ -276,7 +276,10 @@ def produced(done: subprocess.CompletedProcess[bytes], *paths: Path) -> list[byt
     return [done.stdout, done.stderr, *(p.read_bytes() for p in paths if p.exists())]
 
 
-BULK = ("--sender", "KLRHXA", "--type", "TXN", "--body", "Hello", "--no-progress", "-vv")
+BULK = (
+    *("--sender", "KLRHXA", "--type", "TXN", "--body", "Hello"),
+    *("--template-id", "1107161234567890123", "--no-progress", "-vv"),
+)
 
 
 @pytest.mark.slow
@@ -317,7 +320,17 @@ async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
         assert done.returncode == 2 and b"stopped itself" in done.stderr
         assert_hidden(key, *produced(done, wrong, Path(f"{wrong}.journal")), where="a 401 run")
         for command in (
-            ["send", "--to", "+919876543210", "--body", "Hi", "--sender", "KLRHXA"],
+            [
+                "send",
+                "--to",
+                "+919876543210",
+                "--body",
+                "Hi",
+                "--sender",
+                "KLRHXA",
+                "--template-id",
+                "1" * 19,
+            ],
             ["status", "some-id"],
         ):
             done = await run_cli(
