@@ -53,6 +53,8 @@ class ReceiverSettings:
     body_timeout_s: float = 10.0
     #: On SIGTERM / SIGINT, how long in-flight receipts may take to finish.
     drain_timeout_s: float = 10.0
+    #: How long a commit waits for another process's lock on the database before the 503.
+    busy_timeout_s: float = 5.0
     clock: Callable[[], float] = time.time
 
 
@@ -77,7 +79,9 @@ async def _receive(request: web.Request) -> web.Response:
         async with asyncio.timeout(settings.body_timeout_s):
             body = await request.read()
     except TimeoutError:
-        return _answer(408, f"body not received within {settings.body_timeout_s:g} s")
+        stalled = _answer(408, f"body not received within {settings.body_timeout_s:g} s")
+        stalled.force_close()  # the rest of the body is not waited for
+        return stalled
     try:
         record = receipt_from_request(
             method=request.method,
@@ -122,12 +126,14 @@ async def serve_receipts(
         stop: set it to stop (the CLI sets it on SIGTERM / SIGINT).
         ready: called with ``http://HOST:PORT`` once the socket listens.
     """
-    async with ReceiptStore(db_path) as store:
+    async with ReceiptStore(db_path, busy_timeout_s=settings.busy_timeout_s) as store:
         runner = web.AppRunner(
             make_app(store, settings),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=settings.drain_timeout_s,
+            # After a refusal, the unread rest of a body is waited for at most this long.
+            lingering_time=1.0,
         )
         await runner.setup()
         try:

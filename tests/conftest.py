@@ -3,6 +3,8 @@ that records instead of waiting, and the sandbox in process."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -170,3 +172,21 @@ async def run_cli(
     return await anyio.run_process(
         command, env=env if env is not None else cli_env(), input=stdin, check=False
     )
+
+
+@contextlib.asynccontextmanager
+async def running_receiver(db: Path, **settings: Any) -> AsyncIterator[str]:
+    """The receipt receiver in process on a free port over ``db``: yields its URL; stops
+    (draining) when the block ends. ``settings`` are ReceiverSettings fields."""
+    from kaleyra_async._receipt_server import ReceiverSettings, serve_receipts
+
+    stop = asyncio.Event()
+    url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    config = ReceiverSettings(**{"port": 0, **settings})
+    async with asyncio.TaskGroup() as tasks:
+        server = tasks.create_task(serve_receipts(str(db), config, stop=stop, ready=url.set_result))
+        await asyncio.wait({url, server}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            yield url.result()
+        finally:
+            stop.set()
