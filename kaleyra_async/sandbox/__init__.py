@@ -162,6 +162,7 @@ HTTP
     or chunked request bodies up to 1 MiB.
 """
 
+from ._callbacks import CallbackConfig
 from ._config import DEFAULT_API_KEY, DEFAULT_SID, FailRule, FaultSpec, SandboxConfig, parse_faults
 from ._process import SandboxProcess
 from ._server import Sandbox
@@ -169,6 +170,7 @@ from ._stats import SandboxStats
 from ._values import LedgerRecord
 
 __all__ = [
+    "CallbackConfig",
     "DEFAULT_API_KEY",
     "DEFAULT_SID",
     "FailRule",
