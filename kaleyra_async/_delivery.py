@@ -11,10 +11,11 @@ never downgrades it, and a later, different final status is a duplicate report, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 __all__ = [
     "FINAL_STATES",
@@ -22,6 +23,7 @@ __all__ = [
     "DeliveryState",
     "DeliverySummary",
     "ReceiptRecord",
+    "ReceiptView",
     "Verdict",
     "deliver_row",
     "normalize_status",
@@ -68,6 +70,7 @@ _STATUS_WORDS: Final[Mapping[str, str]] = {
 _NOT_LETTERS: Final = re.compile(r"[^a-z]")
 
 
+@functools.lru_cache(maxsize=1024)
 def normalize_status(raw: str | None) -> str | None:
     """``"Delivered"``, ``"DELIVERED"``, ``"UnDelivered"``, ``"NOT-SENT"``, ``"Not Sent"``, ...
     -> ``delivered``, ``undelivered``, ``not_sent``, ``failed`` or ``sent``; None when unknown."""
@@ -101,6 +104,31 @@ class ReceiptRecord:
     received_s: float = 0.0
 
 
+class ReceiptView(NamedTuple):
+    """The columns of a stored receipt that the report and the poll read (cheap to build)."""
+
+    message_id: str
+    status: str
+    status_trace: str
+    timestamp: str
+    received_s: float
+    recipient: str
+    ref: str
+
+
+class _Receipt(Protocol):
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def status_trace(self) -> str: ...
+    @property
+    def timestamp(self) -> str: ...
+    @property
+    def received_s(self) -> float: ...
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Verdict:
     """What a message's receipts say, in arrival order."""
@@ -116,7 +144,7 @@ class Verdict:
     message_id: str | None = None
 
 
-def verdict_of(receipts: Iterable[ReceiptRecord]) -> Verdict:
+def verdict_of(receipts: Iterable[_Receipt]) -> Verdict:
     """The first final receipt by arrival wins; without one, ``sent`` if any receipt says so."""
     state: str | None = None
     trace: str | None = None

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
-from ._delivery import ReceiptRecord
+from ._delivery import ReceiptRecord, ReceiptView
 from ._exceptions import ConfigError, StoreError
 
 __all__ = ["ReceiptReader", "ReceiptStore"]
@@ -45,6 +45,7 @@ _INSERT: Final = (
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
 _SELECT: Final = f"SELECT {', '.join(_COLUMNS)} FROM receipts"
+_SELECT_VIEW: Final = f"SELECT {', '.join(ReceiptView._fields)} FROM receipts"
 #: Host parameters per lookup query (SQLite's own limit is 32,766).
 _LOOKUP_CHUNK: Final = 500
 
@@ -224,35 +225,38 @@ class ReceiptReader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def by_message_id(self, ids: Iterable[str]) -> dict[str, list[ReceiptRecord]]:
+    def by_message_id(self, ids: Iterable[str]) -> dict[str, list[ReceiptView]]:
         """The receipts naming each id, in arrival order (ids without any are left out)."""
-        found: dict[str, list[ReceiptRecord]] = {}
+        found: dict[str, list[ReceiptView]] = {}
         for chunk in _chunks(list(dict.fromkeys(ids))):
             marks = ",".join("?" * len(chunk))
-            query = f"{_SELECT} WHERE message_id IN ({marks}) ORDER BY seq"
-            for record in self._records(query, chunk):
-                found.setdefault(record.message_id, []).append(record)
+            query = f"{_SELECT_VIEW} WHERE message_id IN ({marks}) ORDER BY seq"
+            for view in self._views(query, chunk):
+                found.setdefault(view.message_id, []).append(view)
         return found
 
-    def by_ref(self, refs: Iterable[str]) -> dict[tuple[str, str], list[ReceiptRecord]]:
+    def by_ref(self, refs: Iterable[str]) -> dict[tuple[str, str], list[ReceiptView]]:
         """The receipts carrying each ref, keyed by (ref, recipient digits), in arrival order."""
-        found: dict[tuple[str, str], list[ReceiptRecord]] = {}
+        found: dict[tuple[str, str], list[ReceiptView]] = {}
         for chunk in _chunks(list(dict.fromkeys(r for r in refs if r))):
             marks = ",".join("?" * len(chunk))
-            query = f"{_SELECT} WHERE ref IN ({marks}) AND ref != '' ORDER BY seq"
-            for record in self._records(query, chunk):
-                digits = "".join(ch for ch in record.recipient if ch.isdigit())
-                found.setdefault((record.ref, digits), []).append(record)
+            query = f"{_SELECT_VIEW} WHERE ref IN ({marks}) AND ref != '' ORDER BY seq"
+            for view in self._views(query, chunk):
+                digits = "".join(ch for ch in view.recipient if ch.isdigit())
+                found.setdefault((view.ref, digits), []).append(view)
         return found
 
     def all(self) -> Iterator[ReceiptRecord]:
         """Every stored receipt in arrival order."""
-        yield from self._records(f"{_SELECT} ORDER BY seq", ())
-
-    def _records(self, query: str, params: Sequence[str]) -> Iterator[ReceiptRecord]:
         try:
-            for row in self._conn.execute(query, params):
+            for row in self._conn.execute(f"{_SELECT} ORDER BY seq"):
                 yield ReceiptRecord(**dict(zip(_COLUMNS, row, strict=True)))
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{self._path}: cannot read receipts ({exc})") from None
+
+    def _views(self, query: str, params: Sequence[str]) -> list[ReceiptView]:
+        try:
+            return list(map(ReceiptView._make, self._conn.execute(query, params)))
         except sqlite3.Error as exc:
             raise ConfigError(f"{self._path}: cannot read receipts ({exc})") from None
 
