@@ -33,7 +33,7 @@ __all__ = ["ReceiptsFigures", "run_receipts_step"]
 
 _SIZES: Final = {"quick": (2.0, (5_000, 20_000)), "default": (10.0, (100_000, 1_000_000))}
 _SIZES_FULL: Final = (15.0, (1_000_000, 3_000_000))
-_CONNECTIONS: Final = 32
+_CONNECTIONS: Final = 64
 
 
 @dataclasses.dataclass(slots=True)
@@ -72,9 +72,14 @@ def _pinned(cpus: Sequence[int] | None) -> Any:
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def _start_server(command: list[str], cpus: Sequence[int] | None) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(
+    command: list[str], cpus: Sequence[int] | None
+) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, preexec_fn=_pinned(cpus),
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_pinned(cpus),
         cwd=REPO,
     )
     assert proc.stdout is not None
@@ -127,7 +132,9 @@ async def _fill(db: Path, rows: int) -> None:
             mid = f"req{n // 100}:{n % 100 + 1}"
             batch.append(ReceiptRecord(message_id=mid, status="Sent", received_s=1.0))
             final = "UnDelivered" if n % 17 == 0 else "Delivered"
-            batch.append(ReceiptRecord(message_id=mid, status=final, status_trace="X", received_s=2.0))
+            batch.append(
+                ReceiptRecord(message_id=mid, status=final, status_trace="X", received_s=2.0)
+            )
             if len(batch) >= 200_000:
                 await store.add(batch)
                 batch = []

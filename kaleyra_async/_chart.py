@@ -1,4 +1,5 @@
-"""The report's PNG chart (the only matplotlib import; matplotlib is the optional ``chart`` extra)."""
+"""The report's PNG chart (the only matplotlib import; matplotlib is the optional ``chart``
+extra)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,7 @@ def write_chart(summary: DeliverySummary, path: str | os.PathLike[str]) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError(
-            "--chart needs matplotlib: pip install 'kaleyra_async[chart]'"
-        ) from None
+        raise ConfigError("--chart needs matplotlib: pip install 'kaleyra_async[chart]'") from None
     traces = summary.traces.most_common(10)
     fig, (states_ax, traces_ax) = plt.subplots(1, 2, figsize=(11, 4))
     try:

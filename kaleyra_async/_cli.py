@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ._cli_bulk import add_send_bulk
-from ._cli_receipts import add_delivery_commands
 from ._cli_common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_ALL_SENT,
@@ -26,6 +25,7 @@ from ._cli_common import (
     program,
     with_client,
 )
+from ._cli_receipts import add_delivery_commands
 from ._exceptions import (
     AuthenticationError,
     ConfigError,

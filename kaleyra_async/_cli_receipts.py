@@ -43,9 +43,7 @@ def add_delivery_commands(add_command: AddCommand) -> None:
     account_options(status)
     status.set_defaults(handler=_cmd_status)
 
-    report = add_command(
-        "report", help="delivery report: a results file joined with its receipts"
-    )
+    report = add_command("report", help="delivery report: a results file joined with its receipts")
     report.add_argument("results", metavar="RESULTS.ndjson")
     report.add_argument("--db", required=True, metavar="PATH", help="receipts database")
     report.add_argument("--out", metavar="PATH", help="report file (default: stdout)")

@@ -31,9 +31,7 @@ __all__ = [
     "verdict_of",
 ]
 
-DeliveryState = Literal[
-    "delivered", "undelivered", "failed", "not_sent", "pending", "expired"
-]
+DeliveryState = Literal["delivered", "undelivered", "failed", "not_sent", "pending", "expired"]
 
 #: States no later receipt changes.
 FINAL_STATES: Final = frozenset({"delivered", "undelivered", "failed", "not_sent"})

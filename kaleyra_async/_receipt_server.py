@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 _OK: Final = b'{"ok":true}'
 _STORE: Final = web.AppKey("store", ReceiptStore)
-_SETTINGS: Final = web.AppKey("settings", "ReceiverSettings")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +55,9 @@ class ReceiverSettings:
     #: How long a commit waits for another process's lock on the database before the 503.
     busy_timeout_s: float = 5.0
     clock: Callable[[], float] = time.time
+
+
+_SETTINGS: Final = web.AppKey("settings", ReceiverSettings)
 
 
 def _answer(status: int, reason: str | None = None) -> web.Response:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import operator
 import os
 import queue
 import sqlite3
@@ -31,6 +32,8 @@ __all__ = ["ReceiptReader", "ReceiptStore"]
 logger = logging.getLogger(__name__)
 
 _COLUMNS: Final = tuple(f.name for f in dataclasses.fields(ReceiptRecord))
+#: A record as its row of column values (dataclasses.astuple deep-copies: 10x slower).
+_ROW: Final = operator.attrgetter(*_COLUMNS)
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS receipts (
     seq INTEGER PRIMARY KEY,
@@ -129,7 +132,7 @@ class ReceiptStore:
             raise StoreError("the receipt store is behind; try again later")
         future = self._loop.create_future()
         self._pending += len(records)
-        self._jobs.put(_Job([dataclasses.astuple(r) for r in records], future))
+        self._jobs.put(_Job(list(map(_ROW, records)), future))
         try:
             await asyncio.shield(future)
         finally:

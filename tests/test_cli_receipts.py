@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+import anyio
 import httpx
 import orjson
 import pytest
@@ -23,8 +24,14 @@ RESULTS = [
     {"row": 1, "to": "+919876500001", "status": "sent", "message_id": "q:1", "ref": "run-a"},
     {"row": 2, "to": "+919876500002", "status": "sent", "message_id": "q:2", "ref": "run-a"},
     {"row": 3, "to": "+919876500003", "status": "sent", "message_id": "q:3", "ref": "run-a"},
-    {"row": 4, "to": "+919876500004", "status": "unknown", "message_id": None, "ref": "run-b",
-     "error_code": "response_lost"},
+    {
+        "row": 4,
+        "to": "+919876500004",
+        "status": "unknown",
+        "message_id": None,
+        "ref": "run-b",
+        "error_code": "response_lost",
+    },
     {"row": 5, "to": "12", "status": "invalid", "error_code": "invalid_to"},
     {"row": 6, "to": "+919876500006", "status": "unknown", "message_id": None, "ref": "run-c"},
 ]
@@ -56,11 +63,20 @@ async def test_report_lines_and_summary(tmp_path: Path) -> None:
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert [line["row"] for line in lines] == [1, 2, 3, 4, 5, 6]
     assert [line["delivery"] for line in lines] == [
-        "delivered", "undelivered", "pending", "delivered", None, None]
+        "delivered",
+        "undelivered",
+        "pending",
+        "delivered",
+        None,
+        None,
+    ]
     assert lines[0]["delivered_at"] == "2025-04-17 18:35:20"
     assert lines[1]["delivery_trace"] == "ABSENT-SUB"
     assert (lines[3]["status"], lines[3]["message_id"], lines[3]["resolved_by"]) == (
-        "sent", "r:7", "receipt")
+        "sent",
+        "r:7",
+        "receipt",
+    )
     assert lines[5]["status"] == "unknown" and "resolved_by" not in lines[5]
     assert {k: lines[4][k] for k in RESULTS[4]} == RESULTS[4]
     assert "delivery rate: 50.0% of 4 accepted" in err
@@ -74,8 +90,8 @@ async def test_report_output_reads_back_for_resume(tmp_path: Path) -> None:
     results, db = await fixture_files(tmp_path)
     out = tmp_path / "delivery.ndjson"
     assert (await run_cli("report", results, "--db", db, "--out", out)).returncode == 0
-    journal = Path(f"{out}.journal")
-    journal.write_bytes(b'{"journal":1,"started":"2026-01-01T00:00:00+00:00","input":{}}\n')
+    journal = anyio.Path(f"{out}.journal")
+    await journal.write_bytes(b'{"journal":1,"started":"2026-01-01T00:00:00+00:00","input":{}}\n')
     progress = load_progress(out)
     assert progress.statuses["sent"] == 4 and progress.statuses["unknown"] == 1
     assert all(progress.is_done(row) for row in range(1, 7))
@@ -118,13 +134,17 @@ async def test_status_polls_open_rows_into_the_database(tmp_path: Path) -> None:
             to = ",".join(f"+91987650{n:04d}" for n in range(150)) + ",+919876549999"
             ids = []
             for chunk in (to.split(",")[:100], to.split(",")[100:]):
-                answer = await http.post("/sms", json={"to": ",".join(chunk), "body": "x", "type": "TXN"})
+                answer = await http.post(
+                    "/sms", json={"to": ",".join(chunk), "body": "x", "type": "TXN"}
+                )
                 ids += [(d["message_id"], "+" + d["recipient"]) for d in answer.json()["data"]]
         results = tmp_path / "results.ndjson"
-        results.write_bytes(b"".join(
-            orjson.dumps({"row": n, "to": to_, "status": "sent", "message_id": mid}) + b"\n"
-            for n, (mid, to_) in enumerate(ids, 1)
-        ))
+        results.write_bytes(
+            b"".join(
+                orjson.dumps({"row": n, "to": to_, "status": "sent", "message_id": mid}) + b"\n"
+                for n, (mid, to_) in enumerate(ids, 1)
+            )
+        )
         db = tmp_path / "r.sqlite"
         args = ("status", results, "--db", db, "--base-url", sandbox.base_url)
         first = await run_cli(*args, env=cli_env(sandbox))

@@ -53,7 +53,11 @@ def test_final_status_is_not_downgraded_by_a_later_sent() -> None:
 def test_first_final_receipt_wins() -> None:
     """A second, different final report is a duplicate, not applied."""
     verdict = verdict_of(
-        [receipt("Sent"), receipt("UnDelivered", at=1, trace="ABSENT-SUB"), receipt("Delivered", at=2)]
+        [
+            receipt("Sent"),
+            receipt("UnDelivered", at=1, trace="ABSENT-SUB"),
+            receipt("Delivered", at=2),
+        ]
     )
     assert (verdict.state, verdict.trace) == ("undelivered", "ABSENT-SUB")
 
@@ -76,8 +80,12 @@ def test_row_with_final_receipt() -> None:
         accepted_s=0,
         expire_after_s=72 * HOUR,
     )
-    assert out == {**sent_row(attempts=1), "delivery": "delivered", "delivery_trace": None,
-                   "delivered_at": "t3"}
+    assert out == {
+        **sent_row(attempts=1),
+        "delivery": "delivered",
+        "delivery_trace": None,
+        "delivered_at": "t3",
+    }
 
 
 @pytest.mark.parametrize(
@@ -87,27 +95,46 @@ def test_row_with_final_receipt() -> None:
 def test_no_final_receipt_is_pending_then_expired(age_h: float, expected: str) -> None:
     """Accepted rows without a final receipt expire after expire_after."""
     out = deliver_row(
-        sent_row(), verdict_of([receipt("Sent")]), None,
-        now_s=age_h * HOUR, accepted_s=0, expire_after_s=72 * HOUR,
+        sent_row(),
+        verdict_of([receipt("Sent")]),
+        None,
+        now_s=age_h * HOUR,
+        accepted_s=0,
+        expire_after_s=72 * HOUR,
     )
     assert (out["delivery"], out["delivered_at"]) == (expected, None)
 
 
 def test_never_accepted_rows_have_no_delivery() -> None:
     for status in ("failed", "invalid", "skipped", "unknown"):
-        out = deliver_row({"row": 1, "to": "x", "status": status}, None, None,
-                          now_s=0, accepted_s=None, expire_after_s=1)
+        out = deliver_row(
+            {"row": 1, "to": "x", "status": status},
+            None,
+            None,
+            now_s=0,
+            accepted_s=None,
+            expire_after_s=1,
+        )
         assert out["delivery"] is None and out["status"] == status
 
 
 def test_unknown_row_settled_by_a_receipt() -> None:
     """An unknown row whose ref and number match a receipt becomes sent, with its id."""
-    row = {"row": 7, "to": "+919999999999", "status": "unknown", "message_id": None,
-           "error_code": "response_lost", "ref": "run1-42"}
+    row = {
+        "row": 7,
+        "to": "+919999999999",
+        "status": "unknown",
+        "message_id": None,
+        "error_code": "response_lost",
+        "ref": "run1-42",
+    }
     found = verdict_of([receipt("Delivered", at=2, mid="req:3")])
     out = deliver_row(row, None, found, now_s=5, accepted_s=0, expire_after_s=HOUR)
     assert (out["status"], out["message_id"], out["resolved_by"], out["delivery"]) == (
-        "sent", "req:3", "receipt", "delivered"
+        "sent",
+        "req:3",
+        "receipt",
+        "delivered",
     )
 
 

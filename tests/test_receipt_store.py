@@ -84,7 +84,7 @@ async def test_too_far_behind_refuses_at_once(tmp_path: Path) -> None:
 async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     bad = tmp_path / "r.sqlite"
     bad.write_bytes(b"not sqlite at all" * 100)
-    with pytest.raises(ConfigError, match="r.sqlite"):
+    with pytest.raises(ConfigError, match=r"r\.sqlite"):
         async with ReceiptStore(bad):
             pass
     with pytest.raises(ConfigError, match="no such receipts database"):

@@ -26,8 +26,13 @@ NUMBERS = tuple(f"9198765{n:05d}" for n in range(100))
 
 def plan(request_id: str, seed: int = 7) -> tuple[list[dict[str, str]], bool]:
     planned, early = plan_receipts(
-        DeliveryTruth(CONFIG, seed), request_id=request_id, recipients=NUMBERS, sender="KLRHXA",
-        refs={"ref": "run-1"}, failures=None, accepted_s=1000.0,
+        DeliveryTruth(CONFIG, seed),
+        request_id=request_id,
+        recipients=NUMBERS,
+        sender="KLRHXA",
+        refs={"ref": "run-1"},
+        failures=None,
+        accepted_s=1000.0,
     )
     return [dict(p.fields, due=str(p.due_s)) for p in planned], early
 
@@ -42,7 +47,13 @@ def test_fates_are_seeded_and_cover_the_documented_outcomes() -> None:
     assert set(outcomes) == {"delivered", "undelivered", "not_sent", "failed"}
     assert 0.8 < outcomes["delivered"] / 4000 < 0.95
     assert {f.trace for f in fates if f.outcome == "undelivered"} <= {
-        "INV-NUMBER", "ABSENT-SUB", "HANDSET-ERR", "BARRED", "NET-ERR", "MEM-EXEC"}
+        "INV-NUMBER",
+        "ABSENT-SUB",
+        "HANDSET-ERR",
+        "BARRED",
+        "NET-ERR",
+        "MEM-EXEC",
+    }
 
 
 def test_fail_rules_win_over_the_draw() -> None:
@@ -60,7 +71,12 @@ def test_plan_has_sent_and_final_per_message_with_duplicates_and_reordering() ->
     duplicated = reordered = 0
     for items in by_id.values():
         states = [normalize_status(i["status"]) for i in items]
-        assert states[0] == "sent" and states[1] in {"delivered", "undelivered", "not_sent", "failed"}
+        assert states[0] == "sent" and states[1] in {
+            "delivered",
+            "undelivered",
+            "not_sent",
+            "failed",
+        }
         duplicated += len(items) == 3
         reordered += float(items[1]["due"]) < float(items[0]["due"])
         assert {i["ref"] for i in items} == {"run-1"} and items[0]["recipient"] in NUMBERS
@@ -84,8 +100,12 @@ def test_status_poll_tells_the_same_story() -> None:
 @pytest.mark.parametrize(
     ("body", "ctype"),
     [
-        pytest.param(b'{"to":"1","callback_profile_id":"IN_x","ref":"r1"}', "application/json", id="json"),
-        pytest.param(b"to=1&callback_profile_id=IN_x&ref=r1", "application/x-www-form-urlencoded", id="form"),
+        pytest.param(
+            b'{"to":"1","callback_profile_id":"IN_x","ref":"r1"}', "application/json", id="json"
+        ),
+        pytest.param(
+            b"to=1&callback_profile_id=IN_x&ref=r1", "application/x-www-form-urlencoded", id="form"
+        ),
     ],
 )
 def test_callback_fields_of_a_send_request(body: bytes, ctype: str) -> None:
@@ -99,8 +119,12 @@ async def send(sandbox: Sandbox, count: int, *, profile: bool = True) -> list[st
         base_url=f"{sandbox.base_url}/v1/{sandbox.sid}", headers={"api-key": sandbox.api_key}
     ) as http:
         for n in range(count):
-            body = {"to": ",".join(f"+{d}" for d in NUMBERS[:5]), "body": "hi", "type": "TXN",
-                    "ref": f"run-{n}"}
+            body = {
+                "to": ",".join(f"+{d}" for d in NUMBERS[:5]),
+                "body": "hi",
+                "type": "TXN",
+                "ref": f"run-{n}",
+            }
             if profile:
                 body["callback_profile_id"] = "IN_profile"
             answer = await http.post("/sms", json=body, timeout=10)
@@ -116,9 +140,15 @@ async def test_receipts_reach_the_receiver_and_match_the_truth(tmp_path: Path, m
     db = tmp_path / "r.sqlite"
     ledger = tmp_path / "callbacks.ndjson"
     async with running_receiver(db) as url:
-        callbacks = CallbackConfig(url=f"{url}/dlr", method=method, max_delay_s=0.2,  # type: ignore[arg-type]
-                                   duplicate=0.2, out_of_order=0.2, early=0.2,
-                                   ledger_path=str(ledger))
+        callbacks = CallbackConfig(
+            url=f"{url}/dlr",
+            method=method,
+            max_delay_s=0.2,  # type: ignore[arg-type]
+            duplicate=0.2,
+            out_of_order=0.2,
+            early=0.2,
+            ledger_path=str(ledger),
+        )
         async with Sandbox(SandboxConfig(seed=3, fail_rules=()), callbacks=callbacks) as sandbox:
             ids = await send(sandbox, 20)
             await send(sandbox, 2, profile=False)
@@ -132,7 +162,9 @@ async def test_receipts_reach_the_receiver_and_match_the_truth(tmp_path: Path, m
                 base_url=f"{sandbox.base_url}/v1/{sandbox.sid}",
                 headers={"api-key": sandbox.api_key},
             ) as http:
-                polled = (await http.get("/sms/status", params={"message_ids": ",".join(ids[:50])})).json()
+                polled = (
+                    await http.get("/sms/status", params={"message_ids": ",".join(ids[:50])})
+                ).json()
     acked = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
     assert len(acked) == stats.acknowledged
     with ReceiptReader(db) as reader:
@@ -162,8 +194,13 @@ async def test_refused_receipts_are_retried(tmp_path: Path) -> None:
     port = free_port()
     await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        callbacks = CallbackConfig(url=f"http://127.0.0.1:{port}/dlr", retry_spacing_s=0.01,
-                                   max_delay_s=0.05, duplicate=0, early=0)
+        callbacks = CallbackConfig(
+            url=f"http://127.0.0.1:{port}/dlr",
+            retry_spacing_s=0.01,
+            max_delay_s=0.05,
+            duplicate=0,
+            early=0,
+        )
         async with Sandbox(SandboxConfig(seed=1), callbacks=callbacks) as sandbox:
             await send(sandbox, 1)
             assert sandbox.callbacks is not None

@@ -170,9 +170,9 @@ from ._stats import SandboxStats
 from ._values import LedgerRecord
 
 __all__ = [
-    "CallbackConfig",
     "DEFAULT_API_KEY",
     "DEFAULT_SID",
+    "CallbackConfig",
     "FailRule",
     "FaultSpec",
     "LedgerRecord",

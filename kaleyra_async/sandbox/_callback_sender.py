@@ -86,7 +86,7 @@ class CallbackSender:
 
     async def start(self) -> None:
         if self.config.ledger_path is not None:
-            self._ledger = open(self.config.ledger_path, "ab")  # noqa: SIM115 - closed in aclose
+            self._ledger = _open_ledger(self.config.ledger_path)
         self._tasks = [asyncio.create_task(self._dispatch())]
         self._tasks += [
             asyncio.create_task(self._work()) for _ in range(max(1, self.config.connections))
@@ -152,9 +152,11 @@ class CallbackSender:
                         async with asyncio.timeout(_EXCHANGE_TIMEOUT_S):
                             status, keep = await self._exchange(conn, item.fields)
                         if not keep:
-                            conn = _close(conn)
+                            _close(conn)
+                            conn = None
                     except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
-                        conn = _close(conn)
+                        _close(conn)
+                        conn = None
                     if 200 <= status < 300:
                         self._acknowledge(item, status)
                     elif item.attempt < self.config.retries:
@@ -226,6 +228,11 @@ class CallbackSender:
         while True:
             await asyncio.sleep(_FLUSH_INTERVAL_S)
             self._flush()
+
+
+def _open_ledger(path: str) -> BinaryIO:
+    # Appending, never truncating; opened once at start, like the send ledger (see _ledger).
+    return open(path, "ab")
 
 
 def _close(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Mapping
-from typing import Final, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal
 from urllib.parse import parse_qsl
 
 import orjson
@@ -175,6 +175,7 @@ class PlannedReceipt:
 def callback_request_fields(body: bytes, content_type: str) -> dict[str, str]:
     """``callback_profile_id`` and ``ref``/``ref1``/``ref2`` of a send request's body, if any."""
     wanted = ("callback_profile_id", "ref", "ref1", "ref2")
+    pairs: Iterable[tuple[Any, Any]]
     try:
         if "json" in content_type:
             value = orjson.loads(body)

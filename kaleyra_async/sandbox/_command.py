@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from ._callbacks import CallbackConfig
 from ._config import (
     DEFAULT_API_KEY,
     DEFAULT_FAIL_RULES,
@@ -27,7 +28,6 @@ from ._config import (
     parse_fail_rules,
     parse_faults,
 )
-from ._callbacks import CallbackConfig
 from ._server import Sandbox
 
 __all__ = ["configure_parser", "run"]

@@ -23,14 +23,36 @@ TEN_MB = b"{" + b'"a":"' + b"x" * (10 * 1024 * 1024) + b'"}'
 @pytest.mark.parametrize(
     ("method", "kwargs", "status"),
     [
-        pytest.param("POST", {"content": b"{not json", "headers": {**OK, "content-type": "application/json"}}, 400, id="bad-json"),
-        pytest.param("POST", {"content": TEN_MB, "headers": {**OK, "content-type": "application/json"}}, 413, id="10MB-body"),
+        pytest.param(
+            "POST",
+            {"content": b"{not json", "headers": {**OK, "content-type": "application/json"}},
+            400,
+            id="bad-json",
+        ),
+        pytest.param(
+            "POST",
+            {"content": TEN_MB, "headers": {**OK, "content-type": "application/json"}},
+            413,
+            id="10MB-body",
+        ),
         pytest.param("POST", {"json": {"status": "Delivered"}, "headers": OK}, 422, id="no-id"),
         pytest.param("GET", {"params": {"id": "a:1"}, "headers": OK}, 422, id="no-status"),
-        pytest.param("GET", {"params": {"id": "a:1", "status": "Sent"}, "headers": {"X-Receipt-Secret": "wrong"}}, 401, id="wrong-secret"),
+        pytest.param(
+            "GET",
+            {"params": {"id": "a:1", "status": "Sent"}, "headers": {"X-Receipt-Secret": "wrong"}},
+            401,
+            id="wrong-secret",
+        ),
         pytest.param("GET", {"params": {"id": "a:1", "status": "Sent"}}, 401, id="no-secret"),
-        pytest.param("PUT", {"json": {"id": "a:1", "status": "Sent"}, "headers": OK}, 405, id="wrong-method"),
-        pytest.param("POST", {"content": b"<dlr/>", "headers": {**OK, "content-type": "text/xml"}}, 415, id="xml"),
+        pytest.param(
+            "PUT", {"json": {"id": "a:1", "status": "Sent"}, "headers": OK}, 405, id="wrong-method"
+        ),
+        pytest.param(
+            "POST",
+            {"content": b"<dlr/>", "headers": {**OK, "content-type": "text/xml"}},
+            415,
+            id="xml",
+        ),
     ],
 )
 async def test_refused_and_nothing_stored(
