@@ -159,7 +159,8 @@ async def test_status_polls_open_rows_into_the_database(tmp_path: Path) -> None:
     assert [(r.status, r.status_trace) for r in absent] == [("UnDelivered", "ABSENT-SUB")]
 
 
-async def test_serve_prints_listening_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_serve_prints_listening_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
     db = tmp_path / "r.sqlite"
     proc = await asyncio.create_subprocess_exec(
         *CLI, "receipts", "serve", "--db", str(db), "--port", "0",
@@ -172,7 +173,7 @@ async def test_serve_prints_listening_and_stops_cleanly_on_sigterm(tmp_path: Pat
     async with httpx.AsyncClient() as http:
         answer = await http.get(url + "/dlr", params={"id": "a:1", "status": "Sent"})
     assert answer.status_code == 200
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
     with ReceiptReader(db) as reader:
         assert [r.message_id for r in reader.all()] == ["a:1"]

@@ -54,13 +54,13 @@ def test_every_exported_name_exists_and_is_documented() -> None:
 
 
 SANDBOX_EXPECTED = [
-    "CallbackConfig",
     "DEFAULT_API_KEY",
     "DEFAULT_SID",
     "FailRule",
     "FaultSpec",
     "LedgerRecord",
     "Sandbox",
+    "SandboxCallbacks",
     "SandboxConfig",
     "SandboxProcess",
     "SandboxStats",

@@ -14,13 +14,13 @@ import pytest
 
 from kaleyra_async._delivery import normalize_status, verdict_of
 from kaleyra_async._receipt_store import ReceiptReader
-from kaleyra_async.sandbox import CallbackConfig, Sandbox, SandboxConfig
+from kaleyra_async.sandbox import Sandbox, SandboxCallbacks, SandboxConfig
 from kaleyra_async.sandbox._callbacks import DeliveryTruth, callback_request_fields, plan_receipts
 from tests.conftest import free_port, running_receiver
 
 pytestmark = pytest.mark.timeout(60)
 
-CONFIG = CallbackConfig(url="http://127.0.0.1:1/dlr", duplicate=0.2, out_of_order=0.2, early=0.1)
+CONFIG = SandboxCallbacks(url="http://127.0.0.1:1/dlr", duplicate=0.2, out_of_order=0.2, early=0.1)
 NUMBERS = tuple(f"9198765{n:05d}" for n in range(100))
 
 
@@ -140,7 +140,7 @@ async def test_receipts_reach_the_receiver_and_match_the_truth(tmp_path: Path, m
     db = tmp_path / "r.sqlite"
     ledger = tmp_path / "callbacks.ndjson"
     async with running_receiver(db) as url:
-        callbacks = CallbackConfig(
+        callbacks = SandboxCallbacks(
             url=f"{url}/dlr",
             method=method,
             max_delay_s=0.2,  # type: ignore[arg-type]
@@ -194,7 +194,7 @@ async def test_refused_receipts_are_retried(tmp_path: Path) -> None:
     port = free_port()
     await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        callbacks = CallbackConfig(
+        callbacks = SandboxCallbacks(
             url=f"http://127.0.0.1:{port}/dlr",
             retry_spacing_s=0.01,
             max_delay_s=0.05,

@@ -162,7 +162,7 @@ HTTP
     or chunked request bodies up to 1 MiB.
 """
 
-from ._callbacks import CallbackConfig
+from ._callbacks import SandboxCallbacks
 from ._config import DEFAULT_API_KEY, DEFAULT_SID, FailRule, FaultSpec, SandboxConfig, parse_faults
 from ._process import SandboxProcess
 from ._server import Sandbox
@@ -172,11 +172,11 @@ from ._values import LedgerRecord
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_SID",
-    "CallbackConfig",
     "FailRule",
     "FaultSpec",
     "LedgerRecord",
     "Sandbox",
+    "SandboxCallbacks",
     "SandboxConfig",
     "SandboxProcess",
     "SandboxStats",

@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from ._callbacks import CallbackConfig, PlannedReceipt
+from ._callbacks import PlannedReceipt, SandboxCallbacks
 
 __all__ = ["CallbackSender", "CallbackStats"]
 
@@ -63,7 +63,7 @@ class CallbackSender:
     """
 
     def __init__(
-        self, config: CallbackConfig, clock: Callable[[], float], *, keep_in_memory: bool
+        self, config: SandboxCallbacks, clock: Callable[[], float], *, keep_in_memory: bool
     ) -> None:
         self.config = config
         self.stats = CallbackStats()

@@ -23,10 +23,10 @@ from urllib.parse import parse_qsl
 import orjson
 
 __all__ = [
-    "CallbackConfig",
     "DeliveryTruth",
     "Fate",
     "PlannedReceipt",
+    "SandboxCallbacks",
     "callback_request_fields",
     "plan_receipts",
 ]
@@ -58,7 +58,7 @@ _FAIL_RULE_OUTCOMES: Final[Mapping[str, str]] = {
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class CallbackConfig:
+class SandboxCallbacks:
     """Where and how the sandbox sends delivery receipts (``--callback-url``)."""
 
     url: str
@@ -118,7 +118,7 @@ class Fate:
 class DeliveryTruth:
     """Every message's fate, from the seed and its id alone (what callbacks and polls share)."""
 
-    def __init__(self, config: CallbackConfig, seed: int | None) -> None:
+    def __init__(self, config: SandboxCallbacks, seed: int | None) -> None:
         self.config = config
         self._salt = f"{seed}".encode()
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from ._callbacks import CallbackConfig
+from ._callbacks import SandboxCallbacks
 from ._config import (
     DEFAULT_API_KEY,
     DEFAULT_FAIL_RULES,
@@ -125,10 +125,10 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
     )
 
 
-def _callbacks(args: argparse.Namespace) -> CallbackConfig | None:
+def _callbacks(args: argparse.Namespace) -> SandboxCallbacks | None:
     if args.callback_url is None:
         return None
-    return CallbackConfig(
+    return SandboxCallbacks(
         url=args.callback_url, method=args.callback_method, ledger_path=args.callback_ledger
     )
 
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(config, callbacks))
 
 
-async def _serve(config: SandboxConfig, callbacks: CallbackConfig | None = None) -> int:
+async def _serve(config: SandboxConfig, callbacks: SandboxCallbacks | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

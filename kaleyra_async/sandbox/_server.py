@@ -25,7 +25,7 @@ import httptools
 import orjson
 
 from ._callback_sender import CallbackSender
-from ._callbacks import CallbackConfig, DeliveryTruth, callback_request_fields, plan_receipts
+from ._callbacks import DeliveryTruth, SandboxCallbacks, callback_request_fields, plan_receipts
 from ._config import SandboxConfig
 from ._handler import handle
 from ._ledger import LedgerWriter
@@ -203,7 +203,7 @@ class Sandbox:
         *,
         clock: Callable[[], float] | None = None,
         id_factory: Callable[[], str] | None = None,
-        callbacks: CallbackConfig | None = None,
+        callbacks: SandboxCallbacks | None = None,
     ) -> None:
         self.config = config or SandboxConfig()
         self.state = SandboxState(self.config, id_factory=id_factory)

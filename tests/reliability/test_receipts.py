@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from kaleyra_async._receipt_store import ReceiptReader
-from kaleyra_async.sandbox import CallbackConfig, Sandbox, SandboxConfig
+from kaleyra_async.sandbox import Sandbox, SandboxCallbacks, SandboxConfig
 from tests.conftest import CLI, cli_env, free_port, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -60,7 +60,7 @@ async def send_requests(sandbox: Sandbox, requests: int, recipients: int) -> lis
 async def test_kill_9_receiver_loses_no_acknowledged_receipt(tmp_path: Path) -> None:
     db = tmp_path / "receipts.sqlite"
     port = free_port()
-    callbacks = CallbackConfig(
+    callbacks = SandboxCallbacks(
         url=f"http://127.0.0.1:{port}/dlr",
         max_delay_s=1.5,
         retries=8,

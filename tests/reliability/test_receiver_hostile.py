@@ -79,11 +79,16 @@ async def test_slow_client_times_out_and_others_are_served(tmp_path: Path) -> No
             b"Content-Length: 200\r\n\r\n" + b'{"id":"slow:1","status":"Sent"'
         )
         await writer.drain()
+        # Another client that never finishes its headers holds only its own connection.
+        _, stalled = await asyncio.open_connection(host, int(port))
+        stalled.write(b"POST /dlr HTTP/1.1\r\nHost: x\r\nContent-Le")
+        await stalled.drain()
         async with httpx.AsyncClient(base_url=url) as http:
             good = await http.get("/", params={"id": "good:1", "status": "Sent"})
             assert good.status_code == 200
         status_line = await asyncio.wait_for(reader.readline(), 10)
         assert status_line.split()[1] == b"408"
         writer.close()
+        stalled.close()
     with ReceiptReader(db) as reader_db:
         assert [r.message_id for r in reader_db.all()] == ["good:1"]
