@@ -38,24 +38,29 @@ _CONNECTIONS: Final = 64
 
 @dataclasses.dataclass(slots=True)
 class ReceiptsFigures:
+    #: Receipts answered 200 per wall second, and per CPU-second of the server process.
     ingest_per_s: float = 0.0
+    ingest_per_cpu_s: float = 0.0
     ceiling_per_s: float = 0.0
+    ceiling_per_cpu_s: float = 0.0
     ingest_errors: int = 0
     report: list[dict[str, float]] = dataclasses.field(default_factory=list)
 
     @property
     def share_of_ceiling(self) -> float:
-        return self.ingest_per_s / self.ceiling_per_s if self.ceiling_per_s else 0.0
+        """Per CPU-second: on a shared machine wall rates swing with the neighbours' load."""
+        return self.ingest_per_cpu_s / self.ceiling_per_cpu_s if self.ceiling_per_cpu_s else 0.0
 
     def table(self) -> str:
         lines = [
             "| receipts step | figure | target |",
             "|---|---|---|",
             f"| ingest, durable (WAL, synchronous=FULL, group commit) | "
-            f"{self.ingest_per_s:,.0f} receipts/s | >= 5,000/s: "
-            f"{'met' if self.ingest_per_s >= 5000 else 'MISSED'} |",
-            f"| empty aiohttp.web handler (ceiling) | {self.ceiling_per_s:,.0f} requests/s | |",
-            f"| durable / ceiling | {self.share_of_ceiling:.0%} | >= 50 %: "
+            f"{self.ingest_per_s:,.0f} receipts/s ({self.ingest_per_cpu_s:,.0f} per CPU-s) | "
+            f">= 5,000/s: {'met' if self.ingest_per_s >= 5000 else 'MISSED'} |",
+            f"| empty aiohttp.web handler (ceiling) | {self.ceiling_per_s:,.0f} requests/s "
+            f"({self.ceiling_per_cpu_s:,.0f} per CPU-s) | |",
+            f"| durable / ceiling, per CPU-s | {self.share_of_ceiling:.0%} | >= 50 %: "
             f"{'met' if self.share_of_ceiling >= 0.5 else 'MISSED'} |",
         ]
         for run in self.report:
@@ -90,6 +95,13 @@ def _start_server(
     return proc, line.split()[-1]
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU-seconds of a process, all its threads (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _load(url: str, seconds: float, cpus: Sequence[int] | None) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks._receipt_load", "load", url, str(seconds),
@@ -111,16 +123,23 @@ def _ingest(seconds: float, work: Path, cpus: tuple[Sequence[int] | None, Sequen
             command = [sys.executable, "-m", "benchmarks._receipt_load", "empty"]
         proc, url = _start_server(command, server_cpus)
         try:
+            cpu_before = _cpu_s(proc.pid)
             result = _load(url, seconds, load_cpus)
+            cpu_s = _cpu_s(proc.pid) - cpu_before
         finally:
             proc.terminate()
             proc.wait(30)
         rate = result["ok"] / result["elapsed_s"]
+        per_cpu = result["ok"] / cpu_s if cpu_s > 0 else 0.0
         if name == "ours":
             figures.ingest_per_s, figures.ingest_errors = rate, int(result["other"])
+            figures.ingest_per_cpu_s = per_cpu
         else:
-            figures.ceiling_per_s = rate
-        print(f"   {name}: {rate:,.0f}/s ({result['other']:.0f} not 200)", file=sys.stderr)
+            figures.ceiling_per_s, figures.ceiling_per_cpu_s = rate, per_cpu
+        print(
+            f"   {name}: {rate:,.0f}/s, {per_cpu:,.0f} per CPU-s ({result['other']:.0f} not 200)",
+            file=sys.stderr,
+        )
 
 
 async def _fill(db: Path, rows: int) -> None:

@@ -78,8 +78,11 @@ async def _receive(request: web.Request) -> web.Response:
     if request.method not in ("GET", "POST"):
         return _answer(405, f"method {request.method} not allowed (GET or POST)")
     try:
-        async with asyncio.timeout(settings.body_timeout_s):
+        if request.content.is_eof():  # the usual case: all of it came with the headers
             body = await request.read()
+        else:
+            async with asyncio.timeout(settings.body_timeout_s):
+                body = await request.read()
     except TimeoutError:
         stalled = _answer(408, f"body not received within {settings.body_timeout_s:g} s")
         stalled.force_close()  # the rest of the body is not waited for

@@ -158,6 +158,7 @@ def test_quick_run_measures_receipts(quick_run: tuple[Path, dict[str, Any]]) -> 
     out, _ = quick_run
     figures = orjson.loads((out / "receipts-quick.json").read_bytes())
     assert figures["ingest_per_s"] > 0 and figures["ceiling_per_s"] > 0
+    assert figures["ingest_per_cpu_s"] > 0 and figures["ceiling_per_cpu_s"] > 0
     assert figures["ingest_errors"] == 0
     assert [run["rows"] for run in figures["report"]] == [5_000, 20_000]
     assert "durable / ceiling" in (out / "bench-quick.md").read_text()
