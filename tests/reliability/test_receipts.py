@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from kaleyra_async._receipt_store import ReceiptReader
-from kaleyra_async.sandbox import Sandbox, SandboxCallbacks, SandboxConfig
+from kaleyra_async.sandbox import Sandbox, SandboxCallbacks, SandboxConfig, parse_faults
 from tests.conftest import CLI, cli_env, free_port, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -120,3 +120,44 @@ async def test_kill_9_receiver_loses_no_acknowledged_receipt(tmp_path: Path) -> 
         and (line["delivery"], line["delivery_trace"]) != (fate.outcome, fate.trace)
     ]
     assert not wrong, f"{len(wrong)} rows differ from the sandbox's truth, e.g. {wrong[:3]}"
+
+
+async def test_receipts_settle_unknown_rows_of_a_fault_run(tmp_path: Path) -> None:
+    """Resets after accepting leave rows unknown; their receipts (ref + number) settle them
+    as sent with the message id the sandbox gave, and every other row's delivery is its fate."""
+    db = tmp_path / "receipts.sqlite"
+    port = free_port()
+    callbacks = SandboxCallbacks(
+        url=f"http://127.0.0.1:{port}/dlr", max_delay_s=0.3, retry_spacing_s=0.1, early=0.0
+    )
+    config = SandboxConfig(seed=5, fail_rules=(), faults=parse_faults("reset_after_accept=0.3"))
+    src = tmp_path / "in.csv"
+    src.write_text("to\n" + "".join(f"+9198765{n:05d}\n" for n in range(300)))
+    results = tmp_path / "results.ndjson"
+    async with receiver(db, port), Sandbox(config, callbacks=callbacks) as sandbox:
+        done = await run_cli(
+            "send-bulk", src, "--base-url", sandbox.base_url, "--out", results, "--no-progress",
+            "--sender", "KLRHXA", "--type", "TXN", "--body", "Hi", "--template-id", "1" * 19,
+            "--batch-size", "10", "--callback-profile-id", "IN_profile",
+            env=cli_env(sandbox),
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr.decode()  # some rows are unknown
+        assert sandbox.callbacks is not None
+        await asyncio.wait_for(sandbox.callbacks.wait_idle(), 60)
+        ledger = {r.recipient: r.message_id for r in sandbox.ledger_records()}
+        truth = sandbox.state.delivery_truth
+    assert truth is not None
+    rows = [orjson.loads(line) for line in results.read_bytes().splitlines()]
+    unknown = {r["row"] for r in rows if r["status"] == "unknown"}
+    assert unknown and all(r["ref"] and r["ref"].startswith("ka-") for r in rows)
+    assert len({r["ref"] for r in rows}) == 30  # one reference per request
+
+    out = tmp_path / "delivery.ndjson"
+    report = await run_cli("report", results, "--db", db, "--out", out)
+    assert report.returncode == 0, report.stderr.decode()
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    settled = [line for line in lines if line["row"] in unknown]
+    assert all(line["resolved_by"] == "receipt" for line in settled)
+    assert all(line["status"] == "sent" for line in lines)
+    assert all(line["message_id"] == ledger[line["to"]] for line in lines)
+    assert all(line["delivery"] == truth.fate(line["message_id"]).outcome for line in lines)
