@@ -1,7 +1,8 @@
 """Two small programs for the receipts step (``python -m benchmarks._receipt_load ...``):
 
 * ``load URL SECONDS CONNECTIONS``: POST JSON receipts (a unique id each) over ``CONNECTIONS``
-  keep-alive connections, 8 pipelined at a time, for ``SECONDS``; print ``{"ok", "other", "elapsed_s"}`` as JSON.
+  keep-alive connections, 2 pipelined at a time, for ``SECONDS``; print
+  ``{"ok", "other", "elapsed_s"}`` as JSON.
 * ``empty``: an ``aiohttp.web`` server whose handler reads the body and answers 200, nothing
   else: the ceiling the receiver is compared with. Prints ``listening on http://HOST:PORT``.
 """
