@@ -199,7 +199,8 @@ def run_receipts_step(
     seconds, sizes = _SIZES_FULL if mode == "full" else _SIZES.get(mode, _SIZES["default"])
     figures = ReceiptsFigures()
     print("== receipts: ingest (durable vs empty handler) and report", file=sys.stderr)
-    with tempfile.TemporaryDirectory(dir=data_dir.parent if data_dir.exists() else None) as tmp:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
         _ingest(seconds, Path(tmp), cpus, figures)
     work = data_dir / "receipts"
     work.mkdir(parents=True, exist_ok=True)

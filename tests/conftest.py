@@ -190,3 +190,33 @@ async def running_receiver(db: Path, **settings: Any) -> AsyncIterator[str]:
             yield url.result()
         finally:
             stop.set()
+
+
+async def sandbox_sends(
+    sandbox: Sandbox,
+    requests: int,
+    recipients: int,
+    *,
+    profile: str | None = "IN_profile",
+    pause_s: float = 0.0,
+) -> list[tuple[str, str]]:
+    """Send ``requests`` raw /sms requests of ``recipients`` numbers each to the sandbox, each
+    with a ``ref`` and, unless ``profile`` is None, that ``callback_profile_id``; the accepted
+    (message id, number with "+") pairs."""
+    accepted: list[tuple[str, str]] = []
+    async with httpx.AsyncClient(
+        base_url=f"{sandbox.base_url}/v1/{sandbox.sid}",
+        headers={"api-key": sandbox.api_key},
+        timeout=10,
+    ) as http:
+        for n in range(requests):
+            to = [f"+9198{n:04d}{k:04d}" for k in range(recipients)]
+            body = {"to": ",".join(to), "body": "hi", "type": "TXN", "ref": f"run-{n}"}
+            if profile is not None:
+                body["callback_profile_id"] = profile
+            answer = await http.post("/sms", json=body)
+            assert answer.status_code == 202, answer.text
+            accepted += [(d["message_id"], "+" + d["recipient"]) for d in answer.json()["data"]]
+            if pause_s:
+                await asyncio.sleep(pause_s)
+    return accepted

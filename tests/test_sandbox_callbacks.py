@@ -16,7 +16,7 @@ from kaleyra_async._delivery import normalize_status, verdict_of
 from kaleyra_async._receipt_store import ReceiptReader
 from kaleyra_async.sandbox import Sandbox, SandboxCallbacks, SandboxConfig
 from kaleyra_async.sandbox._callbacks import DeliveryTruth, callback_request_fields, plan_receipts
-from tests.conftest import free_port, running_receiver
+from tests.conftest import free_port, running_receiver, sandbox_sends
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,23 +114,8 @@ def test_callback_fields_of_a_send_request(body: bytes, ctype: str) -> None:
 
 async def send(sandbox: Sandbox, count: int, *, profile: bool = True) -> list[str]:
     """Send ``count`` requests of 5 recipients each; the message ids accepted."""
-    ids = []
-    async with httpx.AsyncClient(
-        base_url=f"{sandbox.base_url}/v1/{sandbox.sid}", headers={"api-key": sandbox.api_key}
-    ) as http:
-        for n in range(count):
-            body = {
-                "to": ",".join(f"+{d}" for d in NUMBERS[:5]),
-                "body": "hi",
-                "type": "TXN",
-                "ref": f"run-{n}",
-            }
-            if profile:
-                body["callback_profile_id"] = "IN_profile"
-            answer = await http.post("/sms", json=body, timeout=10)
-            assert answer.status_code == 202
-            ids += [d["message_id"] for d in answer.json()["data"]]
-    return ids
+    pairs = await sandbox_sends(sandbox, count, 5, profile="IN_profile" if profile else None)
+    return [message_id for message_id, _ in pairs]
 
 
 @pytest.mark.parametrize("method", ["get", "json", "form"])

@@ -9,13 +9,12 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
 from kaleyra_async._receipt_store import ReceiptReader
 from kaleyra_async.sandbox import Sandbox, SandboxCallbacks, SandboxConfig, parse_faults
-from tests.conftest import CLI, cli_env, free_port, run_cli
+from tests.conftest import CLI, cli_env, free_port, run_cli, sandbox_sends
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -38,25 +37,6 @@ async def receiver(db: Path, port: int) -> AsyncIterator[asyncio.subprocess.Proc
             await proc.wait()
 
 
-async def send_requests(sandbox: Sandbox, requests: int, recipients: int) -> list[tuple[str, str]]:
-    """Accepted (message id, number) pairs of ``requests`` sends asking for callbacks."""
-    accepted: list[tuple[str, str]] = []
-    async with httpx.AsyncClient(
-        base_url=f"{sandbox.base_url}/v1/{sandbox.sid}",
-        headers={"api-key": sandbox.api_key},
-        timeout=10,
-    ) as http:
-        for n in range(requests):
-            to = [f"+9198{n:04d}{k:04d}" for k in range(recipients)]
-            answer = await http.post("/sms", json={
-                "to": ",".join(to), "body": "hi", "type": "TXN",
-                "callback_profile_id": "IN_profile", "ref": f"run-{n}"})  # fmt: skip
-            assert answer.status_code == 202
-            accepted += [(d["message_id"], "+" + d["recipient"]) for d in answer.json()["data"]]
-            await asyncio.sleep(0.01)
-    return accepted
-
-
 async def test_kill_9_receiver_loses_no_acknowledged_receipt(tmp_path: Path) -> None:
     db = tmp_path / "receipts.sqlite"
     port = free_port()
@@ -74,7 +54,7 @@ async def test_kill_9_receiver_loses_no_acknowledged_receipt(tmp_path: Path) -> 
         sender = sandbox.callbacks
         assert sender is not None
         async with receiver(db, port) as first:
-            sending = asyncio.create_task(send_requests(sandbox, 60, 40))
+            sending = asyncio.create_task(sandbox_sends(sandbox, 60, 40, pause_s=0.01))
             while sender.stats.acknowledged < 300:  # noqa: ASYNC110 - another task's counter
                 await asyncio.sleep(0.01)
             first.kill()  # kill -9, mid-stream
@@ -88,7 +68,7 @@ async def test_kill_9_receiver_loses_no_acknowledged_receipt(tmp_path: Path) -> 
             await second.wait()
         async with receiver(db, port):
             accepted = await sending
-            orphans = await send_requests(sandbox, 2, 5)  # not in the results file below
+            orphans = await sandbox_sends(sandbox, 2, 5)  # not in the results file below
             await asyncio.wait_for(sender.wait_idle(), 60)
         assert sender.stats.given_up == 0
         assert sender.stats.retried > 0  # the kills were felt
