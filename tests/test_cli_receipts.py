@@ -16,7 +16,7 @@ import pytest
 from kaleyra_async._delivery import ReceiptRecord
 from kaleyra_async._receipt_store import ReceiptReader, ReceiptStore
 from kaleyra_async.sandbox import Sandbox, SandboxConfig
-from tests.conftest import CLI, cli_env, run_cli
+from tests.conftest import CLI, TEMPLATE_ID, cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -135,7 +135,14 @@ async def test_status_polls_open_rows_into_the_database(tmp_path: Path) -> None:
             ids = []
             for chunk in (to.split(",")[:100], to.split(",")[100:]):
                 answer = await http.post(
-                    "/sms", json={"to": ",".join(chunk), "body": "x", "type": "TXN"}
+                    "/sms",
+                    json={
+                        "to": ",".join(chunk),
+                        "body": "x",
+                        "type": "TXN",
+                        "sender": "KLRHXA",
+                        "template_id": TEMPLATE_ID,
+                    },
                 )
                 ids += [(d["message_id"], "+" + d["recipient"]) for d in answer.json()["data"]]
         results = tmp_path / "results.ndjson"

@@ -30,7 +30,8 @@ __all__ = [
 #: that forgets the header or the SID fails against the sandbox the way it would against Kaleyra.
 DEFAULT_SID: Final = "HXSANDBOX00001IN"
 DEFAULT_API_KEY: Final = "sandbox-key"
-#: Echoed as ``sender`` when a send request has none (Kaleyra's trial sender).
+#: Echoed as ``sender`` when a send request outside India's DLT rules has none (Kaleyra's trial
+#: sender) **(ours)**.
 DEFAULT_SENDER: Final = "KLRHXA"
 
 #: Fault names in the order their probability bands are laid out on [0, 1).
