@@ -72,12 +72,12 @@ def receipt_from_request(
             that does not parse, 413 for an oversized one, 422 for a missing or overlong field.
     """
     if method == "GET":
-        fields = _form(query.encode("latin-1"))
+        fields = _form(query.encode("utf-8", "surrogateescape"))
     elif method == "POST":
         if len(body) > MAX_RECEIPT_BODY_BYTES:
             raise ReceiptRefused(413, f"body over {MAX_RECEIPT_BODY_BYTES} bytes")
         if not body.strip():
-            fields = _form(query.encode("latin-1"))
+            fields = _form(query.encode("utf-8", "surrogateescape"))
         elif content_type == "application/json" or content_type.endswith("+json"):
             fields = _json(body)
         elif content_type in (_FORM, ""):

@@ -106,3 +106,12 @@ def test_refusals(request_kwargs: dict[str, object], status: int) -> None:
     with pytest.raises(ReceiptRefused) as info:
         read(**request_kwargs)
     assert info.value.status == status
+
+
+def test_a_query_with_raw_non_ascii_is_read_or_refused_never_a_crash() -> None:
+    """Raw UTF-8 in a query is read; undecodable bytes (as surrogates) are a 400."""
+    record = read(query="id=r:€&status=Sent")
+    assert record.message_id == "r:€"  # type: ignore[attr-defined]
+    with pytest.raises(ReceiptRefused) as info:
+        read(query="id=r:\udcff&status=Sent")
+    assert info.value.status == 400
