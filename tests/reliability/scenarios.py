@@ -222,7 +222,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, timeout_s: float = 600.0)
                     child.wait()
                     killed = True
                     break
-                elif restart_at and done >= restart_at[0]:
+                if restart_at and done >= restart_at[0]:
                     restart_at.pop(0)
                     _add_faults(counts, sandbox.fetch_stats(), served)
                     port = int(sandbox.base_url.rsplit(":", 1)[1])
