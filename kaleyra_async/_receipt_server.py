@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from aiohttp import web
+import aiohttp.web as web
 
 from ._config import Secret
 from ._exceptions import StoreError

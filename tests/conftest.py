@@ -10,7 +10,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import urlencode
@@ -130,6 +130,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def numbers(n: int, start: int = 0) -> list[str]:
+    """``n`` distinct valid Indian mobile numbers in E.164, counting up from ``start``."""
+    return [f"+9198{start + i:08d}" for i in range(n)]
+
+
+def write_csv(path: Path, rows: Sequence[str], header: str = "to") -> Path:
+    """A CSV input at ``path``: the header line, then one line per row."""
+    path.write_text(header + "\n" + "".join(row + "\n" for row in rows))
+    return path
 
 
 def rejects(call: Callable[[], object], field: str, rule: str) -> ValidationError:

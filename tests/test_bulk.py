@@ -21,7 +21,7 @@ from kaleyra_async import BulkOptions, ConfigError, RecordSource, load_config
 from kaleyra_async._config import Config
 from kaleyra_async._models import RowResult
 from kaleyra_async._results import journal_path_for
-from tests.conftest import bulk
+from tests.conftest import bulk, numbers, write_csv
 
 
 def config() -> Config:
@@ -48,9 +48,7 @@ def kaleyra(fail: bool = False) -> tuple[respx.Router, httpx.MockTransport]:
 
 
 def csv(tmp_path: Path, n: int = 3) -> Path:
-    path = tmp_path / "in.csv"
-    path.write_text("to\n" + "".join(f"+9198000000{i:02d}\n" for i in range(n)))
-    return path
+    return write_csv(tmp_path / "in.csv", numbers(n))
 
 
 async def test_a_journal_without_results_still_counts_as_an_earlier_run(tmp_path: Path) -> None:

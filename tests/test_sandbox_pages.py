@@ -27,7 +27,6 @@ import datetime as dt
 import re
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
 
 import orjson
 import pytest
@@ -38,66 +37,15 @@ from kaleyra_async import _validate as client_validate
 from kaleyra_async.sandbox import DEFAULT_API_KEY, DEFAULT_SID, Sandbox
 from kaleyra_async.sandbox._values import Response
 from tests.conftest import TEMPLATE_ID, call, make_state, payload
+from tests.pages import SAMPLES, curl_request, sample_json
 
-SAMPLES: Final = {
-    s["id"]: s
-    for s in orjson.loads(
-        (Path(__file__).parent / "data" / "kaleyra_pages" / "samples.json").read_bytes()
-    )["samples"]
-}
 #: 2025-07-01T00:00Z: ten days before the first page's scheduled time.
 JULY_2025: Final = dt.datetime(2025, 7, 1, tzinfo=dt.UTC).timestamp()
-
-_LINE_GLUE: Final = re.compile(r"\\[ \t]*\n")
-_URL: Final = re.compile(r"""['"](https://[^'"]+)['"]""")
-_HEADER: Final = re.compile(r"""(?:-H|--header)\s+(['"])(.*?)\1""")
-_FIELD: Final = re.compile(r"""(-d|--data-urlencode|--date-urlencode)\s+(['"])(.*?)\2""")
-_JSON_DATA: Final = re.compile(r"""(?:--data|--data-raw)\s+'""")
-_PLACEHOLDER: Final = re.compile(r"(?<=[0-9])[Xx]+|[Xx]+(?=[0-9])")
-
-
-def fill(text: str) -> str:
-    """Placeholders next to digits become 5s."""
-    return _PLACEHOLDER.sub(lambda m: "5" * len(m.group()), text)
-
-
-def curl_request(raw: str) -> tuple[str, dict[str, str], bytes]:
-    """(path after the host, headers, body) of a page's curl sample, with the sandbox's SID
-    and api-key."""
-    text = _LINE_GLUE.sub(" ", raw)
-    url = _URL.search(text)
-    assert url is not None
-    path = re.sub(r"^https://[^/]+", "", url.group(1))
-    path = re.sub(r"^/v1/[^/]+", f"/v1/{DEFAULT_SID}", path)
-    headers = {}
-    for _, header in _HEADER.findall(text):
-        name, _, value = header.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    headers["api-key"] = DEFAULT_API_KEY
-    json_data = _JSON_DATA.search(raw)
-    if json_data is not None:
-        # JSON bodies are the last option of their samples; one page never closes its quote.
-        body = re.sub(r"'\s*$", "", raw[json_data.end() :])
-        return path, headers, fill(body).encode()
-    parts = []
-    for option, _, value in _FIELD.findall(text):
-        if option == "--date-urlencode":
-            continue  # not a curl option: curl stops on it
-        value = fill(value)
-        if option == "--data-urlencode":
-            name, _, content = value.partition("=")
-            value = f"{name}={quote(content, safe='')}"
-        parts.append(value)
-    return path, headers, "&".join(parts).encode()
 
 
 def post(path: str, headers: dict[str, str], body: bytes, **config: Any) -> Response:
     state = make_state(**config)
     return call(state, "POST", path, body=body, headers=headers, now=JULY_2025)
-
-
-def sample_json(sample_id: str) -> Any:
-    return orjson.loads(SAMPLES[sample_id]["raw"])
 
 
 def assert_accepted(response: Response, expected: dict[str, Any], recipients: list[str]) -> None:

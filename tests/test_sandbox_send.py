@@ -232,10 +232,11 @@ def test_sender_shape(pod: str, to: str, sender: str, valid: bool) -> None:
         assert sender in payload(response)["error"]["sender"]
 
 
-def test_missing_sender_outside_india_uses_the_trial_sender() -> None:
-    """Without `sender`, a request that India's DLT rules do not bind is sent as KLRHXA (ours)."""
-    assert payload(send(make_state(), {"to": B, "body": "x"}))["sender"] == "KLRHXA"
-    assert payload(send(make_state(pod="SG"), {"to": A, "body": "x"}))["sender"] == "KLRHXA"
+def test_missing_sender_is_refused_outside_india_too() -> None:
+    """`sender` is mandatory on every pod (the pages): E418 also where DLT does not bind."""
+    for state, to in ((make_state(), B), (make_state(pod="SG"), A)):
+        answer = payload(send(state, {"to": to, "body": "x"}))
+        assert (answer["code"], answer["error"]) == ("E418", {"sender": "sender is mandatory"})
 
 
 @pytest.mark.parametrize(
@@ -260,7 +261,8 @@ def test_india_dlt_rules_on_the_in_pod(fields: dict[str, Any], code: str, field:
 def test_body_makes_the_template_moot() -> None:
     """With a body, template_id and template_data are ignored, not checked ("body will have
     priority"): a blank or short template id and long template data are accepted abroad."""
-    fields = {"to": B, "body": "x", "template_id": " ", "template_data": {"k": "v" * 99}}
+    fields = {"to": B, "sender": "Acme", "body": "x", "template_id": " ",
+              "template_data": {"k": "v" * 99}}  # fmt: skip
     assert send(make_state(), fields).status == 202
     assert send(make_state(), {**fields, "template_id": "123"}).status == 202
     assert payload(send(make_state(), {**fields, "body": None}))["code"] == "E406"

@@ -109,7 +109,7 @@ async def test_pipelined_requests_are_answered_in_order(sandbox: Sandbox) -> Non
         writer.write(
             raw_request(sandbox, "/sms", SEND)
             + raw_request(sandbox, "/sms", {"to": A})
-            + raw_request(sandbox, "/messages", {"to": B, "body": "third"})
+            + raw_request(sandbox, "/messages", {"to": B, "sender": "KLRHXA", "body": "third"})
         )
         answers = await read_responses(reader, 3)
     finally:
@@ -137,7 +137,7 @@ async def test_a_delayed_answer_holds_back_later_pipelined_ones() -> None:
         try:
             writer.write(
                 raw_request(sandbox, "/sms", {**SEND, "to": A, "body": "first"})
-                + raw_request(sandbox, "/sms", {"to": B, "body": "second"})
+                + raw_request(sandbox, "/sms", {"to": B, "sender": "KLRHXA", "body": "second"})
             )
             answers = await read_responses(reader, 2)
         finally:

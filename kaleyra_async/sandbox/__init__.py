@@ -33,15 +33,14 @@ Send requests
     Duplicate numbers are kept, each with its own message id **(ours)**. Unknown fields
     (``callback_profile_id``, ``callback``, ``source``) are ignored.
 
-    India's DLT rules bind a request from the IN pod to an Indian (91) number: ``template_id``
-    is mandatory ("For Indian customers, it is mandatory to use the Template ID"; E417), so is
-    ``sender`` (E418; nothing fills it in), and an alphabetic sender is a DLT header, "a string
-    of 6 alphabetic characters" (the checklist), any case. Numeric senders, "+" allowed (the
-    two-way "+17XXXXXXXX4"), go anywhere; other senders, including an IN account's to other
-    countries (the checklist allows them), are 1-11 letters and digits **(ours**: GSM's limit,
-    the pages give none). Outside those rules a missing sender is sent as ``KLRHXA``, Kaleyra's
-    trial sender **(ours**: the pages mark ``sender`` mandatory), and senders need not be
-    registered **(ours)**. A missing ``type`` means TXN on the IN pod, DEFAULT elsewhere.
+    ``sender`` is mandatory on every pod (the pages' tables; E418). India's DLT rules bind a
+    request from the IN pod to an Indian (91) number: ``template_id`` is mandatory ("For Indian
+    customers, it is mandatory to use the Template ID"; E417), and an alphabetic sender is a DLT
+    header, "a string of 6 alphabetic characters" (the checklist), any case. Numeric senders,
+    "+" allowed (the two-way "+17XXXXXXXX4"), go anywhere; other senders, including an IN
+    account's to other countries (the checklist allows them), are 1-11 letters and digits
+    **(ours**: GSM's limit, the pages give none). Senders need not be registered **(ours)**. A
+    missing ``type`` means TXN on the IN pod, DEFAULT elsewhere.
 
     When a ``body`` is present, ``template_id`` and ``template_data`` are ignored, not checked
     ("body will have priority"): ``template_id: " "`` next to a body is accepted (but on the IN
@@ -100,7 +99,7 @@ Errors
     E407    400     no body and ``template_id`` not 12 to 30 digits
     E413    400     no body and ``template_data`` not an object of strings, or a value over
                     30 characters
-    E418    400     IN pod, an Indian number, no ``sender`` (India's DLT rule)
+    E418    400     no ``sender`` (mandatory on every page; India's DLT rule names it too)
     E415    400     ``sender`` not valid (see above)
     E409    400     ``unicode`` not AUTO, 0 or 1
     E410    400     ``flash`` not 0 or 1 (JSON true/false also accepted)

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ._config import AFTER_ACCEPT_FAULTS, DEFAULT_SENDER
+from ._config import AFTER_ACCEPT_FAULTS
 from ._fields import (
     check_ref_custom,
     check_refs,
@@ -102,13 +102,12 @@ def _send(
             raise Reject("E407", "template_id must be 12 to 30 digits", field="template_id")
         check_template_data(fields.get("template_data"))
     if sender is None:
-        if to_india:
-            raise Reject(
-                "E418",
-                "sender is mandatory: India's DLT rules need the registered 6-letter header",
-                field="sender",
-            )
-        sender = DEFAULT_SENDER
+        reason = (
+            "sender is mandatory: India's DLT rules need the registered 6-letter header"
+            if to_india
+            else "sender is mandatory"
+        )
+        raise Reject("E418", reason, field="sender")
     problem = sender_problem(sender, config.pod, to_india=to_india)
     if problem is not None:
         raise Reject("E415", problem, field="sender")

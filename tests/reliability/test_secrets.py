@@ -41,7 +41,7 @@ from kaleyra_async._exceptions import ConnectError
 from kaleyra_async._models import RowResult
 from kaleyra_async._sources import RecordSource
 from kaleyra_async.sandbox import Sandbox, SandboxConfig, parse_faults
-from tests.conftest import bulk, cli_env, run_cli
+from tests.conftest import bulk, cli_env, numbers, run_cli, write_csv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -297,7 +297,7 @@ async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
     """send-bulk at DEBUG level with faults, with a wrong key, with no server; send and status
     with a wrong key: stdout, stderr, results, journal and ledger never hold the key."""
     src = tmp_path / "in.csv"
-    src.write_text("to\n" + "".join(f"+9198{i:08d}\n" for i in range(40)) + "bad\n")
+    write_csv(src, [*numbers(40), "bad"])
     config = tmp_path / "kaleyra.toml"
     config.write_text(
         f'[account]\napi_key = "{key}"\nsid = "{sandbox.sid}"\n'
