@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -152,15 +153,28 @@ def _require_matplotlib() -> None:
 
 @contextlib.contextmanager
 def _output(path: str | None) -> Iterator[IO[bytes]]:
+    """The report's file: written beside ``path`` and renamed over it only once complete, so
+    ``--out`` may name the results file being read, and a failed report leaves no half file."""
     if path is None or path == "-":
         yield sys.stdout.buffer
         return
+    partial = f"{path}.partial"
     try:
-        fh = open(path, "wb")  # noqa: SIM115 - closed by the with below
+        fh = open(partial, "wb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-    with fh:
-        yield fh
+    try:
+        with fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+        raise
 
 
 def _print_summary(summary: DeliverySummary) -> None:

@@ -184,3 +184,26 @@ async def test_serve_prints_listening_and_stops_cleanly(tmp_path: Path, signum: 
     assert await asyncio.wait_for(proc.wait(), 20) == 0
     with ReceiptReader(db) as reader:
         assert [r.message_id for r in reader.all()] == ["a:1"]
+
+
+async def test_report_over_its_own_results_file_keeps_every_line(tmp_path: Path) -> None:
+    """``--out`` naming the results file being read (as the README suggests, for --resume)
+    replaces it with the report instead of emptying it first."""
+    results, db = await fixture_files(tmp_path)
+    done = await run_cli("report", results, "--db", db, "--out", results)
+    assert done.returncode == 0, done.stderr.decode()
+    lines = [orjson.loads(line) for line in results.read_bytes().splitlines()]
+    assert [line["row"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert lines[3]["resolved_by"] == "receipt" and lines[0]["delivery"] == "delivered"
+    assert not (tmp_path / "results.ndjson.partial").exists()
+
+
+async def test_a_failed_report_leaves_the_old_output_alone(tmp_path: Path) -> None:
+    results, db = await fixture_files(tmp_path)
+    results.write_bytes(results.read_bytes() + b"not json\n")
+    out = tmp_path / "delivery.ndjson"
+    out.write_bytes(b"earlier report\n")
+    done = await run_cli("report", results, "--db", db, "--out", out)
+    assert done.returncode == 2 and "not valid JSON" in done.stderr.decode()
+    assert out.read_bytes() == b"earlier report\n"
+    assert not (tmp_path / "delivery.ndjson.partial").exists()
