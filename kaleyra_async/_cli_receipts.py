@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from ._cli_common import EXIT_OK, EXIT_USAGE, account_options, config_from, with_client
+from ._config import ENV_RECEIPTS_SECRET
 from ._config_file import load_config
 from ._delivery import DeliverySummary
 from ._exceptions import ConfigError
@@ -61,6 +62,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ._receipt_server import ReceiverSettings, serve_receipts
 
     config = load_config(args.config, require_credentials=False).receipts
+    if config.secret_header and config.secret is None:
+        # A receiver told to check a secret it does not have would accept anyone: refuse.
+        raise ConfigError(
+            f"receipts.secret_header is {config.secret_header!r} but no secret is set: "
+            f"export {ENV_RECEIPTS_SECRET} (or remove secret_header to accept receipts unchecked)"
+        )
     settings = ReceiverSettings(
         host=args.host,
         port=args.port,

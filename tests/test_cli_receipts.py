@@ -207,3 +207,16 @@ async def test_a_failed_report_leaves_the_old_output_alone(tmp_path: Path) -> No
     assert done.returncode == 2 and "not valid JSON" in done.stderr.decode()
     assert out.read_bytes() == b"earlier report\n"
     assert not (tmp_path / "delivery.ndjson.partial").exists()
+
+
+async def test_serve_refuses_a_secret_header_without_its_secret(tmp_path: Path) -> None:
+    """A receiver told to check a header but given no secret would accept anyone."""
+    config = tmp_path / "c.toml"
+    config.write_text('[receipts]\nsecret_header = "X-Receipt-Secret"\n')
+    args = ("receipts", "serve", "--db", tmp_path / "r.sqlite", "--port", "0", "--config", config)
+    with anyio.fail_after(20):
+        done = await run_cli(*args)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "KALEYRA_RECEIPTS_SECRET" in err and "secret_header" in err
+    assert b"listening" not in done.stdout and not (tmp_path / "r.sqlite").exists()
