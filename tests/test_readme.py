@@ -32,3 +32,14 @@ async def test_readme_library_example_runs_against_the_sandbox(tmp_path: Path) -
         assert done.returncode == 0, done.stderr.decode()
         assert "MSG106" in done.stdout.decode()
         assert len(sandbox.ledger_records()) == 4
+
+
+def test_readme_input_section_names_every_message_column() -> None:
+    """Each per-row column the CSV reader honours is documented where a user looks for it."""
+    from kaleyra_async._prepare import MESSAGE_COLUMNS
+
+    text = README.read_text(encoding="utf-8")
+    start = text.index("### The input CSV")
+    section = text[start : text.index("\n### ", start + 1)]
+    missing = [c for c in MESSAGE_COLUMNS if f"`{c}`" not in section]
+    assert not missing, f"README's input CSV section does not name: {missing}"
