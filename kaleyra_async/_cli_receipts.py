@@ -27,10 +27,19 @@ def add_delivery_commands(add_command: AddCommand) -> None:
     """Register ``receipts``, ``status`` and ``report`` on the top-level parser."""
     receipts = add_command("receipts", help="receive delivery receipts (callbacks)")
     actions = receipts.add_subparsers(dest="receipts_command", metavar="ACTION", required=True)
-    serve = actions.add_parser("serve", help="store every receipt posted to HOST:PORT")
+    serve = actions.add_parser(
+        "serve",
+        help="store every receipt posted to HOST:PORT",
+        description="Store every delivery receipt posted to HOST:PORT (any path; GET query, "
+        "JSON or form POST), answering 200 only once it is on disk.",
+    )
     serve.add_argument("--db", required=True, metavar="PATH", help="SQLite file (created)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8788, help="port (0: any free port)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8788, help="port, 0: any free one (default: %(default)s)"
+    )
     serve.add_argument("--config", "-c", metavar="PATH", help="TOML config ([receipts] section)")
     serve.set_defaults(handler=_cmd_serve)
 

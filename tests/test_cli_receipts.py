@@ -220,3 +220,9 @@ async def test_serve_refuses_a_secret_header_without_its_secret(tmp_path: Path) 
     assert done.returncode == 2, err
     assert "KALEYRA_RECEIPTS_SECRET" in err and "secret_header" in err
     assert b"listening" not in done.stdout and not (tmp_path / "r.sqlite").exists()
+
+
+async def test_serve_help_shows_where_it_listens_by_default() -> None:
+    done = await run_cli("receipts", "serve", "--help")
+    out = done.stdout.decode()
+    assert done.returncode == 0 and "default: 127.0.0.1" in out and "default: 8788" in out
