@@ -19,6 +19,7 @@ from ._limits import (
     ALPHANUMERIC_SENDER,
     DLT_HEADER,
     MAX_BODY_CHARS,
+    MAX_JSON_NODES,
     MAX_RECIPIENTS,
     MAX_REF_CUSTOM_CHARS,
     MAX_REF_CUSTOM_VALUES,
@@ -31,12 +32,14 @@ from ._limits import (
 )
 from ._models import Message
 from ._phone import is_e164
+from ._protocol import NODE_FIELDS, fields_without_node
 
 __all__ = [
     "blank_to_none",
     "chunked",
     "validate_body",
     "validate_flash",
+    "validate_json_nodes",
     "validate_message",
     "validate_recipients",
     "validate_ref_custom",
@@ -329,6 +332,66 @@ def validate_recipients(recipients: Sequence[str], *, message_type: str) -> None
             raise ValidationError(
                 f"to[{i}]", "format", f"{number!r} is not an E.164 number like +919876543210"
             )
+
+
+#: The fields every node of one ``/sms/json`` request must share (its top-level part).
+_TOP_LEVEL_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(Message) if f.name not in dict(NODE_FIELDS)
+)
+
+
+def validate_json_nodes(nodes: Sequence[tuple[str, Message]]) -> None:
+    """Check the nodes of one ``/sms/json`` request (their messages are validated already).
+
+    1 to ``MAX_JSON_NODES`` nodes, each an E.164 number given once; no OTP (an OTP request
+    has exactly one recipient, on ``/sms``); every message sets only fields that have a node
+    or are top-level, and shares the top-level ones (``type``, ``time``) with the first node.
+
+    Raises:
+        ValidationError: ``sms`` / ``required`` or ``max_nodes``; ``sms[i].to`` / ``format``
+            or ``duplicate``; ``sms[i].type`` / ``otp_not_in_json``; ``sms[i].<field>`` /
+            ``no_node_field`` or ``same_top_level``.
+    """
+    count = len(nodes)
+    if count == 0:
+        raise ValidationError("sms", "required", "at least one node is required")
+    if count > MAX_JSON_NODES:
+        raise ValidationError(
+            "sms", "max_nodes", f"has {count} nodes; at most {MAX_JSON_NODES} per request"
+        )
+    first = nodes[0][1]
+    seen: set[str] = set()
+    for i, (number, message) in enumerate(nodes):
+        if not isinstance(number, str) or not is_e164(number):
+            raise ValidationError(
+                f"sms[{i}].to", "format", f"{number!r} is not an E.164 number like +919876543210"
+            )
+        if number in seen:
+            raise ValidationError(
+                f"sms[{i}].to", "duplicate", f"{number} is in the request twice (one node each)"
+            )
+        seen.add(number)
+        if message.is_otp:
+            raise ValidationError(
+                f"sms[{i}].type",
+                "otp_not_in_json",
+                "an OTP goes to one recipient per /sms request, never in /sms/json",
+            )
+        missing = fields_without_node(message)
+        if missing:
+            raise ValidationError(
+                f"sms[{i}].{missing[0]}",
+                "no_node_field",
+                "/sms/json has no place for it: send this message by /sms",
+            )
+        if message is not first:
+            for name in _TOP_LEVEL_FIELDS:
+                if getattr(message, name) != getattr(first, name):
+                    raise ValidationError(
+                        f"sms[{i}].{name}",
+                        "same_top_level",
+                        f"differs from node 0's; every node of a request shares its {name}",
+                    )
 
 
 def validate_message(message: Message, *, pod: str, now: datetime | None = None) -> Message:
