@@ -16,10 +16,10 @@ from typing import Final
 
 __all__ = [
     "ALPHANUMERIC_SENDER",
+    "DEFAULT_JSON_BATCH_SIZE",
     "DEFAULT_POD_HOSTS",
     "DLT_HEADER",
     "ENTITY_ID",
-    "DEFAULT_JSON_BATCH_SIZE",
     "MAX_BODY_CHARS",
     "MAX_JSON_NODES",
     "MAX_RECIPIENTS",

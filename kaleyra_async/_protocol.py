@@ -117,7 +117,7 @@ NODE_FIELDS: Final = (
     ("unicode", "unicode"),
     ("callback_profile_id", "callback_profile_id"),
 )
-_NO_NODE_VALUES: Final = {name: None for name, _ in NODE_FIELDS}
+_NO_NODE_VALUES: Final[dict[str, Any]] = {name: None for name, _ in NODE_FIELDS}
 
 
 def fields_without_node(message: Message) -> list[str]:

@@ -85,9 +85,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     add("--deliver-after-s", type=float, default=2.0, metavar="S", help="Sent -> Delivered delay")
     add("--flush-interval-s", type=float, default=0.2, metavar="S", help="ledger flush period")
-    add(
-        "--json-max-nodes", type=int, default=1000, metavar="N", help="nodes per /sms/json request"
-    )
+    add("--json-max-nodes", type=int, default=1000, metavar="N", help="nodes per /sms/json request")
     add("--status-capacity", type=int, default=100_000, metavar="N", help="requests remembered")
     parser.set_defaults(handler=run)
 
