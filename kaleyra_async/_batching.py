@@ -18,15 +18,17 @@ setting or future change can put two recipients in an OTP request without a test
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
-from collections.abc import Hashable, Iterator
-from typing import Final, Generic, Literal, TypeVar
+import operator
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from ._exceptions import ValidationError
 from ._limits import MAX_JSON_NODES, MAX_RECIPIENTS
 from ._models import Encoding, Message
-from ._protocol import fields_without_node, top_level
+from ._protocol import TOP_LEVEL_FIELDS, fields_without_node, top_level
 
 __all__ = ["Batch", "BatchEndpoint", "Batcher", "PreparedRow", "RepeatFilter"]
 
@@ -115,8 +117,10 @@ class _Groups(Generic[K]):
         self._size = size
         self._max_wait_s = max_wait_s
         self._max_open = max_open
-        # Insertion order is deadline order: a key re-inserted after a flush goes to the end.
-        self._open: dict[K, _Open] = {}
+        # Insertion order is deadline order: a key re-inserted after a flush goes to the end. An
+        # OrderedDict, as the oldest is taken often: a dict's first key is found by skipping
+        # the slots of every key deleted since its last resize.
+        self._open: collections.OrderedDict[K, _Open] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return sum(len(g.rows) for g in self._open.values())
@@ -194,7 +198,7 @@ class Batcher:
             raise ValueError("max_open must be >= 1")
         self._same: _Groups[Message] = _Groups(batch_size, max_wait_s, max_open)
         # batch_size 1 asks for one recipient per request: personalised rows too.
-        self._nodes: _Groups[Message] | None = (
+        self._nodes: _Groups[tuple[Any, ...]] | None = (
             _Groups(json_batch_size, max_wait_s, max_open)
             if json_batch_size > 1 and batch_size > 1
             else None
@@ -215,7 +219,7 @@ class Batcher:
         """Close and return the batches whose linger has expired at ``now``."""
         ready = self._settle(self._same.due(now), now)
         if self._nodes is not None:
-            ready += [self._json(key, rows) for key, rows in self._nodes.due(now)]
+            ready += [self._json(rows) for _, rows in self._nodes.due(now)]
         return ready
 
     def next_deadline(self) -> float | None:
@@ -230,7 +234,7 @@ class Batcher:
         """Close and return every open batch."""
         ready = self._settle(self._same.drain(), None)
         if self._nodes is not None:
-            ready += [self._json(key, rows) for key, rows in self._nodes.drain()]
+            ready += [self._json(rows) for _, rows in self._nodes.drain()]
         return ready
 
     def _settle(
@@ -244,16 +248,20 @@ class Batcher:
             if nodes is None or len(rows) != 1 or fields_without_node(message):
                 ready.append(Batch(message, tuple(rows)))
                 continue
-            key = top_level(message)
-            for group_key, group in nodes.add(key, rows[0], -1.0 if now is None else now):
-                ready.append(self._json(group_key, group))
+            key = _top_level_key(message)
+            for _, group in nodes.add(key, rows[0], -1.0 if now is None else now):
+                ready.append(self._json(group))
         return ready
 
     @staticmethod
-    def _json(key: Message, rows: list[PreparedRow]) -> Batch:
+    def _json(rows: list[PreparedRow]) -> Batch:
         if len(rows) == 1:  # alone after all: a plain /sms request says the same
             return Batch(rows[0].message, (rows[0],))
-        return Batch(key, tuple(rows), "sms/json")
+        return Batch(top_level(rows[0].message), tuple(rows), "sms/json")
+
+
+#: A message's top-level fields as a tuple: equal tuples, equal ``top_level`` messages.
+_top_level_key: Final[Callable[[Message], tuple[Any, ...]]] = operator.attrgetter(*TOP_LEVEL_FIELDS)
 
 
 #: Distinct messages whose digest is kept for reuse (a constant body is digested once a run).

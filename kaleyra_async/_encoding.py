@@ -50,6 +50,8 @@ _GSM: Final = GSM_BASIC | GSM_EXTENSION
 # Regular expressions and str.find keep the per-character work in C.
 _GSM_CLASS: Final = re.escape("".join(sorted(_GSM)))
 _ALL_GSM: Final = re.compile(f"[{_GSM_CLASS}]*")
+# Most bodies need no extension character: one match tells, with no search for them.
+_ALL_GSM_BASIC: Final = re.compile(f"[{re.escape(''.join(sorted(GSM_BASIC)))}]*")
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 _GSM_EXTENSION_CHARS: Final = tuple(sorted(GSM_EXTENSION))
 
@@ -79,6 +81,9 @@ def analyse(body: str) -> SegmentInfo:
     An empty body is 0 units in 1 segment (a template message with no body of its own still
     goes out as at least one SMS).
     """
+    if _ALL_GSM_BASIC.fullmatch(body) is not None:
+        segments = _segments(len(body), len(body), [], GSM_SINGLE_SEPTETS, GSM_PART_SEPTETS)
+        return SegmentInfo(encoding="GSM-7", units=len(body), segments=segments)
     if _ALL_GSM.fullmatch(body) is not None:
         doubles = _find_all(body, _GSM_EXTENSION_CHARS)
         septets = len(body) + len(doubles)

@@ -20,6 +20,7 @@ from ._models import Message, SenderId
 
 __all__ = [
     "NODE_FIELDS",
+    "TOP_LEVEL_FIELDS",
     "Encoding",
     "Endpoint",
     "WireRequest",
@@ -118,6 +119,10 @@ NODE_FIELDS: Final = (
     ("callback_profile_id", "callback_profile_id"),
 )
 _NO_NODE_VALUES: Final[dict[str, Any]] = {name: None for name, _ in NODE_FIELDS}
+#: The other fields: what every node of one request shares.
+TOP_LEVEL_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(Message) if f.name not in _NO_NODE_VALUES
+)
 
 
 def fields_without_node(message: Message) -> list[str]:

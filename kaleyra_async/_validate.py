@@ -9,6 +9,7 @@ reading is taken and written down next to the rule.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -32,7 +33,7 @@ from ._limits import (
 )
 from ._models import Message
 from ._phone import is_e164
-from ._protocol import NODE_FIELDS, fields_without_node
+from ._protocol import TOP_LEVEL_FIELDS, fields_without_node
 
 __all__ = [
     "blank_to_none",
@@ -40,6 +41,7 @@ __all__ = [
     "validate_body",
     "validate_flash",
     "validate_json_nodes",
+    "validate_message_body",
     "validate_message",
     "validate_recipients",
     "validate_ref_custom",
@@ -334,12 +336,6 @@ def validate_recipients(recipients: Sequence[str], *, message_type: str) -> None
             )
 
 
-#: The fields every node of one ``/sms/json`` request must share (its top-level part).
-_TOP_LEVEL_FIELDS: Final = tuple(
-    f.name for f in dataclasses.fields(Message) if f.name not in dict(NODE_FIELDS)
-)
-
-
 def validate_json_nodes(nodes: Sequence[tuple[str, Message]]) -> None:
     """Check the nodes of one ``/sms/json`` request (their messages are validated already).
 
@@ -385,7 +381,7 @@ def validate_json_nodes(nodes: Sequence[tuple[str, Message]]) -> None:
                 "/sms/json has no place for it: send this message by /sms",
             )
         if message is not first:
-            for name in _TOP_LEVEL_FIELDS:
+            for name in TOP_LEVEL_FIELDS:
                 if getattr(message, name) != getattr(first, name):
                     raise ValidationError(
                         f"sms[{i}].{name}",
@@ -429,6 +425,29 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
     )
 
 
+_MESSAGE_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Message))
+_message_values: Final = operator.attrgetter(*_MESSAGE_FIELDS)
+
+
+def validate_message_body(message: Message, body: str | None) -> Message:
+    """``message``, validated already, with another ``body``, checked by the rules that read the
+    body: :func:`validate_message` would give the same answer (a row's own body is the one
+    thing a personalised campaign changes, so the other fields are checked once, not per row).
+
+    Raises:
+        ValidationError: ``body`` / ``required``, ``max_length``, ``control_character`` or
+            ``not_text``.
+    """
+    validate_body(body, template_id=message.template_id)
+    _check_text("body", body)
+    # dataclasses.replace without its per-call look-ups: this runs once per personalised row.
+    copy = object.__new__(Message)
+    for name, value in zip(_MESSAGE_FIELDS, _message_values(message), strict=True):
+        object.__setattr__(copy, name, value)
+    object.__setattr__(copy, "body", body)
+    return copy
+
+
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Yield consecutive slices of ``items`` of at most ``size`` elements (none when empty).
 
@@ -458,13 +477,17 @@ def _check_encodable(message: Message) -> None:
         *((f"ref_custom[{i}]", value) for i, value in enumerate(message.ref_custom)),
     ]
     for field, text in texts:
-        if isinstance(text, str) and (found := _SURROGATE.search(text)) is not None:
-            raise ValidationError(
-                field,
-                "not_text",
-                f"holds a lone surrogate (U+{ord(found.group()):04X}) at position "
-                f"{found.start() + 1}: not valid Unicode text",
-            )
+        _check_text(field, text)
+
+
+def _check_text(field: str, text: str | None) -> None:
+    if isinstance(text, str) and (found := _SURROGATE.search(text)) is not None:
+        raise ValidationError(
+            field,
+            "not_text",
+            f"holds a lone surrogate (U+{ord(found.group()):04X}) at position "
+            f"{found.start() + 1}: not valid Unicode text",
+        )
 
 
 def blank_to_none(value: str | None) -> str | None:
