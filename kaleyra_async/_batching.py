@@ -138,7 +138,8 @@ class _Groups(Generic[K]):
         if len(current.rows) >= self._size:
             closed.append(self._close(key))
         elif len(self._open) > self._max_open:
-            closed.append(self._close(next(iter(self._open))))  # the oldest: see max_open
+            oldest, entry = self._open.popitem(last=False)  # see max_open
+            closed.append((oldest, entry.rows))
         return closed
 
     def due(self, now: float) -> list[tuple[K, list[PreparedRow]]]:

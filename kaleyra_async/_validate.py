@@ -41,8 +41,8 @@ __all__ = [
     "validate_body",
     "validate_flash",
     "validate_json_nodes",
-    "validate_message_body",
     "validate_message",
+    "validate_message_body",
     "validate_recipients",
     "validate_ref_custom",
     "validate_sender",
@@ -356,6 +356,21 @@ def validate_json_nodes(nodes: Sequence[tuple[str, Message]]) -> None:
             "sms", "max_nodes", f"has {count} nodes; at most {MAX_JSON_NODES} per request"
         )
     first = nodes[0][1]
+    if first.is_otp:
+        raise ValidationError(
+            "sms[0].type",
+            "otp_not_in_json",
+            "an OTP goes to one recipient per /sms request, never in /sms/json",
+        )
+    missing = fields_without_node(first)
+    if missing:
+        raise ValidationError(
+            f"sms[0].{missing[0]}",
+            "no_node_field",
+            "/sms/json has no place for it: send this message by /sms",
+        )
+    # Every node shares node 0's top-level fields, so none is OTP or sets a field without a node.
+    shared = _top_level(first)
     seen: set[str] = set()
     for i, (number, message) in enumerate(nodes):
         if not isinstance(number, str) or not is_e164(number):
@@ -367,27 +382,16 @@ def validate_json_nodes(nodes: Sequence[tuple[str, Message]]) -> None:
                 f"sms[{i}].to", "duplicate", f"{number} is in the request twice (one node each)"
             )
         seen.add(number)
-        if message.is_otp:
+        if message is not first and _top_level(message) != shared:
+            name = next(n for n in TOP_LEVEL_FIELDS if getattr(message, n) != getattr(first, n))
             raise ValidationError(
-                f"sms[{i}].type",
-                "otp_not_in_json",
-                "an OTP goes to one recipient per /sms request, never in /sms/json",
+                f"sms[{i}].{name}",
+                "same_top_level",
+                f"differs from node 0's; every node of a request shares its {name}",
             )
-        missing = fields_without_node(message)
-        if missing:
-            raise ValidationError(
-                f"sms[{i}].{missing[0]}",
-                "no_node_field",
-                "/sms/json has no place for it: send this message by /sms",
-            )
-        if message is not first:
-            for name in TOP_LEVEL_FIELDS:
-                if getattr(message, name) != getattr(first, name):
-                    raise ValidationError(
-                        f"sms[{i}].{name}",
-                        "same_top_level",
-                        f"differs from node 0's; every node of a request shares its {name}",
-                    )
+
+
+_top_level: Final = operator.attrgetter(*TOP_LEVEL_FIELDS)
 
 
 def validate_message(message: Message, *, pod: str, now: datetime | None = None) -> Message:
