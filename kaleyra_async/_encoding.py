@@ -17,6 +17,7 @@ This runs once per distinct body (the pipeline caches by body), in O(n) with set
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Final
 
@@ -82,8 +83,7 @@ def analyse(body: str) -> SegmentInfo:
     goes out as at least one SMS).
     """
     if _ALL_GSM_BASIC.fullmatch(body) is not None:
-        segments = _segments(len(body), len(body), [], GSM_SINGLE_SEPTETS, GSM_PART_SEPTETS)
-        return SegmentInfo(encoding="GSM-7", units=len(body), segments=segments)
+        return _basic(len(body))
     if _ALL_GSM.fullmatch(body) is not None:
         doubles = _find_all(body, _GSM_EXTENSION_CHARS)
         septets = len(body) + len(doubles)
@@ -94,6 +94,13 @@ def analyse(body: str) -> SegmentInfo:
     segments = _segments(len(body), units, doubles, UCS2_SINGLE_UNITS, UCS2_PART_UNITS)
     forcing = tuple(ch for ch in dict.fromkeys(body) if ch not in _GSM)
     return SegmentInfo(encoding="UCS-2", units=units, segments=segments, unicode_chars=forcing)
+
+
+@functools.cache
+def _basic(length: int) -> SegmentInfo:
+    """A GSM-7 body of ``length`` characters without extension characters (one per length)."""
+    segments = _segments(length, length, [], GSM_SINGLE_SEPTETS, GSM_PART_SEPTETS)
+    return SegmentInfo(encoding="GSM-7", units=length, segments=segments)
 
 
 def _find_all(body: str, chars: tuple[str, ...]) -> list[int]:
