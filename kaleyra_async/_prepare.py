@@ -195,7 +195,14 @@ class RowPreparer:
         key = tuple([fields[c] for c in self._key_columns])
         message = self._by_key.get(key)
         if message is None:
-            message = _remember(self._by_key, key, lambda: self._build_message(fields))
+            # _remember, inlined: a personalised row comes here every time.
+            try:
+                message = self._build_message(fields)
+            except ValidationError as exc:
+                message = exc
+            if len(self._by_key) >= _MAX_CACHED_MESSAGES:
+                self._by_key.clear()
+            self._by_key[key] = message
         return message
 
     def _build_message(self, fields: Mapping[str, str]) -> Message | ValidationError:

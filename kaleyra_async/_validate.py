@@ -58,6 +58,8 @@ T = TypeVar("T")
 # Control characters other than tab, line feed, form feed (GSM-7 has it) and carriage return.
 _CONTROL: Final = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# Either of the two, found in one pass.
+_BODY_SUSPECT: Final = re.compile(f"{_CONTROL.pattern}|{_SURROGATE.pattern}")
 _TRUE: Final = frozenset({"1", "true"})
 _FALSE: Final = frozenset({"0", "false"})
 
@@ -431,7 +433,7 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
 
 # dataclasses.replace(message, body=body) without its per-call look-ups (it runs once per
 # personalised row): one constructor call naming every field, generated as dataclasses does.
-_with_body: Final[Callable[[Message, str | None], Message]] = eval(  # noqa: S307
+_with_body: Final[Callable[[Message, str | None], Message]] = eval(
     "lambda m, body: Message("
     + ", ".join(
         "body=body" if f.name == "body" else f"{f.name}=m.{f.name}"
@@ -451,8 +453,10 @@ def validate_message_body(message: Message, body: str | None) -> Message:
         ValidationError: ``body`` / ``required``, ``max_length``, ``control_character`` or
             ``not_text``.
     """
-    validate_body(body, template_id=message.template_id)
-    _check_text("body", body)
+    if body is None or len(body) > MAX_BODY_CHARS or _BODY_SUSPECT.search(body) or not body.strip():
+        # Something may be wrong: the rules themselves say what (the common case skips them).
+        validate_body(body, template_id=message.template_id)
+        _check_text("body", body)
     return _with_body(message, body)
 
 
