@@ -37,6 +37,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._http import HttpSeam
+from ._india import check_dlt, dlt_applies
 from ._limits import (
     MAX_SENDER_IDS_PER_CREATE,
     MAX_SENDER_IDS_PER_DELETE,
@@ -136,6 +137,7 @@ class KaleyraClient:
         self._base_url = f"{self.host}/v1/{sid}"
         self._normalize = PhoneNormalizer(country_prefix)
         self._limiter: RequestLimiter | None = None
+        self._warned_template_data = False
         self._closed = False
         self._seam = self._make_seam(httpx_client, transport)
         self._headers = (
@@ -221,16 +223,29 @@ class KaleyraClient:
             The accepted request, with ``attempts`` set.
 
         Raises:
-            ValidationError: before any request, when a number or field breaks a rule.
+            ValidationError: before any request, when a number or field breaks a rule (India's
+                DLT rules included, for Indian numbers on the IN pod), or for ``/messages`` on
+                the NA pod.
             APIError: Kaleyra answered with an error (after any retries).
             TransportError: no answer was read (after any retries).
             KaleyraError: the client is closed.
         """
         self._check_open()
         numbers = [self._normalize(r) for r in recipients]
-        return await self._send_valid(
-            validate_message(message, pod=self.pod), numbers, endpoint=endpoint
-        )
+        message = validate_message(message, pod=self.pod)
+        if endpoint == "messages" and self.pod == "NA":
+            raise ValidationError(
+                "endpoint", "na_pod", "the NA pod takes the /sms endpoints only (Kaleyra's notes)"
+            )
+        if any(dlt_applies(self.pod, number) for number in numbers):
+            check_dlt(message)
+        if message.body and message.template_data and not self._warned_template_data:
+            self._warned_template_data = True
+            logger.warning(
+                "a message has a body and template_data: Kaleyra sends the body and ignores "
+                "the template data"
+            )
+        return await self._send_valid(message, numbers, endpoint=endpoint)
 
     async def send_sms(
         self, to: str | Sequence[str], *, type: str | None = None, **fields: Unpack[MessageFields]
@@ -267,8 +282,10 @@ class KaleyraClient:
 
         Each (number, message) pair is a node of the request's ``sms[]``: its sender (``from``
         there), body, template id, unicode and callback profile are its own; the other fields
-        (``type``, ``time``) are the request's, so every message must share them. Per-recipient
-        ``template_data``, ``flash`` and ``ref_custom`` have no node: send those by :meth:`send`.
+        (``type``, ``time``) are the request's, so every message must share them; ``ref``,
+        ``ref1`` and ``ref2`` are the node's. Per-recipient ``template_data``, ``flash`` and
+        ``ref_custom`` have no node: send those by :meth:`send`. India's DLT rules apply to each
+        node bound for an Indian number from the IN pod, as on ``/sms``.
         Kaleyra does not document this endpoint's answer: it is read as ``/sms``'s, each
         receipt matched to its node by number (:meth:`SendResult.message_ids`); a number
         without a message id in an accepted answer was maybe sent (never resent).
@@ -288,9 +305,15 @@ class KaleyraClient:
         valid: list[tuple[str, Message]] = []
         for i, (number, message) in enumerate(nodes):
             try:
-                valid.append((self._normalize(number), validate_message(message, pod=self.pod)))
+                e164 = self._normalize(number)
+                checked = validate_message(message, pod=self.pod)
+                if dlt_applies(self.pod, e164):
+                    check_dlt(checked)
             except ValidationError as exc:
-                raise ValidationError(f"sms[{i}].{exc.field}", exc.rule, exc.reason) from None
+                raise ValidationError(
+                    f"sms[{i}].{exc.field}", exc.rule, exc.reason, code=exc.code
+                ) from None
+            valid.append((e164, checked))
         return await self._send_json_valid(valid)
 
     async def _send_json_valid(

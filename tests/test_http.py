@@ -24,7 +24,7 @@ from kaleyra_async._http_httpx import HttpxSeam
 from kaleyra_async._models import Message
 
 A = "+919876543210"
-MESSAGE = Message(body="hello", type="TXN")
+MESSAGE = Message(body="hello", type="TXN", sender="KLRHXA", template_id="1107161234567890123")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TRANSPORTS = [pytest.param("aiohttp", id="aiohttp"), pytest.param("httpx", id="httpx")]
 

@@ -24,7 +24,12 @@ from kaleyra_async._batching import Batch, Batcher, PreparedRow
 from kaleyra_async._config import Config, DispatchConfig, MessageDefaults, PodConfig, Secret
 from kaleyra_async._exceptions import ConfigError
 from kaleyra_async._limits import DEFAULT_JSON_BATCH_SIZE, MAX_JSON_NODES
-from kaleyra_async._protocol import build_send_json
+from kaleyra_async._protocol import (
+    NODE_FIELDS,
+    TOP_LEVEL_FIELDS,
+    build_send_json,
+    fields_without_node,
+)
 from kaleyra_async.sandbox import Sandbox, SandboxConfig
 
 SAMPLE = orjson.loads((Path(__file__).parent / "data" / "sms_json" / "sample.json").read_bytes())
@@ -36,7 +41,12 @@ def numbers(n: int, start: int = 0) -> list[str]:
 
 
 def personal(name: str, **fields: Any) -> Message:
-    values = {"body": f"Hi {name}, your order has shipped", "sender": "KLRHXA", "type": "TXN"}
+    values = {
+        "body": f"Hi {name}, your order has shipped",
+        "sender": "KLRHXA",
+        "type": "TXN",
+        "template_id": TEMPLATE,
+    }
     return Message(**(values | fields))
 
 
@@ -52,8 +62,9 @@ def client_for(sandbox: Sandbox, **kwargs: Any) -> KaleyraClient:
 def test_request_has_the_samples_shape() -> None:
     """Top-level keys and node keys are the sample's; the sender is `from`; type is top-level."""
     nodes = [
-        ("+919876500001", personal("Asha", unicode="AUTO", callback_profile_id="IN_1")),
-        ("+919876500002", personal("Ravi", sender="KLRHXB", template_id=TEMPLATE)),
+        ("+919876500001", personal("Asha", unicode="AUTO", callback_profile_id="IN_1",
+                                   template_id=None)),
+        ("+919876500002", personal("Ravi", sender="KLRHXB")),
     ]  # fmt: skip
     request = build_send_json(nodes)
     assert (request.method, request.path) == ("POST", "/sms/json")
@@ -71,6 +82,28 @@ def test_request_has_the_samples_shape() -> None:
     assert [n.get("template_id") for n in body["sms"]] == [None, TEMPLATE]
     assert [n.get("unicode") for n in body["sms"]] == ["AUTO", None]
     assert [n.get("callback_profile_id") for n in body["sms"]] == ["IN_1", None]
+
+
+def test_every_message_field_has_a_place_in_the_request_or_keeps_the_row_on_sms() -> None:
+    """A node field, a top-level one (type, time), or one that has no node and keeps a message
+    on /sms: a new Message field must be given one of these before it can be silently dropped."""
+    node = {name for name, _ in NODE_FIELDS}
+    no_node = {"template_data", "flash", "ref_custom"}
+    assert no_node == set(fields_without_node(Message(template_data=(("a", "b"),), flash=True,
+                                                      ref_custom=("c",))))  # fmt: skip
+    assert {f.name for f in dataclasses.fields(Message)} == node | {"type", "time"} | no_node
+    assert set(TOP_LEVEL_FIELDS) == {"type", "time"} | no_node
+
+
+def test_refs_are_node_fields() -> None:
+    """ref, ref1 and ref2 go with their node; a shared one once, top-level."""
+    nodes = [
+        ("+919876500001", personal("A", ref="order-1", ref2="same")),
+        ("+919876500002", personal("B", ref="order-2", ref2="same")),
+    ]
+    body = orjson.loads(build_send_json(nodes).content)
+    assert [n["ref"] for n in body["sms"]] == ["order-1", "order-2"]
+    assert body["ref2"] == "same" and "ref1" not in body
 
 
 def test_values_every_node_shares_are_sent_once_as_top_level_defaults() -> None:
@@ -124,6 +157,9 @@ async def test_send_personalised_reaches_each_number_with_its_own_body(sandbox: 
                      "sms[1].body", "max_length", id="body-too-long"),
         pytest.param([("+919876500001", personal("A")), ("12", personal("B"))],
                      "sms[1].to", "missing_country_code", id="bad-number"),
+        pytest.param([("+919876500001", personal("A")),
+                      ("+919876500002", personal("B", template_id=None))],
+                     "sms[1].template_id", "missing_template_id", id="india-dlt-per-node"),
         pytest.param([], "sms", "required", id="no-nodes"),
         pytest.param([(to, personal("A")) for to in numbers(MAX_JSON_NODES + 1)], "sms",
                      "max_nodes", id="too-many-nodes"),
@@ -356,7 +392,7 @@ async def test_a_mixed_file_keeps_the_otp_guard_and_plans_requests_per_endpoint(
     config = tmp_path / "c.toml"
     config.write_text(
         f'[account]\npod = "IN"\nbase_url = "{sandbox.base_url}"\n[pods.IN]\nrate_per_s = 5000.0\n'
-        '[defaults]\nsender = "KLRHXA"\n'
+        '[defaults]\nsender = "KLRHXA"\ntemplate_id = "1107161234567890123"\n'
     )
     args = ("send-bulk", source, "--config", config, "--max-wait-ms", "1")
     dry = await run_cli(*args, "--dry-run", env=cli_env(sandbox))
@@ -426,7 +462,9 @@ async def test_cli_options_reach_the_plan(tmp_path: Path) -> None:
     source = tmp_path / "p.csv"
     source.write_text("to,body\n" + "".join(f"{to},Hi {i}\n" for i, to in enumerate(numbers(50))))
     config = tmp_path / "c.toml"
-    config.write_text('[account]\npod = "IN"\n[defaults]\nsender = "KLRHXA"\n')
+    config.write_text(
+        f'[account]\npod = "IN"\n[defaults]\nsender = "KLRHXA"\ntemplate_id = "{TEMPLATE}"\n'
+    )
     base = ("send-bulk", source, "--config", config, "--dry-run")
     plans = {}
     for extra in ((), ("--json-batch-size", "20"), ("--personalised", "single")):

@@ -228,7 +228,7 @@ CASES = [
          invalid={1: ("invalid_type", "type: 'PROMO' is not a message type of the IN pod"),
                   2: ("invalid_flash", "flash: 'maybe' is not one of"),
                   3: ("invalid_unicode", "unicode: '7' is not one of"),
-                  4: ("invalid_sender", "sender: 'TOOLONGSENDERID' is not a valid sender"),
+                  4: ("invalid_sender", "sender: 'TOOLONGSENDERID' is not a sender: 1-11 letters"),
                   5: ("invalid_template_id", "template_id: '123' is not 12 to 30 digits"),
                   6: ("invalid_body", "body: placeholder {nope} has no column")}),
     # -- config files ----------------------------------------------------------------------

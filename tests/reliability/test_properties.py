@@ -202,7 +202,7 @@ def plans(draw: st.DrawFn) -> tuple[RowPlan, tuple[str, ...]]:
             body=draw(st.sampled_from(["Hi {name}", "Static text", "Hi {name}, code {code}"])),
             sender="KLRHXA",
             type=draw(st.sampled_from(["TXN", "OTP"])),
-            template_id="123456789012" if template else None,
+            template_id="123456789012",  # India's DLT rule: every IN-pod message has one
             template_data_columns=("name",) if template else (),
         ),
     )
@@ -707,9 +707,10 @@ wire_messages = st.builds(
         min_size=1,
         max_size=200,
     ).filter(lambda b: b.strip() != ""),
-    sender=st.sampled_from([None, "KLRHXA", "919876543210"]),
+    sender=st.sampled_from(["KLRHXA", "919876543210"]),
     type=st.sampled_from(["TXN", "MKT", "OTP", "TXND"]),
-    template_id=st.sampled_from([None, "123456789012"]),
+    # India's DLT rule: every message to a +91 number from the IN pod carries a template id.
+    template_id=st.just("123456789012"),
     template_data=st.lists(
         st.tuples(st.sampled_from(["a", "b", "c"]), st.text(max_size=30)),
         max_size=3,
@@ -732,13 +733,21 @@ wire_messages = st.builds(
 # Found by this test: the sandbox read a form-encoded ref_custom value starting with "[" as JSON,
 # split one with commas into several, and kept only the last of repeated values.
 @example(
-    message=Message(body="x", type="TXN", ref_custom=("[",)),
+    message=Message(
+        body="x", sender="KLRHXA", type="TXN", template_id="123456789012", ref_custom=("[",)
+    ),
     count=1,
     encoding="form",
     endpoint="sms",
 )
 @example(
-    message=Message(body="x", type="TXN", ref_custom=("a,b,c,d,e,f",)),
+    message=Message(
+        body="x",
+        sender="KLRHXA",
+        type="TXN",
+        template_id="123456789012",
+        ref_custom=("a,b,c,d,e,f",),
+    ),
     count=1,
     encoding="form",
     endpoint="sms",
