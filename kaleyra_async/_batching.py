@@ -91,6 +91,10 @@ class Batch:
     def recipients(self) -> list[str]:
         return [r.to for r in self.rows]
 
+    def ref_of(self, row: PreparedRow) -> str | None:
+        """The ``ref`` a row went out with: the request's on /sms, its node's on /sms/json."""
+        return row.message.ref if self.endpoint == "sms/json" else self.message.ref
+
     @property
     def nodes(self) -> list[tuple[str, Message]]:
         """(number, message) per row: an ``/sms/json`` request's nodes."""

@@ -25,6 +25,7 @@ from ._cli_common import (
     program,
     with_client,
 )
+from ._cli_receipts import add_delivery_commands
 from ._exceptions import (
     AuthenticationError,
     ConfigError,
@@ -33,6 +34,7 @@ from ._exceptions import (
     ValidationError,
     unwrap_group,
 )
+from ._models import SenderId
 
 __all__ = ["main"]
 
@@ -83,10 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     account_options(delete)
     delete.set_defaults(handler=_cmd_delete_senders)
 
-    status = add_command("status", help="delivery status of message ids")
-    status.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
-    account_options(status)
-    status.set_defaults(handler=_cmd_status)
+    add_delivery_commands(add_command)
 
     from .sandbox._command import configure_parser as configure_sandbox
 
@@ -129,8 +128,6 @@ def _cmd_send(args: argparse.Namespace) -> int:
 def _cmd_create_senders(args: argparse.Namespace) -> int:
     import csv
 
-    from ._models import SenderId
-
     config = config_from(args)
     try:
         with open(args.input, newline="", encoding="utf-8-sig") as fh:
@@ -140,15 +137,7 @@ def _cmd_create_senders(args: argparse.Namespace) -> int:
                     f"{args.input}: no 'sender' column (columns: sender, description, "
                     "iso_code, entity_id)"
                 )
-            items = [
-                SenderId(
-                    (row.get("sender") or "").strip(),
-                    (row.get("description") or "").strip(),
-                    iso_code=(row.get("iso_code") or "in").strip(),
-                    entity_id=(row.get("entity_id") or "").strip() or None,
-                )
-                for row in reader
-            ]
+            items = [_sender_id(row) for row in reader]
     except OSError as exc:
         raise ConfigError(f"cannot read {args.input}: {exc.strerror}") from None
     for result in with_client(config, lambda c: c.create_sender_ids(items)):
@@ -156,17 +145,22 @@ def _cmd_create_senders(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sender_id(row: dict[str, str | None]) -> SenderId:
+    """A create-senders CSV row as a SenderId; an empty cell takes SenderId's default."""
+    cells = {k: (row.get(k) or "").strip() for k in ("sender", "description", "iso_code")}
+    iso_code = {"iso_code": cells["iso_code"]} if cells["iso_code"] else {}
+    return SenderId(
+        cells["sender"],
+        cells["description"],
+        entity_id=(row.get("entity_id") or "").strip() or None,
+        **iso_code,
+    )
+
+
 def _cmd_delete_senders(args: argparse.Namespace) -> int:
     config = config_from(args)
     for result in with_client(config, lambda c: c.delete_sender_ids(args.names)):
         print(f"{result.code or ''}\t{result.message}")
-    return EXIT_OK
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    config = config_from(args)
-    for status in with_client(config, lambda c: c.get_status(args.message_ids)):
-        print(f"{status.message_id}\t{status.status}\t{status.detail or ''}")
     return EXIT_OK
 
 

@@ -32,6 +32,7 @@ from ._lanes import LaneQueue
 from ._models import InputRow, RowResult
 from ._outcomes import failure_results, row_result, success_results, unknown_from_earlier_run
 from ._prepare import RowPreparer
+from ._refs import RequestReferences
 from ._results import ResultsWriter
 from ._resume import Progress
 from ._sources import RowSource
@@ -60,6 +61,7 @@ async def dispatch(
     stop: anyio.Event | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
     send_json: ValidatedJsonSend | None = None,
+    references: RequestReferences | None = None,
 ) -> BulkSummary:
     """Run the whole pipeline over ``source`` and record one result per row through ``writer``.
 
@@ -79,6 +81,8 @@ async def dispatch(
         send_json: sends personalised rows as the nodes of one ``/sms/json`` request; without
             it (or with ``config.personalised = "single"``) each goes as a ``/sms`` request of
             its own. A dry run plans ``/sms/json`` requests as the config says.
+        references: put a reference naming the run and the request in ``ref`` of requests
+            that ask for receipts (and in their rows' results).
 
     Returns:
         The final counters; ``interrupted`` is True when ``stop`` was set.
@@ -101,6 +105,7 @@ async def dispatch(
         stop=stop if stop is not None else anyio.Event(),
         on_results=on_results,
         send_json=send_json,
+        references=references,
     )
     await run.go()
     return summary
@@ -120,6 +125,7 @@ class _Run:
     progress: Progress | None
     stop: anyio.Event
     on_results: Callable[[Sequence[RowResult]], None] | None
+    references: RequestReferences | None
     send_json: ValidatedJsonSend | None = None
     queue: LaneQueue = dataclasses.field(init=False)
     flights: set[Flight] = dataclasses.field(init=False, default_factory=set)
@@ -254,7 +260,8 @@ class _Run:
                     inflight_before = True
                     if not self.retry_ambiguous:
                         earlier = self.preparer.prepare(row)
-                        results.append(unknown_from_earlier_run(row, earlier))
+                        ref = progress.refs.get(row.row)
+                        results.append(unknown_from_earlier_run(row, earlier, ref))
                         if dedupe:
                             self._first_time(earlier)
                         continue
@@ -313,6 +320,8 @@ class _Run:
 
     async def _send_batch(self, batch: Batch) -> None:
         assert self.send is not None
+        if self.references is not None:
+            batch = self.references.apply(batch)
         flight = Flight(batch, journal=self.writer, stop=self.stop)
         self.flights.add(flight)
         try:

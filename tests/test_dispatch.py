@@ -33,7 +33,7 @@ from kaleyra_async._results import ResultsWriter
 from kaleyra_async._resume import Progress
 from kaleyra_async._sources import CsvSource
 from kaleyra_async._summary import BulkSummary
-from tests.conftest import bulk
+from tests.conftest import bulk, numbers, write_csv
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TEMPLATE_ID = "1107161234567890123"
@@ -85,14 +85,8 @@ class FakeSend:
         )
 
 
-def numbers(n: int, start: int = 0) -> list[str]:
-    return [f"+9198{start + i:08d}" for i in range(n)]
-
-
 def csv_file(tmp_path: Path, lines: list[str], header: str = "to") -> str:
-    path = tmp_path / "in.csv"
-    path.write_text(header + "\n" + "\n".join(lines) + "\n")
-    return str(path)
+    return str(write_csv(tmp_path / "in.csv", lines, header))
 
 
 async def run(

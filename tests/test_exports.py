@@ -60,6 +60,7 @@ SANDBOX_EXPECTED = [
     "FaultSpec",
     "LedgerRecord",
     "Sandbox",
+    "SandboxCallbacks",
     "SandboxConfig",
     "SandboxProcess",
     "SandboxStats",

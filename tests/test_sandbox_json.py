@@ -31,13 +31,21 @@ def state_with(**config: Any) -> SandboxState:
     return SandboxState(SandboxConfig(seed=3, **config))
 
 
+TEMPLATE = "1107161234567890123"
+
+
 def nodes(n: int) -> list[dict[str, str]]:
-    return [{"to": f"+9198765{i:05d}", "body": f"Hi {i}"} for i in range(n)]
+    return [
+        {"to": f"+9198765{i:05d}", "body": f"Hi {i}", "from": "KLRHXA", "template_id": TEMPLATE}
+        for i in range(n)
+    ]
 
 
 def error(response: Response) -> tuple[int, str, str | None]:
+    """Status, code and the field the error names (its ``error`` is ``{field: reason}``)."""
     body = orjson.loads(response.body)
-    return response.status, body["code"], body["error"].get("field")
+    (field,) = body["error"]
+    return response.status, body["code"], field
 
 
 def test_the_pages_sample_with_real_values_is_accepted_node_by_node() -> None:
@@ -82,14 +90,18 @@ def test_the_pages_sample_with_real_values_is_accepted_node_by_node() -> None:
                      id="bad-number"),
         pytest.param({"sms": [{"to": "+919876500001,+919876500002", "body": "x"}]},
                      (400, "E403", "sms[0].to"), id="two-numbers-in-a-node"),
-        pytest.param({"sms": [*nodes(1), {"to": "+919876500009", "body": "x" * 4001}]},
+        pytest.param({"sms": [*nodes(1), {**nodes(2)[1], "body": "x" * 4001}]},
                      (400, "E401", "sms[1].body"), id="body-too-long"),
-        pytest.param({"sms": [{"to": "+919876500001", "body": "x", "from": "TOOLONGSENDER"}]},
+        pytest.param({"sms": [{**nodes(1)[0], "from": "TOOLONGSENDER"}]},
                      (400, "E415", "sms[0].from"), id="bad-sender"),
         pytest.param({"sms": [{"to": "+919876500001", "body": "x", "flash": "1"}]},
                      (400, "E400", "sms[0].flash"), id="flash-has-no-node"),
-        pytest.param({"sms": [{"to": "+919876500001", "body": "x", "template_id": "12"}]},
+        pytest.param({"sms": [{"to": "+919876500001", "from": "KLRHXA", "template_id": "12"}]},
                      (400, "E407", "sms[0].template_id"), id="bad-template-id"),
+        pytest.param({"sms": [*nodes(1), {"to": "+919876500009", "body": "x", "from": "KLRHXA"}]},
+                     (400, "E417", "sms[1].template_id"), id="india-dlt-template"),
+        pytest.param({"sms": [{"to": "+14155550123", "body": "x"}]}, (400, "E418", "sms[0].from"),
+                     id="no-sender"),
         pytest.param({"type": "OTP", "sms": nodes(2)}, (400, "E404", "sms"), id="otp-two-nodes"),
         pytest.param({"type": "DEFAULT", "sms": nodes(1)}, (400, "E408", "type"), id="bad-type"),
         pytest.param({"sms": nodes(4)}, (400, "E405", "sms"), id="over-the-node-cap"),

@@ -474,3 +474,36 @@ async def test_cli_options_reach_the_plan(tmp_path: Path) -> None:
     assert plans[()] == {"sms/json": 1}
     assert plans[("--json-batch-size", "20")] == {"sms/json": 3}
     assert plans[("--personalised", "single")] == {"sms": 50}
+
+
+async def test_a_run_reference_reaches_every_node_that_asks_for_receipts() -> None:
+    """With a callback profile, a personalised request gets the run's ka-<run>-<n> reference in
+    every node (shared, so sent once as the top-level default), and each row's result has it."""
+    calls: list[dict[str, Any]] = []
+
+    def kaleyra(request: httpx.Request) -> httpx.Response:
+        payload = orjson.loads(request.content)
+        calls.append(payload)
+        data = [
+            {"message_id": f"r1:{n}", "recipient": node["to"][1:]}
+            for n, node in enumerate(payload["sms"], 1)
+        ]
+        return httpx.Response(202, json={"id": "r1", "data": data, "error": {}})
+
+    config = _config(body="Hi {name}")
+    config = dataclasses.replace(
+        config, defaults=dataclasses.replace(config.defaults, callback_profile_id="IN_1")
+    )
+    records = [{"to": to, "name": f"N{i}"} for i, to in enumerate(numbers(3))]
+    seen: list[Any] = []
+    await bulk(
+        RecordSource(records),
+        config,
+        on_results=seen.extend,
+        transport=httpx.MockTransport(kaleyra),
+    )
+    assert len(calls) == 1 and len(calls[0]["sms"]) == 3
+    ref = calls[0]["ref"]
+    assert ref.startswith("ka-") and calls[0]["callback_profile_id"] == "IN_1"
+    assert [r.ref for r in seen] == [ref] * 3
+    assert all(r.status == "sent" for r in seen)

@@ -29,14 +29,10 @@ from kaleyra_async._validate import (
     validate_type,
     validate_unicode,
 )
-from tests.conftest import rejects
+from tests.conftest import numbers, rejects
 
 NOW = datetime(2025, 1, 15, 10, 0, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
-
-
-def numbers(count: int) -> list[str]:
-    return [f"+9198765{n:05d}" for n in range(count)]
 
 
 # -- type ----------------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ from typing import Any, Final
 
 import orjson
 
-from ._config import AFTER_ACCEPT_FAULTS, DEFAULT_SENDER
+from ._config import AFTER_ACCEPT_FAULTS
 from ._fields import check_refs, check_time, flag, opt_str, read_body, recipients
 from ._replies import Reject
-from ._rules import MAX_BODY_CHARS, TEMPLATE_ID, UNICODE_VALUES, sender_problem
+from ._rules import INDIA_CODE, MAX_BODY_CHARS, TEMPLATE_ID, UNICODE_VALUES, sender_problem
 from ._state import SandboxState
 from ._values import Acceptance, Request, Response
 
@@ -116,7 +116,9 @@ def send_json(
 def _node(
     node: Any, defaults: Mapping[str, Any], prefix: Any, pod: str
 ) -> tuple[str, tuple[str, str | None, str | None]]:
-    """One node's number (digits) and its (sender, body, template_id), after /sms's rules."""
+    """One node's number (digits) and its (sender, body, template_id), after /sms's rules for
+    one recipient: sender mandatory, India's DLT rules for an Indian number from the IN pod,
+    a body or a template id."""
     if not isinstance(node, dict):
         raise Reject("E400", "must be an object")
     unknown = sorted(key for key in node if key not in _NODE_KEYS)
@@ -127,23 +129,34 @@ def _node(
     merged = {**defaults, **node}
     if prefix is not None:
         merged["prefix"] = prefix
-    numbers = recipients(merged)
+    numbers = recipients(merged, pod)
     if len(numbers) != 1:
         raise Reject("E403", "to must be one number", field="to")
+    to_india = pod == "IN" and numbers[0].startswith(INDIA_CODE)
     body = opt_str(merged, "body")
     template_id = opt_str(merged, "template_id", allow_int=True)
+    if template_id is not None and not template_id.strip():
+        template_id = None
     if body is None and template_id is None:
         raise Reject("E406", "body or template_id is required", field="body")
+    if to_india and template_id is None:
+        raise Reject(
+            "E417",
+            "template_id is mandatory for Indian customers (India's DLT rules)",
+            field="template_id",
+        )
     if body is not None and len(body) > MAX_BODY_CHARS:
         raise Reject("E401", f"body is longer than {MAX_BODY_CHARS} characters", field="body")
-    if template_id is not None and not TEMPLATE_ID.fullmatch(template_id):
+    if body is None and template_id is not None and not TEMPLATE_ID.fullmatch(template_id):
         raise Reject("E407", "template_id must be 12 to 30 digits", field="template_id")
     # The sender-ID page's entity ids have the template id's shape: 12 to 30 digits.
     entity_id = opt_str(merged, "entity_id", allow_int=True)
     if entity_id is not None and not TEMPLATE_ID.fullmatch(entity_id):
         raise Reject("E407", "entity_id must be 12 to 30 digits", field="entity_id")
-    sender = opt_str(merged, "from") or DEFAULT_SENDER
-    problem = sender_problem(sender, pod)
+    sender = opt_str(merged, "from")
+    if sender is None:
+        raise Reject("E418", "from (the sender) is mandatory", field="from")
+    problem = sender_problem(sender, pod, to_india=to_india)
     if problem is not None:
         raise Reject("E415", problem, field="from")
     flag(merged, "unicode", UNICODE_VALUES, "E409")

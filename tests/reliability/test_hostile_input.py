@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
-from kaleyra_async.sandbox import Sandbox, SandboxConfig
+from kaleyra_async.sandbox import Sandbox
 from tests.conftest import cli_env, run_cli
 
 from .invariants import audit, ledger_from_records, read_results
@@ -251,12 +251,6 @@ CASES = [
     Case("config-pod-not-a-table", "a value where a table belongs", "bom.csv", 2,
          config="config_pod_not_a_table.toml", usage_error="pods.IN: must be a table"),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with Sandbox(SandboxConfig()) as running:
-        yield running
 
 
 def input_path(case: Case, tmp_path: Path) -> Path:

@@ -758,7 +758,9 @@ def test_a_built_request_reads_back_the_same_in_the_sandbox(
     """build_send -> the sandbox's parser -> parse_send: every field and every recipient, in
     order, with one message id each, in both body encodings and on both endpoints."""
     message = validate_message(message, pod="IN", now=NOW)
-    recipients = [f"+9198{i:08d}" for i in range(1, (1 if message.is_otp else count) + 1)]
+    # US numbers: India's DLT rules (template id and 6-letter sender to +91) are the sandbox's
+    # own tests' business, not this round trip's.
+    recipients = [f"+1415{i:07d}" for i in range(1, (1 if message.is_otp else count) + 1)]
     wire = build_send(message, recipients, endpoint=endpoint, encoding=encoding)
     headers = {k.lower(): v for k, v in wire.headers} | {"api-key": SANDBOX_KEY}
     config = SandboxConfig(api_key=SANDBOX_KEY, seed=1)
