@@ -19,7 +19,7 @@ from ._batching import PreparedRow
 from ._config import MessageDefaults
 from ._encoding import SegmentInfo, analyse
 from ._exceptions import ConfigError, ValidationError
-from ._india import check_dlt, dlt_applies
+from ._india import check_dlt, dlt_applies, dlt_fields
 from ._limits import REF_FIELDS, default_type
 from ._models import InputRow, Message, RowResult
 from ._phone import PhoneNormalizer
@@ -108,8 +108,8 @@ class RowPreparer:
         self._now = now
         self._messages: dict[Message, Message | ValidationError] = {}
         self._segments: dict[tuple[str, str | None], SegmentInfo] = {}
-        #: The last message that passed India's DLT check (rows of a run share message objects).
-        self._dlt_passed: Message | None = None
+        #: What the last message that passed India's DLT check had of what the check reads.
+        self._dlt_passed: tuple[str | None, str | None] | None = None
         self._columns: frozenset[str] = frozenset()
         self._to_column = plan.to_column
         self._overrides: tuple[str, ...] = ()
@@ -215,12 +215,13 @@ class RowPreparer:
         if isinstance(message, ValidationError):
             # Cached failures come back as values: re-raising one instance would grow its traceback.
             return _invalid(row.row, raw_to, message.code, str(message))
-        if dlt_applies(self.plan.pod, to) and message is not self._dlt_passed:
+        if dlt_applies(self.plan.pod, to) and dlt_fields(message) != self._dlt_passed:
             try:
                 check_dlt(message)
             except ValidationError as exc:
                 return _invalid(row.row, to, exc.code, str(exc))
-            self._dlt_passed = message
+            # By what it reads, not by message: a personalised row's message is new every row.
+            self._dlt_passed = dlt_fields(message)
         key = (message.body or "", message.unicode)
         info = self._segments.get(key)
         if info is None:
