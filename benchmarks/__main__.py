@@ -83,7 +83,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="rounds per scenario (default 3; quick: 1)")
     parser.add_argument(
         "--only",
-        help="comma-separated steps: bulk, otp, wan, limit200, limit2000, rss5m, receipts",
+        help="comma-separated steps: bulk, otp, wan, limit200, limit2000, personalised, "
+        "cpu_personalised, cpu_bulk, rss5m, receipts",
     )
     parser.add_argument("--rss-5m", action="store_true", help="add the 1M-vs-5M RSS step")
     parser.add_argument("--rss-rows", default="1000000,5000000", help=argparse.SUPPRESS)

@@ -132,6 +132,11 @@ class RunRecord:
         return self.check.sent / self.child.wall_s
 
     @property
+    def requests(self) -> float:
+        """Requests the sandbox accepted in the run."""
+        return float(self.stats.get("accepted_requests", 0))
+
+    @property
     def requests_per_s(self) -> float:
         """Requests the sandbox accepted, per second of the child's whole life."""
         return float(self.stats.get("accepted_requests", 0)) / self.child.wall_s
@@ -176,6 +181,7 @@ class RunRecord:
             "launcher_rss_mb": self.child.launcher_rss_mb,
             "other_load_cores": self.other_load_cores,
             "recipients_per_s": self.recipients_per_s,
+            "requests": self.requests,
             "requests_per_s": self.requests_per_s,
             "server_rate_per_s": self.server_rate_per_s,
             "server_mean_rate_per_s": self.server_mean_rate_per_s,

@@ -37,6 +37,7 @@ __all__ = [
 BASELINE: Final = "aiohttp"
 _METRICS: Final = (
     "recipients_per_s",
+    "requests",
     "requests_per_s",
     "server_rate_per_s",
     "server_mean_rate_per_s",
@@ -188,7 +189,66 @@ _NEEDS: Final[Mapping[str, frozenset[str]]] = {
     "bulk recipients/s vs (b) httpx": frozenset({"bulk"}),
     "OTP requests/s vs (a) aiohttp": frozenset({"otp"}),
     "WAN accepted req/s": frozenset({"wan"}),
+    "personalised: requests": frozenset({"personalised"}),
+    "personalised: wall time": frozenset({"personalised"}),
+    "CPU /100k rows: personalised vs bulk": frozenset({"cpu_personalised", "cpu_bulk"}),
 }
+
+#: Nodes per /sms/json request at our default (``dispatch.json_batch_size``).
+_NODES_PER_REQUEST: Final = 100
+
+
+def _personalised_targets(rows: Sequence[Row], records: Sequence[RunRecord]) -> list[Target]:
+    """Requests and wall time of ours at the 166/s limit; CPU per row against bulk's."""
+    targets: list[Target] = []
+    runs = [r for r in records if r.scenario == "personalised" and r.contender == "ours"]
+    if runs:
+        row = _find(rows, "personalised", "ours")
+        rate = row.scenario.sandbox_rate_per_s if row else 0
+        most = -(-runs[0].rows // _NODES_PER_REQUEST)
+        made = [r.requests for r in runs]
+        correct = all(r.ok for r in runs)
+        targets.append(
+            Target(
+                name="personalised: requests",
+                goal=f"<= {most:,} for {runs[0].rows:,} rows",
+                measured=f"{min(made):,.0f}-{max(made):,.0f}",
+                passed=max(made) <= most and correct,
+            )
+        )
+        slack = [r.child.wall_s / (r.requests / rate) for r in runs if r.requests and rate]
+        if slack:
+            s = spread(slack)
+            assert s is not None
+            targets.append(
+                Target(
+                    name="personalised: wall time",
+                    goal=f"<= 1.2x requests / {rate}",
+                    measured=f"{s.median:.2f}x (runs {s.low:.2f}-{s.high:.2f})",
+                    passed=s.median <= 1.2 and correct,
+                )
+            )
+    mine = sorted(
+        (r for r in records if r.scenario == "cpu_personalised" and r.contender == "ours"),
+        key=lambda r: r.round,
+    )
+    bulk = sorted(
+        (r for r in records if r.scenario == "cpu_bulk" and r.contender == "ours"),
+        key=lambda r: r.round,
+    )
+    ratio = spread(
+        paired_ratios([r.cpu_s_per_100k for r in mine], [r.cpu_s_per_100k for r in bulk])
+    )
+    if ratio is not None:
+        targets.append(
+            Target(
+                name="CPU /100k rows: personalised vs bulk",
+                goal="<= 1.2x",
+                measured=f"{ratio.median:.2f}x (runs {ratio.low:.2f}-{ratio.high:.2f})",
+                passed=ratio.median <= 1.2 and all(r.ok for r in mine + bulk),
+            )
+        )
+    return targets
 
 
 def evaluate_targets(rows: Sequence[Row], records: Sequence[RunRecord]) -> list[Target]:
@@ -256,6 +316,7 @@ def evaluate_targets(rows: Sequence[Row], records: Sequence[RunRecord]) -> list[
                 passed=mean.median >= 0.98 * configured and row.ok_runs == row.runs,
             )
         )
+    targets += _personalised_targets(rows, records)
     ran = {row.scenario.key for row in rows}
     targets = [t for t in targets if t.measured != "not run" or not ran.isdisjoint(_NEEDS[t.name])]
     if bulk is not None and (rss := bulk.fig("max_rss_mb")) is not None:

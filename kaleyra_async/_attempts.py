@@ -9,7 +9,7 @@ from typing import Protocol
 from ._exceptions import KaleyraError
 from ._models import Message, SendResult
 
-__all__ = ["Attempts", "ValidatedSend"]
+__all__ = ["Attempts", "ValidatedJsonSend", "ValidatedSend"]
 
 
 class Attempts(Protocol):
@@ -34,4 +34,13 @@ class ValidatedSend(Protocol):
 
     def __call__(
         self, message: Message, recipients: Sequence[str], *, attempts: Attempts | None = None
+    ) -> Awaitable[SendResult]: ...
+
+
+class ValidatedJsonSend(Protocol):
+    """Sends validated (E.164 number, message) nodes as one ``/sms/json`` request, reporting
+    attempts: the pipeline's send for personalised rows."""
+
+    def __call__(
+        self, nodes: Sequence[tuple[str, Message]], *, attempts: Attempts | None = None
     ) -> Awaitable[SendResult]: ...

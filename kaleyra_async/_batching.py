@@ -1,30 +1,42 @@
-"""Grouping rows with identical payloads into multi-recipient requests, and the OTP guard (pure).
+"""Grouping rows into requests, and the OTP guard (pure).
 
-A request is a :class:`Batch`: one :class:`~kaleyra_async._models.Message` and up to
-``batch_size`` rows. Two rows join the same batch only when their messages compare equal, so
-everything that goes on the wire except ``to`` is the same for every recipient of a request.
+A request is a :class:`Batch`. On ``/sms`` it is one :class:`~kaleyra_async._models.Message`
+and up to ``batch_size`` rows whose messages compare equal, so everything on the wire except
+``to`` is the same for every recipient. On ``/sms/json`` each row is a node with its own
+message; the rows share the request's top-level fields (``type``, ``time``; see
+``_protocol.top_level``), and there are up to ``json_batch_size`` of them.
 
-The OTP guard lives in :class:`Batch` itself: constructing a batch of an OTP message with more
-than one row raises, so no code path, setting or future change can put two recipients in an
-OTP request without a test failing.
+Rows are grouped by message first; a group that closes with a single row (its payload is its
+own: a personalised row) joins the ``/sms/json`` group of its top-level fields, when it may
+(``json_batch_size`` > 0, not OTP, no field without a node). So identical payloads keep going
+100 recipients a request on ``/sms``, and personalised ones share requests too.
+
+The OTP guard lives in :class:`Batch` itself: constructing an ``/sms`` batch of an OTP message
+with more than one row, or an ``/sms/json`` batch holding an OTP row, raises, so no code path,
+setting or future change can put two recipients in an OTP request without a test failing.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
-from collections.abc import Iterator
-from typing import Final
+import operator
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from ._exceptions import ValidationError
-from ._limits import MAX_RECIPIENTS
+from ._limits import MAX_JSON_NODES, MAX_RECIPIENTS
 from ._models import Encoding, Message
+from ._protocol import TOP_LEVEL_FIELDS, fields_without_node, top_level
 
-__all__ = ["Batch", "Batcher", "PreparedRow", "RepeatFilter"]
+__all__ = ["Batch", "BatchEndpoint", "Batcher", "PreparedRow", "RepeatFilter"]
 
-#: Open batches (distinct messages) held at once before the oldest is closed early: personalised
+#: Open groups (distinct messages) held at once before the oldest is closed early: personalised
 #: rows each open one, and a bound keeps validation about as fast as sending.
 DEFAULT_MAX_OPEN: Final = 256
+
+BatchEndpoint = Literal["sms", "sms/json"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,14 +55,29 @@ class PreparedRow:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Batch:
-    """One request's worth of rows that share a message."""
+    """One request's worth of rows.
+
+    ``message`` is every row's message on ``/sms``; on ``/sms/json`` it is their shared
+    top-level part, and each row's own message is its node.
+    """
 
     message: Message
     rows: tuple[PreparedRow, ...]
+    endpoint: BatchEndpoint = "sms"
 
     def __post_init__(self) -> None:
         if not self.rows:
             raise ValueError("a batch needs at least one row")
+        if self.endpoint == "sms/json":
+            if self.message.is_otp or any(r.message.is_otp for r in self.rows):
+                raise ValidationError(
+                    "type", "otp_not_in_json", "an OTP row never goes in an /sms/json request"
+                )
+            if len(self.rows) > MAX_JSON_NODES:
+                raise ValidationError(
+                    "sms", "max_nodes", f"at most {MAX_JSON_NODES} nodes per request"
+                )
+            return
         if self.message.is_otp and len(self.rows) != 1:
             raise ValidationError(
                 "to", "otp_single_recipient", "an OTP request must have exactly one recipient"
@@ -64,6 +91,18 @@ class Batch:
     def recipients(self) -> list[str]:
         return [r.to for r in self.rows]
 
+    def ref_of(self, row: PreparedRow) -> str | None:
+        """The ``ref`` a row went out with: the request's on /sms, its node's on /sms/json."""
+        return row.message.ref if self.endpoint == "sms/json" else self.message.ref
+
+    @property
+    def nodes(self) -> list[tuple[str, Message]]:
+        """(number, message) per row: an ``/sms/json`` request's nodes."""
+        return [(r.to, r.message) for r in self.rows]
+
+
+K = TypeVar("K", bound=Hashable)
+
 
 @dataclasses.dataclass(slots=True)
 class _Open:
@@ -72,16 +111,80 @@ class _Open:
     deadline: float
 
 
+class _Groups(Generic[K]):
+    """Open groups of rows by key: each closes when full, when its linger expires, when a row
+    repeats one of its numbers, or (the oldest) when more than ``max_open`` are open."""
+
+    __slots__ = ("_max_open", "_max_wait_s", "_open", "_size")
+
+    def __init__(self, size: int, max_wait_s: float, max_open: int) -> None:
+        self._size = size
+        self._max_wait_s = max_wait_s
+        self._max_open = max_open
+        # Insertion order is deadline order: a key re-inserted after a flush goes to the end. An
+        # OrderedDict, as the oldest is taken often: a dict's first key is found by skipping
+        # the slots of every key deleted since its last resize.
+        self._open: collections.OrderedDict[K, _Open] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return sum(len(g.rows) for g in self._open.values())
+
+    def add(self, key: K, row: PreparedRow, now: float) -> list[tuple[K, list[PreparedRow]]]:
+        closed: list[tuple[K, list[PreparedRow]]] = []
+        current = self._open.get(key)
+        if current is not None and row.to in current.numbers:
+            closed.append(self._close(key))
+            current = None
+        if current is None:
+            current = self._open[key] = _Open([], set(), now + self._max_wait_s)
+        current.rows.append(row)
+        current.numbers.add(row.to)
+        if len(current.rows) >= self._size:
+            closed.append(self._close(key))
+        elif len(self._open) > self._max_open:
+            oldest, entry = self._open.popitem(last=False)  # see max_open
+            closed.append((oldest, entry.rows))
+        return closed
+
+    def due(self, now: float) -> list[tuple[K, list[PreparedRow]]]:
+        expired = [key for key, _ in self._until(now)]
+        return [self._close(key) for key in expired]
+
+    def next_deadline(self) -> float | None:
+        for entry in self._open.values():
+            return entry.deadline
+        return None
+
+    def drain(self) -> list[tuple[K, list[PreparedRow]]]:
+        return [self._close(key) for key in list(self._open)]
+
+    def _until(self, now: float) -> Iterator[tuple[K, _Open]]:
+        for key, entry in self._open.items():
+            if entry.deadline > now:
+                return
+            yield key, entry
+
+    def _close(self, key: K) -> tuple[K, list[PreparedRow]]:
+        return key, self._open.pop(key).rows
+
+
 class Batcher:
     """Collects rows into batches; flushes a batch when full or when its linger expires.
 
-    At most ``max_open`` batches are open at once: a row that opens one more closes the oldest
-    open batch early (a smaller request, nothing else changes).
+    At most ``max_open`` groups are open at each level (same message; same top-level fields):
+    a row that opens one more closes the oldest early (a smaller request, nothing else changes).
 
     Time is passed in (``now``), so the batcher is tested without a clock. A number is never
     put twice into one request: a repeat starts a new batch, because Kaleyra's handling of a
     duplicate recipient within one request is not documented (it might merge them, and then a
     row would have no message id).
+
+    Args:
+        batch_size: recipients per ``/sms`` request.
+        max_wait_s: how long a partial group waits for company, at each level.
+        max_open: open groups per level.
+        json_batch_size: nodes per ``/sms/json`` request; 0 or 1 (or a ``batch_size`` of 1)
+            sends each personalised row as an ``/sms`` request of its own.
     """
 
     def __init__(
@@ -90,65 +193,80 @@ class Batcher:
         batch_size: int = MAX_RECIPIENTS,
         max_wait_s: float = 0.05,
         max_open: int = DEFAULT_MAX_OPEN,
+        json_batch_size: int = 0,
     ) -> None:
         if not 1 <= batch_size <= MAX_RECIPIENTS:
             raise ValueError(f"batch_size must be 1..{MAX_RECIPIENTS}")
+        if not 0 <= json_batch_size <= MAX_JSON_NODES:
+            raise ValueError(f"json_batch_size must be 0..{MAX_JSON_NODES}")
         if max_open < 1:
             raise ValueError("max_open must be >= 1")
-        self._batch_size = batch_size
-        self._max_wait_s = max_wait_s
-        self._max_open = max_open
-        # Insertion order is deadline order: a key re-inserted after a flush goes to the end.
-        self._open: dict[Message, _Open] = {}
+        self._same: _Groups[Message] = _Groups(batch_size, max_wait_s, max_open)
+        # batch_size 1 asks for one recipient per request: personalised rows too.
+        self._nodes: _Groups[tuple[Any, ...]] | None = (
+            _Groups(json_batch_size, max_wait_s, max_open)
+            if json_batch_size > 1 and batch_size > 1
+            else None
+        )
 
     def __len__(self) -> int:
         """Rows waiting in open batches."""
-        return sum(len(b.rows) for b in self._open.values())
+        return len(self._same) + (len(self._nodes) if self._nodes is not None else 0)
 
     def add(self, row: PreparedRow, now: float) -> list[Batch]:
         """Add a row; return the batches that are now ready to send (possibly none)."""
         message = row.message
         if message.is_otp:
             return [Batch(message, (row,))]
-        ready: list[Batch] = []
-        current = self._open.get(message)
-        if current is not None and row.to in current.numbers:
-            ready.append(self._close(message))
-            current = None
-        if current is None:
-            current = self._open[message] = _Open([], set(), now + self._max_wait_s)
-        current.rows.append(row)
-        current.numbers.add(row.to)
-        if len(current.rows) >= self._batch_size:
-            ready.append(self._close(message))
-        elif len(self._open) > self._max_open:
-            ready.append(self._close(next(iter(self._open))))  # the oldest: see max_open
-        return ready
+        return self._settle(self._same.add(message, row, now), now)
 
     def due(self, now: float) -> list[Batch]:
         """Close and return the batches whose linger has expired at ``now``."""
-        expired = [key for key, _ in self._until(now)]
-        return [self._close(key) for key in expired]
+        ready = self._settle(self._same.due(now), now)
+        if self._nodes is not None:
+            ready += [self._json(rows) for _, rows in self._nodes.due(now)]
+        return ready
 
     def next_deadline(self) -> float | None:
         """When the oldest open batch must be flushed, or None if nothing is open."""
-        for entry in self._open.values():
-            return entry.deadline
-        return None
+        same = self._same.next_deadline()
+        nodes = self._nodes.next_deadline() if self._nodes is not None else None
+        if same is None or nodes is None:
+            return nodes if same is None else same
+        return min(same, nodes)
 
     def drain(self) -> list[Batch]:
         """Close and return every open batch."""
-        return [self._close(key) for key in list(self._open)]
+        ready = self._settle(self._same.drain(), None)
+        if self._nodes is not None:
+            ready += [self._json(rows) for _, rows in self._nodes.drain()]
+        return ready
 
-    def _until(self, now: float) -> Iterator[tuple[Message, _Open]]:
-        for key, entry in self._open.items():
-            if entry.deadline > now:
-                return
-            yield key, entry
+    def _settle(
+        self, closed: list[tuple[Message, list[PreparedRow]]], now: float | None
+    ) -> list[Batch]:
+        """Closed same-message groups as ``/sms`` batches; a lone row that may go in
+        ``/sms/json`` joins its top-level group instead (``now`` None: no linger left)."""
+        ready: list[Batch] = []
+        nodes = self._nodes
+        for message, rows in closed:
+            if nodes is None or len(rows) != 1 or fields_without_node(message):
+                ready.append(Batch(message, tuple(rows)))
+                continue
+            key = _top_level_key(message)
+            for _, group in nodes.add(key, rows[0], -1.0 if now is None else now):
+                ready.append(self._json(group))
+        return ready
 
-    def _close(self, key: Message) -> Batch:
-        entry = self._open.pop(key)
-        return Batch(key, tuple(entry.rows))
+    @staticmethod
+    def _json(rows: list[PreparedRow]) -> Batch:
+        if len(rows) == 1:  # alone after all: a plain /sms request says the same
+            return Batch(rows[0].message, (rows[0],))
+        return Batch(top_level(rows[0].message), tuple(rows), "sms/json")
+
+
+#: A message's top-level fields as a tuple: equal tuples, equal ``top_level`` messages.
+_top_level_key: Final[Callable[[Message], tuple[Any, ...]]] = operator.attrgetter(*TOP_LEVEL_FIELDS)
 
 
 #: Distinct messages whose digest is kept for reuse (a constant body is digested once a run).

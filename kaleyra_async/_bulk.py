@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import anyio
 
-from ._client import KaleyraClient, validated_send
+from ._client import KaleyraClient, validated_send, validated_send_json
 from ._config import Config
 from ._dispatch import dispatch
 from ._exceptions import ConfigError, unwrap_group
@@ -139,12 +139,13 @@ async def send_bulk(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.run)
                 send = None if options.dry_run or client is None else validated_send(client)
+                send_json = None if send is None or client is None else validated_send_json(client)
                 try:
                     await dispatch(
                         rows, preparer, send, writer=writer, config=config.dispatch,
                         retry_ambiguous=config.retry.retry_ambiguous, summary=summary,
                         progress=progress, stop=stop, on_results=on_results,
-                        references=references,
+                        references=references, send_json=send_json,
                     )  # fmt: skip
                 finally:
                     await writer.aclose()

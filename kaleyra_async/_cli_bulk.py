@@ -63,6 +63,15 @@ def add_send_bulk(add_command: Callable[..., argparse.ArgumentParser]) -> None:
     bulk.add_argument("--rate", type=positive_float, metavar="N", help="requests/s for the pod")
     bulk.add_argument("--concurrency", type=positive_int, metavar="N", help="requests in flight")
     bulk.add_argument("--batch-size", type=positive_int, metavar="N", help="recipients/request")
+    bulk.add_argument(
+        "--personalised",
+        choices=("json", "single"),
+        help="personalised rows: json = many per /sms/json request (default), single = one "
+        "/sms request each",
+    )
+    bulk.add_argument(
+        "--json-batch-size", type=positive_int, metavar="N", help="nodes per /sms/json request"
+    )
     bulk.add_argument("--max-wait-ms", type=float, metavar="MS", help="linger of a partial batch")
     bulk.add_argument("--dedupe", action="store_true", help="skip repeats of number + message")
     bulk.add_argument("--dry-run", action="store_true", help="send nothing; print the plan")
@@ -95,7 +104,8 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
         logger.info("results go to stdout; use --out results.ndjson to keep them and resume")
     d = config.dispatch
     logger.info(
-        "%s %s to %s (pod %s, %g requests/s, %d in flight, batches of %d)%s; results to %s",
+        "%s %s to %s (pod %s, %g requests/s, %d in flight, batches of %d, personalised: %s)%s; "
+        "results to %s",
         "planning" if args.dry_run else "sending",
         "stdin" if args.input == "-" else args.input,
         without_userinfo(config.host),
@@ -103,6 +113,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
         config.pod_config.rate_per_s,
         d.concurrency,
         d.batch_size,
+        f"{d.json_batch_size} per /sms/json" if d.personalised == "json" else "one per /sms",
         ", resuming" if args.resume else "",
         args.out or "stdout",
     )
@@ -246,7 +257,10 @@ def _print_counts(summary: Any, config: Config, args: argparse.Namespace, elapse
         print(f"  invalid:          {s['invalid']}", file=out)
         hint = "" if config.dispatch.dedupe else " (sent anyway; --dedupe skips them)"
         print(f"  duplicates:       {summary.duplicates}{hint}", file=out)
-        print(f"  requests:         {summary.requests}", file=out)
+        endpoints = ", ".join(
+            f"/{name}: {n}" for name, n in sorted(summary.requests_by_endpoint.items())
+        )
+        print(f"  requests:         {summary.requests} ({endpoints or 'none'})", file=out)
         if summary.encodings:
             print(f"  encodings:        {dict(summary.encodings)}", file=out)
         if summary.segments:

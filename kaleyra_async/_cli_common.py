@@ -110,6 +110,8 @@ def config_from(args: argparse.Namespace, *, require_credentials: bool = True) -
         ("concurrency", "concurrency"),
         ("batch_size", "batch_size"),
         ("max_wait_ms", "max_wait_ms"),
+        ("json_batch_size", "json_batch_size"),
+        ("personalised", "personalised"),
     ):
         if getattr(args, arg, None) is not None:
             dispatch[key] = getattr(args, arg)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, TypeVar, Unpack
 
 import anyio
 
-from ._attempts import Attempts, ValidatedSend
+from ._attempts import Attempts, ValidatedJsonSend, ValidatedSend
 from ._config import (
     Config,
     HttpConfig,
@@ -53,6 +53,7 @@ from ._protocol import (
     build_create_sender_ids,
     build_delete_sender_ids,
     build_send,
+    build_send_json,
     build_status,
 )
 from ._ratelimit import RequestLimiter
@@ -60,13 +61,13 @@ from ._responses import parse_send, parse_sender_ids, parse_status
 from ._retry import call_with_retry
 from ._secrecy import HeaderSecret, encrypted_or_local, scrubbed
 from ._senders import validate_sender_ids, validate_sender_names
-from ._validate import chunked, validate_message, validate_recipients
+from ._validate import chunked, validate_json_nodes, validate_message, validate_recipients
 from ._version import __version__
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["KaleyraClient", "validated_send"]
+__all__ = ["KaleyraClient", "validated_send", "validated_send_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +277,58 @@ class KaleyraClient:
             )
         return await self.send(Message.of("OTP", fields), [to])
 
+    async def send_personalised(self, nodes: Sequence[tuple[str, Message]]) -> SendResult:
+        """Send a different message to each number in one request (``POST /sms/json``).
+
+        Each (number, message) pair is a node of the request's ``sms[]``: its sender (``from``
+        there), body, template id, unicode and callback profile are its own; the other fields
+        (``type``, ``time``) are the request's, so every message must share them; ``ref``,
+        ``ref1`` and ``ref2`` are the node's. Per-recipient ``template_data``, ``flash`` and
+        ``ref_custom`` have no node: send those by :meth:`send`. India's DLT rules apply to each
+        node bound for an Indian number from the IN pod, as on ``/sms``.
+        Kaleyra does not document this endpoint's answer: it is read as ``/sms``'s, each
+        receipt matched to its node by number (:meth:`SendResult.message_ids`); a number
+        without a message id in an accepted answer was maybe sent (never resent).
+
+        Args:
+            nodes: 1..1000 (number, message) pairs, each number once; no OTP message.
+
+        Returns:
+            The accepted request, with ``attempts`` set.
+
+        Raises:
+            ValidationError: before any request, naming the node (``sms[3].body``), when a
+                number or field breaks a rule or the nodes cannot share one request.
+            APIError, TransportError, KaleyraError: as :meth:`send`.
+        """
+        self._check_open()
+        valid: list[tuple[str, Message]] = []
+        for i, (number, message) in enumerate(nodes):
+            try:
+                e164 = self._normalize(number)
+                checked = validate_message(message, pod=self.pod)
+                if dlt_applies(self.pod, e164):
+                    check_dlt(checked)
+            except ValidationError as exc:
+                raise ValidationError(
+                    f"sms[{i}].{exc.field}", exc.rule, exc.reason, code=exc.code
+                ) from None
+            valid.append((e164, checked))
+        return await self._send_json_valid(valid)
+
+    async def _send_json_valid(
+        self, nodes: Sequence[tuple[str, Message]], *, attempts: Attempts | None = None
+    ) -> SendResult:
+        """Send validated nodes to E.164 numbers as one ``/sms/json`` request (the pipeline's
+        entry point for personalised rows); the request-level rules are checked here, always."""
+        self._check_open()
+        validate_json_nodes(nodes)
+        request = build_send_json(nodes)
+        result, made = await self._call(
+            request, parse_send, otp=False, recipients=len(nodes), attempts=attempts
+        )
+        return result if made == 1 else dataclasses.replace(result, attempts=made)
+
     async def _send_valid(
         self,
         message: Message,
@@ -431,5 +484,17 @@ def validated_send(client: KaleyraClient) -> ValidatedSend:
         message: Message, recipients: Sequence[str], *, attempts: Attempts | None = None
     ) -> SendResult:
         return await client._send_valid(message, recipients, attempts=attempts)
+
+    return send
+
+
+def validated_send_json(client: KaleyraClient) -> ValidatedJsonSend:
+    """The client's ``/sms/json`` send for nodes the bulk pipeline has validated already (the
+    request-level rules are still checked), reporting each attempt like :func:`validated_send`."""
+
+    async def send(
+        nodes: Sequence[tuple[str, Message]], *, attempts: Attempts | None = None
+    ) -> SendResult:
+        return await client._send_json_valid(nodes, attempts=attempts)
 
     return send

@@ -11,7 +11,15 @@ from typing import Any, Final, Literal
 
 from ._delivery import RECEIPT_FIELDS
 from ._exceptions import ConfigError
-from ._limits import DEFAULT_POD_HOSTS, MAX_RECIPIENTS, PODS, default_type, resolve_host
+from ._limits import (
+    DEFAULT_JSON_BATCH_SIZE,
+    DEFAULT_POD_HOSTS,
+    MAX_JSON_NODES,
+    MAX_RECIPIENTS,
+    PODS,
+    default_type,
+    resolve_host,
+)
 
 __all__ = [
     "Config",
@@ -183,6 +191,11 @@ class DispatchConfig:
     dedupe: bool = False
     #: On Ctrl-C / SIGTERM, how long in-flight requests may take to finish.
     drain_timeout_s: float = 30.0
+    #: Personalised rows (a payload of their own): "json" sends them together as the nodes of
+    #: ``/sms/json`` requests; "single" sends each as a ``/sms`` request of its own.
+    personalised: Literal["json", "single"] = "json"
+    #: Nodes per ``/sms/json`` request (at most MAX_JSON_NODES).
+    json_batch_size: int = DEFAULT_JSON_BATCH_SIZE
 
     def __post_init__(self) -> None:
         require(
@@ -194,6 +207,16 @@ class DispatchConfig:
         require(self.concurrency >= 1, "dispatch.concurrency", "must be >= 1")
         require(0 <= self.otp_share < 1, "dispatch.otp_share", "must be in [0, 1)")
         require(self.drain_timeout_s >= 0, "dispatch.drain_timeout_s", "must be >= 0")
+        require(
+            self.personalised in ("json", "single"),
+            "dispatch.personalised",
+            "must be json or single",
+        )
+        require(
+            1 <= self.json_batch_size <= MAX_JSON_NODES,
+            "dispatch.json_batch_size",
+            f"must be 1..{MAX_JSON_NODES}",
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,7 +23,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._attempts import ValidatedSend
+from ._attempts import ValidatedJsonSend, ValidatedSend
 from ._batching import Batch, Batcher, PreparedRow, RepeatFilter
 from ._config import DispatchConfig
 from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
@@ -60,6 +60,7 @@ async def dispatch(
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
+    send_json: ValidatedJsonSend | None = None,
     references: RequestReferences | None = None,
 ) -> BulkSummary:
     """Run the whole pipeline over ``source`` and record one result per row through ``writer``.
@@ -77,6 +78,9 @@ async def dispatch(
         stop: set it to stop gracefully: reading stops, requests in flight finish (bounded by
             ``drain_timeout_s``) and have their outcome recorded; rows not yet sent get no line.
         on_results: called with each block of results as they are recorded.
+        send_json: sends personalised rows as the nodes of one ``/sms/json`` request; without
+            it (or with ``config.personalised = "single"``) each goes as a ``/sms`` request of
+            its own. A dry run plans ``/sms/json`` requests as the config says.
         references: put a reference naming the run and the request in ``ref`` of requests
             that ask for receipts (and in their rows' results).
 
@@ -100,6 +104,7 @@ async def dispatch(
         progress=progress,
         stop=stop if stop is not None else anyio.Event(),
         on_results=on_results,
+        send_json=send_json,
         references=references,
     )
     await run.go()
@@ -121,6 +126,7 @@ class _Run:
     stop: anyio.Event
     on_results: Callable[[Sequence[RowResult]], None] | None
     references: RequestReferences | None
+    send_json: ValidatedJsonSend | None = None
     queue: LaneQueue = dataclasses.field(init=False)
     flights: set[Flight] = dataclasses.field(init=False, default_factory=set)
     repeats: RepeatFilter = dataclasses.field(init=False, default_factory=RepeatFilter)
@@ -200,6 +206,7 @@ class _Run:
             batch_size=self.config.batch_size,
             # A dry run sends nothing, so there is nothing to linger for.
             max_wait_s=math.inf if self.dry_run else self.config.max_wait_ms / 1000,
+            json_batch_size=self._json_batch_size(),
         )
         async with rows:
             while True:
@@ -284,6 +291,12 @@ class _Run:
             ready.extend(batcher.add(prepared, now))
         return results, ready
 
+    def _json_batch_size(self) -> int:
+        """Nodes per ``/sms/json`` request, or 0 when personalised rows go one per request."""
+        if self.config.personalised != "json" or not (self.dry_run or self.send_json):
+            return 0
+        return self.config.json_batch_size
+
     def _first_time(self, prepared: PreparedRow | RowResult) -> bool:
         """Remember (number, message); False when it was seen before."""
         if isinstance(prepared, RowResult):
@@ -293,6 +306,7 @@ class _Run:
     async def _submit(self, batch: Batch) -> None:
         if self.dry_run:
             self.summary.requests += 1
+            self.summary.requests_by_endpoint[batch.endpoint] += 1
             self._record([row_result(r, "planned") for r in batch.rows])
             return
         await self.queue.put(batch)
@@ -312,7 +326,11 @@ class _Run:
         self.flights.add(flight)
         try:
             with flight.scope:  # cancelled on stop while the request is not on the wire
-                result = await self.send(batch.message, batch.recipients, attempts=flight)
+                if batch.endpoint == "sms/json":
+                    assert self.send_json is not None
+                    result = await self.send_json(batch.nodes, attempts=flight)
+                else:
+                    result = await self.send(batch.message, batch.recipients, attempts=flight)
                 self.summary.requests_ok += 1
                 self._record(success_results(batch, result))
                 return
@@ -337,6 +355,7 @@ class _Run:
             self.flights.discard(flight)
             if flight.attempts:
                 self.summary.requests += 1
+                self.summary.requests_by_endpoint[batch.endpoint] += 1
         self._record(flight.abandoned())
 
     def _record(self, results: list[RowResult]) -> None:

@@ -17,6 +17,7 @@ This runs once per distinct body (the pipeline caches by body), in O(n) with set
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Final
 
@@ -50,6 +51,8 @@ _GSM: Final = GSM_BASIC | GSM_EXTENSION
 # Regular expressions and str.find keep the per-character work in C.
 _GSM_CLASS: Final = re.escape("".join(sorted(_GSM)))
 _ALL_GSM: Final = re.compile(f"[{_GSM_CLASS}]*")
+# Most bodies need no extension character: one match tells, with no search for them.
+_ALL_GSM_BASIC: Final = re.compile(f"[{re.escape(''.join(sorted(GSM_BASIC)))}]*")
 _ASTRAL: Final = re.compile("[\U00010000-\U0010ffff]")
 _GSM_EXTENSION_CHARS: Final = tuple(sorted(GSM_EXTENSION))
 
@@ -83,6 +86,8 @@ def analyse(body: str, *, unicode: str | None = None) -> SegmentInfo:
     or ``"AUTO"`` detects the encoding from the body. An empty body is 0 units in 1 segment (a
     template message with no body of its own still goes out as at least one SMS).
     """
+    if unicode != "1" and _ALL_GSM_BASIC.fullmatch(body) is not None:
+        return _basic(len(body))
     all_gsm = _ALL_GSM.fullmatch(body) is not None
     if unicode == "0" or (all_gsm and unicode != "1"):
         doubles = _find_all(body, _GSM_EXTENSION_CHARS)
@@ -94,6 +99,13 @@ def analyse(body: str, *, unicode: str | None = None) -> SegmentInfo:
     segments = _segments(len(body), units, doubles, UCS2_SINGLE_UNITS, UCS2_PART_UNITS)
     forcing = () if unicode == "1" else tuple(ch for ch in dict.fromkeys(body) if ch not in _GSM)
     return SegmentInfo(encoding="UCS-2", units=units, segments=segments, unicode_chars=forcing)
+
+
+@functools.cache
+def _basic(length: int) -> SegmentInfo:
+    """A GSM-7 body of ``length`` characters without extension characters (one per length)."""
+    segments = _segments(length, length, [], GSM_SINGLE_SEPTETS, GSM_PART_SEPTETS)
+    return SegmentInfo(encoding="GSM-7", units=length, segments=segments)
 
 
 def _find_all(body: str, chars: tuple[str, ...]) -> list[int]:

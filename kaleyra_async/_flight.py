@@ -101,7 +101,7 @@ class Flight:
                     error_code="interrupted",
                     error="run stopped while the request was in flight; not resent",
                     attempts=self.attempts,
-                    ref=self.batch.message.ref,
+                    ref=self.batch.ref_of(r),
                 )
                 for r in self.batch.rows
             ]

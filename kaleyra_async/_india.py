@@ -12,12 +12,17 @@ from ._exceptions import ValidationError
 from ._limits import DLT_HEADER, INDIA_PREFIX, NUMERIC_SENDER
 from ._models import Message
 
-__all__ = ["check_dlt", "dlt_applies"]
+__all__ = ["check_dlt", "dlt_applies", "dlt_fields"]
 
 
 def dlt_applies(pod: str, number: str) -> bool:
     """Whether India's DLT rules apply: the IN pod sending to a +91 number (E.164)."""
     return pod == "IN" and number.startswith(INDIA_PREFIX)
+
+
+def dlt_fields(message: Message) -> tuple[str | None, str | None]:
+    """What :func:`check_dlt` reads: messages with equal fields here pass or fail it alike."""
+    return message.template_id, message.sender
 
 
 def check_dlt(message: Message) -> None:

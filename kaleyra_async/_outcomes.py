@@ -52,7 +52,7 @@ def success_results(batch: Batch, result: SendResult) -> list[RowResult]:
                     error_code="no_message_id",
                     error="request accepted but no message id came back for this number",
                     attempts=result.attempts,
-                    ref=batch.message.ref,
+                    ref=batch.ref_of(row),
                 )
             )
         else:
@@ -63,7 +63,7 @@ def success_results(batch: Batch, result: SendResult) -> list[RowResult]:
                     message_id=message_id,
                     request_id=result.request_id,
                     attempts=result.attempts,
-                    ref=batch.message.ref,
+                    ref=batch.ref_of(row),
                 )
             )
     return out
@@ -88,7 +88,7 @@ def failure_results(batch: Batch, exc: KaleyraError, maybe_sent: bool) -> list[R
             error_code=exc.code,
             error=error,
             attempts=exc.attempts,
-            ref=batch.message.ref,
+            ref=batch.ref_of(r),
         )
         for r in batch.rows
     ]

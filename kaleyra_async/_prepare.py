@@ -19,7 +19,7 @@ from ._batching import PreparedRow
 from ._config import MessageDefaults
 from ._encoding import SegmentInfo, analyse
 from ._exceptions import ConfigError, ValidationError
-from ._india import check_dlt, dlt_applies
+from ._india import check_dlt, dlt_applies, dlt_fields
 from ._limits import REF_FIELDS, default_type
 from ._models import InputRow, Message, RowResult
 from ._phone import PhoneNormalizer
@@ -28,6 +28,7 @@ from ._validate import (
     validate_body,
     validate_flash,
     validate_message,
+    validate_message_body,
     validate_sender,
     validate_template_id,
     validate_type,
@@ -58,6 +59,8 @@ _PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}#]+)\}")
 # A header cell that is a phone number means the file has no header row.
 _LOOKS_LIKE_NUMBER: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}")
 _MAX_CACHED_MESSAGES: Final = 4096
+#: What the fields but the body are validated with: a body every rule accepts.
+_BODY_STAND_IN: Final = "x"
 K = TypeVar("K")
 
 
@@ -105,8 +108,8 @@ class RowPreparer:
         self._now = now
         self._messages: dict[Message, Message | ValidationError] = {}
         self._segments: dict[tuple[str, str | None], SegmentInfo] = {}
-        #: The last message that passed India's DLT check (rows of a run share message objects).
-        self._dlt_passed: Message | None = None
+        #: What the last message that passed India's DLT check had of what the check reads.
+        self._dlt_passed: tuple[str | None, str | None] | None = None
         self._columns: frozenset[str] = frozenset()
         self._to_column = plan.to_column
         self._overrides: tuple[str, ...] = ()
@@ -115,6 +118,11 @@ class RowPreparer:
         # validated Message, found with one dict lookup instead of being built and checked again.
         self._key_columns: tuple[str, ...] = ()
         self._by_key: dict[tuple[str, ...], Message | ValidationError] = {}
+        # The columns a message depends on but for its body, and the messages they make,
+        # validated with a stand-in body.
+        self._body_column = False
+        self._base_columns: tuple[str, ...] = ()
+        self._bases: dict[tuple[str, ...], Message | ValidationError] = {}
 
     def check_header(self, header: tuple[str, ...]) -> None:
         """Check that the input has the columns the plan needs.
@@ -185,6 +193,11 @@ class RowPreparer:
             key_columns = [*self._overrides, *_placeholders(self.plan.defaults.body or "")]
             key_columns += self.plan.defaults.template_data_columns
         self._key_columns = tuple(dict.fromkeys(key_columns))
+        self._body_column = "body" in columns
+        base_columns = [c for c in self._overrides if c != "body"]
+        self._base_columns = tuple(
+            dict.fromkeys([*base_columns, *self.plan.defaults.template_data_columns])
+        )
 
     def prepare(self, row: InputRow) -> PreparedRow | RowResult:
         """Return the row ready to send, or its ``invalid`` result."""
@@ -202,12 +215,13 @@ class RowPreparer:
         if isinstance(message, ValidationError):
             # Cached failures come back as values: re-raising one instance would grow its traceback.
             return _invalid(row.row, raw_to, message.code, str(message))
-        if dlt_applies(self.plan.pod, to) and message is not self._dlt_passed:
+        if dlt_applies(self.plan.pod, to) and dlt_fields(message) != self._dlt_passed:
             try:
                 check_dlt(message)
             except ValidationError as exc:
                 return _invalid(row.row, to, exc.code, str(exc))
-            self._dlt_passed = message
+            # By what it reads, not by message: a personalised row's message is new every row.
+            self._dlt_passed = dlt_fields(message)
         key = (message.body or "", message.unicode)
         info = self._segments.get(key)
         if info is None:
@@ -220,19 +234,39 @@ class RowPreparer:
         key = tuple([fields[c] for c in self._key_columns])
         message = self._by_key.get(key)
         if message is None:
-            message = _remember(self._by_key, key, lambda: self._build_message(fields))
+            # _remember, inlined: a personalised row comes here every time.
+            try:
+                message = self._build_message(fields)
+            except ValidationError as exc:
+                message = exc
+            if len(self._by_key) >= _MAX_CACHED_MESSAGES:
+                self._by_key.clear()
+            self._by_key[key] = message
         return message
 
     def _build_message(self, fields: Mapping[str, str]) -> Message | ValidationError:
+        body = fields["body"].strip() if self._body_column else ""
+        body_or_default = body or self.plan.defaults.body
+        if body_or_default is not None and self._fill_body:
+            body_or_default = _fill(body_or_default, fields)
+        # Everything but the body is checked once per distinct value (a personalised campaign
+        # changes only the body), then each row's body by the body's rules alone.
+        key = tuple([fields[c] for c in self._base_columns])
+        base = self._bases.get(key)
+        if base is None:
+            base = _remember(self._bases, key, lambda: self._validated(fields, _BODY_STAND_IN))
+        if isinstance(base, ValidationError):
+            # Report the first rule the row's own message breaks, as validate_message orders them.
+            return self._validated(fields, body_or_default)
+        return validate_message_body(base, body_or_default)
+
+    def _validated(self, fields: Mapping[str, str], body: str | None) -> Message | ValidationError:
         plan = self.plan
         values: dict[str, str] = {}
         for column in self._overrides:
             value = fields[column].strip()
             if value:
                 values[column] = value
-        body = values.get("body", plan.defaults.body)
-        if body is not None and self._fill_body:
-            body = _fill(body, fields)
         flash = plan.defaults.flash
         if "flash" in values:
             flash = validate_flash(values["flash"])

@@ -20,13 +20,18 @@ from ._limits import REF_FIELDS
 from ._models import Message, SenderId
 
 __all__ = [
+    "NODE_FIELDS",
+    "TOP_LEVEL_FIELDS",
     "Encoding",
     "Endpoint",
     "WireRequest",
     "build_create_sender_ids",
     "build_delete_sender_ids",
     "build_send",
+    "build_send_json",
     "build_status",
+    "fields_without_node",
+    "top_level",
 ]
 
 Endpoint = Literal["sms", "messages"]
@@ -108,6 +113,75 @@ def build_send(
     if encoding == "json":
         return WireRequest("POST", path, _JSON, orjson.dumps(fields))
     return WireRequest("POST", path, _FORM, _form_encode(fields))
+
+
+#: The message fields an ``/sms/json`` node carries, and their names there (the sender is
+#: ``from``). Everything else is top-level: shared by every node of a request.
+NODE_FIELDS: Final = (
+    ("sender", "from"),
+    ("body", "body"),
+    ("template_id", "template_id"),
+    ("unicode", "unicode"),
+    ("callback_profile_id", "callback_profile_id"),
+    *((name, name) for name in REF_FIELDS),
+)
+_NO_NODE_VALUES: Final[dict[str, Any]] = {name: None for name, _ in NODE_FIELDS}
+#: The other fields: what every node of one request shares.
+TOP_LEVEL_FIELDS: Final = tuple(
+    f.name for f in dataclasses.fields(Message) if f.name not in _NO_NODE_VALUES
+)
+
+
+def fields_without_node(message: Message) -> list[str]:
+    """The fields ``message`` sets that the ``/sms/json`` page gives no place (it goes by /sms)."""
+    names = []
+    if message.template_data:
+        names.append("template_data")
+    if message.flash:
+        names.append("flash")
+    if message.ref_custom:
+        names.append("ref_custom")
+    return names
+
+
+def top_level(message: Message) -> Message:
+    """What an ``/sms/json`` request's nodes must share: the message without its node fields."""
+    return dataclasses.replace(message, **_NO_NODE_VALUES)
+
+
+def build_send_json(nodes: Sequence[tuple[str, Message]]) -> WireRequest:
+    """Build ``POST /sms/json``: top-level fields plus one ``sms[]`` node per recipient.
+
+    ``type`` and ``time`` (and ``channel``/``source``, as on the page's sample) are top-level;
+    a node field whose value is the same in every node is sent once, as the top-level default,
+    and the others in each node that sets them. Always JSON: the endpoint is named for it.
+
+    Args:
+        nodes: (E.164 number, message) pairs that share :func:`top_level`; not validated here
+            (see ``_validate.validate_json_nodes``).
+    """
+    first = nodes[0][1]
+    fields: dict[str, Any] = {"channel": "SMS", "type": first.type, "source": "API"}
+    if first.time is not None:
+        fields["time"] = first.time
+    per_node: list[tuple[str, str]] = []
+    for name, wire in NODE_FIELDS:
+        value = getattr(first, name)
+        if all(getattr(m, name) == value for _, m in nodes):
+            if value is not None:
+                fields[wire] = value
+        else:
+            per_node.append((name, wire))
+    sms = []
+    for to, message in nodes:
+        node = {"to": to}
+        for name, wire in per_node:
+            value = getattr(message, name)
+            if value is not None:
+                node[wire] = value
+        sms.append(node)
+    fields["sms"] = sms
+    return WireRequest("POST", "/sms/json", _JSON, orjson.dumps(fields))
 
 
 def _form_encode(fields: Mapping[str, Any]) -> bytes:

@@ -31,8 +31,24 @@ class RequestReferences:
         return ref
 
     def apply(self, batch: Batch) -> Batch:
-        """The batch with a reference in ``ref`` when it asks for receipts and has none."""
+        """The batch with a reference in ``ref`` when it asks for receipts and has none; on
+        ``/sms/json``, in each node that asks and has none (and in the batch's top-level part,
+        which the journal keeps)."""
         message = batch.message
+        if batch.endpoint == "sms/json":
+            asking = [r.message.callback_profile_id and r.message.ref is None for r in batch.rows]
+            if not any(asking):
+                return batch
+            ref = self.next()
+            rows = tuple(
+                dataclasses.replace(r, message=dataclasses.replace(r.message, ref=ref))
+                if ask
+                else r
+                for r, ask in zip(batch.rows, asking, strict=True)
+            )
+            return dataclasses.replace(
+                batch, message=dataclasses.replace(message, ref=ref), rows=rows
+            )
         if message.callback_profile_id is None or message.ref is not None:
             return batch
         return dataclasses.replace(batch, message=dataclasses.replace(message, ref=self.next()))

@@ -22,6 +22,10 @@ class BulkSummary:
     rows: int = 0
     #: Requests sent (in a dry run: requests that would be sent).
     requests: int = 0
+    #: ``requests`` by endpoint: "sms", "sms/json".
+    requests_by_endpoint: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter
+    )
     by_status: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     requests_ok: int = 0
     reasons: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)

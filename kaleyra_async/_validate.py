@@ -9,8 +9,9 @@ reading is taken and written down next to the rule.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
@@ -19,6 +20,7 @@ from ._limits import (
     ALPHANUMERIC_SENDER,
     DLT_HEADER,
     MAX_BODY_CHARS,
+    MAX_JSON_NODES,
     MAX_RECIPIENTS,
     MAX_REF_CHARS,
     MAX_REF_CUSTOM_CHARS,
@@ -31,6 +33,7 @@ from ._limits import (
 )
 from ._models import Message
 from ._phone import is_e164
+from ._protocol import TOP_LEVEL_FIELDS, fields_without_node
 from ._schedule import validate_time
 
 __all__ = [
@@ -38,7 +41,9 @@ __all__ = [
     "chunked",
     "validate_body",
     "validate_flash",
+    "validate_json_nodes",
     "validate_message",
+    "validate_message_body",
     "validate_recipients",
     "validate_ref",
     "validate_ref_custom",
@@ -54,6 +59,8 @@ T = TypeVar("T")
 # Control characters other than tab, line feed, form feed (GSM-7 has it) and carriage return.
 _CONTROL: Final = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# Either of the two, found in one pass.
+_BODY_SUSPECT: Final = re.compile(f"{_CONTROL.pattern}|{_SURROGATE.pattern}")
 _TRUE: Final = frozenset({"1", "true"})
 _FALSE: Final = frozenset({"0", "false"})
 
@@ -292,6 +299,64 @@ def validate_recipients(recipients: Sequence[str], *, message_type: str) -> None
             )
 
 
+def validate_json_nodes(nodes: Sequence[tuple[str, Message]]) -> None:
+    """Check the nodes of one ``/sms/json`` request (their messages are validated already).
+
+    1 to ``MAX_JSON_NODES`` nodes, each an E.164 number given once; no OTP (an OTP request
+    has exactly one recipient, on ``/sms``); every message sets only fields that have a node
+    or are top-level, and shares the top-level ones (``type``, ``time``) with the first node.
+
+    Raises:
+        ValidationError: ``sms`` / ``required`` or ``max_nodes``; ``sms[i].to`` / ``format``
+            or ``duplicate``; ``sms[i].type`` / ``otp_not_in_json``; ``sms[i].<field>`` /
+            ``no_node_field`` or ``same_top_level``.
+    """
+    count = len(nodes)
+    if count == 0:
+        raise ValidationError("sms", "required", "at least one node is required")
+    if count > MAX_JSON_NODES:
+        raise ValidationError(
+            "sms", "max_nodes", f"has {count} nodes; at most {MAX_JSON_NODES} per request"
+        )
+    first = nodes[0][1]
+    if first.is_otp:
+        raise ValidationError(
+            "sms[0].type",
+            "otp_not_in_json",
+            "an OTP goes to one recipient per /sms request, never in /sms/json",
+        )
+    missing = fields_without_node(first)
+    if missing:
+        raise ValidationError(
+            f"sms[0].{missing[0]}",
+            "no_node_field",
+            "/sms/json has no place for it: send this message by /sms",
+        )
+    # Every node shares node 0's top-level fields, so none is OTP or sets a field without a node.
+    shared = _top_level(first)
+    seen: set[str] = set()
+    for i, (number, message) in enumerate(nodes):
+        if not isinstance(number, str) or not is_e164(number):
+            raise ValidationError(
+                f"sms[{i}].to", "format", f"{number!r} is not an E.164 number like +919876543210"
+            )
+        if number in seen:
+            raise ValidationError(
+                f"sms[{i}].to", "duplicate", f"{number} is in the request twice (one node each)"
+            )
+        seen.add(number)
+        if message is not first and _top_level(message) != shared:
+            name = next(n for n in TOP_LEVEL_FIELDS if getattr(message, n) != getattr(first, n))
+            raise ValidationError(
+                f"sms[{i}].{name}",
+                "same_top_level",
+                f"differs from node 0's; every node of a request shares its {name}",
+            )
+
+
+_top_level: Final = operator.attrgetter(*TOP_LEVEL_FIELDS)
+
+
 def validate_message(message: Message, *, pod: str, now: datetime | None = None) -> Message:
     """Run every field rule on ``message`` and return its normalised copy.
 
@@ -333,6 +398,35 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
     )
 
 
+# dataclasses.replace(message, body=body) without its per-call look-ups (it runs once per
+# personalised row): one constructor call naming every field, generated as dataclasses does.
+_with_body: Final[Callable[[Message, str | None], Message]] = eval(
+    "lambda m, body: Message("
+    + ", ".join(
+        "body=body" if f.name == "body" else f"{f.name}=m.{f.name}"
+        for f in dataclasses.fields(Message)
+    )
+    + ")",
+    {"Message": Message},
+)
+
+
+def validate_message_body(message: Message, body: str | None) -> Message:
+    """``message``, validated already, with another ``body``, checked by the rules that read the
+    body: :func:`validate_message` would give the same answer (a row's own body is the one
+    thing a personalised campaign changes, so the other fields are checked once, not per row).
+
+    Raises:
+        ValidationError: ``body`` / ``required``, ``max_length``, ``control_character`` or
+            ``not_text``.
+    """
+    if body is None or len(body) > MAX_BODY_CHARS or _BODY_SUSPECT.search(body) or not body.strip():
+        # Something may be wrong: the rules themselves say what (the common case skips them).
+        validate_body(body, template_id=message.template_id)
+        _check_text("body", body)
+    return _with_body(message, body)
+
+
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Yield consecutive slices of ``items`` of at most ``size`` elements (none when empty).
 
@@ -363,13 +457,17 @@ def _check_encodable(message: Message) -> None:
         *((f"ref_custom[{i}]", value) for i, value in enumerate(message.ref_custom)),
     ]
     for field, text in texts:
-        if isinstance(text, str) and (found := _SURROGATE.search(text)) is not None:
-            raise ValidationError(
-                field,
-                "not_text",
-                f"holds a lone surrogate (U+{ord(found.group()):04X}) at position "
-                f"{found.start() + 1}: not valid Unicode text",
-            )
+        _check_text(field, text)
+
+
+def _check_text(field: str, text: str | None) -> None:
+    if isinstance(text, str) and (found := _SURROGATE.search(text)) is not None:
+        raise ValidationError(
+            field,
+            "not_text",
+            f"holds a lone surrogate (U+{ord(found.group()):04X}) at position "
+            f"{found.start() + 1}: not valid Unicode text",
+        )
 
 
 def blank_to_none(value: str | None) -> str | None:

@@ -22,7 +22,7 @@ def library_example() -> str:
 
 
 async def test_readme_library_example_runs_against_the_sandbox(tmp_path: Path) -> None:
-    """Every call in the example succeeds and the sandbox accepts its four SMS."""
+    """Every call in the example succeeds and the sandbox accepts its six SMS."""
     code = library_example()
     assert "http://127.0.0.1:8787" in code
     async with Sandbox(SandboxConfig()) as sandbox:
@@ -31,7 +31,7 @@ async def test_readme_library_example_runs_against_the_sandbox(tmp_path: Path) -
         done = await anyio.run_process([sys.executable, str(script)], check=False)
         assert done.returncode == 0, done.stderr.decode()
         assert "MSG106" in done.stdout.decode()
-        assert len(sandbox.ledger_records()) == 4
+        assert len(sandbox.ledger_records()) == 6
 
 
 def test_readme_input_section_names_every_message_column() -> None:

@@ -40,7 +40,7 @@ def test_wrong_credentials_are_401_and_never_echo_the_key(api_key: str | None, s
 @pytest.mark.parametrize(
     ("method", "path", "status", "code"),
     [
-        pytest.param("POST", f"/v1/{DEFAULT_SID}/sms/json", 404, "E001", id="sms-json"),
+        pytest.param("POST", f"/v1/{DEFAULT_SID}/sms/xml", 404, "E001", id="sms-xml"),
         pytest.param("POST", "/v2/x/sms", 404, "E001", id="v2"),
         pytest.param("GET", "/", 404, "E001", id="root"),
         pytest.param("GET", f"/v1/{DEFAULT_SID}/sms", 405, "E002", id="get-send"),

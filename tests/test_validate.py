@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from kaleyra_async._exceptions import ValidationError
 from kaleyra_async._limits import MAX_SENDER_IDS_PER_DELETE, TYPES_BY_POD
 from kaleyra_async._models import Message
 from kaleyra_async._validate import (
@@ -15,6 +19,7 @@ from kaleyra_async._validate import (
     validate_body,
     validate_flash,
     validate_message,
+    validate_message_body,
     validate_recipients,
     validate_ref_custom,
     validate_sender,
@@ -509,3 +514,36 @@ def test_chunked_refuses_size_zero() -> None:
     """A chunk size below 1 is a programming error."""
     with pytest.raises(ValueError, match="size"):
         list(chunked([1], 0))
+
+
+# -- one row's body on a validated message (personalised rows) ------------------------------------
+
+_BASES = [
+    Message(body="x", sender="KLRHXA", type="TXN"),
+    Message(body="x", sender="KLRHXA", type="TXN", template_id="1107161234567890123"),
+]
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    base=st.sampled_from(_BASES),
+    body=st.none()
+    | st.text(max_size=30)
+    | st.sampled_from(["", "  ", "a\x00b", "\ud800 lone", "tab\tline\nff\x0c", "é" * 4001]),
+)
+def test_a_rows_body_gets_the_answer_validate_message_gives(
+    base: Message, body: str | None
+) -> None:
+    """validate_message_body(valid, body) returns or raises exactly what validate_message does
+    for the whole message with that body (the fast path checks only the body, once per row)."""
+    valid = validate_message(base, pod="IN", now=NOW)
+    whole = dataclasses.replace(valid, body=body)
+    try:
+        expected: Message | tuple[str, str] = validate_message(whole, pod="IN", now=NOW)
+    except ValidationError as exc:
+        expected = (exc.field, exc.rule)
+    try:
+        got: Message | tuple[str, str] = validate_message_body(valid, body)
+    except ValidationError as exc:
+        got = (exc.field, exc.rule)
+    assert got == expected

@@ -6,6 +6,9 @@ same as ``kaleyra_async send-bulk``'s. Stream the CSV, validate every number wit
 request of up to 100 recipients (an OTP row always alone), POST them as JSON with at most
 ``--concurrency`` requests in flight, and write one NDJSON line per row as answers arrive.
 
+With ``--rate N`` every attempt waits for its slot, N per second evenly spaced (what a careful
+user adds to stay inside a rate Kaleyra's support recommends); without it there is no limiter.
+
 Retries: 429 and 503 are retried after ``Retry-After`` (Kaleyra did not take the request);
 a connection that could not be opened is retried too. Anything else that may have reached the
 server (a timeout, a reset, a 5xx) is reported and not resent, because Kaleyra has no
@@ -43,7 +46,25 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--template-id", default="")
     p.add_argument("--region", default="IN", help="region for numbers without +")
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--rate", type=float, default=0.0, help="requests/s, evenly spaced; 0: none")
     return p.parse_args()
+
+
+class Pacer:
+    """Evenly spaced slots, ``rate`` per second: each caller sleeps until its own."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1 / rate if rate > 0 else 0.0
+        self.next_slot = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
 
 def rows(path: str, args: argparse.Namespace) -> Iterator[tuple[int, str, dict[str, Any] | None]]:
@@ -91,10 +112,11 @@ def batches(
 
 
 async def post(
-    session: aiohttp.ClientSession, url: str, payload: bytes
+    session: aiohttp.ClientSession, url: str, payload: bytes, pacer: Pacer
 ) -> tuple[int, dict[str, Any] | None, str]:
     """(HTTP status or 0, JSON body, error) after the safe retries."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
+        await pacer.wait()
         try:
             async with session.post(url, data=payload) as resp:
                 body = await resp.read()
@@ -118,10 +140,11 @@ async def send(
     batch: list[tuple[int, str]],
     out: BinaryIO,
     slots: asyncio.Semaphore,
+    pacer: Pacer,
 ) -> None:
     try:
         payload = orjson.dumps({**message, "to": ",".join(to for _, to in batch)})
-        status, body, error = await post(session, url, payload)
+        status, body, error = await post(session, url, payload, pacer)
         ids = {}
         if 200 <= status < 300 and body is not None:
             ids = {d["recipient"].lstrip("+"): d["message_id"] for d in body.get("data", ())}
@@ -145,6 +168,7 @@ async def run(args: argparse.Namespace, out: BinaryIO) -> None:
     url = f"{args.base_url.rstrip('/')}/v1/{os.environ['KALEYRA_SID']}/sms"
     headers = {"api-key": os.environ["KALEYRA_API_KEY"], "content-type": "application/json"}
     slots = asyncio.Semaphore(args.concurrency)
+    pacer = Pacer(args.rate)
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=60, connect=10)
     async with (
@@ -153,7 +177,7 @@ async def run(args: argparse.Namespace, out: BinaryIO) -> None:
     ):
         for message, batch in batches(rows(args.input, args), out):
             await slots.acquire()
-            tasks.create_task(send(session, url, message, batch, out, slots))
+            tasks.create_task(send(session, url, message, batch, out, slots, pacer))
 
 
 def main() -> int:

@@ -14,7 +14,9 @@ Endpoints (``<SID>`` is the account SID)
     ``POST /v1/<SID>/sms`` and ``POST /v1/<SID>/messages``: send one body to 1-100 recipients.
     ``POST|DELETE /v1/<SID>/sms/sender`` and ``/v1/<SID>/messages/sender``: sender IDs.
     ``GET /v1/<SID>/sms/status`` and ``/v1/<SID>/messages/status``: delivery status.
-    ``/sms/json`` (personalised bodies) is not implemented: 404.
+    ``POST /v1/<SID>/sms/json``: personalised bodies, one ``sms[]`` node per recipient, at most
+    ``--json-max-nodes`` (1000) of them; see ``_json_route`` for the rules and what is (ours).
+    Its ledger lines carry each node's own sender, body and template id.
 
 Send requests
     Bodies are JSON (``application/json``, or no Content-Type: the pages' only allowed type)

@@ -86,6 +86,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     add("--deliver-after-s", type=float, default=2.0, metavar="S", help="Sent -> Delivered delay")
     add("--flush-interval-s", type=float, default=0.2, metavar="S", help="ledger flush period")
+    add("--json-max-nodes", type=int, default=1000, metavar="N", help="nodes per /sms/json request")
     add("--status-capacity", type=int, default=100_000, metavar="N", help="requests remembered")
     add(
         "--callback-url",
@@ -121,6 +122,7 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
         keep_in_memory=args.keep_in_memory,
         flush_interval_s=args.flush_interval_s,
         status_capacity=args.status_capacity,
+        json_max_nodes=args.json_max_nodes,
         fail_rules=DEFAULT_FAIL_RULES if fail_rules is None else fail_rules,
     )
 

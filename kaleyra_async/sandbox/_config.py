@@ -175,6 +175,7 @@ class SandboxConfig:
         flush_interval_s: how often buffered ledger lines are written to the file.
         status_capacity: how many accepted requests the status API remembers (oldest dropped).
         arrival_log_size: how many recent arrival times ``stats.arrivals`` keeps.
+        json_max_nodes: nodes an ``/sms/json`` request may hold (a release note says 1000).
     """
 
     host: str = "127.0.0.1"
@@ -194,6 +195,7 @@ class SandboxConfig:
     flush_interval_s: float = 0.2
     status_capacity: int = 100_000
     arrival_log_size: int = 10_000
+    json_max_nodes: int = 1000
 
     def __post_init__(self) -> None:
         if self.pod not in TYPES_BY_POD:
@@ -205,6 +207,8 @@ class SandboxConfig:
             raise ValueError("flush_interval_s must be > 0")
         if self.status_capacity < 1 or self.arrival_log_size < 0:
             raise ValueError("status_capacity must be >= 1 and arrival_log_size >= 0")
+        if self.json_max_nodes < 1:
+            raise ValueError("json_max_nodes must be >= 1")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
 

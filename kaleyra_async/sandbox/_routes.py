@@ -25,6 +25,7 @@ from ._fields import (
     read_body,
     recipients,
 )
+from ._json_route import send_json
 from ._replies import Reject, envelope, json_response
 from ._rules import (
     FLASH_VALUES,
@@ -283,6 +284,7 @@ _STATUS: Final[Mapping[str, Route]] = {"GET": _status}
 #: The path after ``/v1/<SID>/`` -> method -> route.
 ROUTES: Final[Mapping[tuple[str, ...], Mapping[str, Route]]] = {
     ("sms",): _SEND,
+    ("sms", "json"): {"POST": send_json},
     ("messages",): _SEND,
     ("sms", "sender"): _SENDER,
     ("messages", "sender"): _SENDER,

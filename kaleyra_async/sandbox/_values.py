@@ -84,24 +84,37 @@ class Acceptance:
     template_id: str | None
     accepted_at: str
     fault: str | None = None
+    #: ``/sms/json``: each recipient's own (sender, body, template_id), in recipient order;
+    #: None when every recipient got the fields above.
+    nodes: tuple[tuple[str, str | None, str | None], ...] | None = None
 
     def records(self) -> Iterator[LedgerRecord]:
         """One record per recipient."""
         for n, digits in enumerate(self.recipients, 1):
+            sender, body, template_id = (
+                (self.sender, self.body, self.template_id)
+                if self.nodes is None
+                else self.nodes[n - 1]
+            )
             yield LedgerRecord(
                 message_id=f"{self.request_id}:{n}",
                 request_id=self.request_id,
                 recipient="+" + digits,
-                sender=self.sender,
+                sender=sender,
                 type=self.type,
-                body=self.body,
-                template_id=self.template_id,
+                body=body,
+                template_id=template_id,
                 accepted_at=self.accepted_at,
                 fault=self.fault,
             )
 
     def ndjson(self) -> bytes:
         """The ledger lines of every recipient, serialised once for the shared fields."""
+        if self.nodes is not None:
+            return b"".join(
+                orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+                for record in self.records()
+            )
         shared = orjson.dumps(
             {
                 "request_id": self.request_id,
