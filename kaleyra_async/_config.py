@@ -18,6 +18,7 @@ __all__ = [
     "HttpConfig",
     "MessageDefaults",
     "PodConfig",
+    "RedisConfig",
     "RetryPolicy",
     "Secret",
     "check_account",
@@ -27,6 +28,7 @@ ENV_API_KEY: Final = "KALEYRA_API_KEY"
 ENV_SID: Final = "KALEYRA_SID"
 ENV_POD: Final = "KALEYRA_POD"
 ENV_BASE_URL: Final = "KALEYRA_BASE_URL"
+ENV_REDIS_URL: Final = "KALEYRA_REDIS_URL"
 
 #: What an ``api-key`` header value may hold: visible ASCII, no space or control character.
 _HEADER_SAFE: Final = re.compile(r"[\x21-\x7e]+")
@@ -193,6 +195,33 @@ class DispatchConfig:
         require(self.drain_timeout_s >= 0, "dispatch.drain_timeout_s", "must be >= 0")
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RedisConfig:
+    """Redis, for a rate limit shared by many processes and for queued campaigns (optional)."""
+
+    #: ``redis://[[user]:password@]host[:port][/db]`` (or ``rediss://``); "" (the default): one
+    #: process, no Redis. Kept out of reprs: it may hold a password.
+    url: str = dataclasses.field(default="", repr=False)
+    #: How long an unreachable Redis is waited for before the run fails (it never sends
+    #: unthrottled instead).
+    unavailable_timeout_s: float = 10.0
+    #: A queued batch whose worker has not renewed it for this long (it died) is claimed by
+    #: another worker; longer than a worker can stall, as a live worker renews every third.
+    claim_idle_s: float = 30.0
+    #: Batches a queued campaign keeps on the stream at once (its requests in flight).
+    queue_depth: int = 512
+
+    def __post_init__(self) -> None:
+        require(
+            self.url == "" or self.url.startswith(("redis://", "rediss://", "unix://")),
+            "redis.url",
+            "must start with redis://, rediss:// or unix://",
+        )
+        require(self.unavailable_timeout_s > 0, "redis.unavailable_timeout_s", "must be > 0")
+        require(self.claim_idle_s > 0, "redis.claim_idle_s", "must be > 0")
+        require(self.queue_depth >= 1, "redis.queue_depth", "must be >= 1")
+
+
 def default_pods() -> Mapping[str, PodConfig]:
     return types.MappingProxyType({pod: PodConfig(host=DEFAULT_POD_HOSTS[pod]) for pod in PODS})
 
@@ -211,6 +240,7 @@ class Config:
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     dispatch: DispatchConfig = dataclasses.field(default_factory=DispatchConfig)
+    redis: RedisConfig = dataclasses.field(default_factory=RedisConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.api_key, str):  # accept a plain string, keep only the masked form

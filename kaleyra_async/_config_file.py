@@ -1,7 +1,8 @@
 """Loading a :class:`~._config.Config` from TOML and the environment.
 
 Precedence, lowest first: built-in defaults, the TOML file, environment variables
-(``KALEYRA_API_KEY``, ``KALEYRA_SID``, ``KALEYRA_POD``, ``KALEYRA_BASE_URL``), then whatever the
+(``KALEYRA_API_KEY``, ``KALEYRA_SID``, ``KALEYRA_POD``, ``KALEYRA_BASE_URL``,
+``KALEYRA_REDIS_URL``), then whatever the
 caller (for example the CLI) replaces with :func:`dataclasses.replace`.
 """
 
@@ -20,12 +21,14 @@ from ._config import (
     ENV_API_KEY,
     ENV_BASE_URL,
     ENV_POD,
+    ENV_REDIS_URL,
     ENV_SID,
     Config,
     DispatchConfig,
     HttpConfig,
     MessageDefaults,
     PodConfig,
+    RedisConfig,
     RetryPolicy,
     Secret,
     default_pods,
@@ -41,6 +44,7 @@ _SECTIONS: Final[Mapping[str, type[Any]]] = {
     "retry": RetryPolicy,
     "http": HttpConfig,
     "dispatch": DispatchConfig,
+    "redis": RedisConfig,
 }
 _ACCOUNT_KEYS: Final = frozenset({"sid", "api_key", "api_key_env", "pod", "base_url"})
 
@@ -115,7 +119,10 @@ def load_config(
         merged = {"host": DEFAULT_POD_HOSTS[name], **table}
         pods[name] = _build(PodConfig, merged, f"pods.{pod_name}")
 
-    sections = {name: _build(cls, _table(data, name), name) for name, cls in _SECTIONS.items()}
+    tables = {name: _table(data, name) for name in _SECTIONS}
+    if env.get(ENV_REDIS_URL):
+        tables["redis"] = {**tables["redis"], "url": env[ENV_REDIS_URL]}
+    sections = {name: _build(cls, tables[name], name) for name, cls in _SECTIONS.items()}
     return Config(
         sid=sid,
         api_key=Secret(api_key),
