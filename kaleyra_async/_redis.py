@@ -15,6 +15,7 @@ Choices that matter:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -29,8 +30,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ._exceptions import KaleyraError, RedisUnavailableError
+from ._relay import Relay
 
-__all__ = ["BLOCK_MS", "RedisLink", "redacted"]
+__all__ = ["BLOCK_MS", "Coalesced", "RedisLink", "redacted"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +85,17 @@ class RedisLink:
         self.unavailable_timeout_s = unavailable_timeout_s
         self._sleep = sleep
         try:
-            self.client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+            # A blocking pool: a burst of commands waits for a connection instead of failing.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
                 url,
                 protocol=2,
                 retry=Retry(NoBackoff(), 0),
                 socket_timeout=_SOCKET_TIMEOUT_S,
                 socket_connect_timeout=_CONNECT_TIMEOUT_S,
                 max_connections=max_connections,
+                timeout=unavailable_timeout_s,
             )
+            self.client: redis.asyncio.Redis = redis.asyncio.Redis(connection_pool=pool)
         except ValueError:  # a malformed URL; redis-py's message may quote it: not shown
             raise KaleyraError(f"redis.url: not a Redis URL ({self.url})") from None
 
@@ -126,6 +131,18 @@ class RedisLink:
             except redis.exceptions.RedisError as exc:
                 raise KaleyraError(f"Redis at {self.url} refused {what}: {exc}") from None
 
+    async def ensure_group(self, stream: str, group: str) -> None:
+        """Create a stream's consumer group reading from the start, unless it exists."""
+
+        async def create() -> None:
+            try:
+                await self.client.xgroup_create(stream, group, id="0", mkstream=True)
+            except redis.exceptions.ResponseError as exc:
+                if not str(exc).startswith("BUSYGROUP"):
+                    raise
+
+        await self.call(create, "creating the consumer group")
+
     def script(self, source: str) -> Callable[[Sequence[str], Sequence[Any]], Awaitable[Any]]:
         """A Lua script, sent once and then run by its hash."""
         registered = self.client.register_script(source)
@@ -137,3 +154,60 @@ class RedisLink:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        await self.client.connection_pool.disconnect()
+
+
+class Coalesced:
+    """A Lua script whose calls go to Redis together: calls made while a batch of them is in
+    flight are sent as the next batch, in one pipeline (one round trip for the marks or reports
+    of many requests). The script must be safe to run twice (a batch is resent whole when
+    Redis was unreachable, its replies unread).
+    """
+
+    def __init__(self, link: RedisLink, source: str, what: str) -> None:
+        self._link = link
+        self._script = link.client.register_script(source)
+        self._what = what
+        self._queue: list[tuple[Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
+        self._relay = Relay(self._serve)
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, waiter))
+        try:
+            return await self._relay.wait(waiter)
+        except BaseException:
+            waiter.cancel()  # not sent, unless its batch is out already
+            raise
+
+    async def _serve(self) -> None:
+        calls, self._queue = self._queue, []
+        calls = [call for call in calls if not call[2].done()]
+        if not calls:
+            return
+        try:
+            replies = await self._link.call(lambda: self._run(calls), self._what)
+        except Exception as exc:
+            for _, _, waiter in calls:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        except BaseException:
+            self._queue[:0] = calls  # cancelled: the next leader sends them
+            raise
+        for (_, _, waiter), reply in zip(calls, replies, strict=True):
+            if waiter.done():
+                continue
+            if isinstance(reply, redis.exceptions.RedisError):
+                waiter.set_exception(
+                    KaleyraError(f"Redis at {self._link.url} refused {self._what}: {reply}")
+                )
+            else:
+                waiter.set_result(reply)
+
+    async def _run(self, calls: Sequence[tuple[Sequence[str], Sequence[Any], Any]]) -> list[Any]:
+        async with self._link.client.pipeline(transaction=False) as pipe:
+            for keys, args, _ in calls:
+                await self._script(keys=list(keys), args=list(args), client=pipe)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies

@@ -15,7 +15,8 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 * the optional recipients budget (a GCRA charged per recipient) and the account-wide pause a
   429's Retry-After asks for (sent with this process's next reservation).
 
-A process sleeps until its turn and sends; a turn missed by more than ``_LATE_S`` (a stalled
+A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
+until it and sends; a turn missed by more than ``_LATE_S`` (a stalled
 loop, a slow journal write) is given up and a new one reserved, so a late request cannot bunch
 with later ones at Kaleyra. A process has one script call in flight at a time, asking turns for
 up to 64 waiting requests of one lane (OTP waiters first): one round trip per 64 requests, not
@@ -33,20 +34,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import itertools
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import anyio
 
 from ._limits import MAX_RECIPIENTS
 from ._ratelimit import WINDOW_S
 from ._redis import RedisLink
+from ._relay import Relay
 
 __all__ = ["SharedLimiter", "Turn"]
 
@@ -56,8 +57,8 @@ logger = logging.getLogger(__name__)
 #: waits behind bulk ones.
 _HORIZON_S: Final = 0.05
 #: A turn missed by more than this is given up (see the module docstring); with the 15 ms of
-#: WINDOW_S it leaves 10 ms for the way from here to Kaleyra.
-_LATE_S: Final = 0.005
+#: WINDOW_S it leaves 5 ms for the way from here to Kaleyra.
+_LATE_S: Final = 0.010
 _US: Final = 1_000_000
 
 #: KEYS: turn time (GCRA), turn log, OTP lane (GCRA), pause end, recipients (GCRA). ARGV[12..]:
@@ -79,7 +80,7 @@ if pause > 0 and now + pause > get(KEYS[4]) then
   put(KEYS[4], now + pause, math.ceil(pause / 1000) + 1)
 end
 local tat, otat, rtat, paused = get(KEYS[1]), get(KEYS[3]), get(KEYS[5]), get(KEYS[4])
-local out, at = {}, now
+local out, at, hint = {}, now, -1
 for i = 12, #ARGV do
   local cost = tonumber(ARGV[i])
   at = math.max(at, tat - tolerance, paused, rtat + cost - cost_tolerance)
@@ -87,7 +88,7 @@ for i = 12, #ARGV do
     at = math.max(at, tonumber(redis.call('LINDEX', KEYS[2], -1)) + window)
   end
   local priority = otp and otp_interval > 0 and now >= otat - otp_tolerance
-  if not priority and at - now > horizon then out[#out + 1] = at - now - horizon; break end
+  if not priority and at - now > horizon then hint = at - now - horizon; break end
   tat = math.max(tat, at) + interval
   if priority then otat = math.max(otat, now) + otp_interval end
   if cost > 0 then rtat = math.max(rtat, at) + cost end
@@ -95,7 +96,7 @@ for i = 12, #ARGV do
   redis.call('LTRIM', KEYS[2], 0, cap - 1)
   out[#out + 1] = at - now
 end
-if #out == #ARGV - 11 then out[#out + 1] = -1 end
+out[#out + 1] = hint
 local ttl = math.ceil((at - now + window) / 1000) + 1000
 put(KEYS[1], tat, ttl); put(KEYS[3], otat, ttl); put(KEYS[5], rtat, ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
@@ -106,7 +107,7 @@ _MAX_TURNS_PER_CALL: Final = 64
 
 
 #: A request waiting for its turn: the moment it gets, and its recipients.
-_Waiter = tuple["asyncio.Future[float]", int]
+_Waiter = tuple["asyncio.Future[tuple[float, float]]", int]
 
 
 @dataclasses.dataclass(slots=True)
@@ -115,8 +116,12 @@ class Turn:
 
     otp: bool
     recipients: int
-    #: When to send, on this process's monotonic clock.
+    #: When to send, on this process's monotonic clock: Redis's moment as seen once its reply
+    #: was read, so never early.
     at_s: float
+    #: The latest moment to send: Redis's moment as if its reply had come back at once, plus
+    #: ``_LATE_S``; time lost reading the reply counts as lateness.
+    deadline_s: float
 
 
 class SharedLimiter:
@@ -167,53 +172,54 @@ class SharedLimiter:
         self._recipient_us = _US / recipients_per_s if recipients_per_s > 0 else 0.0
         self._recipient_bucket = max(MAX_RECIPIENTS, recipients_per_s * burst / rate_per_s)
         self._pause_us = 0
+        #: Turns given up because the request was too late for them (a busy loop).
+        self.missed = 0
         #: Requests waiting for a turn, by lane (True: OTP), oldest first.
         self._waiters: dict[bool, collections.deque[_Waiter]] = {
             True: collections.deque(),
             False: collections.deque(),
         }
-        self._leading = False
-        self._handover: asyncio.Future[None] | None = None
+        self._relay = Relay(self._serve)
 
     def __repr__(self) -> str:
         return f"<SharedLimiter {self._keys[0]} rate_per_s={self.rate_per_s}>"
 
     async def acquire(self, *, otp: bool, recipients: int = 1, admit: bool = True) -> Turn:
-        """Reserve a turn and wait for it; with ``admit`` False, pass the turn to :meth:`admit`
-        right before the write.
+        """Reserve a turn; with ``admit`` (the default) wait for it. With ``admit`` False the
+        turn is only reserved: do the slow part (journaling) meanwhile, then pass the turn to
+        :meth:`admit`, which waits for it right before the write.
 
         Raises:
             RedisUnavailableError: Redis stayed unreachable for the bounded wait.
         """
-        waiter: _Waiter = (asyncio.get_running_loop().create_future(), recipients)
-        self._waiters[otp].append(waiter)
-        try:
-            while not waiter[0].done():
-                if self._leading:
-                    either: list[asyncio.Future[Any]] = [waiter[0], self._leader_done()]
-                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    await self._lead()
-            at_s = waiter[0].result()
-        except BaseException:
-            with contextlib.suppress(ValueError):
-                self._waiters[otp].remove(waiter)
-            raise
-        turn = Turn(otp=otp, recipients=recipients, at_s=at_s)
-        await self._sleep(max(0.0, at_s - time.monotonic()))
+        at_s, deadline_s = await self._reserve_turn(otp, recipients)
+        turn = Turn(otp=otp, recipients=recipients, at_s=at_s, deadline_s=deadline_s)
         if admit:
             await self.admit(turn)
         return turn
 
     async def admit(self, ticket: object = None) -> None:
-        """Right before the write: a turn missed by more than ``_LATE_S`` is replaced."""
+        """Wait for the turn; one missed by more than ``_LATE_S`` is replaced by a new one."""
         if not isinstance(ticket, Turn):
             raise TypeError("admit() needs the Turn that acquire(admit=False) returned")
-        while time.monotonic() > ticket.at_s + _LATE_S:
-            late_ms = 1e3 * (time.monotonic() - ticket.at_s)
-            logger.debug("turn missed by %.1f ms: reserving another", late_ms)
-            fresh = await self.acquire(otp=ticket.otp, recipients=ticket.recipients, admit=False)
-            ticket.at_s = fresh.at_s
+        while True:
+            await self._sleep(max(0.0, ticket.at_s - time.monotonic()))
+            late_s = time.monotonic() - ticket.deadline_s
+            if late_s <= 0:
+                return
+            self.missed += 1
+            logger.debug("turn missed by %.1f ms: reserving another", late_s * 1e3)
+            ticket.at_s, ticket.deadline_s = await self._reserve_turn(ticket.otp, ticket.recipients)
+
+    async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float]:
+        """Wait in this process's line for a turn; its moment and its deadline."""
+        waiter: _Waiter = (asyncio.get_running_loop().create_future(), recipients)
+        self._waiters[otp].append(waiter)
+        try:
+            return await self._relay.wait(waiter[0])
+        except BaseException:
+            waiter[0].cancel()  # the next call skips it (a turn it got meanwhile is lost)
+            raise
 
     def pause(self, seconds: float) -> None:
         """Pause every process's admissions for ``seconds`` (a 429's Retry-After); Redis learns
@@ -222,34 +228,24 @@ class SharedLimiter:
             raise ValueError("seconds must be finite and >= 0")
         self._pause_us = max(self._pause_us, round(seconds * _US))
 
-    def _leader_done(self) -> asyncio.Future[None]:
-        if self._handover is None or self._handover.done():
-            self._handover = asyncio.get_running_loop().create_future()
-        return self._handover
-
-    async def _lead(self) -> None:
-        """Ask Redis for the turns of the waiting requests, OTP lane first, until a lane's
-        waiters are served or refused; then let another waiter lead."""
-        self._leading = True
-        try:
-            otp = bool(self._waiters[True])
-            lane = self._waiters[otp]
-            batch = [w for w in itertools.islice(lane, _MAX_TURNS_PER_CALL) if not w[0].done()]
-            if not batch:
-                lane.clear()
-                return
-            waits = await self._reserve(otp, [recipients for _, recipients in batch])
-            now = time.monotonic()
-            for (future, _), wait_us in zip(batch, waits[:-1], strict=False):
-                lane.remove((future, _))
-                if not future.done():
-                    future.set_result(now + wait_us / _US)
-            if waits[-1] >= 0:
-                await self._sleep(waits[-1] / _US)
-        finally:
-            self._leading = False
-            if self._handover is not None and not self._handover.done():
-                self._handover.set_result(None)
+    async def _serve(self) -> None:
+        """One script call for up to 64 waiting requests of one lane, OTP first; then, if
+        Redis said the rest must wait, that wait."""
+        for otp in (True, False):
+            self._waiters[otp] = collections.deque(w for w in self._waiters[otp] if not w[0].done())
+        otp = bool(self._waiters[True])
+        lane = self._waiters[otp]
+        batch = list(itertools.islice(lane, _MAX_TURNS_PER_CALL))
+        if not batch:
+            return
+        asked = time.monotonic()
+        waits = await self._reserve(otp, [recipients for _, recipients in batch])
+        now = time.monotonic()
+        for waiter, wait_us in zip(batch, waits[:-1], strict=False):
+            if not waiter[0].done():
+                waiter[0].set_result((now + wait_us / _US, asked + wait_us / _US + _LATE_S))
+        if waits[-1] >= 0:
+            await self._sleep(waits[-1] / _US)
 
     async def _reserve(self, otp: bool, recipients: list[int]) -> list[int]:
         costs = [
