@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+import orjson
+
 from ._harness import (
     REPO,
     RunRecord,
@@ -37,6 +39,7 @@ from ._harness import (
 )
 from ._inputs import DATA_DIR, ensure_input
 from ._plan import Mode, Scenario, scenarios_for
+from ._redis_bench import REDIS_STEP, RedisRun, redis_markdown, redis_targets, run_redis_step
 from ._report import (
     environment,
     evaluate_targets,
@@ -80,7 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="rounds per scenario (default 3; quick: 1)")
     parser.add_argument(
         "--only",
-        help="comma-separated steps: bulk, otp, wan, limit200, limit2000, rss5m",
+        help="comma-separated steps: bulk, otp, wan, limit200, limit2000, redis, rss5m",
     )
     parser.add_argument("--rss-5m", action="store_true", help="add the 1M-vs-5M RSS step")
     parser.add_argument("--rss-rows", default="1000000,5000000", help=argparse.SUPPRESS)
@@ -113,7 +116,7 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     mode: Mode = "quick" if args.quick else "full" if args.full else "default"
     rounds = args.runs or (1 if mode == "quick" else 3)
     all_scenarios = scenarios_for(mode)
-    keys = {s.key for s in all_scenarios} | {RSS_STEP}
+    keys = {s.key for s in all_scenarios} | {RSS_STEP, REDIS_STEP}
     if args.only:
         steps = [k.strip() for k in args.only.split(",") if k.strip()]
         unknown = sorted(set(steps) - keys)
@@ -121,7 +124,7 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             print(f"unknown step(s): {', '.join(unknown)}", file=sys.stderr)
             return 2
     else:
-        steps = [s.key for s in all_scenarios] + ([RSS_STEP] if args.rss_5m else [])
+        steps = [s.key for s in all_scenarios] + [REDIS_STEP] + ([RSS_STEP] if args.rss_5m else [])
     scenarios = [s for s in all_scenarios if s.key in steps]
     cpus = cpu_plan()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -190,9 +193,21 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         records += rss_records
         rows += rss_rows
 
+    redis_runs: list[RedisRun] = []
+    if REDIS_STEP in steps:
+        print(
+            f"== {REDIS_STEP}: queued mode, 1, 2 and 4 workers, one shared limit", file=sys.stderr
+        )
+        redis_runs = run_redis_step(
+            mode, rounds=rounds, cpus=cpus, code_dir=code_dir, data_dir=args.data_dir
+        )
+        targets += redis_targets(redis_runs)
+
     duration_s = time.monotonic() - started
     name = f"bench-{mode}" + ("" if not args.only else "-" + "+".join(steps))
     table = markdown(rows, targets)
+    if redis_runs:
+        table += "\n" + redis_markdown(redis_runs)
     if mode == "quick":
         # Its inputs last well under a second a run: start-up and the first second's burst
         # decide the figures, so the verdicts say nothing about the targets.
@@ -223,6 +238,10 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         targets=targets,
         records=records,
     )
+    if redis_runs:
+        (args.results_dir / f"{name}-redis.json").write_bytes(
+            orjson.dumps([dataclasses.asdict(r) for r in redis_runs], option=orjson.OPT_INDENT_2)
+        )
     chart = write_chart(args.results_dir / f"{name}.png", rows, header.strip().split("  (")[0])
     print()
     print(header + table)
