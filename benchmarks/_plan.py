@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Literal
 
+from kaleyra_async import DispatchConfig
+
 from ._inputs import Kind
 
 __all__ = [
@@ -46,7 +48,7 @@ MESSAGE: Final[Mapping[str, str]] = {
 
 #: Requests in flight for every asyncio contender: our default (``dispatch.concurrency``),
 #: given to the peers too so that no one wins by opening more connections.
-CONCURRENCY: Final = 32
+CONCURRENCY: Final = DispatchConfig().concurrency
 #: "No client-side limit" for ours, whose default pod rate is 100 requests/s.
 UNLIMITED_RATE: Final = 1_000_000
 

@@ -11,7 +11,8 @@ function init(args)
     to[i] = string.format("+9198%08d", i)
   end
   wrk.body = '{"to":"' .. table.concat(to, ",") ..
-    '","body":"Your order 12345 has shipped","type":"TXN","sender":"KLRHXA"}'
+    '","body":"Your order 12345 has shipped","type":"TXN","sender":"KLRHXA",' ..
+    '"template_id":"1107161234567890123"}'
 end
 
 local statuses = {}

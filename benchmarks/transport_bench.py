@@ -18,8 +18,8 @@ process, ``--concurrency`` tasks POST a 100-recipient JSON send body in a loop f
   (limiter set out of reach, retry, parse) over the default seam
 * ``bare-aiohttp``: ``aiohttp.ClientSession`` alone, for reference
 
-``httpx-aiohttp`` comes with the ``bench`` extra. What the comparison found: "HTTP transport" in
-docs/performance-notes.md.
+``httpx-aiohttp`` comes with the ``bench`` extra. What the comparison found: "HTTP transport" and
+"HTTP seam" in docs/performance-notes.md.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from ._exceptions import (
     ValidationError,
     unwrap_group,
 )
+from ._models import SenderId
 
 __all__ = ["main"]
 
@@ -131,8 +132,6 @@ def _cmd_send(args: argparse.Namespace) -> int:
 def _cmd_create_senders(args: argparse.Namespace) -> int:
     import csv
 
-    from ._models import SenderId
-
     config = config_from(args)
     try:
         with open(args.input, newline="", encoding="utf-8-sig") as fh:
@@ -142,20 +141,24 @@ def _cmd_create_senders(args: argparse.Namespace) -> int:
                     f"{args.input}: no 'sender' column (columns: sender, description, "
                     "iso_code, entity_id)"
                 )
-            items = [
-                SenderId(
-                    (row.get("sender") or "").strip(),
-                    (row.get("description") or "").strip(),
-                    iso_code=(row.get("iso_code") or "in").strip(),
-                    entity_id=(row.get("entity_id") or "").strip() or None,
-                )
-                for row in reader
-            ]
+            items = [_sender_id(row) for row in reader]
     except OSError as exc:
         raise ConfigError(f"cannot read {args.input}: {exc.strerror}") from None
     for result in with_client(config, lambda c: c.create_sender_ids(items)):
         print(f"{result.code or ''}\t{result.message}")
     return EXIT_OK
+
+
+def _sender_id(row: dict[str, str | None]) -> SenderId:
+    """A create-senders CSV row as a SenderId; an empty cell takes SenderId's default."""
+    cells = {k: (row.get(k) or "").strip() for k in ("sender", "description", "iso_code")}
+    iso_code = {"iso_code": cells["iso_code"]} if cells["iso_code"] else {}
+    return SenderId(
+        cells["sender"],
+        cells["description"],
+        entity_id=(row.get("entity_id") or "").strip() or None,
+        **iso_code,
+    )
 
 
 def _cmd_delete_senders(args: argparse.Namespace) -> int:

@@ -73,6 +73,9 @@ def message_options(parser: argparse.ArgumentParser, *, bulk: bool = True) -> No
     group.add_argument("--unicode", metavar="AUTO|0|1")
     group.add_argument("--flash", action="store_true", default=None, help="send as flash SMS")
     group.add_argument("--time", metavar="ISO", help="schedule, e.g. 2026-12-01T10:00:00+05:30")
+    group.add_argument(
+        "--callback-profile-id", metavar="ID", help="callback profile for delivery receipts"
+    )
 
 
 def positive_int(text: str) -> int:
@@ -97,7 +100,8 @@ def config_from(args: argparse.Namespace, *, require_credentials: bool = True) -
     if args.pod:
         account["pod"] = args.pod
     defaults: dict[str, Any] = {}
-    for name in ("sender", "type", "body", "template_id", "unicode", "country_prefix", "flash"):
+    names = ("sender", "type", "body", "template_id", "unicode", "country_prefix", "flash")
+    for name in (*names, "callback_profile_id"):
         value = getattr(args, name, None)
         if value is not None:
             defaults[name] = value

@@ -38,6 +38,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._http import HttpSeam
+from ._india import check_dlt, dlt_applies
 from ._limits import (
     MAX_SENDER_IDS_PER_CREATE,
     MAX_SENDER_IDS_PER_DELETE,
@@ -141,6 +142,7 @@ class KaleyraClient:
         self._redis = RedisConfig(url=redis) if isinstance(redis, str) else redis
         self._limiter: Limiter | None = None
         self._close_limiter: Callable[[], Awaitable[None]] | None = None
+        self._warned_template_data = False
         self._closed = False
         self._seam = self._make_seam(httpx_client, transport)
         self._headers = (
@@ -231,16 +233,29 @@ class KaleyraClient:
             The accepted request, with ``attempts`` set.
 
         Raises:
-            ValidationError: before any request, when a number or field breaks a rule.
+            ValidationError: before any request, when a number or field breaks a rule (India's
+                DLT rules included, for Indian numbers on the IN pod), or for ``/messages`` on
+                the NA pod.
             APIError: Kaleyra answered with an error (after any retries).
             TransportError: no answer was read (after any retries).
             KaleyraError: the client is closed.
         """
         self._check_open()
         numbers = [self._normalize(r) for r in recipients]
-        return await self._send_valid(
-            validate_message(message, pod=self.pod), numbers, endpoint=endpoint
-        )
+        message = validate_message(message, pod=self.pod)
+        if endpoint == "messages" and self.pod == "NA":
+            raise ValidationError(
+                "endpoint", "na_pod", "the NA pod takes the /sms endpoints only (Kaleyra's notes)"
+            )
+        if any(dlt_applies(self.pod, number) for number in numbers):
+            check_dlt(message)
+        if message.body and message.template_data and not self._warned_template_data:
+            self._warned_template_data = True
+            logger.warning(
+                "a message has a body and template_data: Kaleyra sends the body and ignores "
+                "the template data"
+            )
+        return await self._send_valid(message, numbers, endpoint=endpoint)
 
     async def send_sms(
         self, to: str | Sequence[str], *, type: str | None = None, **fields: Unpack[MessageFields]

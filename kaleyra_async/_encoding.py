@@ -69,17 +69,22 @@ class SegmentInfo:
     units: int
     #: SMS parts the body is sent (and billed) as; an empty body counts as 1.
     segments: int
-    #: The distinct characters that forced UCS-2, in order of first appearance; () for GSM-7.
+    #: The distinct characters that forced UCS-2, in order of first appearance; () for GSM-7
+    #: and for a message that asked for UCS-2 itself (``unicode="1"``).
     unicode_chars: tuple[str, ...] = ()
 
 
-def analyse(body: str) -> SegmentInfo:
+def analyse(body: str, *, unicode: str | None = None) -> SegmentInfo:
     """Return the encoding, length and number of SMS parts of ``body``.
 
-    An empty body is 0 units in 1 segment (a template message with no body of its own still
-    goes out as at least one SMS).
+    ``unicode`` is the message's setting: ``"1"`` forces UCS-2; ``"0"`` forces GSM-7, where a
+    character outside GSM 03.38 is counted as one septet (the pages do not say what Kaleyra
+    makes of it: we expect it replaced, not sent) and is not listed as forcing Unicode; ``None``
+    or ``"AUTO"`` detects the encoding from the body. An empty body is 0 units in 1 segment (a
+    template message with no body of its own still goes out as at least one SMS).
     """
-    if _ALL_GSM.fullmatch(body) is not None:
+    all_gsm = _ALL_GSM.fullmatch(body) is not None
+    if unicode == "0" or (all_gsm and unicode != "1"):
         doubles = _find_all(body, _GSM_EXTENSION_CHARS)
         septets = len(body) + len(doubles)
         segments = _segments(len(body), septets, doubles, GSM_SINGLE_SEPTETS, GSM_PART_SEPTETS)
@@ -87,7 +92,7 @@ def analyse(body: str) -> SegmentInfo:
     units = len(body.encode("utf-16-le", "surrogatepass")) // 2
     doubles = [m.start() for m in _ASTRAL.finditer(body)] if units > len(body) else []
     segments = _segments(len(body), units, doubles, UCS2_SINGLE_UNITS, UCS2_PART_UNITS)
-    forcing = tuple(ch for ch in dict.fromkeys(body) if ch not in _GSM)
+    forcing = () if unicode == "1" else tuple(ch for ch in dict.fromkeys(body) if ch not in _GSM)
     return SegmentInfo(encoding="UCS-2", units=units, segments=segments, unicode_chars=forcing)
 
 

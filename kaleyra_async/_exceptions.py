@@ -81,18 +81,20 @@ class ValidationError(KaleyraError, ValueError):
         reason: a human-readable sentence.
     """
 
-    def __init__(self, field: str, rule: str, reason: str) -> None:
+    def __init__(self, field: str, rule: str, reason: str, *, code: str | None = None) -> None:
         self.field = field
         self.rule = rule
         self.reason = reason
+        self._code = code
         super().__init__(f"{field}: {reason}")
 
     @property
     def code(self) -> str:
-        return f"invalid_{self.field.split('[', 1)[0].split('.', 1)[0]}"
+        """The result's ``error_code``: ``invalid_<field>`` unless the rule names its own."""
+        return self._code or f"invalid_{self.field.split('[', 1)[0].split('.', 1)[0]}"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.field, self.rule, self.reason))
+        return (_rebuild_validation_error, (self.field, self.rule, self.reason, self._code))
 
 
 class TransportError(KaleyraError):
@@ -238,3 +240,9 @@ def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
             if isinstance(leaf, kind):
                 return leaf
     return leaves[0]
+
+
+def _rebuild_validation_error(
+    field: str, rule: str, reason: str, code: str | None
+) -> ValidationError:
+    return ValidationError(field, rule, reason, code=code)

@@ -18,9 +18,12 @@ __all__ = [
     "ALPHANUMERIC_SENDER",
     "DEFAULT_POD_HOSTS",
     "DLT_HEADER",
+    "DLT_SENDER_ID",
     "ENTITY_ID",
+    "INDIA_PREFIX",
     "MAX_BODY_CHARS",
     "MAX_RECIPIENTS",
+    "MAX_REF_CHARS",
     "MAX_REF_CUSTOM_CHARS",
     "MAX_REF_CUSTOM_VALUES",
     "MAX_SENDER_IDS_PER_CREATE",
@@ -30,6 +33,7 @@ __all__ = [
     "MIN_SCHEDULE_LEAD",
     "NUMERIC_SENDER",
     "PODS",
+    "REF_FIELDS",
     "SCHEDULE_HORIZON_MONTHS",
     "TEMPLATE_ID",
     "TYPES_BY_POD",
@@ -67,6 +71,9 @@ MAX_BODY_CHARS: Final = 4000
 MAX_TEMPLATE_VALUE_CHARS: Final = 30
 MAX_REF_CUSTOM_VALUES: Final = 5
 MAX_REF_CUSTOM_CHARS: Final = 50
+#: ``ref``, ``ref1`` and ``ref2``: each up to 255 characters, "returned in the callback".
+REF_FIELDS: Final = ("ref", "ref1", "ref2")
+MAX_REF_CHARS: Final = 255
 MAX_SENDER_IDS_PER_CREATE: Final = 5000
 MAX_SENDER_IDS_PER_DELETE: Final = 100
 #: Message ids per status call **(ours)**: undocumented; 100 ids keep the URL under 8 KB.
@@ -80,12 +87,17 @@ SCHEDULE_HORIZON_MONTHS: Final = 3
 TEMPLATE_ID: Final = re.compile(r"[0-9]{12,30}")
 #: A DLT principal entity id **(ours: the template id's shape)**.
 ENTITY_ID: Final = TEMPLATE_ID
-#: India's DLT sender header: 6 letters.
+#: India's DLT sender header: "a string of 6 alphabetic characters" (the checklist).
 DLT_HEADER: Final = re.compile(r"[A-Za-z]{6}")
-#: A numeric sender (a two-way or long-code number).
-NUMERIC_SENDER: Final = re.compile(r"[0-9]{1,15}")
-#: An alphanumeric sender ID outside India.
+#: A sender ID registered for India: "it can only be 6 character" (MSG134's text; the page's
+#: own samples create ABCF01).
+DLT_SENDER_ID: Final = re.compile(r"[A-Za-z0-9]{6}")
+#: A numeric sender: a two-way or long-code number, "+17XXXXXXXX4" in the pages' sample.
+NUMERIC_SENDER: Final = re.compile(r"\+?[0-9]{1,15}")
+#: An alphanumeric sender ID (abroad, including from an IN account).
 ALPHANUMERIC_SENDER: Final = re.compile(r"[A-Za-z0-9]{1,11}")
+#: India's country calling code: DLT rules apply to messages to these numbers on the IN pod.
+INDIA_PREFIX: Final = "+91"
 
 
 def default_type(pod: str) -> str:

@@ -45,6 +45,10 @@ class Message:
     time: str | None = None
     ref_custom: tuple[str, ...] = ()
     callback_profile_id: str | None = None
+    #: Your own references, up to 255 characters each, "returned in the callback".
+    ref: str | None = None
+    ref1: str | None = None
+    ref2: str | None = None
 
     @property
     def is_otp(self) -> bool:
@@ -74,6 +78,9 @@ class MessageFields(TypedDict, total=False):
     time: str | None
     ref_custom: Sequence[str]
     callback_profile_id: str | None
+    ref: str | None
+    ref1: str | None
+    ref2: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ one message for every row) and segment counts are cached by body.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -17,24 +19,38 @@ from ._batching import PreparedRow
 from ._config import MessageDefaults
 from ._encoding import SegmentInfo, analyse
 from ._exceptions import ConfigError, ValidationError
-from ._limits import default_type
+from ._india import check_dlt, dlt_applies
+from ._limits import REF_FIELDS, default_type
 from ._models import InputRow, Message, RowResult
 from ._phone import PhoneNormalizer
+from ._schedule import validate_time
 from ._validate import (
     validate_body,
     validate_flash,
     validate_message,
     validate_sender,
     validate_template_id,
-    validate_time,
     validate_type,
     validate_unicode,
 )
 
 __all__ = ["MESSAGE_COLUMNS", "RowPlan", "RowPreparer"]
 
+logger = logging.getLogger(__name__)
+
 #: Columns that, when present and non-empty in a row, override the message field of that name.
-MESSAGE_COLUMNS: Final = ("body", "sender", "type", "template_id", "flash", "unicode", "time")
+MESSAGE_COLUMNS: Final = (
+    "body",
+    "sender",
+    "type",
+    "template_id",
+    "flash",
+    "unicode",
+    "time",
+    "callback_profile_id",
+    "ref_custom",
+    *REF_FIELDS,
+)
 
 # "{name}" is a placeholder; "{{" and "}}" are literal braces. "{#var#}" (India's DLT template
 # slot) contains "#" and is therefore left alone.
@@ -88,7 +104,7 @@ class RowPreparer:
         self._normalize = normalize
         self._now = now
         self._messages: dict[Message, Message | ValidationError] = {}
-        self._segments: dict[str, SegmentInfo] = {}
+        self._segments: dict[tuple[str, str | None], SegmentInfo] = {}
         self._columns: frozenset[str] = frozenset()
         self._to_column = plan.to_column
         self._overrides: tuple[str, ...] = ()
@@ -126,15 +142,28 @@ class RowPreparer:
         missing = [c for c in self.plan.defaults.template_data_columns if c not in columns]
         if missing:
             raise ConfigError(f"template-data column(s) not in the input: {', '.join(missing)}")
-        if (
-            not self.plan.defaults.body
-            and not self.plan.defaults.template_id
-            and not {"body", "template_id"} & columns
-        ):
-            # Every row would be invalid for the same reason: say it once, before anything runs.
+        defaults = self.plan.defaults
+        # A rule every row would break for the same reason is said once, before anything runs.
+        if not defaults.body and not defaults.template_id and not {"body", "template_id"} & columns:
             raise ConfigError(
                 "no message body: give --body (or body in the config), a 'body' column, "
                 "or a template_id"
+            )
+        if not defaults.sender and "sender" not in columns:
+            raise ConfigError(
+                "no sender: give --sender (or sender in the config) or a 'sender' column; every "
+                "SMS carries a sender ID"
+            )
+        if self.plan.pod == "IN" and not defaults.template_id and "template_id" not in columns:
+            raise ConfigError(
+                "no template id on the IN pod: India's DLT rules make the registered template "
+                "id mandatory for messages to Indian numbers; give --template-id (or "
+                "template_id in the config) or a 'template_id' column"
+            )
+        if defaults.template_data_columns and (defaults.body or "body" in columns):
+            logger.warning(
+                "rows with a body ignore --template-data: Kaleyra sends the body and ignores "
+                "template_id's template_data when a body is present"
             )
         if self.plan.defaults.body and "body" not in columns:
             unknown = [n for n in _placeholders(self.plan.defaults.body) if n not in columns]
@@ -171,9 +200,15 @@ class RowPreparer:
         if isinstance(message, ValidationError):
             # Cached failures come back as values: re-raising one instance would grow its traceback.
             return _invalid(row.row, raw_to, message.code, str(message))
-        info = self._segments.get(message.body or "")
+        if dlt_applies(self.plan.pod, to):
+            try:
+                check_dlt(message)
+            except ValidationError as exc:
+                return _invalid(row.row, to, exc.code, str(exc))
+        key = (message.body or "", message.unicode)
+        info = self._segments.get(key)
         if info is None:
-            info = self._segments[message.body or ""] = analyse(message.body or "")
+            info = self._segments[key] = analyse(message.body or "", unicode=message.unicode)
             if len(self._segments) > _MAX_CACHED_MESSAGES:
                 self._segments.clear()
         return PreparedRow(row.row, to, message, info.segments, info.encoding, info.unicode_chars)
@@ -198,6 +233,9 @@ class RowPreparer:
         flash = plan.defaults.flash
         if "flash" in values:
             flash = validate_flash(values["flash"])
+        ref_custom: tuple[str, ...] = ()
+        if "ref_custom" in values:
+            ref_custom = _ref_custom_cell(values["ref_custom"])
         candidate = Message(
             body=body,
             sender=values.get("sender", plan.defaults.sender),
@@ -207,7 +245,13 @@ class RowPreparer:
             unicode=values.get("unicode", plan.defaults.unicode),
             flash=flash,
             time=values.get("time", plan.time),
-            callback_profile_id=plan.defaults.callback_profile_id,
+            callback_profile_id=values.get(
+                "callback_profile_id", plan.defaults.callback_profile_id
+            ),
+            ref_custom=ref_custom,
+            ref=values.get("ref"),
+            ref1=values.get("ref1"),
+            ref2=values.get("ref2"),
         )
         # Rows whose key columns differ may still make the same message (a name column the
         # body doesn't use): validate each distinct message once.
@@ -259,6 +303,21 @@ def _check_defaults(plan: RowPlan, now: datetime) -> None:
             validate_body(plan.defaults.body, template_id=plan.defaults.template_id)
     except ValidationError as exc:
         raise ConfigError(f"default {exc.field}: {exc.reason}") from None
+
+
+def _ref_custom_cell(cell: str) -> tuple[str, ...]:
+    """A ``ref_custom`` cell: a JSON array of strings (``["John","Doe"]``), or one value."""
+    if not cell.startswith("["):
+        return (cell,)
+    try:
+        values = json.loads(cell)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValidationError(
+            "ref_custom", "format", f'{cell!r} is not a JSON array of strings like ["a","b"]'
+        )
+    return tuple(values)
 
 
 def _placeholders(body: str) -> list[str]:

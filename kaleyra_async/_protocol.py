@@ -16,6 +16,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from ._limits import REF_FIELDS
 from ._models import Message, SenderId
 
 __all__ = [
@@ -61,8 +62,9 @@ def build_send(
 ) -> WireRequest:
     """Build a send request: one body to every recipient (``POST /sms`` or ``POST /messages``).
 
-    Unset fields are left out; ``flash`` is sent as ``1`` only when true. ``/messages`` (the
-    "send your first SMS" variant) takes the same fields plus ``source="API"``.
+    Unset fields are left out. ``flash`` and ``unicode`` are strings, as the parameter tables
+    type them (``flash`` is sent as ``"1"``, only when true). ``/messages`` (the "send your
+    first SMS" variant) takes the same fields plus ``source="API"``.
 
     Encodings differ only where a field is not a plain string:
 
@@ -89,13 +91,17 @@ def build_send(
     if message.unicode is not None:
         fields["unicode"] = message.unicode
     if message.flash:
-        fields["flash"] = 1
+        fields["flash"] = "1"
     if message.time is not None:
         fields["time"] = message.time
     if message.ref_custom:
         fields["ref_custom"] = list(message.ref_custom)
     if message.callback_profile_id is not None:
         fields["callback_profile_id"] = message.callback_profile_id
+    for name in REF_FIELDS:
+        value = getattr(message, name)
+        if value is not None:
+            fields[name] = value
     if endpoint == "messages":
         fields["source"] = "API"
     path = "/messages" if endpoint == "messages" else "/sms"

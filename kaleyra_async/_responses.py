@@ -285,12 +285,20 @@ def _details(value: Any) -> list[tuple[str, str]]:
                 out.append(("", _text(entry)))
         return out
     if isinstance(value, dict):
-        # {"to": "invalid number", ...}: a field-to-reason map (skip the envelope-like keys).
-        return [
-            (_text(k), _text(v))
-            for k, v in value.items()
-            if k not in ("code", "message") and isinstance(v, str | int | float)
-        ]
+        out = []
+        for key, entry in value.items():
+            if isinstance(entry, dict):
+                # MSG134: {"0": {"sender": "<reason>", "sender_name": "ABCF01"}, ...}, keyed by
+                # the item's index; the reason sits under the field it is about.
+                item = entry.get("sender_name", key)
+                reason = next(
+                    (v for k, v in entry.items() if k != "sender_name" and isinstance(v, str)), ""
+                )
+                out.append((_text(item), _text(reason)))
+            elif key not in ("code", "message") and isinstance(entry, str | int | float):
+                # {"body": "SMS length is exceeding 4000 characters."}: field to reason.
+                out.append((_text(key), _text(entry)))
+        return out
     return []
 
 

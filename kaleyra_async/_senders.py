@@ -8,29 +8,29 @@ from collections.abc import Iterable
 from typing import Final
 
 from ._exceptions import ValidationError
-from ._limits import ALPHANUMERIC_SENDER, DLT_HEADER, ENTITY_ID, NUMERIC_SENDER
+from ._limits import ALPHANUMERIC_SENDER, DLT_SENDER_ID, ENTITY_ID, NUMERIC_SENDER
 from ._models import SenderId
 from ._validate import blank_to_none
 
 __all__ = ["validate_sender_id", "validate_sender_ids", "validate_sender_names"]
 
-_DIGITS_6: Final = re.compile(r"[0-9]{6}")
 _ISO_CODE: Final = re.compile(r"[A-Za-z]{2}")
 
 
 def validate_sender_id(item: SenderId, *, index: int) -> SenderId:
     """Return a normalised sender ID to register; fields are named ``senders[<index>].<field>``.
 
-    * ``iso_code``: two letters, lower-cased.
-    * ``sender``: for India ("in") a DLT header of exactly 6 letters or 6 digits (the sandbox,
-      like Kaleyra, answers MSG134 otherwise), upper-cased; elsewhere 1-11 letters and digits or
-      up to 15 digits.
-    * ``entity_id`` (the DLT principal entity id): 12-30 digits when given; "" means not given.
-      The spec does not say it is required for India, so it is not enforced.
+    From the "Create Sender ID" page:
+
+    * ``iso_code``: two letters, lower-cased;
+    * ``description``: mandatory, not blank;
+    * ``sender``: for India (``in``) 6 characters, letters and digits ("it can only be 6
+      character", MSG134's text), upper-cased; elsewhere 1-11 letters and digits or a number;
+    * ``entity_id`` (the DLT principal entity id): "Mandatory for India", 12-30 digits; optional
+      elsewhere ("" means not given).
 
     Raises:
-        ValidationError: ``senders[i].iso_code`` / ``format``, ``senders[i].sender`` /
-            ``format``, ``senders[i].entity_id`` / ``format``.
+        ValidationError: ``senders[i].<field>`` / ``format`` or ``required``.
     """
     prefix = f"senders[{index}]"
     iso_code = item.iso_code.strip() if isinstance(item.iso_code, str) else ""
@@ -41,25 +41,38 @@ def validate_sender_id(item: SenderId, *, index: int) -> SenderId:
     iso_code = iso_code.lower()
     sender = item.sender.strip() if isinstance(item.sender, str) else ""
     if iso_code == "in":
-        if DLT_HEADER.fullmatch(sender) is None and _DIGITS_6.fullmatch(sender) is None:
+        if DLT_SENDER_ID.fullmatch(sender) is None:
             raise ValidationError(
                 f"{prefix}.sender",
                 "format",
-                f"{item.sender!r} is not an Indian DLT header: exactly 6 letters or 6 digits",
+                f"{item.sender!r} is not an Indian DLT sender ID: 6 letters and digits",
             )
         sender = sender.upper()
     elif ALPHANUMERIC_SENDER.fullmatch(sender) is None and NUMERIC_SENDER.fullmatch(sender) is None:
         raise ValidationError(
             f"{prefix}.sender",
             "format",
-            f"{item.sender!r} is not 1-11 letters and digits or up to 15 digits",
+            f"{item.sender!r} is not 1-11 letters and digits or a number of up to 15 digits",
+        )
+    description = item.description.strip() if isinstance(item.description, str) else ""
+    if not description:
+        raise ValidationError(
+            f"{prefix}.description", "required", "is required: describe what the sender is for"
         )
     entity_id = blank_to_none(item.entity_id)
+    if entity_id is None and iso_code == "in":
+        raise ValidationError(
+            f"{prefix}.entity_id",
+            "required",
+            "is required for India: the DLT principal entity id (12 to 30 digits)",
+        )
     if entity_id is not None and ENTITY_ID.fullmatch(entity_id) is None:
         raise ValidationError(
             f"{prefix}.entity_id", "format", f"{item.entity_id!r} is not 12 to 30 digits"
         )
-    return dataclasses.replace(item, sender=sender, iso_code=iso_code, entity_id=entity_id)
+    return dataclasses.replace(
+        item, sender=sender, description=description, iso_code=iso_code, entity_id=entity_id
+    )
 
 
 def validate_sender_ids(items: Iterable[SenderId]) -> list[SenderId]:

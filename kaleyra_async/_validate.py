@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from ._exceptions import ValidationError
@@ -20,17 +20,18 @@ from ._limits import (
     DLT_HEADER,
     MAX_BODY_CHARS,
     MAX_RECIPIENTS,
+    MAX_REF_CHARS,
     MAX_REF_CUSTOM_CHARS,
     MAX_REF_CUSTOM_VALUES,
     MAX_TEMPLATE_VALUE_CHARS,
-    MIN_SCHEDULE_LEAD,
     NUMERIC_SENDER,
-    SCHEDULE_HORIZON_MONTHS,
+    REF_FIELDS,
     TEMPLATE_ID,
     TYPES_BY_POD,
 )
 from ._models import Message
 from ._phone import is_e164
+from ._schedule import validate_time
 
 __all__ = [
     "blank_to_none",
@@ -39,11 +40,11 @@ __all__ = [
     "validate_flash",
     "validate_message",
     "validate_recipients",
+    "validate_ref",
     "validate_ref_custom",
     "validate_sender",
     "validate_template_data",
     "validate_template_id",
-    "validate_time",
     "validate_type",
     "validate_unicode",
 ]
@@ -79,32 +80,42 @@ def validate_type(value: str, *, pod: str) -> str:
 
 
 def validate_sender(value: str, *, pod: str) -> str:
-    """Return the sender (the ``sender``/``from`` field) if it has the shape ``pod`` allows.
+    """Return the sender (the ``sender``/``from`` field) if it has a shape the pages allow.
 
-    The spec says "6 letters for India DLT; numeric for two-way numbers". Read as:
+    * a numeric sender: up to 15 digits, "+" allowed (a two-way number such as ``+17...4``);
+    * an alphanumeric sender ID of 1-11 letters and digits (case kept: it is shown to the
+      recipient as written); on the IN pod a 6-letter one is a DLT header and is upper-cased,
+      as headers are registered.
 
-    * IN pod: a DLT header of exactly 6 letters (upper-cased, as DLT headers are registered),
-      or a numeric sender of 1-15 digits (a two-way or long-code number, without "+");
-    * other pods: an alphanumeric sender ID of 1-11 letters and digits (case kept: it is shown
-      to the recipient as written), or a numeric sender of 1-15 digits.
+    Messages to Indian numbers on the IN pod need a DLT header: see ``_india``.
 
     Raises:
         ValidationError: ``sender`` / ``format``.
     """
     text = value.strip() if isinstance(value, str) else ""
-    if pod.upper() == "IN":
-        if DLT_HEADER.fullmatch(text):
-            return text.upper()
-        if NUMERIC_SENDER.fullmatch(text):
-            return text
-        expected = "exactly 6 letters (a DLT header) or up to 15 digits (a numeric sender)"
-    else:
-        if ALPHANUMERIC_SENDER.fullmatch(text) or NUMERIC_SENDER.fullmatch(text):
-            return text
-        expected = "1-11 letters and digits (a sender ID) or up to 15 digits (a numeric sender)"
+    if NUMERIC_SENDER.fullmatch(text):
+        return text
+    if ALPHANUMERIC_SENDER.fullmatch(text):
+        return text.upper() if pod.upper() == "IN" and DLT_HEADER.fullmatch(text) else text
     raise ValidationError(
-        "sender", "format", f"{value!r} is not a valid sender on the {pod.upper()} pod: {expected}"
+        "sender",
+        "format",
+        f"{value!r} is not a sender: 1-11 letters and digits (a sender ID), or up to 15 digits "
+        "(a number, + allowed)",
     )
+
+
+def validate_ref(value: str, *, field: str) -> str:
+    """Return a ``ref``/``ref1``/``ref2`` value: up to 255 characters.
+
+    Raises:
+        ValidationError: ``<field>`` / ``max_length``.
+    """
+    if len(value) > MAX_REF_CHARS:
+        raise ValidationError(
+            field, "max_length", f"has {len(value)} characters; at most {MAX_REF_CHARS}"
+        )
+    return value
 
 
 def validate_unicode(value: str | int | None) -> str | None:
@@ -145,56 +156,6 @@ def validate_flash(value: str | int | bool | None) -> bool:
     if text in _FALSE or text == "":
         return False
     raise ValidationError("flash", "allowed_values", f"{value!r} is not one of 0, 1, true, false")
-
-
-def validate_time(value: str, *, now: datetime) -> str:
-    """Return a scheduled send time, normalised to ISO-8601 seconds with its UTC offset.
-
-    The spec: ISO-8601 with a UTC offset, at least 15 minutes after the request and within 3
-    months of it. Read as: ``now + 15 min <= time <= now + 3 calendar months``, where 3 calendar
-    months is the same day and time three months on, clamped to the month's last day (30 Nov ->
-    28/29 Feb). ``now`` is the time the run starts; a run that takes longer than the margin you
-    leave above 15 minutes can still reach Kaleyra too late, so schedule with room to spare.
-    Fractions of a second are dropped. "Z" is accepted for UTC.
-
-    Args:
-        value: e.g. "2024-07-13T12:58:00+04:30".
-        now: the current time, timezone-aware (injected so that tests are deterministic).
-
-    Raises:
-        ValidationError: ``time`` / ``format``, ``timezone_required``, ``too_soon`` or
-            ``too_late``.
-        ValueError: ``now`` is naive.
-    """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except (ValueError, AttributeError, TypeError):
-        raise ValidationError(
-            "time", "format", f"{value!r} is not an ISO-8601 date and time"
-        ) from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValidationError(
-            "time",
-            "timezone_required",
-            f"{value!r} has no UTC offset; write it like 2024-07-13T12:58:00+05:30",
-        )
-    earliest = now + MIN_SCHEDULE_LEAD
-    if when < earliest:
-        raise ValidationError(
-            "time",
-            "too_soon",
-            f"{value!r} is less than 15 minutes after now ({_iso(now)})",
-        )
-    latest = _add_months(now.astimezone(UTC), SCHEDULE_HORIZON_MONTHS)
-    if when > latest:
-        raise ValidationError(
-            "time",
-            "too_late",
-            f"{value!r} is more than {SCHEDULE_HORIZON_MONTHS} months after now ({_iso(now)})",
-        )
-    return _iso(when)
 
 
 def validate_body(body: str | None, *, template_id: str | None) -> None:
@@ -349,20 +310,26 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
     sender = blank_to_none(message.sender)
     template_id = blank_to_none(message.template_id)
     time = blank_to_none(message.time)
+    if sender is None:
+        raise ValidationError(
+            "sender", "required", "is required: every SMS carries a sender ID (Kaleyra's checklist)"
+        )
     if template_id is not None:
         template_id = validate_template_id(template_id)
     validate_body(message.body, template_id=template_id)
     _check_encodable(message)
+    refs = {name: blank_to_none(getattr(message, name)) for name in REF_FIELDS}
     return dataclasses.replace(
         message,
         type=message_type,
-        sender=None if sender is None else validate_sender(sender, pod=pod),
+        sender=validate_sender(sender, pod=pod),
         template_id=template_id,
         template_data=validate_template_data(message.template_data),
         unicode=validate_unicode(message.unicode),
         flash=validate_flash(message.flash),
         time=None if time is None else validate_time(time, now=now or datetime.now(UTC)),
         ref_custom=validate_ref_custom(message.ref_custom),
+        **{name: None if v is None else validate_ref(v, field=name) for name, v in refs.items()},
     )
 
 
@@ -391,6 +358,7 @@ def _check_encodable(message: Message) -> None:
     texts = [
         ("body", message.body),
         ("callback_profile_id", message.callback_profile_id),
+        *((name, getattr(message, name)) for name in REF_FIELDS),
         *((f"template_data.{name}", value) for name, value in message.template_data),
         *((f"ref_custom[{i}]", value) for i, value in enumerate(message.ref_custom)),
     ]
@@ -410,16 +378,3 @@ def blank_to_none(value: str | None) -> str | None:
         return None
     text = value.strip()
     return text or None
-
-
-def _iso(when: datetime) -> str:
-    return when.replace(microsecond=0).isoformat()
-
-
-def _add_months(when: datetime, months: int) -> datetime:
-    """The same day and time ``months`` later, on the month's last day if that day is missing."""
-    month_index = when.month - 1 + months
-    year, month = when.year + month_index // 12, month_index % 12 + 1
-    next_month = datetime(year + month // 12, month % 12 + 1, 1)
-    last_day = (next_month - timedelta(days=1)).day
-    return when.replace(year=year, month=month, day=min(when.day, last_day))

@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules: fake Kaleyra answers for both network seams, a sleep
-that records instead of waiting, the sandbox in process, and a real Redis server."""
+that records instead of waiting, the sandbox in process, helpers that call the sandbox's
+pure handler without a socket, and a real Redis server."""
 
 from __future__ import annotations
 
@@ -9,19 +10,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
+from urllib.parse import urlencode
 
 import aiohttp.web
 import anyio
 import httpx
+import orjson
 import pytest
 import respx
 
 from kaleyra_async import BulkOptions, BulkSummary, Config, KaleyraClient, send_bulk
 from kaleyra_async._exceptions import ValidationError
-from kaleyra_async.sandbox import Sandbox, SandboxConfig
+from kaleyra_async.sandbox import DEFAULT_API_KEY, DEFAULT_SID, Sandbox, SandboxConfig
+from kaleyra_async.sandbox._handler import handle
+from kaleyra_async.sandbox._state import SandboxState
+from kaleyra_async.sandbox._values import Request, Response
 
 Seam = Literal["aiohttp", "httpx"]
 #: How tests start the command line.
@@ -126,6 +132,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def numbers(n: int, start: int = 0) -> list[str]:
+    """``n`` distinct valid Indian mobile numbers in E.164, counting up from ``start``."""
+    return [f"+9198{start + i:08d}" for i in range(n)]
+
+
+def write_csv(path: Path, rows: Sequence[str], header: str = "to") -> Path:
+    """A CSV input at ``path``: the header line, then one line per row."""
+    path.write_text(header + "\n" + "".join(row + "\n" for row in rows))
+    return path
+
+
 def rejects(call: Callable[[], object], field: str, rule: str) -> ValidationError:
     """Assert that ``call`` raises a ValidationError on ``field`` for ``rule``; return it."""
     with pytest.raises(ValidationError) as info:
@@ -172,6 +189,76 @@ async def run_cli(
     return await anyio.run_process(
         command, env=env if env is not None else cli_env(), input=stdin, check=False
     )
+
+
+# -- the sandbox's pure handler, without a socket ----------------------------------------------
+
+#: The sandbox clock of handler tests (2023-11-14 22:13:20 UTC).
+NOW = 1_700_000_000.0
+#: An Indian and a US recipient: on the IN pod the first one brings India's DLT rules.
+A = "+919876543210"
+B = "+14155550123"
+#: A DLT template id (19 digits), for sends to Indian numbers.
+TEMPLATE_ID = "1107161234567890123"
+AUTH = {"api-key": DEFAULT_API_KEY, "content-type": "application/json"}
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now_s: float = NOW) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def make_state(**overrides: Any) -> SandboxState:
+    """A seeded sandbox state (``overrides`` are SandboxConfig fields)."""
+    return SandboxState(SandboxConfig(seed=7, **overrides))
+
+
+def call(
+    state: SandboxState,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: str = "",
+    now: float = NOW,
+    headers: dict[str, str] = AUTH,
+) -> Response:
+    """One request through ``handle``; ``body`` is JSON-encoded unless it is bytes."""
+    raw = b"" if body is None else body if isinstance(body, bytes) else orjson.dumps(body)
+    request = Request(method=method, path=path, query=query, headers=headers, body=raw)
+    return handle(state, request, now)
+
+
+def send(
+    state: SandboxState,
+    fields: Any,
+    *,
+    endpoint: str = "sms",
+    now: float = NOW,
+    form: bool = False,
+) -> Response:
+    """A send request with ``fields`` as JSON, or as form fields when ``form``."""
+    if not form:
+        return call(state, "POST", f"/v1/{DEFAULT_SID}/{endpoint}", body=fields, now=now)
+    headers = {**AUTH, "content-type": "application/x-www-form-urlencoded"}
+    body = urlencode(fields).encode()
+    return call(state, "POST", f"/v1/{DEFAULT_SID}/{endpoint}", body=body, now=now, headers=headers)
+
+
+def payload(response: Response) -> Any:
+    """The response's JSON body."""
+    return orjson.loads(response.body)
+
+
+def ok_fields(**extra: Any) -> dict[str, Any]:
+    """A send the IN pod accepts: an Indian and a US number, body, DLT template id and header."""
+    fields = {"to": f"{A},{B}", "body": "Hello", "type": "TXN", "sender": "KLRHXA"}
+    return {**fields, "template_id": TEMPLATE_ID, **extra}
 
 
 # -- Redis ------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from kaleyra_async._cli import build_parser
+from kaleyra_async._cli_common import config_from
 from kaleyra_async.sandbox import Sandbox, SandboxConfig
 from tests.conftest import cli_env, run_cli
 
@@ -38,6 +40,7 @@ async def test_send_otp_to_two_numbers_is_refused_before_sending(sandbox: Sandbo
     code, _, err = await run(
         sandbox, "send", "--to", "+919876543210,+919876543211",
         "--sender", "KLRHXA", "--type", "OTP", "--body", "1234 is your OTP",
+        "--template-id", "1107161234567890123",
     )  # fmt: skip
     assert code == 2
     assert "exactly one recipient" in err
@@ -220,3 +223,14 @@ def test_a_ctrl_c_as_the_finished_run_shuts_down_still_reports_it(
     assert code == 0
     assert "Done in" in capsys.readouterr().err
     assert len(out.read_bytes().splitlines()) == 2
+
+
+@pytest.mark.parametrize("command", [["send", "--to", "+6591234567"], ["send-bulk", "in.csv"]])
+def test_callback_profile_id_option_sets_the_default(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--callback-profile-id reaches the message defaults of send and send-bulk."""
+    monkeypatch.setenv("KALEYRA_SID", "HX1")
+    monkeypatch.setenv("KALEYRA_API_KEY", "k")
+    args = build_parser().parse_args([*command, "--callback-profile-id", "IN_09b3dfa7"])
+    assert config_from(args).defaults.callback_profile_id == "IN_09b3dfa7"

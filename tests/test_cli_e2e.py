@@ -20,21 +20,12 @@ import orjson
 import pytest
 
 from kaleyra_async.sandbox import Sandbox, parse_faults
-from tests.conftest import CLI, cli_env, run_cli
+from tests.conftest import CLI, cli_env, numbers, run_cli, write_csv
 
 pytestmark = pytest.mark.timeout(120)
 
 BODY = "Your order has shipped"
 TEMPLATE = "1107161234567890123"
-
-
-def numbers(n: int, start: int = 0) -> list[str]:
-    return [f"+9198{start + i:08d}" for i in range(n)]
-
-
-def write_csv(path: Path, rows: list[str], header: str = "to") -> Path:
-    path.write_text(header + "\n" + "".join(r + "\n" for r in rows))
-    return path
 
 
 def read_results(path: Path) -> dict[int, dict[str, Any]]:

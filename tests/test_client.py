@@ -123,7 +123,7 @@ async def test_send_sms_golden_request(client: KaleyraClient, router: respx.Rout
         "body": "Your order shipped",
         "template_id": "1107161234567890123",
         "template_data": {"name": "Asha"},
-        "flash": 1,
+        "flash": "1",
         "ref_custom": ["r1"],
         "callback_profile_id": "IN_09b3dfa7",
     }
@@ -136,11 +136,14 @@ async def test_send_form_encoding(answers: Answers, sleeps: Sleeps) -> None:
     """http.encoding="form" posts application/x-www-form-urlencoded fields."""
     route = answers.router.post(f"{BASE}/sms").mock(return_value=accepted(A))
     async with make_client(answers, sleeps, http=HttpConfig(encoding="form")) as client:
-        await client.send_sms(A, body="hi & bye", template_id="1107161234567890123")
+        await client.send_sms(
+            A, sender="KLRHXA", body="hi & bye", template_id="1107161234567890123"
+        )
     request = route.calls[0].request
     assert_common_headers(request, "application/x-www-form-urlencoded")
     assert urllib.parse.parse_qsl(request.content.decode()) == [
         ("to", A),
+        ("sender", "KLRHXA"),
         ("type", "TXN"),
         ("body", "hi & bye"),
         ("template_id", "1107161234567890123"),
@@ -152,9 +155,10 @@ async def test_send_message_uses_messages_endpoint(
 ) -> None:
     """send_message posts to /messages with source=API."""
     route = router.post(f"{BASE}/messages").mock(return_value=accepted(A))
-    await client.send_message(A, body="hello", template_id="1107161234567890123")
+    await client.send_message(A, sender="KLRHXA", body="hello", template_id="1107161234567890123")
     assert sent_json(route) == {
         "to": A,
+        "sender": "KLRHXA",
         "type": "TXN",
         "body": "hello",
         "template_id": "1107161234567890123",
@@ -165,9 +169,12 @@ async def test_send_message_uses_messages_endpoint(
 async def test_send_otp_golden_request(client: KaleyraClient, router: respx.Router) -> None:
     """send_otp sends type OTP to one number."""
     route = router.post(f"{BASE}/sms").mock(return_value=accepted(A))
-    await client.send_otp(A, body="Your code is 1234", template_id="1107161234567890123")
+    await client.send_otp(
+        A, sender="KLRHXA", body="Your code is 1234", template_id="1107161234567890123"
+    )
     assert sent_json(route) == {
         "to": A,
+        "sender": "KLRHXA",
         "type": "OTP",
         "body": "Your code is 1234",
         "template_id": "1107161234567890123",
@@ -205,7 +212,7 @@ async def test_create_sender_ids_chunks_by_5000(
     route = router.post(f"{BASE}/sms/sender").mock(
         return_value=httpx.Response(200, json={"code": "MSG106", "message": "ok", "error": {}})
     )
-    items = [SenderId(f"{i:06d}") for i in range(5001)]
+    items = [SenderId(f"{i:06d}", "alerts", entity_id="1" * 12) for i in range(5001)]
     results = await client.create_sender_ids(items)
     assert len(results) == 2
     assert [len(sent_json(route, i)["data"]) for i in range(2)] == [5000, 1]
@@ -286,7 +293,15 @@ async def test_url_is_host_v1_sid_path(
     """URL = (base_url or the pod's host) + /v1/<SID> + path."""
     route = router.post(url).mock(return_value=accepted(C))
     async with make_client(via_httpx(router), sleeps, **kwargs) as client:
-        await client.send(Message(body="hi", type="DEFAULT" if "pod" in kwargs else "TXN"), [C])
+        await client.send(
+            Message(
+                body="hi",
+                type="DEFAULT" if "pod" in kwargs else "TXN",
+                sender="KLRHXA",
+                template_id="1107161234567890123",
+            ),
+            [C],
+        )
     assert route.call_count == 1
 
 
@@ -297,7 +312,7 @@ async def test_from_config(router: respx.Router) -> None:
     transport = httpx.MockTransport(router.async_handler)
     async with KaleyraClient.from_config(config, transport=transport) as client:
         assert client.pod == "IN"
-        await client.send_sms(A, body="hi", template_id="1107161234567890123")
+        await client.send_sms(A, sender="KLRHXA", body="hi", template_id="1107161234567890123")
     assert route.calls[0].request.headers["api-key"] == KEY
 
 
@@ -312,7 +327,10 @@ async def test_otp_guard_raises_before_any_request(
     router.route().mock(return_value=accepted(A, B))
     send = validated_send(client) if validated else client.send
     with pytest.raises(ValidationError) as info:
-        await send(Message(body="code 1", type="OTP"), [A, B])
+        await send(
+            Message(body="code 1", type="OTP", sender="KLRHXA", template_id="1107161234567890123"),
+            [A, B],
+        )
     assert info.value.rule == "otp_single_recipient"
     assert router.calls.call_count == 0
 
@@ -336,7 +354,10 @@ async def test_recipient_count_is_always_checked(
     router.route().mock(return_value=accepted(A))
     send = validated_send(client) if validated else client.send
     with pytest.raises(ValidationError) as info:
-        await send(Message(body="x", type="TXN"), recipients)
+        await send(
+            Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"),
+            recipients,
+        )
     assert info.value.rule == rule
     assert router.calls.call_count == 0
 
@@ -347,9 +368,14 @@ async def test_invalid_number_and_message_raise_before_any_request(
     """A bad number or a bad field is a ValidationError and no request is made."""
     router.route().mock(return_value=accepted(A))
     with pytest.raises(ValidationError):
-        await client.send(Message(body="x", type="TXN"), ["not a number"])
+        await client.send(
+            Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"),
+            ["not a number"],
+        )
     with pytest.raises(ValidationError):
-        await client.send(Message(body="x", type="NOPE"), [A])
+        await client.send(
+            Message(body="x", type="NOPE", sender="KLRHXA", template_id="1107161234567890123"), [A]
+        )
     assert router.calls.call_count == 0
 
 
@@ -366,7 +392,9 @@ async def test_country_prefix_normalises_national_numbers(answers: Answers, slee
     """country_prefix turns a national number into E.164."""
     route = answers.router.post(f"{BASE}/sms").mock(return_value=accepted(A))
     async with make_client(answers, sleeps, country_prefix="+91") as client:
-        await client.send_sms("98765 43210", body="x", template_id="1107161234567890123")
+        await client.send_sms(
+            "98765 43210", sender="KLRHXA", body="x", template_id="1107161234567890123"
+        )
     assert sent_json(route)["to"] == A
 
 
@@ -413,7 +441,9 @@ async def test_error_responses_raise_the_right_class(
     """Each error answer raises its class, with status, code and pod, after one attempt."""
     route = router.post(f"{BASE}/sms").mock(return_value=response)
     with pytest.raises(cls) as info:
-        await client.send(Message(body="x", type="TXN"), [A])
+        await client.send(
+            Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"), [A]
+        )
     assert type(info.value) is cls
     assert info.value.status_code == response.status_code
     assert info.value.kaleyra_code == code
@@ -435,7 +465,9 @@ async def test_429_with_retry_after_then_success(
             accepted(A),
         ]
     )
-    result = await client.send(Message(body="x", type="TXN"), [A])
+    result = await client.send(
+        Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"), [A]
+    )
     assert result.attempts == 2
     assert route.call_count == 2
     assert len(sleeps.waits) == 1
@@ -445,7 +477,9 @@ async def test_429_with_retry_after_then_success(
 async def test_503_is_retried(client: KaleyraClient, router: respx.Router) -> None:
     """503 means not handled: sent again."""
     route = router.post(f"{BASE}/sms").mock(side_effect=[httpx.Response(503), accepted(A)])
-    result = await client.send(Message(body="x", type="TXN"), [A])
+    result = await client.send(
+        Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"), [A]
+    )
     assert (result.attempts, route.call_count) == (2, 2)
 
 
@@ -455,7 +489,9 @@ async def test_connect_error_is_retried(router: respx.Router, sleeps: Sleeps) ->
         side_effect=[httpx.ConnectError("refused"), accepted(A)]
     )
     async with make_client(via_httpx(router), sleeps) as client:
-        result = await client.send(Message(body="x", type="TXN"), [A])
+        result = await client.send(
+            Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"), [A]
+        )
     assert (result.attempts, route.call_count) == (2, 2)
 
 
@@ -465,7 +501,10 @@ async def test_persistent_429_gives_up_with_attempts(answers: Answers, sleeps: S
     retry = RetryPolicy(max_attempts=3, jitter_s=0)
     async with make_client(answers, sleeps, retry=retry) as client:
         with pytest.raises(RateLimitError) as info:
-            await client.send(Message(body="x", type="TXN"), [A])
+            await client.send(
+                Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"),
+                [A],
+            )
     assert info.value.attempts == 3
     assert route.call_count == 3
 
@@ -487,7 +526,10 @@ async def test_fate_unknown_is_not_retried_by_default(
     route = router.post(f"{BASE}/sms").mock(side_effect=[failure, accepted(A)])
     with pytest.raises(cls) as info:
         async with make_client(via_httpx(router), sleeps) as client:
-            await client.send(Message(body="x", type="TXN"), [A])
+            await client.send(
+                Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"),
+                [A],
+            )
     assert info.value.fate_unknown
     assert info.value.attempts == 1
     assert route.call_count == 1
@@ -502,7 +544,9 @@ async def test_fate_unknown_is_retried_when_ambiguous_allowed(
     async with make_client(
         via_httpx(router), sleeps, retry=RetryPolicy(retry_ambiguous=True, jitter_s=0)
     ) as client:
-        result = await client.send(Message(body="x", type="TXN"), [A])
+        result = await client.send(
+            Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"), [A]
+        )
     assert (result.attempts, route.call_count) == (2, 2)
 
 
@@ -529,7 +573,9 @@ async def test_close_twice_is_safe_and_use_after_close_raises(
     await client.aclose()
     await client.aclose()
     with pytest.raises(KaleyraError, match="closed"):
-        await client.send(Message(body="x", type="TXN"), [A])
+        await client.send(
+            Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"), [A]
+        )
     with pytest.raises(KaleyraError, match="closed"):
         await client.get_status(["m:1"])
     with pytest.raises(KaleyraError, match="closed"):
@@ -587,9 +633,16 @@ async def test_api_key_never_leaks(
         assert "api.in.kaleyra.io" in repr(client)
         for _ in range(6):
             with pytest.raises(KaleyraError) as info:
-                await client.send(Message(body="x", type="TXN"), [A])
+                await client.send(
+                    Message(
+                        body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"
+                    ),
+                    [A],
+                )
             errors.append(info.value)
-        await client.send(Message(body="x", type="TXN"), [A])
+        await client.send(
+            Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"), [A]
+        )
     assert {type(e) for e in errors} == {
         AuthenticationError,
         RateLimitError,
@@ -615,7 +668,10 @@ async def test_api_key_echoed_by_a_server_is_masked(answers: Answers, sleeps: Sl
     )
     async with make_client(answers, sleeps, api_key=Secret(KEY)) as client:
         with pytest.raises(RejectedError) as info:
-            await client.send(Message(body="x", type="TXN"), [A])
+            await client.send(
+                Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"),
+                [A],
+            )
     error = info.value
     assert error.kaleyra_code == "E999"
     assert "********" in str(error)
@@ -635,13 +691,20 @@ async def test_a_429_pauses_every_sender_for_retry_after(answers: Answers, sleep
     answers.router.post(f"{BASE}/sms").mock(side_effect=answer)
     async with make_client(answers, sleeps, retry=RetryPolicy(max_attempts=1)) as client:
         with pytest.raises(RateLimitError):
-            await client.send(Message(body="x", type="TXN"), [A])
-        await client.send(Message(body="x", type="TXN"), [A])
+            await client.send(
+                Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"),
+                [A],
+            )
+        await client.send(
+            Message(body="x", type="TXN", sender="KLRHXA", template_id="1107161234567890123"), [A]
+        )
     assert stamps[1] - stamps[0] >= 0.3
 
 
 async def test_send_otp_with_a_list_is_a_validation_error(client: KaleyraClient) -> None:
     """send_otp(to=[a, b]) is refused by the OTP rule, not with a TypeError."""
     with pytest.raises(ValidationError) as info:
-        await client.send_otp(to=[A, A], body="1234")  # type: ignore[arg-type]
+        await client.send_otp(
+            to=[A, A], sender="KLRHXA", template_id="1107161234567890123", body="1234"
+        )  # type: ignore[arg-type]
     assert info.value.rule == "otp_single_recipient"

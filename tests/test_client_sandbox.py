@@ -45,8 +45,12 @@ async def test_every_endpoint_round_trips(sandbox: Sandbox, transport: str) -> N
         sms = await client.send_sms(
             to=[A, B], sender="KLRHXA", type="TXN", body="Shipped", template_id=TEMPLATE
         )
-        otp = await client.send_otp(to=A, sender="KLRHXA", body="1234 is your OTP")
-        msg = await client.send_message(to=B, sender="KLRHXA", type="MKT", body="Sale")
+        otp = await client.send_otp(
+            to=A, sender="KLRHXA", body="1234 is your OTP", template_id=TEMPLATE
+        )
+        msg = await client.send_message(
+            to=B, sender="KLRHXA", type="MKT", body="Sale", template_id=TEMPLATE
+        )
         created = await client.create_sender_ids([SenderId("ADPAIX", "d", entity_id="1" * 12)])
         deleted = await client.delete_sender_ids(["ADPAIX"])
         statuses = await client.get_status([r.message_id for r in sms.receipts])
@@ -66,7 +70,7 @@ async def test_wrong_key_is_an_authentication_error(sandbox: Sandbox) -> None:
     """401 from the sandbox becomes AuthenticationError after one attempt."""
     async with client_for(sandbox, api_key="not-the-key") as client:
         with pytest.raises(AuthenticationError) as info:
-            await client.send_sms(to=A, sender="KLRHXA", type="TXN", body="x")
+            await client.send_sms(to=A, sender="KLRHXA", type="TXN", body="x", template_id=TEMPLATE)
     assert info.value.status_code == 401
     assert info.value.attempts == 1
     assert "not-the-key" not in str(info.value)
@@ -74,12 +78,15 @@ async def test_wrong_key_is_an_authentication_error(sandbox: Sandbox) -> None:
 
 async def test_sandbox_rejects_what_the_client_would_have_caught(sandbox: Sandbox) -> None:
     """Skipping client validation, the sandbox answers each broken rule with its code."""
+    dlt = {"sender": "KLRHXA", "template_id": TEMPLATE}
     cases = [
-        (Message(body="x" * 4001, type="TXN"), [A], "E401"),
-        (Message(body="x", type="TXN", template_id="123"), [A], "E407"),
+        (Message(body="x" * 4001, type="TXN", **dlt), [A], "E401"),
+        (Message(type="TXN", sender="KLRHXA", template_id="123"), [A], "E407"),
         (Message(body="x", type="DEFAULT"), [A], "E408"),
         (Message(type="TXN"), [A], "E406"),
-        (Message(body="x", type="TXN", template_data=(("v", "y" * 31),)), [A], "E413"),
+        (Message(type="TXN", template_data=(("v", "y" * 31),), **dlt), [A], "E413"),
+        (Message(body="x", type="TXN", sender="KLRHXA"), [A], "E417"),
+        (Message(body="x", type="TXN", template_id=TEMPLATE), [A], "E418"),
     ]
     async with client_for(sandbox) as client:
         for message, to, code in cases:
@@ -102,9 +109,15 @@ async def test_otp_guard_holds_on_the_pipelines_send(sandbox: Sandbox) -> None:
 async def test_sender_id_errors_carry_per_item_reasons(sandbox: Sandbox) -> None:
     """A duplicate sender fails the create with MSG134 and a reason naming the item."""
     async with client_for(sandbox) as client:
-        await client.create_sender_ids([SenderId("ADPAIX", "d")])
+        entity = "1" * 12
+        await client.create_sender_ids([SenderId("ADPAIX", "d", entity_id=entity)])
         with pytest.raises(RejectedError) as info:
-            await client.create_sender_ids([SenderId("BANKIN", "d"), SenderId("ADPAIX", "d")])
+            await client.create_sender_ids(
+                [
+                    SenderId("BANKIN", "d", entity_id=entity),
+                    SenderId("ADPAIX", "d", entity_id=entity),
+                ]
+            )
     assert info.value.kaleyra_code == "MSG134"
     assert any("ADPAIX" in item for item, _ in info.value.details)
 
@@ -114,9 +127,9 @@ async def test_429_carries_retry_after_and_is_retried(sandbox: Sandbox) -> None:
     """Over the sandbox's rate: 429 with Retry-After; without retries it surfaces as such."""
     async with client_for(sandbox, retry=RetryPolicy(max_attempts=1)) as client:
         for _ in range(3):
-            await client.send_sms(to=A, sender="KLRHXA", type="TXN", body="x")
+            await client.send_sms(to=A, sender="KLRHXA", type="TXN", body="x", template_id=TEMPLATE)
         with pytest.raises(RateLimitError) as info:
-            await client.send_sms(to=A, sender="KLRHXA", type="TXN", body="x")
+            await client.send_sms(to=A, sender="KLRHXA", type="TXN", body="x", template_id=TEMPLATE)
     assert info.value.retry_after_s is not None
     assert info.value.retry_after_s >= 1
     assert info.value.safe_to_retry
@@ -129,7 +142,7 @@ async def test_500_after_accept_is_fate_unknown_and_not_resent(sandbox: Sandbox)
     """The sandbox accepted the SMS and answered 500: one attempt, fate_unknown, in ledger once."""
     async with client_for(sandbox) as client:
         with pytest.raises(ServerError) as info:
-            await client.send_sms(to=A, sender="KLRHXA", type="TXN", body="x")
+            await client.send_sms(to=A, sender="KLRHXA", type="TXN", body="x", template_id=TEMPLATE)
     assert info.value.fate_unknown
     assert info.value.attempts == 1
     assert len(sandbox.ledger_records()) == 1

@@ -33,11 +33,15 @@ from kaleyra_async._results import ResultsWriter
 from kaleyra_async._resume import Progress
 from kaleyra_async._sources import CsvSource
 from kaleyra_async._summary import BulkSummary
-from tests.conftest import bulk
+from tests.conftest import bulk, numbers, write_csv
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+TEMPLATE_ID = "1107161234567890123"
 PLAN = RowPlan(
-    pod="IN", defaults=MessageDefaults(body="Your order has shipped", sender="KLRHXA", type="TXN")
+    pod="IN",
+    defaults=MessageDefaults(
+        body="Your order has shipped", sender="KLRHXA", type="TXN", template_id=TEMPLATE_ID
+    ),
 )
 #: The line send_bulk starts a journal with (dispatch itself does not write it).
 JOURNAL_HEADER = b'{"journal":1,"input":{}}\n'
@@ -81,14 +85,8 @@ class FakeSend:
         )
 
 
-def numbers(n: int, start: int = 0) -> list[str]:
-    return [f"+9198{start + i:08d}" for i in range(n)]
-
-
 def csv_file(tmp_path: Path, lines: list[str], header: str = "to") -> str:
-    path = tmp_path / "in.csv"
-    path.write_text(header + "\n" + "\n".join(lines) + "\n")
-    return str(path)
+    return str(write_csv(tmp_path / "in.csv", lines, header))
 
 
 async def run(
@@ -170,7 +168,10 @@ async def test_otp_rows_each_get_their_own_request(tmp_path: Path) -> None:
 async def test_placeholders_personalise_and_split_batches(tmp_path: Path) -> None:
     """{name} is filled per row; rows with different bodies go in different requests."""
     plan = RowPlan(
-        pod="IN", defaults=MessageDefaults(body="Hi {name}", sender="KLRHXA", type="TXN")
+        pod="IN",
+        defaults=MessageDefaults(
+            body="Hi {name}", sender="KLRHXA", type="TXN", template_id=TEMPLATE_ID
+        ),
     )
     lines = ["+919800000001,Asha", "+919800000002,Ravi", "+919800000003,Asha"]
     fake = FakeSend()
@@ -240,7 +241,9 @@ async def test_planning_a_large_chunk_lets_other_tasks_run(tmp_path: Path) -> No
     """
     plan = RowPlan(
         pod="IN",
-        defaults=MessageDefaults(body="Order {order} has shipped", sender="KLRHXA", type="TXN"),
+        defaults=MessageDefaults(
+            body="Order {order} has shipped", sender="KLRHXA", type="TXN", template_id=TEMPLATE_ID
+        ),
     )
     lines = [f"{to},KX{i:06d}" for i, to in enumerate(numbers(1000))]
     summary = BulkSummary()
@@ -388,7 +391,10 @@ async def test_records_from_python_are_sent_like_csv_rows() -> None:
     route = router.post(url__regex=r"/v1/HX1/sms$").mock(side_effect=accept)
     config = load_config(None, env={"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": "k"})
     config = dataclasses.replace(
-        config, defaults=dataclasses.replace(config.defaults, body="Hi {name}", sender="KLRHXA")
+        config,
+        defaults=dataclasses.replace(
+            config.defaults, body="Hi {name}", sender="KLRHXA", template_id=TEMPLATE_ID
+        ),
     )
     records = [
         {"to": "+919800000001", "name": "Asha"},

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
@@ -22,9 +21,10 @@ from kaleyra_async._exceptions import ConnectError, KaleyraError, ResponseLostEr
 from kaleyra_async._http_aiohttp import AiohttpSeam
 from kaleyra_async._http_httpx import HttpxSeam
 from kaleyra_async._models import Message
+from tests.conftest import free_port
 
 A = "+919876543210"
-MESSAGE = Message(body="hello", type="TXN")
+MESSAGE = Message(body="hello", type="TXN", sender="KLRHXA", template_id="1107161234567890123")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TRANSPORTS = [pytest.param("aiohttp", id="aiohttp"), pytest.param("httpx", id="httpx")]
 
@@ -146,12 +146,6 @@ def make_client(
         retry=RetryPolicy(max_attempts=1),
         rate_limit=PodConfig(rate_per_s=1e6, burst=1000),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -59,7 +59,7 @@ def test_send_every_field_json() -> None:
         "template_id": "1107161234567890123",
         "template_data": {"name": "Asha", "code": "1234"},
         "unicode": "AUTO",
-        "flash": 1,
+        "flash": "1",
         "time": "2030-07-13T12:58:00+04:30",
         "ref_custom": ["a", "b"],
         "callback_profile_id": "IN_09b3dfa7",

@@ -234,7 +234,7 @@ async def test_a_cancelled_mark_is_still_written_before_its_release(tmp_path: Pa
             tg.start_soon(cancel_while_writing)
             await writer.inflight([7])
         assert scope.cancelled_caught
-        writer.release([7])  # what _Flight.abandon does for a mark that never went out
+        writer.release([7])  # what Flight.release does for a mark that never went out
         disk.gate.set()
         await writer.aclose()
     results = tmp_path / "r.ndjson"

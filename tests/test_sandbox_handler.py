@@ -9,51 +9,11 @@ import random
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 import pytest
 
 from kaleyra_async.sandbox import DEFAULT_API_KEY, DEFAULT_SID, FaultSpec, SandboxConfig
-from kaleyra_async.sandbox._handler import handle
 from kaleyra_async.sandbox._state import SandboxState
-from kaleyra_async.sandbox._values import Request, Response
-
-NOW = 1_700_000_000.0
-A = "+919876543210"
-B = "+14155550123"
-AUTH = {"api-key": DEFAULT_API_KEY, "content-type": "application/json"}
-
-
-def make_state(**overrides: Any) -> SandboxState:
-    return SandboxState(SandboxConfig(seed=7, **overrides))
-
-
-def call(
-    state: SandboxState,
-    method: str,
-    path: str,
-    *,
-    body: Any = None,
-    query: str = "",
-    now: float = NOW,
-    headers: dict[str, str] = AUTH,
-) -> Response:
-    raw = b"" if body is None else orjson.dumps(body)
-    return handle(
-        state, Request(method=method, path=path, query=query, headers=headers, body=raw), now
-    )
-
-
-def send(state: SandboxState, fields: Any, *, now: float = NOW) -> Response:
-    return call(state, "POST", f"/v1/{DEFAULT_SID}/sms", body=fields, now=now)
-
-
-def payload(response: Response) -> Any:
-    return orjson.loads(response.body)
-
-
-def ok_fields(**extra: Any) -> dict[str, Any]:
-    return {"to": f"{A},{B}", "body": "Hello", "type": "TXN", "sender": "KLRHXA", **extra}
-
+from tests.conftest import NOW, A, B, call, make_state, ok_fields, payload, send
 
 # -- auth and routing ------------------------------------------------------------------------------
 
@@ -200,7 +160,7 @@ def test_fault_sequence_is_reproducible_from_the_seed() -> None:
 def test_faults_follow_their_probabilities() -> None:
     """Over many requests each fault's share is close to its probability."""
     state = make_state(faults=FaultSpec((("503", 0.1),)))
-    statuses = [send(state, {"to": A, "body": "x"}).status for _ in range(2000)]
+    statuses = [send(state, ok_fields(to=A)).status for _ in range(2000)]
     assert 150 < statuses.count(503) < 250
 
 
@@ -222,7 +182,7 @@ def status_of(state: SandboxState, ids: list[str], *, now: float, endpoint: str 
 def test_status_turns_from_sent_to_delivered_after_the_delay() -> None:
     """A message is Sent until deliver_after_s of the sandbox clock passed, then Delivered."""
     state = make_state(deliver_after_s=2.0)
-    message_id = payload(send(state, {"to": A, "body": "x"}))["data"][0]["message_id"]
+    message_id = payload(send(state, ok_fields(to=A)))["data"][0]["message_id"]
     early = status_of(state, [message_id], now=NOW + 1.9, endpoint="messages")
     late = status_of(state, [message_id], now=NOW + 2.0, endpoint="messages")
     assert early == {
@@ -239,7 +199,7 @@ def test_status_turns_from_sent_to_delivered_after_the_delay() -> None:
 def test_failing_numbers_show_notsent_at_once_and_undelivered_later() -> None:
     """...0000 is NotSent/KLR-INV-NUMBER at once; ...9999 goes Sent -> UnDelivered/ABSENT-SUB."""
     state = make_state()
-    data = payload(send(state, {"to": "+919876540000,+919876549999", "body": "x"}))["data"]
+    data = payload(send(state, ok_fields(to="+919876540000,+919876549999")))["data"]
     ids = [d["message_id"] for d in data]
     early = status_of(state, ids, now=NOW)["data"]
     late = status_of(state, ids, now=NOW + 60)["data"]
@@ -257,7 +217,7 @@ def test_failing_numbers_show_notsent_at_once_and_undelivered_later() -> None:
 def test_unknown_ids_are_notfound_entries() -> None:
     """Ids the sandbox never issued (or an index past the request's count) are NotFound."""
     state = make_state()
-    request_id = payload(send(state, {"to": A, "body": "x"}))["id"]
+    request_id = payload(send(state, ok_fields(to=A)))["id"]
     entries = status_of(state, ["nope:1", f"{request_id}:2", request_id], now=NOW)["data"]
     assert [e["status"] for e in entries] == ["NotFound"] * 3
     assert {e["status_details"] for e in entries} == {"MESSAGE-NOT-FOUND"}
@@ -266,8 +226,8 @@ def test_unknown_ids_are_notfound_entries() -> None:
 def test_status_forgets_the_oldest_requests_past_capacity() -> None:
     """Only the last status_capacity requests are remembered."""
     state = make_state(status_capacity=1)
-    first = payload(send(state, {"to": A, "body": "x"}))["data"][0]["message_id"]
-    second = payload(send(state, {"to": A, "body": "x"}))["data"][0]["message_id"]
+    first = payload(send(state, ok_fields(to=A)))["data"][0]["message_id"]
+    second = payload(send(state, ok_fields(to=A)))["data"][0]["message_id"]
     entries = status_of(state, [first, second], now=NOW)["data"]
     assert [e["status"] for e in entries] == ["NotFound", "Sent"]
 
@@ -292,54 +252,76 @@ SENDER_PATH = f"/v1/{DEFAULT_SID}/sms/sender"
 
 
 def sender_item(name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "sender": name,
-        "description": "d",
-        "iso_code": "in",
-        "entity_id": "123456789012",
-        **extra,
+    item = {"sender": name, "description": "d", "iso_code": "in", "entity_id": "123456789012"}
+    return {k: v for k, v in {**item, **extra}.items() if v is not None}
+
+
+def test_create_senders_answers_msg106_as_the_page_shows() -> None:
+    """Valid sender IDs are created: 200 MSG106 with one {id, status, sender, message, code}
+    item each and the page's "submitted and will be verified" text."""
+    state = make_state()
+    items = [sender_item("ADPAIX"), sender_item("Acme2024", iso_code="gb", entity_id=None)]
+    response = call(state, "POST", SENDER_PATH, body={"data": items})
+    assert response.status == 200
+    text = "Your Sender ID is submitted and will be verified by a Kaleyra Support Team member."
+    body = payload(response)
+    ids = [item["id"] for item in body["data"]]
+    assert all(isinstance(i, int) for i in ids) and len(set(ids)) == 2
+    assert body == {
+        "code": "MSG106",
+        "message": text,
+        "data": [
+            {"id": ids[0], "status": "1", "sender": "ADPAIX", "message": text, "code": "MSG106"},
+            {"id": ids[1], "status": "1", "sender": "Acme2024", "message": text, "code": "MSG106"},
+        ],
+        "error": {},
     }
 
 
-def test_create_senders_answers_msg106() -> None:
-    """Valid sender IDs are created: 200 MSG106 with the created items."""
-    state = make_state()
-    response = call(state, "POST", SENDER_PATH, body={"data": [sender_item("ADPAIX")]})
-    assert response.status == 200
-    body = payload(response)
-    assert (body["code"], body["message"], body["error"]) == (
-        "MSG106",
-        "Sender ID(s) created successfully",
-        {},
-    )
-    assert [item["sender"] for item in body["data"]] == ["ADPAIX"]
-
-
 def test_create_senders_is_all_or_nothing_with_reasons() -> None:
-    """One bad item fails the call with MSG134 and a reason per bad item; nothing is created."""
+    """One bad item fails the call with MSG134, whose error maps each bad item's index to
+    {"<field>": "<reason>", "sender_name": ...} as the page shows; nothing is created."""
     state = make_state()
     assert call(state, "POST", SENDER_PATH, body={"data": [sender_item("TAKENX")]}).status == 200
     items = [
         sender_item("GOODXX"),
-        sender_item("AB"),
+        sender_item("ABCF992"),
         sender_item("takenx"),
         sender_item("ISOBAD", iso_code="ind"),
         sender_item("ENTBAD", entity_id="12"),
         "not-an-object",
         sender_item("DUPDUP"),
         sender_item("DUPDUP"),
+        sender_item("NODESC", description=" "),
+        sender_item("NOENTY", entity_id=None),
     ]
     response = call(state, "POST", SENDER_PATH, body={"data": items})
     body = payload(response)
-    assert (response.status, body["code"], body["data"]) == (400, "MSG134", [])
-    assert [(e["index"], e["reason"]) for e in body["error"]] == [
-        (1, "sender: 'AB' is not an Indian DLT header: exactly 6 letters or 6 digits"),
-        (2, "duplicate sender ID"),
-        (3, "iso_code: 'ind' is not a two-letter country code"),
-        (4, "entity_id: '12' is not 12 to 30 digits"),
-        (5, "each item must be an object"),
-        (7, "duplicate sender ID"),
-    ]
+    assert (response.status, body["code"], body["message"], body["data"]) == (
+        400,
+        "MSG134",
+        "Sender IDs not created",
+        [],
+    )
+    assert body["error"] == {
+        "1": {
+            "sender": "Sender ID has to be registered and it can only be 6 character",
+            "sender_name": "ABCF992",
+        },
+        "2": {"sender": "Sender ID Already exist.", "sender_name": "takenx"},
+        "3": {
+            "iso_code": "iso_code 'ind' is not a valid two-letter ISO code",
+            "sender_name": "ISOBAD",
+        },
+        "4": {"entity_id": "entity_id '12' is not 12 to 30 digits", "sender_name": "ENTBAD"},
+        "5": {"data": "each item must be an object", "sender_name": None},
+        "7": {"sender": "Sender ID Already exist.", "sender_name": "DUPDUP"},
+        "8": {"description": "description is mandatory", "sender_name": "NODESC"},
+        "9": {
+            "entity_id": "entity_id is mandatory for India (the DLT entity id)",
+            "sender_name": "NOENTY",
+        },
+    }
     # GOODXX was not created: creating it now succeeds.
     assert call(state, "POST", SENDER_PATH, body={"data": [sender_item("GOODXX")]}).status == 200
 
@@ -350,7 +332,7 @@ def test_create_senders_is_all_or_nothing_with_reasons() -> None:
         pytest.param("ADPAIX", "in", True, id="in-6-letters"),
         pytest.param("adpaix", "IN", True, id="in-lower-case"),
         pytest.param("123456", "in", True, id="in-6-digits"),
-        pytest.param("AB12CD", "in", False, id="in-mixed"),
+        pytest.param("ABCF01", "in", True, id="in-mixed-as-the-page"),
         pytest.param("ADPAI", "in", False, id="in-5-letters"),
         pytest.param("ADPAIXX", "in", False, id="in-7-letters"),
         pytest.param("A", "gb", True, id="gb-1-letter"),
@@ -358,12 +340,14 @@ def test_create_senders_is_all_or_nothing_with_reasons() -> None:
         pytest.param("ABCDEFGHIJK", "gb", True, id="gb-11-letters"),
         pytest.param("ABCDEFGHIJKL", "gb", False, id="gb-12-letters"),
         pytest.param("1" * 15, "sg", True, id="sg-15-digits"),
+        pytest.param("+17005550104", "us", True, id="us-two-way-plus"),
         pytest.param("1" * 16, "sg", False, id="sg-16-digits"),
         pytest.param("ACME-1", "sg", False, id="sg-hyphen"),
     ],
 )
 def test_sender_id_shape_depends_on_the_country(sender: str, iso_code: str, valid: bool) -> None:
-    """India takes 6 letters or 6 digits, elsewhere 1-11 letters/digits or up to 15 digits."""
+    """India takes exactly 6 characters, letters or digits (the page's own "ABCF01"); elsewhere
+    1-11 letters/digits or a numeric sender."""
     item = sender_item(sender, iso_code=iso_code)
     response = call(make_state(), "POST", SENDER_PATH, body={"data": [item]})
     assert (response.status, payload(response)["code"]) == (
@@ -390,9 +374,12 @@ def test_sender_id_shape_depends_on_the_country(sender: str, iso_code: str, vali
     ],
 )
 def test_sender_call_errors(method: str, body: Any, code: str) -> None:
-    """Too many items is RBC192, a malformed body E400, deleting an unknown sender MSG134."""
+    """Too many items is RBC192, a malformed body E400, deleting an unknown sender MSG134; the
+    sender pages' envelope carries "data": [] and a keyed "error" object."""
     response = call(make_state(), method, SENDER_PATH, body=body)
     assert (response.status, payload(response)["code"]) == (400, code)
+    assert payload(response)["data"] == []
+    assert isinstance(payload(response)["error"], dict)
 
 
 def test_create_5000_senders_is_allowed() -> None:

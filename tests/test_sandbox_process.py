@@ -12,8 +12,9 @@ from kaleyra_async._cli import build_parser, main
 from kaleyra_async.sandbox import FailRule, FaultSpec, Sandbox, SandboxConfig, SandboxProcess
 from kaleyra_async.sandbox._command import _config
 from kaleyra_async.sandbox._process import config_to_args
+from tests.conftest import ok_fields
 
-SEND = {"to": "+919876543210,+14155550123", "body": "Hello", "type": "TXN"}
+SEND = {**ok_fields(), "to": "+919876543210,+14155550123"}
 
 
 def test_subprocess_prints_its_url_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -13,20 +13,15 @@ import orjson
 import pytest
 
 from kaleyra_async.sandbox import FaultSpec, Sandbox, SandboxConfig
+from tests.conftest import TEMPLATE_ID, A, B, FakeClock
 
-A = "+919876543210"
-B = "+14155550123"
-SEND = {"to": f"{A},{B}", "body": "Hello", "type": "TXN"}
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now_s: float = 1_700_000_000.0) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
+SEND = {
+    "to": f"{A},{B}",
+    "body": "Hello",
+    "type": "TXN",
+    "sender": "KLRHXA",
+    "template_id": TEMPLATE_ID,
+}
 
 
 def client_for(sandbox: Sandbox) -> httpx.AsyncClient:
@@ -35,12 +30,6 @@ def client_for(sandbox: Sandbox) -> httpx.AsyncClient:
         headers={"api-key": sandbox.api_key},
         timeout=5.0,
     )
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with Sandbox(SandboxConfig(seed=1)) as running:
-        yield running
 
 
 async def test_send_over_http_is_202_and_in_the_ledger(sandbox: Sandbox) -> None:
@@ -59,8 +48,8 @@ async def test_send_over_http_is_202_and_in_the_ledger(sandbox: Sandbox) -> None
 async def test_form_send_over_http(sandbox: Sandbox) -> None:
     """Form-encoded sends work over the socket too."""
     async with client_for(sandbox) as client:
-        response = await client.post("/messages", data={"to": A, "body": "x"})
-    assert (response.status_code, response.json()["source"]) == (202, "API")
+        response = await client.post("/messages", data={**SEND, "to": A, "body": "form"})
+    assert (response.status_code, response.json()["body"]) == (202, "form")
 
 
 async def test_chunked_request_bodies_are_accepted(sandbox: Sandbox) -> None:
@@ -120,13 +109,13 @@ async def test_pipelined_requests_are_answered_in_order(sandbox: Sandbox) -> Non
         writer.write(
             raw_request(sandbox, "/sms", SEND)
             + raw_request(sandbox, "/sms", {"to": A})
-            + raw_request(sandbox, "/messages", {"to": B, "body": "x"})
+            + raw_request(sandbox, "/messages", {"to": B, "sender": "KLRHXA", "body": "third"})
         )
         answers = await read_responses(reader, 3)
     finally:
         writer.close()
     assert [status for status, _ in answers] == [202, 400, 202]
-    assert orjson.loads(answers[2][1])["source"] == "API"
+    assert orjson.loads(answers[2][1])["body"] == "third"
 
 
 def seed_for(pattern: list[bool], probability: float) -> int:
@@ -147,8 +136,8 @@ async def test_a_delayed_answer_holds_back_later_pipelined_ones() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", sandbox.port)
         try:
             writer.write(
-                raw_request(sandbox, "/sms", {"to": A, "body": "first"})
-                + raw_request(sandbox, "/sms", {"to": B, "body": "second"})
+                raw_request(sandbox, "/sms", {**SEND, "to": A, "body": "first"})
+                + raw_request(sandbox, "/sms", {"to": B, "sender": "KLRHXA", "body": "second"})
             )
             answers = await read_responses(reader, 2)
         finally:

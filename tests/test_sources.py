@@ -257,7 +257,12 @@ async def test_a_row_with_bad_bytes_in_another_column_keeps_its_number(tmp_path:
         ({"to": "+919800000001"}, "line 2: column name: bytes that are not valid UTF-8"),
         ({"name": "ok"}, "line 3: column to: bytes that are not valid UTF-8"),
     ]
-    plan = RowPlan(pod="IN", defaults=MessageDefaults(body="Hi", sender="KLRHXA", type="TXN"))
+    plan = RowPlan(
+        pod="IN",
+        defaults=MessageDefaults(
+            body="Hi", sender="KLRHXA", type="TXN", template_id="1107161234567890123"
+        ),
+    )
     preparer = RowPreparer(plan, normalize=PhoneNormalizer("+91"), now=datetime.now(UTC))
     preparer.check_header(("to", "name"))
     results = [preparer.prepare(r) for r in rows]

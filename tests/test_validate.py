@@ -24,14 +24,10 @@ from kaleyra_async._validate import (
     validate_type,
     validate_unicode,
 )
-from tests.conftest import rejects
+from tests.conftest import numbers, rejects
 
 NOW = datetime(2025, 1, 15, 10, 0, 0, tzinfo=UTC)
 IST = timezone(timedelta(hours=5, minutes=30))
-
-
-def numbers(count: int) -> list[str]:
-    return [f"+9198765{n:05d}" for n in range(count)]
 
 
 # -- type ----------------------------------------------------------------------------------------
@@ -84,21 +80,25 @@ def test_type_rejects_other_types(value: str, pod: str) -> None:
         pytest.param("A" * 11, "EU", "A" * 11, id="eu-alnum-11"),
         pytest.param("Shop24", "NA", "Shop24", id="na-letters-and-digits"),
         pytest.param("1" * 15, "SG", "1" * 15, id="sg-numeric-15"),
+        pytest.param("+17000000004", "NA", "+17000000004", id="two-way-plus"),
+        pytest.param("+919876543210", "IN", "+919876543210", id="in-plus"),
+        pytest.param("Acme24", "IN", "Acme24", id="in-alnum-case-kept"),
+        pytest.param("KLRHXAB", "IN", "KLRHXAB", id="in-7-letters"),
     ],
 )
-def test_sender_accepts_the_pods_shapes(value: str, pod: str, expected: str) -> None:
-    """IN: 6 letters or up to 15 digits; elsewhere 1-11 alphanumerics or up to 15 digits."""
+def test_sender_accepts_the_pages_shapes(value: str, pod: str, expected: str) -> None:
+    """1-11 alphanumerics or up to 15 digits ("+" allowed) on every pod; a 6-letter sender on
+    IN is a DLT header and is upper-cased (the DLT rule itself is _india's)."""
     assert validate_sender(value, pod=pod) == expected
 
 
 @pytest.mark.parametrize(
     ("value", "pod"),
     [
-        pytest.param("KLRHX", "IN", id="in-5-letters"),
-        pytest.param("KLRHXAB", "IN", id="in-7-letters"),
-        pytest.param("KLR1XA", "IN", id="in-letters-and-digits"),
         pytest.param("1" * 16, "IN", id="in-numeric-16"),
-        pytest.param("+919876543210", "IN", id="in-plus"),
+        pytest.param("+" + "1" * 16, "NA", id="plus-16-digits"),
+        pytest.param("++1234", "NA", id="two-plus"),
+        pytest.param("١٢٣٤", "SG", id="non-ascii-digits"),
         pytest.param("", "IN", id="in-empty"),
         pytest.param("A" * 12, "SG", id="sg-alnum-12"),
         pytest.param("Acme Shop", "SG", id="sg-space"),
@@ -430,21 +430,25 @@ def test_message_is_normalised() -> None:
 
 
 def test_message_blank_optional_fields_become_none() -> None:
-    """Empty sender, template_id, unicode and time mean "not given"."""
-    raw = Message(body="Hi", sender="", type="DEFAULT", template_id=" ", unicode="", time="")
+    """Empty template_id, unicode and time mean "not given"."""
+    raw = Message(body="Hi", sender="Acme", type="DEFAULT", template_id=" ", unicode="", time="")
     checked = validate_message(raw, pod="SG", now=NOW)
-    assert (checked.sender, checked.template_id, checked.unicode, checked.time) == (
-        None,
-        None,
-        None,
-        None,
-    )
+    assert (checked.template_id, checked.unicode, checked.time) == (None, None, None)
+
+
+@pytest.mark.parametrize("sender", [None, "", "  "])
+def test_message_needs_a_sender(sender: str | None) -> None:
+    """Every SMS carries a sender ID: a missing or blank sender is refused before the network."""
+    rejects(lambda: validate_message(Message(body="Hi", sender=sender), pod="SG", now=NOW),
+            "sender", "required")  # fmt: skip
 
 
 def test_message_time_defaults_now_to_the_clock() -> None:
     """Without ``now`` the time rule uses the current time (a time in 2000 is too soon)."""
     rejects(
-        lambda: validate_message(Message(body="Hi", time="2000-01-01T00:00:00+00:00"), pod="SG"),
+        lambda: validate_message(
+            Message(body="Hi", sender="Acme", time="2000-01-01T00:00:00+00:00"), pod="SG"
+        ),
         "time",
         "too_soon",
     )
@@ -453,21 +457,26 @@ def test_message_time_defaults_now_to_the_clock() -> None:
 @pytest.mark.parametrize(
     ("message", "pod", "field", "rule"),
     [
-        pytest.param(Message(body="Hi", type="TXN"), "SG", "type", "allowed_values", id="type"),
-        pytest.param(Message(body="Hi", sender="TOOLONG", type="TXN"), "IN", "sender", "format",
+        pytest.param(Message(body="Hi", sender="Acme", type="TXN"), "SG", "type",
+                     "allowed_values", id="type"),
+        pytest.param(Message(body="Hi", sender="TOO LONG", type="TXN"), "IN", "sender", "format",
                      id="sender"),
-        pytest.param(Message(body=None, type="TXN"), "IN", "body", "required", id="body-missing"),
-        pytest.param(Message(body="x" * 4001), "SG", "body", "max_length", id="body-long"),
-        pytest.param(Message(body="Hi", template_id="123"), "SG", "template_id", "format",
-                     id="template-id"),
-        pytest.param(Message(body="Hi", template_data=(("v", "x" * 31),)), "SG",
+        pytest.param(Message(body=None, sender="Acme", type="TXN"), "IN", "body", "required",
+                     id="body-missing"),
+        pytest.param(Message(body="x" * 4001, sender="Acme"), "SG", "body", "max_length",
+                     id="body-long"),
+        pytest.param(Message(body="Hi", sender="Acme", template_id="123"), "SG", "template_id",
+                     "format", id="template-id"),
+        pytest.param(Message(body="Hi", sender="Acme", template_data=(("v", "x" * 31),)), "SG",
                      "template_data.v", "max_length", id="template-data"),
-        pytest.param(Message(body="Hi", unicode="2"), "SG", "unicode", "allowed_values",
-                     id="unicode"),
-        pytest.param(Message(body="Hi", time="2025-01-15T12:00:00"), "SG", "time",
+        pytest.param(Message(body="Hi", sender="Acme", unicode="2"), "SG", "unicode",
+                     "allowed_values", id="unicode"),
+        pytest.param(Message(body="Hi", sender="Acme", time="2025-01-15T12:00:00"), "SG", "time",
                      "timezone_required", id="time"),
-        pytest.param(Message(body="Hi", ref_custom=("a",) * 6), "SG", "ref_custom", "max_items",
-                     id="ref-custom"),
+        pytest.param(Message(body="Hi", sender="Acme", ref="r" * 256), "SG", "ref", "max_length",
+                     id="ref"),
+        pytest.param(Message(body="Hi", sender="Acme", ref_custom=("a",) * 6), "SG", "ref_custom",
+                     "max_items", id="ref-custom"),
     ],
 )  # fmt: skip
 def test_message_runs_every_rule(message: Message, pod: str, field: str, rule: str) -> None:

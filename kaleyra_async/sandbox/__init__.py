@@ -17,36 +17,61 @@ Endpoints (``<SID>`` is the account SID)
     ``/sms/json`` (personalised bodies) is not implemented: 404.
 
 Send requests
-    Bodies are JSON (``application/json``, or no Content-Type) or form fields
-    (``application/x-www-form-urlencoded``); any other type is 415 ``E400``. In form mode
-    ``template_data`` and ``ref_custom`` may be JSON strings. ``to`` is comma-separated numbers or
-    a JSON array of them; ``prefix`` (e.g. ``+91``) is put in front of numbers without ``+``
-    **(ours)**. Numbers get a cheap E.164 *shape* check, ``^\\+?[1-9]\\d{6,14}$``, not a real
+    Bodies are JSON (``application/json``, or no Content-Type: the pages' only allowed type)
+    or form fields (``application/x-www-form-urlencoded``, as the two-way sample sends); any
+    other type is 415 ``E400``. In form mode ``template_data`` may be a JSON string and each
+    repeated ``ref_custom`` field is one value. ``to`` is comma-separated numbers or a JSON
+    array of them. A number keeps its country code: it has one when it starts with "+" or has
+    11 to 15 digits (the checklist's "918888888888") **(ours**: the pages give no rule; the big
+    markets' national numbers have at most 10 digits); ``prefix`` (e.g. ``+91``) goes in front
+    of a number without one only, a trunk 0 dropped ("If the mobile number does not have a
+    country code"). Without a prefix, a 10-digit number on the IN pod is Indian (the checklist:
+    for India the country code "may or may not be applied"); elsewhere it is refused (E403),
+    never read as ``+9876543210``. Numbers get a cheap E.164 *shape* check, not a
     numbering-plan check: the client validates fully with phonenumbers, and doing that here
-    would make the sandbox the bottleneck of every benchmark. Duplicate numbers are kept, each
-    with its own message id **(ours)**. Unknown fields are ignored.
+    would make the sandbox the bottleneck of every benchmark. Patterns match ASCII digits only.
+    Duplicate numbers are kept, each with its own message id **(ours)**. Unknown fields
+    (``callback_profile_id``, ``callback``, ``source``) are ignored.
 
-    Success is HTTP 202 with Kaleyra's ``/messages`` shape, also on ``/sms`` (the "Send OTP SMS"
-    page shows the same shape there; the HTTP status is **(ours)**)::
+    ``sender`` is mandatory on every pod (the pages' tables; E418). India's DLT rules bind a
+    request from the IN pod to an Indian (91) number: ``template_id`` is mandatory ("For Indian
+    customers, it is mandatory to use the Template ID"; E417), and an alphabetic sender is a DLT
+    header, "a string of 6 alphabetic characters" (the checklist), any case. Numeric senders,
+    "+" allowed (the two-way "+17XXXXXXXX4"), go anywhere; other senders, including an IN
+    account's to other countries (the checklist allows them), are 1-11 letters and digits
+    **(ours**: GSM's limit, the pages give none). Senders need not be registered **(ours)**. A
+    missing ``type`` means TXN on the IN pod, DEFAULT elsewhere.
 
-        {"id": "<uuid>", "sender": "KLRHXA", "type": "TXN", "body": "...",
-         "createdDateTime": "2025-01-31 10:42:23+00:00", "totalCount": 2,
+    When a ``body`` is present, ``template_id`` and ``template_data`` are ignored, not checked
+    ("body will have priority"): ``template_id: " "`` next to a body is accepted (but on the IN
+    pod to an Indian number a blank template id is a missing one). Without a body,
+    ``template_id`` is 12-30 digits and ``template_data`` values at most 30 characters.
+    ``ref``, ``ref1`` and ``ref2`` take up to 255 characters each (the page's Optional
+    Parameters; the digest's 150 is older). ``time`` is ISO-8601 with an offset: the page's
+    ``+HH:MM``, and "Z" and fractions of a second too **(ours)**.
+
+    Success is HTTP 202 **(ours**: the pages print no status) with the pages' shape, on
+    ``/sms`` and ``/messages`` alike; ``template_id`` is echoed after ``type`` when the request
+    had one, as the "Send OTP SMS" sample for India shows::
+
+        {"id": "<uuid>", "sender": "KLRHXA", "type": "TXN", "template_id": "1107...",
+         "body": "...", "createdDateTime": "2025-01-31 10:42:23+00:00", "totalCount": 2,
          "data": [{"message_id": "<uuid>:1", "recipient": "919876543210"}, ...],
          "dlrurl": null, "error": {}}
 
-    plus ``"flash": 1`` when ``flash=1``, ``"unicode": 1`` when ``unicode=1`` and
-    ``"source": "API"`` on ``/messages``. ``body`` is null for template-only sends. A request
-    without ``sender`` is sent as ``KLRHXA`` (Kaleyra's trial sender) **(ours)**; senders need
-    not be registered **(ours)**. A missing ``type`` means TXN on the IN pod, DEFAULT elsewhere.
+    plus ``"flash": 1`` when ``flash=1`` and ``"unicode": 1`` when ``unicode=1`` **(ours)**.
+    ``body`` is null for template-only sends.
 
 Errors
-    Kaleyra's envelope, ``{"code", "message", "data": [], "error": {...}}``, where ``error`` is
-    ``{"code", "message", "field"}`` for request errors (``field`` may be null), a list of
-    ``{"index", "sender", "reason"}`` for ``MSG134``, and ``{"code", "message",
-    "retry_after"}`` for 429. Checks run in the order of this table; the first failure answers.
-    Only E401, E404, MSG106, MSG108, MSG134 and RBC192 are Kaleyra's; the rest are **(ours)**,
-    and so are the contents of ``error`` and the messages: Kaleyra's pages key ``error`` by
-    field (E401: ``{"body": "..."}``) and MSG134's by item index.
+    Kaleyra's envelope: ``{"code", "message", "error": {"<field>": "<message>"}}`` for send and
+    status errors, as the E401 and E404 samples print it (no ``data``), and ``{"code",
+    "message", "data": [], "error": {...}}`` elsewhere, as the sender pages print it. An error
+    that names no field is ``{"error": "<message>"}`` (RBC192's shape). E401, E404, MSG106,
+    MSG108, MSG134 and RBC192 are Kaleyra's, with the pages' texts where the pages give them
+    (E401 "SMS length is exceeding 4000 characters."; E404 "If Type is OTP then only one mobile
+    number is allowed.", keyed by ``"time"`` as the page prints it); the other codes and all
+    other messages are **(ours)**. Checks run in the order of this table; the first failure
+    answers. 429 answers carry ``Retry-After``.
 
     ======  ======  ======================================================================
     code    HTTP    meaning
@@ -58,27 +83,31 @@ Errors
                     ``Retry-After`` header in whole seconds (at least 1)
     E503    503     injected fault: refused before handling, nothing accepted
     E500    500     injected fault *after* the recipients were accepted (see Faults)
-    E400    400     body is not JSON / not an object / not UTF-8 form data; a field has the
+    E400    400     body is not JSON (the message names the mistake when it is one of the
+                    pages' samples') / not an object / not UTF-8 form data; a field has the
                     wrong JSON type; 415 for an unsupported Content-Type; also malformed
                     HTTP (400) and bodies over 1 MiB (413), both closing the connection
     E402    400     ``to`` missing or empty
     E405    400     more than 100 recipients
-    E403    400     a recipient is not E.164-shaped, or ``prefix`` is not a country code
+    E403    400     a recipient is not E.164-shaped or has no country code (and no prefix
+                    to complete it), or ``prefix`` is not a country code
     E408    400     ``type`` not valid for the pod (IN: OTP, TXN, TXND, MKT; others: OTP, DEFAULT)
     E404    400     OTP request with more than one recipient
     E406    400     neither ``body`` nor ``template_id``
+    E417    400     IN pod, an Indian number, no ``template_id`` (India's DLT rule)
     E401    400     ``body`` longer than 4000 characters
-    E407    400     ``template_id`` not 12 to 30 digits
-    E415    400     ``sender`` not valid for the pod: on IN 6 letters (a DLT header) or up
-                    to 15 digits; elsewhere 1-11 letters/digits or up to 15 digits
+    E407    400     no body and ``template_id`` not 12 to 30 digits
+    E413    400     no body and ``template_data`` not an object of strings, or a value over
+                    30 characters
+    E418    400     no ``sender`` (mandatory on every page; India's DLT rule names it too)
+    E415    400     ``sender`` not valid (see above)
     E409    400     ``unicode`` not AUTO, 0 or 1
     E410    400     ``flash`` not 0 or 1 (JSON true/false also accepted)
     E411    400     ``time`` not ISO-8601 with a UTC offset
     E412    400     ``time`` less than 15 minutes or more than 3 calendar months ahead
                     (30 Nov + 3 months is 28/29 Feb)
-    E413    400     ``template_data`` not an object of strings, or a value over 30 characters
-    E414    400     ``ref_custom`` more than 5 values or a value over 50 characters
-    E416    400     ``ref``, ``ref1`` or ``ref2`` over 150 characters
+    E414    400     ``ref_custom`` not a list, more than 5 values or a value over 50 characters
+    E416    400     ``ref``, ``ref1`` or ``ref2`` over 255 characters
     E420    400     status call without ``message_ids``
     E421    400     status call with more than 100 ``message_ids``
     MSG134  400     sender IDs: one or more items invalid, duplicate or (delete) unknown;
@@ -89,19 +118,43 @@ Errors
 
 Sender IDs
     Create: ``{"data": [{"sender", "description", "iso_code", "entity_id"}, ...]}``, at most
-    5000. ``iso_code`` (default ``in``) is two letters; ``sender`` is, for ``in``, exactly 6
-    letters or 6 digits (a DLT header), elsewhere 1-11 letters/digits or up to 15 digits, and
-    new (case-insensitive **(ours)**); ``entity_id``, when given, 12-30 digits (optional
-    **(ours)**: the page makes it mandatory for India). Each MSG134 item's ``reason`` reads
-    ``"<field>: <why>"``. Success: 200 ``MSG106`` "Sender ID(s) created successfully" with the
-    created items in ``data`` **(ours)**. Delete: ``{"sender": ["ABCDEF",
-    ...]}``, at most 100; success 200 ``{"code": "MSG108", "message": "Sender ID(s) deleted
-    successfully", "data": [], "error": {}}``; deleting an unknown sender fails the whole call
-    with ``MSG134`` **(ours)**.
+    5000 (more: the page's RBC192, "Exceeded max capacity of 5000 senders"). Every field is
+    mandatory ("Create Sender ID"), ``entity_id`` for India only (optional elsewhere
+    **(ours)**): ``description`` non-blank; ``iso_code`` two letters; ``entity_id`` 12-30
+    digits, a string or a JSON number; ``sender``, for ``in``, exactly 6 letters or digits (the
+    page's own "ABCF01"; otherwise the page's "Sender ID has to be registered and it can only
+    be 6 character"), elsewhere 1-11 letters/digits or a numeric sender **(ours)**, and new,
+    case-insensitively **(ours)**, or "Sender ID Already exist.". A failure is the page's
+    MSG134, "Sender IDs not created", with ``error`` keyed by item index: ``{"0": {"sender":
+    "<reason>", "sender_name": "ABCF01"}}`` (the reason's key is the field at fault). Success:
+    200 ``MSG106`` "Your Sender ID is submitted and will be verified by a Kaleyra Support Team
+    member." with one ``{"id", "status": "1", "sender", "message", "code": "MSG106"}`` item per
+    sender (``id`` a number the sandbox counts from 60001 **(ours)**). Delete: ``{"sender":
+    ["ABCDEF", ...]}``, at most 100; success 200 ``{"code": "MSG108", "message": "Sender ID(s)
+    deleted successfully", "data": [], "error": {}}``; deleting an unknown sender fails the
+    whole call with ``MSG134`` "Sender IDs not deleted" **(ours)**.
 
     The sandbox states every rule in this reference itself (``sandbox/_rules.py``, read from
     Kaleyra's pages) and imports none of the client's, on purpose: a rule shared by both sides
     could never show the client misreading the pages.
+
+Kaleyra's own samples
+    The pages' samples carry mistakes; the sandbox takes each one as the page's text says, and
+    its refusal names the mistake (``tests/test_sandbox_pages.py`` feeds every sample):
+
+    * "Send OTP SMS" sends form fields (curl ``-d``) under ``Content-Type: application/json``:
+      refused (E400: "it holds form fields ... as the curl samples of 'Send OTP SMS' do"); the
+      page's parameter table says JSON is the only type, and the fields are taken as form data
+      under the form type.
+    * "Send the First SMS" writes ``"ref_custom: "['John','Doe']"``: the key lacks its closing
+      quote and the body is never closed (E400 names the key); mended, the value is a string
+      where the table says List: refused (E414 names the sample).
+    * "Create Sender ID" puts a comma before each ``}`` (E400 names it), and its ``ADPAI`` has 5
+      characters for ``in``: refused with the page's own MSG134 reason.
+    * Its MSG106 sample lacks the opening brace and prints ids like ``6XX67``; the sandbox's ids
+      are JSON numbers. The E404 sample keys its reason by ``"time"``; copied as printed.
+    * The two-way sample's ``--date-urlencode 'template_id: ...'`` is not a curl option (curl
+      stops there); the rest of the sample is accepted.
 
 Status API
     ``?message_ids=a:1,b:2`` (at most 100 **(ours)**) answers 200 with ``{"data": [{"campaign_id",

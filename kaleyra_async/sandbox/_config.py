@@ -16,7 +16,6 @@ __all__ = [
     "AFTER_ACCEPT_FAULTS",
     "DEFAULT_API_KEY",
     "DEFAULT_FAIL_RULES",
-    "DEFAULT_SENDER",
     "DEFAULT_SID",
     "FAULT_NAMES",
     "FailRule",
@@ -30,8 +29,6 @@ __all__ = [
 #: that forgets the header or the SID fails against the sandbox the way it would against Kaleyra.
 DEFAULT_SID: Final = "HXSANDBOX00001IN"
 DEFAULT_API_KEY: Final = "sandbox-key"
-#: Echoed as ``sender`` when a send request has none (Kaleyra's trial sender).
-DEFAULT_SENDER: Final = "KLRHXA"
 
 #: Fault names in the order their probability bands are laid out on [0, 1).
 FAULT_NAMES: Final = (

@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
 import orjson
@@ -14,11 +15,13 @@ from ._replies import Reject
 from ._rules import (
     E164_LIST,
     E164_ONE,
+    INDIA_CODE,
     MAX_RECIPIENTS,
     MAX_REF_CHARS,
     MAX_REF_CUSTOM_CHARS,
     MAX_REF_CUSTOM_VALUES,
     MAX_TEMPLATE_VALUE_CHARS,
+    NATIONAL,
     PREFIX,
     schedule_problem,
 )
@@ -58,19 +61,55 @@ def read_body(request: Request) -> dict[str, Any]:
                 fields[name] = value
         return fields
     if content_type and "json" not in content_type:
-        raise Reject("E400", f"unsupported Content-Type {content_type!r}", status=415)
+        raise Reject(
+            "E400",
+            f"unsupported Content-Type {content_type!r} (application/json is the only one the "
+            "pages allow; form fields are taken too)",
+            status=415,
+        )
     fields = json_body(request)
     if not isinstance(fields, dict):
         raise Reject("E400", "body must be a JSON object")
     return fields
 
 
+# Mistakes in Kaleyra's own samples, recognised so that the refusal names them (error path only).
+_FORM_LIKE: Final = re.compile(rb"\s*[A-Za-z_][A-Za-z0-9_]*=")
+_TRAILING_COMMA: Final = re.compile(rb",\s*[}\]]")
+_OPEN_KEY: Final = re.compile(rb'"([A-Za-z_]+): "')
+
+
 def json_body(request: Request) -> Any:
-    """The request body parsed as JSON."""
+    """The request body parsed as JSON; E400 names the mistake when it is one of the pages'."""
     try:
         return orjson.loads(request.body)
     except orjson.JSONDecodeError:
-        raise Reject("E400", "body is not valid JSON") from None
+        raise Reject("E400", "body is not valid JSON" + _json_hint(request.body)) from None
+
+
+def _json_hint(body: bytes) -> str:
+    """Why a body is not JSON, when it is a mistake that Kaleyra's own samples make."""
+    if _FORM_LIKE.match(body):
+        return (
+            ": it holds form fields (name=value&...) under Content-Type application/json, as "
+            "the curl samples of 'Send OTP SMS' do (curl -d); send a JSON object, or form "
+            "fields with Content-Type application/x-www-form-urlencoded"
+        )
+    key = _OPEN_KEY.search(body)
+    if key is not None:
+        name = key.group(1).decode()
+        return (
+            f': the key "{name}: " lacks its closing quote, as in the sample of \'Send the '
+            f'First SMS\' (write "{name}": ...)'
+        )
+    if _TRAILING_COMMA.search(body):
+        return (
+            ": a comma before a closing } or ], as in the sample of 'Create Sender ID' "
+            '("entity_id" : "123456789012", }); JSON allows none'
+        )
+    if not body.rstrip().endswith((b"}", b"]")):
+        return ": it ends before its closing brace"
+    return ""
 
 
 def opt_str(fields: Mapping[str, Any], name: str, *, allow_int: bool = False) -> str | None:
@@ -85,8 +124,15 @@ def opt_str(fields: Mapping[str, Any], name: str, *, allow_int: bool = False) ->
     raise Reject("E400", f"{name} must be a string", field=name)
 
 
-def recipients(fields: Mapping[str, Any]) -> tuple[str, ...]:
-    """The recipients as digits without "+", after the count and shape checks."""
+def recipients(fields: Mapping[str, Any], pod: str) -> tuple[str, ...]:
+    """The recipients as digits with their country code, no "+", after the count and shape checks.
+
+    A number with its country code ("+" first, or 11-15 digits) is kept as it is; ``prefix`` is
+    put in front only of a number without one ("Send the First SMS": "If the mobile number does
+    not have a country code"). Without a prefix, a 10-digit number on the IN pod is Indian
+    (the checklist: for India the country code "may or may not be applied"); anywhere else a
+    number without its country code is refused, never guessed.
+    """
     to = fields.get("to")
     if isinstance(to, list):
         if not all(isinstance(item, str) for item in to):
@@ -99,20 +145,28 @@ def recipients(fields: Mapping[str, Any]) -> tuple[str, ...]:
     if to.count(",") >= MAX_RECIPIENTS:
         raise Reject("E405", f"at most {MAX_RECIPIENTS} recipients per request", field="to")
     prefix = opt_str(fields, "prefix")
-    if prefix is None and E164_LIST.fullmatch(to):
-        return tuple(to.replace("+", "").split(","))
     if prefix is not None and not PREFIX.fullmatch(prefix):
         raise Reject("E403", f"prefix {prefix!r} is not a country code", field="prefix")
+    if E164_LIST.fullmatch(to):
+        return tuple(to.replace("+", "").split(","))
+    code = prefix.lstrip("+") if prefix is not None else INDIA_CODE if pod == "IN" else None
     digits = []
     for n, item in enumerate(to.split(","), 1):
         number = item.strip()
-        if prefix is not None and number and not number.startswith("+"):
-            number = "+" + prefix.lstrip("+") + number
-        if not E164_ONE.fullmatch(number):
-            raise Reject(
-                "E403", f"recipient {n} ({item.strip()!r}) is not an E.164 number", field="to"
-            )
-        digits.append(number.lstrip("+"))
+        if E164_ONE.fullmatch(number):
+            digits.append(number.lstrip("+"))
+            continue
+        if NATIONAL.fullmatch(number) and code is not None:
+            national = number.lstrip("0")
+            if prefix is not None or len(national) == 10:
+                digits.append(code + national)
+                continue
+        reason = (
+            "has no country code: write it with one, or set prefix"
+            if NATIONAL.fullmatch(number)
+            else "is not an E.164 number"
+        )
+        raise Reject("E403", f"recipient {n} ({item.strip()!r}) {reason}", field="to")
     return tuple(digits)
 
 
@@ -160,17 +214,17 @@ def check_template_data(value: Any) -> None:
 
 
 def check_ref_custom(value: Any) -> None:
-    """``ref_custom``: a list of strings, its JSON text or comma-separated text; E414."""
+    """``ref_custom``: a List of strings ("Send the First SMS"); in form mode each repeated field
+    is one value. A JSON string is refused (E414), naming the page's sample that writes one."""
     if value is None or value == "":
         return
     if isinstance(value, str):
-        if value.startswith("["):
-            try:
-                value = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                raise Reject("E414", "ref_custom is not valid JSON", field="ref_custom") from None
-        else:
-            value = value.split(",")
+        raise Reject(
+            "E414",
+            f'ref_custom must be a list such as ["John","Doe"], not the string {value!r} '
+            "(the sample of 'Send the First SMS' writes \"['John','Doe']\", a string)",
+            field="ref_custom",
+        )
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise Reject("E414", "ref_custom must be a list of strings", field="ref_custom")
     if len(value) > MAX_REF_CUSTOM_VALUES:

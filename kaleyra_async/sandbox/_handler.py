@@ -91,7 +91,8 @@ def _api(state: SandboxState, request: Request, now_s: float) -> Response:
     try:
         response = route(state, request, endpoint, now_s, fault)
     except Reject as exc:
-        response = reject_response(exc)
+        # The send pages' error samples have no "data"; the sender-ID pages' have "data": [].
+        response = reject_response(exc, data=parts[-1] == "sender")
 
     if fault in AFTER_ACCEPT_FAULTS and response.status < 300:
         if fault == "500_after_accept":

@@ -1,4 +1,9 @@
-"""The sandbox's answer shapes: a JSON body, Kaleyra's error envelope, and the 429 answer."""
+"""The sandbox's answer shapes: a JSON body, Kaleyra's error envelope, and the 429 answer.
+
+The pages' envelope is ``{"code", "message", "data": [], "error": {"<field>": "<message>"}}``
+("Create Sender ID"); the send pages' samples (E401, E404) leave ``data`` out, so send and
+status errors do too. An error that names no field is ``{"error": "<message>"}``, as RBC192's.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class Reject(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        #: The ``error`` object's key: the field at fault, or "error" when there is none.
         self.field = field
         self.status = status
 
@@ -32,23 +38,30 @@ def json_response(status: int, payload: Any, headers: Headers = ()) -> Response:
 
 
 def envelope(
-    status: int, code: str, message: str, *, error: Any = None, headers: Headers = ()
+    status: int,
+    code: str,
+    message: str,
+    *,
+    error: Any = None,
+    data: bool = True,
+    headers: Headers = (),
 ) -> Response:
-    """Kaleyra's error shape: ``{"code","message","data":[],"error":{...}}``."""
-    if error is None:
-        error = {"code": code, "message": message}
-    payload = {"code": code, "message": message, "data": [], "error": error}
+    """Kaleyra's error shape: ``{"code","message","data":[],"error":{...}}`` (``data`` only when
+    asked); ``error`` defaults to ``{"error": message}``."""
+    payload: dict[str, Any] = {"code": code, "message": message}
+    if data:
+        payload["data"] = []
+    payload["error"] = {"error": message} if error is None else error
     return json_response(status, payload, headers)
 
 
-def reject_response(exc: Reject) -> Response:
-    """The envelope of a broken rule; its ``error`` names the field (or null)."""
-    error = {"code": exc.code, "message": exc.message, "field": exc.field}
-    return envelope(exc.status, exc.code, exc.message, error=error)
+def reject_response(exc: Reject, *, data: bool = True) -> Response:
+    """The envelope of a broken rule: ``error`` is ``{"<field>": "<message>"}``."""
+    error = {exc.field or "error": exc.message}
+    return envelope(exc.status, exc.code, exc.message, error=error, data=data)
 
 
 def throttled(retry_after_s: float, message: str) -> Response:
     """429 ``E429`` with ``Retry-After`` in whole seconds, rounded up, at least 1."""
     seconds = max(1, int(-(-retry_after_s // 1)))
-    error = {"code": "E429", "message": message, "retry_after": seconds}
-    return envelope(429, "E429", message, error=error, headers=(("Retry-After", str(seconds)),))
+    return envelope(429, "E429", message, headers=(("Retry-After", str(seconds)),))

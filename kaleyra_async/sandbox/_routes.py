@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from ._config import AFTER_ACCEPT_FAULTS, DEFAULT_SENDER
+from ._config import AFTER_ACCEPT_FAULTS
 from ._fields import (
     check_ref_custom,
     check_refs,
@@ -28,12 +28,14 @@ from ._fields import (
 from ._replies import Reject, envelope, json_response
 from ._rules import (
     FLASH_VALUES,
+    INDIA_CODE,
     MAX_BODY_CHARS,
     MAX_RECIPIENTS,
     MAX_SENDER_CREATE,
     MAX_SENDER_DELETE,
     MAX_STATUS_IDS,
     TEMPLATE_ID,
+    TEXTS,
     UNICODE_VALUES,
     sender_id_problem,
     sender_problem,
@@ -58,7 +60,7 @@ def _send(
 ) -> Response:
     config = state.config
     fields = read_body(request)
-    to = recipients(fields)
+    to = recipients(fields, config.pod)
 
     kind = opt_str(fields, "type") or config.default_type
     if kind not in config.message_types:
@@ -67,24 +69,51 @@ def _send(
             "E408", f"type {kind!r} is not valid on the {config.pod} pod ({allowed})", field="type"
         )
     if kind == "OTP" and len(to) > 1:
-        raise Reject("E404", "only one recipient is allowed in a single OTP request", field="to")
+        # The page's sample keys the reason by "time", not "to"; copied as printed.
+        raise Reject("E404", TEXTS["E404"], field="time")
 
     body = opt_str(fields, "body")
     template_id = opt_str(fields, "template_id", allow_int=True)
+    if template_id is not None and not template_id.strip():
+        template_id = None
+    sender = opt_str(fields, "sender")
+    # India's DLT rules bind a request from the IN pod to an Indian number; asked only when a
+    # rule could fail, so the usual request (template id, 6-letter header) never scans `to`.
+    to_india = False
+    if config.pod == "IN" and (
+        template_id is None or sender is None or sender_problem(sender, "IN", to_india=True)
+    ):
+        to_india = any(digits.startswith(INDIA_CODE) for digits in to)
     if body is None and template_id is None:
         raise Reject("E406", "body or template_id is required", field="body")
-    if body is not None and len(body) > MAX_BODY_CHARS:
-        raise Reject("E401", f"body is longer than {MAX_BODY_CHARS} characters", field="body")
-    if template_id is not None and not TEMPLATE_ID.fullmatch(template_id):
-        raise Reject("E407", "template_id must be 12 to 30 digits", field="template_id")
-    sender = opt_str(fields, "sender") or DEFAULT_SENDER
-    problem = sender_problem(sender, config.pod)
+    if to_india and template_id is None:
+        raise Reject(
+            "E417",
+            "template_id is mandatory for Indian customers (India's DLT rules: every message "
+            "to an Indian number names its registered template)",
+            field="template_id",
+        )
+    if body is not None:
+        # "If a user provides a body ... template_id and template_data will be ignored".
+        if len(body) > MAX_BODY_CHARS:
+            raise Reject("E401", TEXTS["E401"], field="body")
+    else:
+        if template_id is not None and not TEMPLATE_ID.fullmatch(template_id):
+            raise Reject("E407", "template_id must be 12 to 30 digits", field="template_id")
+        check_template_data(fields.get("template_data"))
+    if sender is None:
+        reason = (
+            "sender is mandatory: India's DLT rules need the registered 6-letter header"
+            if to_india
+            else "sender is mandatory"
+        )
+        raise Reject("E418", reason, field="sender")
+    problem = sender_problem(sender, config.pod, to_india=to_india)
     if problem is not None:
         raise Reject("E415", problem, field="sender")
     unicode = flag(fields, "unicode", UNICODE_VALUES, "E409")
     flash = flag(fields, "flash", FLASH_VALUES, "E410")
     check_time(opt_str(fields, "time"), now_s)
-    check_template_data(fields.get("template_data"))
     check_ref_custom(fields.get("ref_custom"))
     check_refs(fields)
 
@@ -94,6 +123,8 @@ def _send(
             "id": request_id,
             "sender": sender,
             "type": kind,
+            # Echoed where given, in the place of the "Send OTP SMS" sample for India.
+            **({"template_id": template_id} if template_id is not None else {}),
             "body": body,
             "createdDateTime": state.created_text(now_s),
             "totalCount": len(to),
@@ -103,12 +134,11 @@ def _send(
     # request ids are UUIDs and recipients digits, so nothing in it needs escaping.
     item = '{"message_id":"' + request_id
     data = ",".join([f'{item}{_ID_TAIL[n]}{digits}"}}' for n, digits in enumerate(to, 1)])
-    response_body = b'%s,"data":[%s],"dlrurl":null,"error":{}%s%s%s}' % (
+    response_body = b'%s,"data":[%s],"dlrurl":null,"error":{}%s%s}' % (
         head[:-1],
         data.encode(),
         b',"flash":1' if flash == "1" else b"",
         b',"unicode":1' if unicode == "1" else b"",
-        b',"source":"API"' if endpoint == "messages" else b"",
     )
 
     state.issue(request_id, to, now_s)
@@ -176,50 +206,43 @@ def _create_senders(
     if not isinstance(items, list) or not items:
         raise Reject("E400", "data must be a non-empty array of sender IDs", field="data")
     if len(items) > MAX_SENDER_CREATE:
-        raise Reject("RBC192", f"at most {MAX_SENDER_CREATE} sender IDs per request", field="data")
-    errors: list[dict[str, Any]] = []
+        raise Reject("RBC192", TEXTS["RBC192"])
+    # The page's MSG134: {"<index>": {"<field>": "<reason>", "sender_name": "<sender>"}}.
+    errors: dict[str, dict[str, Any]] = {}
     created: dict[str, dict[str, Any]] = {}
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            errors.append({"index": index, "sender": None, "reason": "each item must be an object"})
+            errors[str(index)] = {"data": "each item must be an object", "sender_name": None}
             continue
-        sender, entity = item.get("sender"), item.get("entity_id")
-        reason = _sender_item_problem(item)
-        # Unique regardless of case (ours).
-        key = sender.strip().upper() if isinstance(sender, str) else ""
-        if reason is None and (key in state.senders or key in created):
-            reason = "duplicate sender ID"
-        if reason is not None:
-            errors.append({"index": index, "sender": sender, "reason": reason})
+        sender = item.get("sender")
+        problem = sender_id_problem(item)
+        if problem is not None:
+            field, reason = problem
+            errors[str(index)] = {field: reason, "sender_name": sender}
             continue
-        created[key] = {
-            "sender": sender,
-            "description": item.get("description", ""),
-            "iso_code": item.get("iso_code", "in"),
-            "entity_id": entity,
-        }
+        name = str(sender).strip()  # a string: sender_id_problem checked it
+        key = name.upper()  # unique regardless of case (ours)
+        if key in state.senders or key in created:
+            errors[str(index)] = {"sender": TEXTS["MSG134_EXISTS"], "sender_name": sender}
+            continue
+        created[key] = {"sender": name, "iso_code": str(item["iso_code"]).lower()}
     if errors:
-        return envelope(400, "MSG134", f"{len(errors)} sender ID(s) are invalid", error=errors)
-    state.senders.update(created)
-    payload = {
-        "code": "MSG106",
-        "message": "Sender ID(s) created successfully",
-        "data": list(created.values()),
-        "error": {},
-    }
-    return json_response(200, payload)
-
-
-def _sender_item_problem(item: Mapping[str, Any]) -> str | None:
-    """Why one item of a create call is refused, as ``"<field>: <why>"``, or None."""
-    sender, iso_code, entity = item.get("sender"), item.get("iso_code", "in"), item.get("entity_id")
-    if not isinstance(sender, str):
-        return "sender: must be a string"
-    if not isinstance(iso_code, str):
-        return "iso_code: must be a string"
-    if entity is not None and not isinstance(entity, str):
-        return "entity_id: must be a string"
-    return sender_id_problem(sender, iso_code, entity)
+        return envelope(400, "MSG134", TEXTS["MSG134"], error=errors)
+    text = TEXTS["MSG106"]
+    data = []
+    for key, entry in created.items():
+        state.senders[key] = entry
+        state.sender_serial += 1
+        data.append(
+            {
+                "id": state.sender_serial,
+                "status": "1",
+                "sender": entry["sender"],
+                "message": text,
+                "code": "MSG106",
+            }
+        )
+    return json_response(200, {"code": "MSG106", "message": text, "data": data, "error": {}})
 
 
 def _delete_senders(
@@ -232,15 +255,16 @@ def _delete_senders(
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise Reject("E400", "sender must be a non-empty array of sender IDs", field="sender")
     if len(names) > MAX_SENDER_DELETE:
-        raise Reject(
-            "RBC192", f"at most {MAX_SENDER_DELETE} sender IDs per request", field="sender"
-        )
-    unknown = [n for n in dict.fromkeys(names) if n.upper() not in state.senders]
-    if unknown:
-        errors = [{"sender": n, "reason": "sender ID not found"} for n in unknown]
-        return envelope(400, "MSG134", f"{len(unknown)} sender ID(s) not found", error=errors)
+        raise Reject("RBC192", f"Exceeded max capacity of {MAX_SENDER_DELETE} senders")
+    errors = {
+        str(index): {"sender": "Sender ID not found.", "sender_name": name}
+        for index, name in enumerate(names)
+        if name.strip().upper() not in state.senders
+    }
+    if errors:
+        return envelope(400, "MSG134", "Sender IDs not deleted", error=errors)
     for name in names:
-        state.senders.pop(name.upper(), None)
+        state.senders.pop(name.strip().upper(), None)
     payload = {
         "code": "MSG108",
         "message": "Sender ID(s) deleted successfully",

@@ -1,4 +1,4 @@
-"""Kaleyra's rules as the sandbox reads them: limits, message types, shapes, the schedule window.
+r"""Kaleyra's rules as the sandbox reads them: limits, message types, shapes, the schedule window.
 
 The sandbox states its own rules **on purpose**. It imports none of the client's
 (``kaleyra_async._validate``): the sandbox is the other side of the wire, and a rule both sides
@@ -6,9 +6,11 @@ share can never show one of them misreading Kaleyra's pages. Where the two disag
 now say which one the pages support (issue 12). The sandbox shares nothing else with the client
 package either; it depends only on the standard library, orjson and httptools.
 
-Sources, Kaleyra's pages: "Send the First SMS" (``/messages``), "Send OTP SMS" (``/sms``),
-"Create Sender ID", and Kaleyra's "Send Bulk SMS", "Schedule SMS" and "Delete Sender ID" pages as
-quoted in the project's API digest. **(ours)** marks a reading where the pages are silent.
+Sources, Kaleyra's pages: the checklist, "Send the First SMS" (``/messages``), "Send OTP SMS"
+(``/sms``), "Create Sender ID", and Kaleyra's "Send Bulk SMS", "Schedule SMS" and "Delete Sender
+ID" pages as quoted in the project's API digest; where the digest and a page disagree, the page
+wins. **(ours)** marks a reading where the pages are silent. Patterns use ``[0-9]``, never
+``\d``, which would also match non-ASCII digits.
 
 Pure: each check returns ``None`` or the reason a value breaks the rule; the routes turn the
 reason into the sandbox's error code.
@@ -26,6 +28,7 @@ __all__ = [
     "E164_LIST",
     "E164_ONE",
     "FLASH_VALUES",
+    "INDIA_CODE",
     "MAX_BODY_CHARS",
     "MAX_RECIPIENTS",
     "MAX_REF_CHARS",
@@ -36,9 +39,11 @@ __all__ = [
     "MAX_STATUS_IDS",
     "MAX_TEMPLATE_VALUE_CHARS",
     "MIN_SCHEDULE_LEAD",
+    "NATIONAL",
     "PREFIX",
     "SCHEDULE_HORIZON_MONTHS",
     "TEMPLATE_ID",
+    "TEXTS",
     "TYPES_BY_POD",
     "UNICODE_VALUES",
     "pod_default_type",
@@ -64,9 +69,9 @@ MAX_TEMPLATE_VALUE_CHARS: Final = 30
 #: Values in ``ref_custom``, and characters per value ("Send the First SMS").
 MAX_REF_CUSTOM_VALUES: Final = 5
 MAX_REF_CUSTOM_CHARS: Final = 50
-#: Characters in ``ref``, ``ref1`` and ``ref2`` (the GET reference page; "Send the First SMS"
-#: says 255).
-MAX_REF_CHARS: Final = 150
+#: Characters in ``ref``, ``ref1`` and ``ref2`` ("Send the First SMS", Optional Parameters: "a
+#: maximum of 255 characters"; the digest's 150 comes from an older GET page).
+MAX_REF_CHARS: Final = 255
 
 # -- fields --------------------------------------------------------------------------------------
 
@@ -84,16 +89,23 @@ TYPES_BY_POD: Final[Mapping[str, frozenset[str]]] = types.MappingProxyType(
 UNICODE_VALUES: Final = frozenset({"AUTO", "0", "1"})
 FLASH_VALUES: Final = frozenset({"0", "1"})
 #: A DLT template id: "12 to 30 digits" ("Send the First SMS", "Send OTP SMS").
-TEMPLATE_ID: Final = re.compile(r"\d{12,30}")
+TEMPLATE_ID: Final = re.compile(r"[0-9]{12,30}")
 
 # Recipients get an E.164 *shape* check, not a numbering-plan check: the client validates
 # numbers fully, and doing that here would make the sandbox the bottleneck of every benchmark.
-# E164_LIST checks a whole comma-separated ``to`` in one call; E164_ONE finds the culprit.
-_E164: Final = r"\+?[1-9]\d{6,14}"
+# A number carries its country code when it starts with "+" or, without "+", has 11 to 15
+# digits (the checklist's "918888888888") **(ours)**: the big markets' national numbers have at
+# most 10 digits. E164_LIST checks a whole comma-separated ``to`` in one call; E164_ONE and
+# NATIONAL sort out the rest one number at a time.
+_E164: Final = r"(?:\+[1-9][0-9]{6,14}|[1-9][0-9]{10,14})"
 E164_ONE: Final = re.compile(_E164)
 E164_LIST: Final = re.compile(rf"{_E164}(?:,{_E164})*")
+#: A number without its country code: 6 to 10 digits after an optional trunk prefix 0.
+NATIONAL: Final = re.compile(r"0?[1-9][0-9]{5,9}")
 #: A ``prefix`` country code, e.g. "+91" ("Send the First SMS").
-PREFIX: Final = re.compile(r"\+?[1-9]\d{0,3}")
+PREFIX: Final = re.compile(r"\+?[1-9][0-9]{0,3}")
+#: India's country code: on the IN pod a request to such a number follows India's DLT rules.
+INDIA_CODE: Final = "91"
 
 #: A scheduled ``time`` is at least this far after the request...
 MIN_SCHEDULE_LEAD: Final = dt.timedelta(minutes=15)
@@ -101,11 +113,30 @@ MIN_SCHEDULE_LEAD: Final = dt.timedelta(minutes=15)
 SCHEDULE_HORIZON_MONTHS: Final = 3
 
 _LETTERS_6: Final = re.compile(r"[A-Za-z]{6}")
-_DIGITS_6: Final = re.compile(r"[0-9]{6}")
-_DIGITS_15: Final = re.compile(r"[0-9]{1,15}")
+_ALNUM_6: Final = re.compile(r"[A-Za-z0-9]{6}")
+#: A numeric sender, "+" allowed: the two-way sender "+17XXXXXXXX4" ("Send the First SMS").
+_NUMERIC: Final = re.compile(r"\+?[0-9]{1,15}")
 _ALNUM_11: Final = re.compile(r"[A-Za-z0-9]{1,11}")
 _ISO_CODE: Final = re.compile(r"[A-Za-z]{2}")
 _ENTITY_ID: Final = re.compile(r"[0-9]{12,30}")
+
+#: The pages' own texts, verbatim, for the answers they show.
+TEXTS: Final[Mapping[str, str]] = types.MappingProxyType(
+    {
+        # "Send the First SMS", Failure Response.
+        "E401": "SMS length is exceeding 4000 characters.",
+        # "Send OTP SMS", Failure Response.
+        "E404": "If Type is OTP then only one mobile number is allowed.",
+        # "Create Sender ID", Failure Response and Success Response.
+        "MSG134": "Sender IDs not created",
+        "MSG134_EXISTS": "Sender ID Already exist.",
+        "MSG134_LENGTH": "Sender ID has to be registered and it can only be 6 character",
+        "MSG106": (
+            "Your Sender ID is submitted and will be verified by a Kaleyra Support Team member."
+        ),
+        "RBC192": "Exceeded max capacity of 5000 senders",
+    }
+)
 
 
 def pod_default_type(pod: str) -> str:
@@ -113,57 +144,82 @@ def pod_default_type(pod: str) -> str:
     return "TXN" if pod == "IN" else "DEFAULT"
 
 
-def sender_problem(sender: str, pod: str) -> str | None:
-    """Why ``sender`` cannot send on ``pod``, or None.
+def sender_problem(sender: str, pod: str, *, to_india: bool) -> str | None:
+    """Why ``sender`` cannot send, or None.
 
-    IN: a DLT header of exactly 6 letters ("a string of 6 alphabetic characters") or a numeric
-    sender of up to 15 digits; other pods: 1-11 letters and digits or up to 15 digits. Spaces
+    Numeric senders (up to 15 digits, "+" allowed: the two-way sender "+17XXXXXXXX4") send
+    anywhere. On the IN pod, to an Indian number, an alphabetic sender is a DLT header: "a
+    string of 6 alphabetic characters" (the checklist), any case. Elsewhere (other pods, or
+    from an IN account to other countries, which the checklist allows) 1-11 letters and digits
+    **(ours**: the pages give no length; 11 is GSM's limit for an alphanumeric sender). Spaces
     around it are ignored.
     """
     text = sender.strip()
-    if pod == "IN":
-        if _LETTERS_6.fullmatch(text) or _DIGITS_15.fullmatch(text):
+    if _NUMERIC.fullmatch(text):
+        return None
+    if pod == "IN" and to_india:
+        if _LETTERS_6.fullmatch(text):
             return None
-        expected = "exactly 6 letters (a DLT header) or up to 15 digits (a numeric sender)"
-    else:
-        if _ALNUM_11.fullmatch(text) or _DIGITS_15.fullmatch(text):
-            return None
-        expected = "1-11 letters and digits (a sender ID) or up to 15 digits (a numeric sender)"
-    return f"{sender!r} is not a valid sender on the {pod} pod: {expected}"
+        expected = "6 alphabetic characters (a DLT header) or a numeric sender"
+        return f"{sender!r} is not a valid sender for India: {expected}"
+    if _ALNUM_11.fullmatch(text):
+        return None
+    expected = "1-11 letters and digits (a sender ID) or a numeric sender of up to 15 digits"
+    return f"{sender!r} is not a valid sender: {expected}"
 
 
-def sender_id_problem(sender: str, iso_code: str, entity_id: str | None) -> str | None:
-    """Why a sender ID cannot be created, as ``"<field>: <why>"``, or None.
+def sender_id_problem(item: Mapping[str, object]) -> tuple[str, str] | None:
+    """Why one item of a create call is refused, as ``(field, reason)``, or None.
 
-    ``iso_code`` is two letters; for ``in`` the ``sender`` is exactly 6 letters or 6 digits,
-    elsewhere 1-11 letters and digits or up to 15 digits; ``entity_id``, when given, is 12-30
-    digits ("Create Sender ID"). Spaces around each value are ignored; a blank ``entity_id`` is
-    not given.
+    "Create Sender ID" marks every field mandatory: ``sender``, ``description``, ``iso_code``
+    (two letters **(ours)**: "a valid ISO code") and ``entity_id`` ("Mandatory for India",
+    12-30 digits, a Number in the table, so a JSON number is accepted too). For ``in`` the
+    ``sender`` has exactly 6 characters, letters or digits (the page's own "ABCF01"; a longer
+    one gets the page's text "Sender ID has to be registered and it can only be 6 character");
+    elsewhere 1-11 letters and digits or a numeric sender **(ours)**. ``entity_id`` is optional
+    outside India **(ours)**. Spaces around each value are ignored.
     """
-    iso = iso_code.strip()
-    if _ISO_CODE.fullmatch(iso) is None:
-        return f"iso_code: {iso_code!r} is not a two-letter country code"
+    sender, description = item.get("sender"), item.get("description")
+    iso_code, entity = item.get("iso_code"), item.get("entity_id")
+    if not isinstance(sender, str) or not sender.strip():
+        return "sender", "sender is mandatory"
+    if not isinstance(description, str) or not description.strip():
+        return "description", "description is mandatory"
+    if not isinstance(iso_code, str) or _ISO_CODE.fullmatch(iso_code.strip()) is None:
+        return "iso_code", f"iso_code {iso_code!r} is not a valid two-letter ISO code"
+    india = iso_code.strip().lower() == "in"
     name = sender.strip()
-    if iso.lower() == "in":
-        if _LETTERS_6.fullmatch(name) is None and _DIGITS_6.fullmatch(name) is None:
-            return f"sender: {sender!r} is not an Indian DLT header: exactly 6 letters or 6 digits"
-    elif _ALNUM_11.fullmatch(name) is None and _DIGITS_15.fullmatch(name) is None:
-        return f"sender: {sender!r} is not 1-11 letters and digits or up to 15 digits"
-    entity = entity_id.strip() if entity_id is not None else ""
-    if entity and _ENTITY_ID.fullmatch(entity) is None:
-        return f"entity_id: {entity_id!r} is not 12 to 30 digits"
+    if india:
+        if _ALNUM_6.fullmatch(name) is None:
+            return "sender", TEXTS["MSG134_LENGTH"]
+    elif _ALNUM_11.fullmatch(name) is None and _NUMERIC.fullmatch(name) is None:
+        return "sender", f"{sender!r} is not 1-11 letters and digits or a numeric sender"
+    if isinstance(entity, int) and not isinstance(entity, bool):
+        entity = str(entity)
+    if entity is not None and not isinstance(entity, str):
+        return "entity_id", "entity_id must be a string of 12 to 30 digits"
+    entity_text = (entity or "").strip()
+    if not entity_text:
+        return (
+            ("entity_id", "entity_id is mandatory for India (the DLT entity id)") if india else None
+        )
+    if _ENTITY_ID.fullmatch(entity_text) is None:
+        return "entity_id", f"entity_id {entity!r} is not 12 to 30 digits"
     return None
 
 
 def schedule_problem(value: str, now_s: float) -> tuple[Literal["format", "window"], str] | None:
     """Why ``value`` cannot be a scheduled ``time`` at ``now_s``, or None.
 
-    ISO-8601 with a UTC offset ("Z" too), from 15 minutes to 3 calendar months after now; 3
-    calendar months is the same day and time three months on, clamped to the month's last day
-    (30 Nov -> 28/29 Feb).
+    ISO-8601 with a UTC offset: the page's ``YYYY-MM-DDTHH:MM:SS+HH:MM``, and also "Z" and
+    fractions of a second **(ours**: ISO-8601 allows both, the page shows neither), from 15
+    minutes to 3 calendar months after now; 3 calendar months is the same day and time three
+    months on, clamped to the month's last day (30 Nov -> 28/29 Feb).
     """
     now = dt.datetime.fromtimestamp(now_s, dt.UTC)
     try:
+        if not value.isascii():  # fromisoformat's rules may change; digits here are ASCII
+            raise ValueError(value)
         when = dt.datetime.fromisoformat(value.strip())
     except ValueError:
         return "format", f"{value!r} is not an ISO-8601 date and time"

@@ -60,6 +60,8 @@ class SandboxState:
             SlidingWindowLimiter(self.config.rate_per_s) if self.config.rate_per_s else None
         )
         self.senders: dict[str, dict[str, Any]] = {}
+        #: The last numeric id given to a created sender ID (MSG106's ``id``).
+        self.sender_serial = 60000
         self.issued: dict[str, Issued] = {}
         #: Accepted requests in order, when ``config.keep_in_memory``.
         self.accepted: list[Acceptance] | None = [] if self.config.keep_in_memory else None

@@ -215,10 +215,14 @@ def run_scenario(scenario: Scenario, workdir: Path, *, timeout_s: float = 600.0)
                     raise TimeoutError(f"{scenario.name}: not done after {timeout_s} s")
                 done = lines.update()
                 if kill_at and done >= kill_at[0]:
+                    # One planned kill per child: a second moment already passed waits for the
+                    # next run (signalling a dying child again would use it up uncounted).
                     kill_at.pop(0)
                     child.send_signal(signal.SIGKILL)
+                    child.wait()
                     killed = True
-                elif restart_at and done >= restart_at[0]:
+                    break
+                if restart_at and done >= restart_at[0]:
                     restart_at.pop(0)
                     _add_faults(counts, sandbox.fetch_stats(), served)
                     port = int(sandbox.base_url.rsplit(":", 1)[1])

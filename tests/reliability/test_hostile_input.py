@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
-from kaleyra_async.sandbox import Sandbox, SandboxConfig
+from kaleyra_async.sandbox import Sandbox
 from tests.conftest import cli_env, run_cli
 
 from .invariants import audit, ledger_from_records, read_results
@@ -228,7 +228,7 @@ CASES = [
          invalid={1: ("invalid_type", "type: 'PROMO' is not a message type of the IN pod"),
                   2: ("invalid_flash", "flash: 'maybe' is not one of"),
                   3: ("invalid_unicode", "unicode: '7' is not one of"),
-                  4: ("invalid_sender", "sender: 'TOOLONGSENDERID' is not a valid sender"),
+                  4: ("invalid_sender", "sender: 'TOOLONGSENDERID' is not a sender: 1-11 letters"),
                   5: ("invalid_template_id", "template_id: '123' is not 12 to 30 digits"),
                   6: ("invalid_body", "body: placeholder {nope} has no column")}),
     # -- config files ----------------------------------------------------------------------
@@ -251,12 +251,6 @@ CASES = [
     Case("config-pod-not-a-table", "a value where a table belongs", "bom.csv", 2,
          config="config_pod_not_a_table.toml", usage_error="pods.IN: must be a table"),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with Sandbox(SandboxConfig()) as running:
-        yield running
 
 
 def input_path(case: Case, tmp_path: Path) -> Path:

@@ -41,11 +41,13 @@ from kaleyra_async._exceptions import ConnectError
 from kaleyra_async._models import RowResult
 from kaleyra_async._sources import RecordSource
 from kaleyra_async.sandbox import Sandbox, SandboxConfig, parse_faults
-from tests.conftest import bulk, cli_env, run_cli
+from tests.conftest import bulk, cli_env, numbers, run_cli, write_csv
 
 pytestmark = pytest.mark.timeout(120)
 
 TLS = Path(__file__).parent.parent / "data" / "tls"
+#: India's DLT rule: every message to a +91 number from the IN pod names its template.
+TEMPLATE_ID = "1107161234567890123"
 
 
 @pytest.fixture
@@ -201,7 +203,9 @@ def echo_config(key: str) -> Config:
     config = load_config(None, env={"KALEYRA_SID": "HX1", "KALEYRA_API_KEY": key})
     return dataclasses.replace(
         config,
-        defaults=dataclasses.replace(config.defaults, body="Hello", sender="KLRHXA"),
+        defaults=dataclasses.replace(
+            config.defaults, body="Hello", sender="KLRHXA", template_id=TEMPLATE_ID
+        ),
         retry=RetryPolicy(max_attempts=2, initial_backoff_s=0, jitter_s=0),
         dispatch=dataclasses.replace(config.dispatch, batch_size=1, concurrency=1),
     )
@@ -219,11 +223,15 @@ async def test_errors_that_quote_the_key_are_scrubbed(key: str) -> None:
     ) as client:
         for last in "123467":
             with pytest.raises(KaleyraError) as caught:
-                await client.send_sms(f"+91987654321{last}", body="Hello", sender="KLRHXA")
+                await client.send_sms(
+                    f"+91987654321{last}", body="Hello", sender="KLRHXA", template_id=TEMPLATE_ID
+                )
             exc = caught.value
             assert_hidden(key, *everything_in(exc), where=f"error {last}")
             assert_hidden(key, repr(getattr(exc, "details", ())), repr(getattr(exc, "body", {})))
-        result = await client.send_sms("+919876543215", body="Hello", sender="KLRHXA")
+        result = await client.send_sms(
+            "+919876543215", body="Hello", sender="KLRHXA", template_id=TEMPLATE_ID
+        )
         assert_hidden(key, repr(result), where="a SendResult")
 
 
@@ -276,7 +284,10 @@ def produced(done: subprocess.CompletedProcess[bytes], *paths: Path) -> list[byt
     return [done.stdout, done.stderr, *(p.read_bytes() for p in paths if p.exists())]
 
 
-BULK = ("--sender", "KLRHXA", "--type", "TXN", "--body", "Hello", "--no-progress", "-vv")
+BULK = (
+    *("--sender", "KLRHXA", "--type", "TXN", "--body", "Hello"),
+    *("--template-id", "1107161234567890123", "--no-progress", "-vv"),
+)
 
 
 @pytest.mark.slow
@@ -286,7 +297,7 @@ async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
     """send-bulk at DEBUG level with faults, with a wrong key, with no server; send and status
     with a wrong key: stdout, stderr, results, journal and ledger never hold the key."""
     src = tmp_path / "in.csv"
-    src.write_text("to\n" + "".join(f"+9198{i:08d}\n" for i in range(40)) + "bad\n")
+    write_csv(src, [*numbers(40), "bad"])
     config = tmp_path / "kaleyra.toml"
     config.write_text(
         f'[account]\napi_key = "{key}"\nsid = "{sandbox.sid}"\n'
@@ -317,7 +328,17 @@ async def test_cli_runs_that_succeed_or_fail_show_the_key_nowhere(
         assert done.returncode == 2 and b"stopped itself" in done.stderr
         assert_hidden(key, *produced(done, wrong, Path(f"{wrong}.journal")), where="a 401 run")
         for command in (
-            ["send", "--to", "+919876543210", "--body", "Hi", "--sender", "KLRHXA"],
+            [
+                "send",
+                "--to",
+                "+919876543210",
+                "--body",
+                "Hi",
+                "--sender",
+                "KLRHXA",
+                "--template-id",
+                "1" * 19,
+            ],
             ["status", "some-id"],
         ):
             done = await run_cli(
@@ -433,7 +454,9 @@ async def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
         retry=RetryPolicy(max_attempts=1),
     ) as client:
         with pytest.raises(ConnectError) as caught:
-            await client.send_sms("+919876543210", body="Hello", sender="KLRHXA")
+            await client.send_sms(
+                "+919876543210", body="Hello", sender="KLRHXA", template_id=TEMPLATE_ID
+            )
     assert "certificate" in str(caught.value).lower()
     assert received == []
     assert_hidden(key, *everything_in(caught.value))
