@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from typing import Final
 
 import anyio
 
@@ -22,6 +23,10 @@ from ._exceptions import ConfigError
 
 __all__ = ["add_worker"]
 
+#: A worker's batches in hand at once. More than send-bulk's 32 requests in flight: each batch
+#: also waits for Redis (its turn, its mark, its report), and only its turn paces it.
+WORKER_CONCURRENCY: Final = 128
+
 logger = logging.getLogger("kaleyra_async")
 
 
@@ -37,7 +42,12 @@ def add_worker(add_command: Callable[..., argparse.ArgumentParser]) -> None:
     )
     account_options(worker)
     worker.add_argument("--rate", type=positive_float, metavar="N", help="requests/s, all workers")
-    worker.add_argument("--concurrency", type=positive_int, metavar="N", help="requests in flight")
+    worker.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help=f"batches in hand at once, waiting for a turn or sent (default {WORKER_CONCURRENCY})",
+    )
     worker.add_argument(
         "--claim-idle-s",
         type=positive_float,
@@ -57,7 +67,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     if not config.redis.url:
         raise ConfigError("worker needs --redis URL (or [redis] url, or KALEYRA_REDIS_URL)")
     options = WorkerOptions(
-        concurrency=config.dispatch.concurrency,
+        concurrency=args.concurrency or WORKER_CONCURRENCY,
         claim_idle_s=args.claim_idle_s or config.redis.claim_idle_s,
         drain_timeout_s=config.dispatch.drain_timeout_s,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -64,13 +64,18 @@ class QueuedFailure(KaleyraError):
 Outcome = SendResult | QueuedFailure
 
 
+_MESSAGE_FIELDS: Final = dataclasses.fields(Message)
+
+
 def batch_id_of(batch: Batch) -> str:
     """A batch's id within its campaign: its first row (a row is in one request only)."""
     return str(batch.rows[0].row)
 
 
 def encode_job(campaign: str, batch: Batch) -> bytes:
-    message = dataclasses.asdict(batch.message)
+    m = batch.message
+    # By hand: dataclasses.asdict deep-copies every field, a measurable cost per request.
+    message = {f.name: getattr(m, f.name) for f in _MESSAGE_FIELDS}
     rows = [[r.row, r.to, r.segments, r.encoding] for r in batch.rows]
     return orjson.dumps({"c": campaign, "b": batch_id_of(batch), "m": message, "r": rows})
 
