@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): us against three peers, side by side, in one run.
 
-    python -m benchmarks            # the default size: under 13 minutes on 2 cores (redis step included)
+    python -m benchmarks            # the default size: under 13 minutes on 2 cores
     python -m benchmarks --quick    # tiny, seconds (the smoke test runs this)
     python -m benchmarks --full     # every peer at full size (about half an hour)
     python -m benchmarks --rss-5m   # also: our peak RSS at 1M and at 5M rows
