@@ -211,36 +211,39 @@ class _Worker:
         flight = Flight(job.batch, journal=marks, stop=self.stop)
         self.mine[entry_id] = flight
         batch = job.batch
+        outcome: bytes | None = None
         try:
             with flight.scope:
                 result = await self.send(batch.message, batch.recipients, attempts=flight)
-                await self._report(job, entry_id, success_outcome(result))
+                outcome = success_outcome(result)
                 self.summary.sent += len(batch.rows)
-                return
         except KaleyraError as exc:
             maybe_sent = exc.fate_unknown or flight.maybe_sent
             if isinstance(exc, AuthenticationError | ConnectError) and not maybe_sent:
-                # This worker's key, network or Redis: the batch goes back for a worker that
-                # can send it, and this one stops.
+                # This worker's key, network or Redis, and the request never left: the batch
+                # goes back for a worker that can send it, and this one stops.
                 self._abort(exc)
                 await self._give_back(job, entry_id, data)
                 return
-            await self._report(job, entry_id, failure_outcome(exc, maybe_sent=maybe_sent))
+            outcome = failure_outcome(exc, maybe_sent=maybe_sent)
             if maybe_sent:
                 self.summary.unknown += len(batch.rows)
             else:
                 self.summary.failed += len(batch.rows)
-            return
         except StopBeforeSending:
             pass
         except BaseException:  # the drain timeout
             with anyio.CancelScope(shield=True):
                 await self._abandon(flight, job, entry_id, data)
             raise
-        if marks.taken:
+        # Reported outside the send's error handling: a report that fails after a request left
+        # must never look like a request that failed to leave (it would be given back).
+        if outcome is not None:
+            await self._report(job, entry_id, outcome)
+        elif marks.taken:
             logger.warning("batch %s is being sent by another worker", job.batch_id)
-            return
-        await self._abandon(flight, job, entry_id, data)
+        else:
+            await self._abandon(flight, job, entry_id, data)
 
     async def _abandon(self, flight: Flight, job: Job, entry_id: str, data: bytes) -> None:
         """A batch this worker will not finish: unknown if it may be out, else given back."""
@@ -252,7 +255,13 @@ class _Worker:
             await self._give_back(job, entry_id, data)
 
     async def _report(self, job: Job, entry_id: str, outcome: bytes) -> None:
-        await self.store.report(job.campaign, job.batch_id, outcome, entry_id)
+        """Report; if Redis is gone, stop this worker and leave the batch pending with its mark
+        (a claimer records it unknown: never resent)."""
+        try:
+            await self.store.report(job.campaign, job.batch_id, outcome, entry_id)
+        except KaleyraError as exc:
+            logger.error("could not report batch %s: %s", job.batch_id, exc)
+            self._abort(exc)
 
     async def _give_back(self, job: Job, entry_id: str, data: bytes) -> None:
         try:

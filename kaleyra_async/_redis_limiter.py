@@ -44,6 +44,7 @@ from typing import Final
 
 import anyio
 
+from ._exceptions import KaleyraError
 from ._limits import MAX_RECIPIENTS
 from ._ratelimit import WINDOW_S
 from ._redis import RedisLink
@@ -239,7 +240,16 @@ class SharedLimiter:
         if not batch:
             return
         asked = time.monotonic()
-        waits = await self._reserve(otp, [recipients for _, recipients in batch])
+        try:
+            waits = await self._reserve(otp, [recipients for _, recipients in batch])
+        except KaleyraError as exc:
+            # Redis is gone (after the bounded wait): every waiting request fails now, rather
+            # than each one waiting out its own bounded wait in turn.
+            for lane in self._waiters.values():
+                for future, _ in lane:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
         now = time.monotonic()
         for waiter, wait_us in zip(batch, waits[:-1], strict=False):
             if not waiter[0].done():

@@ -181,3 +181,31 @@ async def test_queue_needs_redis_and_a_results_file(sandbox: Sandbox, tmp_path: 
         assert done.returncode == 2
         assert says in done.stderr.decode()
     assert sandbox.stats.requests_total == 0
+
+
+@pytest.mark.slow
+async def test_a_stopped_worker_gives_its_unsent_batches_back(
+    sandbox: Sandbox, redis_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM: the worker exits 0 at once, handing the batches still waiting for a turn back
+    to the stream, where the next worker sends them: all rows sent, none twice."""
+    total = 200
+    src = write_csv(tmp_path / "in.csv", numbers(total))
+    out = tmp_path / "out.ndjson"
+    process = await anyio.open_process(
+        collector(sandbox, redis_url, src, out), env=cli_env(sandbox)
+    )
+    async with process:
+        # 40 batches at 5 requests/s: the first worker holds far more than it can send soon.
+        async with workers(sandbox, redis_url, 1, "--rate", "5") as (first,):
+            await wait_for_lines(out, 5)
+            first.send_signal(signal.SIGTERM)
+            with anyio.fail_after(30):
+                assert await first.wait() == 0
+        assert len(read_results(out)) < total  # the rest went back to the stream
+        async with workers(sandbox, redis_url, 1, "--rate", "100"):
+            with anyio.fail_after(120):
+                assert await process.wait() == 0
+    results = read_results(out)
+    assert_once_each(results, sandbox, total)
+    assert {r["status"] for r in results.values()} == {"sent"}
