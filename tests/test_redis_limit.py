@@ -104,13 +104,13 @@ async def test_redis_stopped_mid_run_stops_the_run_with_nothing_unthrottled(
     sandbox: Sandbox, own_redis: RedisServer, tmp_path: anyio.Path
 ) -> None:
     """Redis killed mid-run: exit 2 naming Redis; no request without a turn; resume finishes."""
-    total, rate = 400, 20
+    total, rate = 200, 20
     src = write_csv(tmp_path / "in.csv", numbers(total))
     out = tmp_path / "out.ndjson"
     config = tmp_path / "config.toml"
     config.write_text("[redis]\nunavailable_timeout_s = 1.0\n")
-    args = cli(sandbox, src, "--out", out, "--rate", str(rate), "--batch-size", "1")
-    args += ["--config", str(config), "--redis", own_redis.url]
+    options = ["--out", out, "--batch-size", "1", "--config", config, "--redis", own_redis.url]
+    args = [*cli(sandbox, src, *options), "--rate", str(rate)]
     process = await anyio.open_process([*CLI, *args], env=cli_env(sandbox))
     async with process:
         await wait_for_lines(out, 10)
@@ -129,7 +129,8 @@ async def test_redis_stopped_mid_run_stops_the_run_with_nothing_unthrottled(
     assert sandbox.stats.max_requests_in_1s <= rate
 
     own_redis.start()
-    done = await run_cli(*args, "--resume", env=cli_env(sandbox))
+    faster = [*cli(sandbox, src, *options), "--rate", "500", "--resume"]
+    done = await run_cli(*faster, env=cli_env(sandbox))
     assert done.returncode == 0, done.stderr.decode()
     results = read_results(out)
     assert sorted(results) == list(range(1, total + 1))
