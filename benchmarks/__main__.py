@@ -52,6 +52,7 @@ from ._report import (
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 RSS_STEP: Final = "rss5m"
+RECEIPTS_STEP: Final = "receipts"
 #: Two measuring runs at once would share the two pinned CPUs and both be wrong.
 LOCK_PATH: Final = Path(tempfile.gettempdir()) / "kaleyra_async-benchmarks.lock"
 
@@ -83,7 +84,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="rounds per scenario (default 3; quick: 1)")
     parser.add_argument(
         "--only",
-        help="comma-separated steps: bulk, otp, wan, limit200, limit2000, redis, rss5m",
+        help="comma-separated steps: bulk, otp, wan, limit200, limit2000, redis, rss5m, receipts",
     )
     parser.add_argument("--rss-5m", action="store_true", help="add the 1M-vs-5M RSS step")
     parser.add_argument("--rss-rows", default="1000000,5000000", help=argparse.SUPPRESS)
@@ -116,7 +117,7 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     mode: Mode = "quick" if args.quick else "full" if args.full else "default"
     rounds = args.runs or (1 if mode == "quick" else 3)
     all_scenarios = scenarios_for(mode)
-    keys = {s.key for s in all_scenarios} | {RSS_STEP, REDIS_STEP}
+    keys = {s.key for s in all_scenarios} | {RSS_STEP, REDIS_STEP, RECEIPTS_STEP}
     if args.only:
         steps = [k.strip() for k in args.only.split(",") if k.strip()]
         unknown = sorted(set(steps) - keys)
@@ -125,6 +126,7 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             return 2
     else:
         steps = [s.key for s in all_scenarios] + [REDIS_STEP] + ([RSS_STEP] if args.rss_5m else [])
+        steps.append(RECEIPTS_STEP)
     scenarios = [s for s in all_scenarios if s.key in steps]
     cpus = cpu_plan()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -203,9 +205,24 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         )
         targets += redis_targets(redis_runs)
 
+    receipts_table = ""
+    if RECEIPTS_STEP in steps:
+        from ._receipts import run_receipts_step
+
+        figures = run_receipts_step(mode, args.data_dir, (cpus.client, cpus.sandbox))
+        receipts_table = "\n" + figures.table()
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        (args.results_dir / f"receipts-{mode}.json").write_bytes(
+            orjson.dumps(
+                {"started": started_at, "environment": env, **dataclasses.asdict(figures),
+                 "share_of_ceiling": figures.share_of_ceiling},
+                option=orjson.OPT_INDENT_2,
+            )
+        )  # fmt: skip
+
     duration_s = time.monotonic() - started
     name = f"bench-{mode}" + ("" if not args.only else "-" + "+".join(steps))
-    table = markdown(rows, targets)
+    table = (markdown(rows, targets) if rows or targets else "") + receipts_table
     if redis_runs:
         table += "\n" + redis_markdown(redis_runs)
     if mode == "quick":

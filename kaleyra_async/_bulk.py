@@ -26,6 +26,7 @@ from ._exceptions import ConfigError, unwrap_group
 from ._models import InputRow, RowResult
 from ._phone import PhoneNormalizer
 from ._prepare import RowPlan, RowPreparer
+from ._refs import RequestReferences
 from ._results import ResultsWriter, journal_path_for, journal_start_record
 from ._resume import Progress, describe_input, load_progress, same_input
 from ._sources import CsvSource, RecordSource
@@ -127,6 +128,9 @@ async def send_bulk(
             start_record = journal_start_record(
                 input_id, resumed=progress is not None, dry_run=options.dry_run, plan=plan_record
             )
+            references = RequestReferences() if config.receipts.reference else None
+            if references is not None:
+                start_record["run"] = references.run_id  # the <run> in ka-<run>-<n> refs
             if keep_until_header:
 
                 def start_journal(header: tuple[str, ...]) -> None:
@@ -147,6 +151,7 @@ async def send_bulk(
                         rows, preparer, send, writer=writer, config=config.dispatch,
                         retry_ambiguous=config.retry.retry_ambiguous, summary=summary,
                         progress=progress, stop=stop, on_results=on_results,
+                        references=references,
                     )  # fmt: skip
                 finally:
                     await writer.aclose()

@@ -26,6 +26,7 @@ from ._cli_common import (
     with_client,
 )
 from ._cli_queue import add_worker
+from ._cli_receipts import add_delivery_commands
 from ._exceptions import (
     AuthenticationError,
     ConfigError,
@@ -86,10 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     account_options(delete)
     delete.set_defaults(handler=_cmd_delete_senders)
 
-    status = add_command("status", help="delivery status of message ids")
-    status.add_argument("message_ids", nargs="+", metavar="MESSAGE_ID")
-    account_options(status)
-    status.set_defaults(handler=_cmd_status)
+    add_delivery_commands(add_command)
 
     from .sandbox._command import configure_parser as configure_sandbox
 
@@ -165,13 +163,6 @@ def _cmd_delete_senders(args: argparse.Namespace) -> int:
     config = config_from(args)
     for result in with_client(config, lambda c: c.delete_sender_ids(args.names)):
         print(f"{result.code or ''}\t{result.message}")
-    return EXIT_OK
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    config = config_from(args)
-    for status in with_client(config, lambda c: c.get_status(args.message_ids)):
-        print(f"{status.message_id}\t{status.status}\t{status.detail or ''}")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ import types
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
+from ._delivery import RECEIPT_FIELDS
 from ._exceptions import ConfigError
 from ._limits import DEFAULT_POD_HOSTS, MAX_RECIPIENTS, PODS, default_type, resolve_host
 
@@ -18,6 +19,7 @@ __all__ = [
     "HttpConfig",
     "MessageDefaults",
     "PodConfig",
+    "ReceiptsConfig",
     "RedisConfig",
     "RetryPolicy",
     "Secret",
@@ -29,6 +31,7 @@ ENV_SID: Final = "KALEYRA_SID"
 ENV_POD: Final = "KALEYRA_POD"
 ENV_BASE_URL: Final = "KALEYRA_BASE_URL"
 ENV_REDIS_URL: Final = "KALEYRA_REDIS_URL"
+ENV_RECEIPTS_SECRET: Final = "KALEYRA_RECEIPTS_SECRET"
 
 #: What an ``api-key`` header value may hold: visible ASCII, no space or control character.
 _HEADER_SAFE: Final = re.compile(r"[\x21-\x7e]+")
@@ -196,6 +199,39 @@ class DispatchConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ReceiptsConfig:
+    """Delivery receipts: the receiver (``receipts serve``) and the report."""
+
+    #: Our field name -> the callback profile's variable name, for names the profile changed
+    #: (e.g. ``{id = "msgid"}``); unnamed fields keep the documented names.
+    fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: A header the callback profile sends with a shared secret; None: no secret is checked.
+    secret_header: str | None = None
+    #: The shared secret (better: the environment variable KALEYRA_RECEIPTS_SECRET).
+    secret: Secret | None = None
+    #: Accepted this many hours ago without a final receipt: ``expired`` in the report.
+    expire_after_h: float = 72.0
+    #: Put a reference naming the run and the request in ``ref`` (when no column fills it).
+    reference: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.secret, str):
+            object.__setattr__(self, "secret", Secret(self.secret))
+        require(self.expire_after_h > 0, "receipts.expire_after_h", "must be > 0")
+        unknown = set(self.fields) - set(RECEIPT_FIELDS)
+        require(
+            not unknown,
+            "receipts.fields",
+            f"unknown field(s) {', '.join(sorted(unknown))} (known: {', '.join(RECEIPT_FIELDS)})",
+        )
+        require(
+            self.secret is None or bool(self.secret_header),
+            "receipts.secret_header",
+            "is required with a secret",
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RedisConfig:
     """Redis, for a rate limit shared by many processes and for queued campaigns (optional)."""
 
@@ -241,6 +277,7 @@ class Config:
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     dispatch: DispatchConfig = dataclasses.field(default_factory=DispatchConfig)
     redis: RedisConfig = dataclasses.field(default_factory=RedisConfig)
+    receipts: ReceiptsConfig = dataclasses.field(default_factory=ReceiptsConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.api_key, str):  # accept a plain string, keep only the masked form

@@ -2,12 +2,13 @@
 
 Precedence, lowest first: built-in defaults, the TOML file, environment variables
 (``KALEYRA_API_KEY``, ``KALEYRA_SID``, ``KALEYRA_POD``, ``KALEYRA_BASE_URL``,
-``KALEYRA_REDIS_URL``), then whatever the
+``KALEYRA_REDIS_URL``, ``KALEYRA_RECEIPTS_SECRET``), then whatever the
 caller (for example the CLI) replaces with :func:`dataclasses.replace`.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import tomllib
@@ -21,6 +22,7 @@ from ._config import (
     ENV_API_KEY,
     ENV_BASE_URL,
     ENV_POD,
+    ENV_RECEIPTS_SECRET,
     ENV_REDIS_URL,
     ENV_SID,
     Config,
@@ -28,6 +30,7 @@ from ._config import (
     HttpConfig,
     MessageDefaults,
     PodConfig,
+    ReceiptsConfig,
     RedisConfig,
     RetryPolicy,
     Secret,
@@ -45,6 +48,7 @@ _SECTIONS: Final[Mapping[str, type[Any]]] = {
     "http": HttpConfig,
     "dispatch": DispatchConfig,
     "redis": RedisConfig,
+    "receipts": ReceiptsConfig,
 }
 _ACCOUNT_KEYS: Final = frozenset({"sid", "api_key", "api_key_env", "pod", "base_url"})
 
@@ -123,6 +127,10 @@ def load_config(
     if env.get(ENV_REDIS_URL):
         tables["redis"] = {**tables["redis"], "url": env[ENV_REDIS_URL]}
     sections = {name: _build(cls, tables[name], name) for name, cls in _SECTIONS.items()}
+    if env.get(ENV_RECEIPTS_SECRET):
+        sections["receipts"] = dataclasses.replace(
+            sections["receipts"], secret=Secret(env[ENV_RECEIPTS_SECRET])
+        )
     return Config(
         sid=sid,
         api_key=Secret(api_key),
@@ -175,6 +183,16 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
+    if origin in (Mapping, dict, collections.abc.Mapping):
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigError(f"{key}: must be a table of strings")
+        return types.MappingProxyType(dict(value))
+    if hint is Secret:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: must be a string")
+        return Secret(value)
     if origin is tuple:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: must be a list of strings")

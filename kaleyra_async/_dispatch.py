@@ -32,6 +32,7 @@ from ._lanes import LaneQueue
 from ._models import InputRow, RowResult
 from ._outcomes import failure_results, row_result, success_results, unknown_from_earlier_run
 from ._prepare import RowPreparer
+from ._refs import RequestReferences
 from ._results import ResultsWriter
 from ._resume import Progress
 from ._sources import RowSource
@@ -59,6 +60,7 @@ async def dispatch(
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
+    references: RequestReferences | None = None,
 ) -> BulkSummary:
     """Run the whole pipeline over ``source`` and record one result per row through ``writer``.
 
@@ -75,6 +77,8 @@ async def dispatch(
         stop: set it to stop gracefully: reading stops, requests in flight finish (bounded by
             ``drain_timeout_s``) and have their outcome recorded; rows not yet sent get no line.
         on_results: called with each block of results as they are recorded.
+        references: put a reference naming the run and the request in ``ref`` of requests
+            that ask for receipts (and in their rows' results).
 
     Returns:
         The final counters; ``interrupted`` is True when ``stop`` was set.
@@ -96,6 +100,7 @@ async def dispatch(
         progress=progress,
         stop=stop if stop is not None else anyio.Event(),
         on_results=on_results,
+        references=references,
     )
     await run.go()
     return summary
@@ -115,6 +120,7 @@ class _Run:
     progress: Progress | None
     stop: anyio.Event
     on_results: Callable[[Sequence[RowResult]], None] | None
+    references: RequestReferences | None
     queue: LaneQueue = dataclasses.field(init=False)
     flights: set[Flight] = dataclasses.field(init=False, default_factory=set)
     repeats: RepeatFilter = dataclasses.field(init=False, default_factory=RepeatFilter)
@@ -247,7 +253,8 @@ class _Run:
                     inflight_before = True
                     if not self.retry_ambiguous:
                         earlier = self.preparer.prepare(row)
-                        results.append(unknown_from_earlier_run(row, earlier))
+                        ref = progress.refs.get(row.row)
+                        results.append(unknown_from_earlier_run(row, earlier, ref))
                         if dedupe:
                             self._first_time(earlier)
                         continue
@@ -299,6 +306,8 @@ class _Run:
 
     async def _send_batch(self, batch: Batch) -> None:
         assert self.send is not None
+        if self.references is not None:
+            batch = self.references.apply(batch)
         flight = Flight(batch, journal=self.writer, stop=self.stop)
         self.flights.add(flight)
         try:

@@ -3,6 +3,7 @@
     KaleyraError                      root: catch this to catch everything below
     ├── ConfigError                   a config file, environment variable or argument is wrong
     ├── ValidationError               a field breaks a documented rule, raised before any request
+    ├── StoreError                    a delivery receipt could not be stored (the receiver: 503)
     ├── TransportError                no HTTP response was read
     │   ├── ConnectError              the request never left: safe to send again
     │   │   └── RedisUnavailableError the shared limit or queue (Redis) stayed unreachable
@@ -40,6 +41,7 @@ __all__ = [
     "RejectedError",
     "ResponseLostError",
     "ServerError",
+    "StoreError",
     "TransportError",
     "ValidationError",
     "unwrap_group",
@@ -70,6 +72,10 @@ class KaleyraError(Exception):
 
 class ConfigError(KaleyraError):
     """A configuration value is missing or invalid; the message names the key."""
+
+
+class StoreError(KaleyraError):
+    """A delivery receipt could not be stored durably; the sender should try again later."""
 
 
 class ValidationError(KaleyraError, ValueError):

@@ -27,8 +27,9 @@ __all__ = ["Flight", "Journal", "StopBeforeSending"]
 class Journal(Protocol):
     """Where rows are marked in flight before their request leaves (``ResultsWriter``)."""
 
-    async def inflight(self, rows: Sequence[int]) -> None:
-        """Mark rows in flight; return once the mark reached the operating system."""
+    async def inflight(self, rows: Sequence[int], ref: str | None = None) -> None:
+        """Mark rows in flight (with their request's ``ref``); return once the mark reached
+        the operating system."""
 
     def release(self, rows: Sequence[int]) -> None:
         """Mark rows as certainly not accepted, so that ``--resume`` sends them."""
@@ -72,7 +73,7 @@ class Flight:
             # Set first: the mark is queued before the await, so a cancellation while it is
             # written still has it released.
             self.journaled = True
-            await self.journal.inflight([r.row for r in self.batch.rows])
+            await self.journal.inflight([r.row for r in self.batch.rows], self.batch.message.ref)
 
     def writing(self, attempt: int) -> None:
         # Nothing awaits between this and the write, so a stop seen here is a clean stop.
@@ -100,6 +101,7 @@ class Flight:
                     error_code="interrupted",
                     error="run stopped while the request was in flight; not resent",
                     attempts=self.attempts,
+                    ref=self.batch.message.ref,
                 )
                 for r in self.batch.rows
             ]

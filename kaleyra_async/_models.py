@@ -160,6 +160,9 @@ class RowResult:
     attempts: int = 0
     segments: int | None = None
     encoding: Encoding | None = None
+    #: The request's ``ref`` (ours, naming the run and the request, or the user's), returned in
+    #: delivery receipts; None when the request had none.
+    ref: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

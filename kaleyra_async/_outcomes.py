@@ -18,6 +18,7 @@ def row_result(
     error_code: str | None = None,
     error: str | None = None,
     attempts: int = 0,
+    ref: str | None = None,
 ) -> RowResult:
     """The result line of a row that passed validation."""
     return RowResult(
@@ -31,6 +32,7 @@ def row_result(
         attempts=attempts,
         segments=row.segments,
         encoding=row.encoding,
+        ref=ref,
     )
 
 
@@ -50,6 +52,7 @@ def success_results(batch: Batch, result: SendResult) -> list[RowResult]:
                     error_code="no_message_id",
                     error="request accepted but no message id came back for this number",
                     attempts=result.attempts,
+                    ref=batch.message.ref,
                 )
             )
         else:
@@ -60,6 +63,7 @@ def success_results(batch: Batch, result: SendResult) -> list[RowResult]:
                     message_id=message_id,
                     request_id=result.request_id,
                     attempts=result.attempts,
+                    ref=batch.message.ref,
                 )
             )
     return out
@@ -78,15 +82,29 @@ def failure_results(batch: Batch, exc: KaleyraError, maybe_sent: bool) -> list[R
         status = "failed"
         error = str(exc)
     return [
-        row_result(r, status, error_code=exc.code, error=error, attempts=exc.attempts)
+        row_result(
+            r,
+            status,
+            error_code=exc.code,
+            error=error,
+            attempts=exc.attempts,
+            ref=batch.message.ref,
+        )
         for r in batch.rows
     ]
 
 
-def unknown_from_earlier_run(row: InputRow, prepared: PreparedRow | RowResult) -> RowResult:
-    """A row an earlier run had in flight when it stopped: unknown, never resent silently."""
+def unknown_from_earlier_run(
+    row: InputRow, prepared: PreparedRow | RowResult, ref: str | None = None
+) -> RowResult:
+    """A row an earlier run had in flight when it stopped: unknown, never resent silently.
+
+    ``ref`` is the request's reference from the journal, so a receipt can still settle it.
+    """
     code = "inflight_at_crash"
     error = "in flight when an earlier run stopped; not resent (retry_ambiguous resends)"
     if isinstance(prepared, PreparedRow):
-        return row_result(prepared, "unknown", error_code=code, error=error)
-    return RowResult(row=row.row, to=prepared.to, status="unknown", error_code=code, error=error)
+        return row_result(prepared, "unknown", error_code=code, error=error, ref=ref)
+    return RowResult(
+        row=row.row, to=prepared.to, status="unknown", error_code=code, error=error, ref=ref
+    )

@@ -105,6 +105,8 @@ class RowPreparer:
         self._now = now
         self._messages: dict[Message, Message | ValidationError] = {}
         self._segments: dict[tuple[str, str | None], SegmentInfo] = {}
+        #: The last message that passed India's DLT check (rows of a run share message objects).
+        self._dlt_passed: Message | None = None
         self._columns: frozenset[str] = frozenset()
         self._to_column = plan.to_column
         self._overrides: tuple[str, ...] = ()
@@ -200,11 +202,12 @@ class RowPreparer:
         if isinstance(message, ValidationError):
             # Cached failures come back as values: re-raising one instance would grow its traceback.
             return _invalid(row.row, raw_to, message.code, str(message))
-        if dlt_applies(self.plan.pod, to):
+        if dlt_applies(self.plan.pod, to) and message is not self._dlt_passed:
             try:
                 check_dlt(message)
             except ValidationError as exc:
                 return _invalid(row.row, to, exc.code, str(exc))
+            self._dlt_passed = message
         key = (message.body or "", message.unicode)
         info = self._segments.get(key)
         if info is None:

@@ -69,7 +69,7 @@ class _Marks:
         #: Another worker marked the batch first: it is theirs.
         self.taken = False
 
-    async def inflight(self, rows: Sequence[int]) -> None:
+    async def inflight(self, rows: Sequence[int], ref: str | None = None) -> None:
         if not await self.store.mark_sending(self.job.campaign, self.job.batch_id, self.consumer):
             self.taken = True
             raise StopBeforeSending

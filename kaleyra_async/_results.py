@@ -190,14 +190,18 @@ class ResultsWriter:
         while self._pending_bytes > _MAX_PENDING_BYTES and self._error is None:
             await self._written.wait()
 
-    async def inflight(self, rows: Sequence[int]) -> None:
-        """Journal rows as in flight and return once the journal write reached the OS."""
+    async def inflight(self, rows: Sequence[int], ref: str | None = None) -> None:
+        """Journal rows as in flight (with their request's ``ref``, which resume puts on an
+        ``inflight_at_crash`` row) and return once the journal write reached the OS."""
         self._check()
         if self._files.journal is None:
             await self.room()
             return
         waiter = asyncio.get_running_loop().create_future()
-        self._next.journal.append(_journal_line({"inflight": list(rows)}))
+        mark: dict[str, Any] = {"inflight": list(rows)}
+        if ref is not None:
+            mark["ref"] = ref
+        self._next.journal.append(_journal_line(mark))
         # The lingering result lines go along: after a crash, fewer answered rows are unknown.
         self._commit(waiter)
         await waiter

@@ -42,6 +42,8 @@ class Progress:
     dry_run: bool = False
     #: The message options of the first run (body, sender, type, ...), to compare on resume.
     plan: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The ``ref`` of the request each unresolved row was last in flight with, when it had one.
+    refs: dict[int, str] = dataclasses.field(default_factory=dict)
 
     def is_done(self, row: int) -> bool:
         return row < len(self.done) and self.done[row] == 1
@@ -118,6 +120,14 @@ def load_progress(results_path: str | os.PathLike[str]) -> Progress:
         else:
             raise ConfigError(f"{journal}:{line_no}: not a kaleyra_async journal line")
     progress.unresolved = {row for row in earlier_runs | this_run if not progress.is_done(row)}
+    if progress.unresolved:
+        # A second pass keeps only the refs of unresolved rows (few), not of every mark read.
+        for _, record in _read_ndjson(journal):
+            ref = record.get("ref")
+            if isinstance(ref, str) and "inflight" in record:
+                for row in record["inflight"]:
+                    if row in progress.unresolved:
+                        progress.refs[row] = ref
     return progress
 
 

@@ -4,6 +4,8 @@ pure handler without a socket, and a real Redis server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -259,6 +261,61 @@ def ok_fields(**extra: Any) -> dict[str, Any]:
     """A send the IN pod accepts: an Indian and a US number, body, DLT template id and header."""
     fields = {"to": f"{A},{B}", "body": "Hello", "type": "TXN", "sender": "KLRHXA"}
     return {**fields, "template_id": TEMPLATE_ID, **extra}
+
+
+@contextlib.asynccontextmanager
+async def running_receiver(db: Path, **settings: Any) -> AsyncIterator[str]:
+    """The receipt receiver in process on a free port over ``db``: yields its URL; stops
+    (draining) when the block ends. ``settings`` are ReceiverSettings fields."""
+    from kaleyra_async._receipt_server import ReceiverSettings, serve_receipts
+
+    stop = asyncio.Event()
+    url: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    config = ReceiverSettings(**{"port": 0, **settings})
+    async with asyncio.TaskGroup() as tasks:
+        server = tasks.create_task(serve_receipts(str(db), config, stop=stop, ready=url.set_result))
+        await asyncio.wait({url, server}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            yield url.result()
+        finally:
+            stop.set()
+
+
+async def sandbox_sends(
+    sandbox: Sandbox,
+    requests: int,
+    recipients: int,
+    *,
+    profile: str | None = "IN_profile",
+    pause_s: float = 0.0,
+) -> list[tuple[str, str]]:
+    """Send ``requests`` raw /sms requests of ``recipients`` numbers each to the sandbox, each
+    with a ``ref`` and, unless ``profile`` is None, that ``callback_profile_id``; the accepted
+    (message id, number with "+") pairs."""
+    accepted: list[tuple[str, str]] = []
+    async with httpx.AsyncClient(
+        base_url=f"{sandbox.base_url}/v1/{sandbox.sid}",
+        headers={"api-key": sandbox.api_key},
+        timeout=10,
+    ) as http:
+        for n in range(requests):
+            to = [f"+9198{n:04d}{k:04d}" for k in range(recipients)]
+            body = {
+                "to": ",".join(to),
+                "body": "hi",
+                "type": "TXN",
+                "sender": "KLRHXA",
+                "template_id": TEMPLATE_ID,
+                "ref": f"run-{n}",
+            }
+            if profile is not None:
+                body["callback_profile_id"] = profile
+            answer = await http.post("/sms", json=body)
+            assert answer.status_code == 202, answer.text
+            accepted += [(d["message_id"], "+" + d["recipient"]) for d in answer.json()["data"]]
+            if pause_s:
+                await asyncio.sleep(pause_s)
+    return accepted
 
 
 # -- Redis ------------------------------------------------------------------------------------

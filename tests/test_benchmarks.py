@@ -151,3 +151,14 @@ def test_quick_run_every_contender_one_line_per_row(
             assert run["results_lines"] == rows
             assert run["results_sent"] == rows
             assert run["sandbox"]["accepted_recipients"] == rows
+
+
+def test_quick_run_measures_receipts(quick_run: tuple[Path, dict[str, Any]]) -> None:
+    """--quick runs the receipts step: both servers answered, report ran at both sizes."""
+    out, _ = quick_run
+    figures = orjson.loads((out / "receipts-quick.json").read_bytes())
+    assert figures["ingest_per_s"] > 0 and figures["ceiling_per_s"] > 0
+    assert figures["ingest_per_cpu_s"] > 0 and figures["ceiling_per_cpu_s"] > 0
+    assert figures["ingest_errors"] == 0
+    assert [run["rows"] for run in figures["report"]] == [5_000, 20_000]
+    assert "durable / ceiling" in (out / "bench-quick.md").read_text()

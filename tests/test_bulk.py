@@ -390,3 +390,45 @@ async def test_in_pod_without_any_template_id_is_one_config_error(
         await bulk(src, plain, BulkOptions(out=str(out)), transport=transport)
     assert not out.exists() and not journal_path_for(out).exists()
     assert router.calls.call_count == 0
+
+
+def with_receipts(reference: bool = True) -> Config:
+    base = config()
+    return dataclasses.replace(
+        base,
+        defaults=dataclasses.replace(base.defaults, callback_profile_id="IN_profile"),
+        receipts=dataclasses.replace(base.receipts, reference=reference),
+    )
+
+
+async def test_requests_asking_for_receipts_carry_a_reference(tmp_path: Path) -> None:
+    """Each request's ref names the run (in the journal) and the request; its rows record it,
+    the journal mark too; a row a crash left in flight keeps it on resume."""
+    out = tmp_path / "out.ndjson"
+    src = csv(tmp_path)
+    router, transport = kaleyra()
+    await bulk(src, with_receipts(), BulkOptions(out=str(out)), transport=transport)
+    sent_ref = orjson.loads(router.calls[0].request.content)["ref"]
+    journal = [orjson.loads(line) for line in journal_path_for(out).read_bytes().splitlines()]
+    assert sent_ref == f"ka-{journal[0]['run']}-1"
+    assert {line["ref"] for line in journal if "inflight" in line} == {sent_ref}
+    rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert {r["ref"] for r in rows} == {sent_ref}
+    # Row 2's answer lost to a kill -9: its result line never written, its mark kept.
+    out.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows if r["row"] != 2))
+    await bulk(src, with_receipts(), BulkOptions(out=str(out), resume=True), transport=transport)
+    resumed = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [(r["error_code"], r["ref"]) for r in resumed if r["row"] == 2] == [
+        ("inflight_at_crash", sent_ref)
+    ]
+
+
+async def test_no_reference_when_turned_off_or_without_receipts(tmp_path: Path) -> None:
+    for cfg in (with_receipts(reference=False), config()):
+        out = tmp_path / "out.ndjson"
+        router, transport = kaleyra()
+        await bulk(
+            csv(tmp_path), cfg, BulkOptions(out=str(out), overwrite=True), transport=transport
+        )
+        assert "ref" not in orjson.loads(router.calls[0].request.content)
+        assert {orjson.loads(line)["ref"] for line in out.read_bytes().splitlines()} == {None}

@@ -62,6 +62,7 @@ SANDBOX_EXPECTED = [
     "FaultSpec",
     "LedgerRecord",
     "Sandbox",
+    "SandboxCallbacks",
     "SandboxConfig",
     "SandboxProcess",
     "SandboxStats",

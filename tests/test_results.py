@@ -32,6 +32,7 @@ KEYS = [
     "attempts",
     "segments",
     "encoding",
+    "ref",
 ]
 
 

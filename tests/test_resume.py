@@ -118,3 +118,16 @@ def test_an_edited_file_of_the_same_size_is_another_input(tmp_path: Path) -> Non
     assert same_input(describe_input(str(first)), describe_input(str(moved)))
     assert not same_input(describe_input(str(first)), describe_input(str(edited)))
     assert describe_input("-") == {}
+
+
+def test_unresolved_rows_keep_their_requests_reference(tmp_path: Path) -> None:
+    """A mark's ref is kept for the rows it left unresolved (a receipt can settle them)."""
+    results = tmp_path / "r.ndjson"
+    results.write_bytes(b'{"row":1,"status":"sent"}\n')
+    journal_path_for(results).write_bytes(
+        HEADER + b'{"inflight":[1,2],"ref":"ka-abc-1"}\n{"inflight":[3],"ref":"ka-abc-2"}\n'
+        b'{"inflight":[4]}\n'
+    )
+    progress = load_progress(results)
+    assert progress.unresolved == {2, 3, 4}
+    assert progress.refs == {2: "ka-abc-1", 3: "ka-abc-2"}

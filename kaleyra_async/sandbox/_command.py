@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from ._callbacks import SandboxCallbacks
 from ._config import (
     DEFAULT_API_KEY,
     DEFAULT_FAIL_RULES,
@@ -86,6 +87,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("--deliver-after-s", type=float, default=2.0, metavar="S", help="Sent -> Delivered delay")
     add("--flush-interval-s", type=float, default=0.2, metavar="S", help="ledger flush period")
     add("--status-capacity", type=int, default=100_000, metavar="N", help="requests remembered")
+    add(
+        "--callback-url",
+        metavar="URL",
+        help="send a delivery receipt to URL for every accepted SMS whose request names a "
+        "callback_profile_id (e.g. http://127.0.0.1:8788/dlr)",
+    )
+    add(
+        "--callback-method",
+        choices=("get", "json", "form"),
+        default="json",
+        help="receipts as a GET query, a JSON POST or a form POST (default: %(default)s)",
+    )
+    add("--callback-ledger", metavar="PATH", help="append each acknowledged receipt to PATH")
     parser.set_defaults(handler=run)
 
 
@@ -111,22 +125,31 @@ def _config(args: argparse.Namespace) -> SandboxConfig:
     )
 
 
+def _callbacks(args: argparse.Namespace) -> SandboxCallbacks | None:
+    if args.callback_url is None:
+        return None
+    return SandboxCallbacks(
+        url=args.callback_url, method=args.callback_method, ledger_path=args.callback_ledger
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM; the process exit code."""
     try:
         config = _config(args)
+        callbacks = _callbacks(args)
     except ValueError as exc:
         print(f"sandbox: error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(config))
+    return asyncio.run(_serve(config, callbacks))
 
 
-async def _serve(config: SandboxConfig) -> int:
+async def _serve(config: SandboxConfig, callbacks: SandboxCallbacks | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    sandbox = Sandbox(config)
+    sandbox = Sandbox(config, callbacks=callbacks)
     try:
         await sandbox.start()
     except OSError as exc:

@@ -180,7 +180,10 @@ def _status(
         issued = state.issued.get(request_id)
         if issued is not None and index.isdigit() and 1 <= int(index) <= issued.count:
             failure = issued.failures.get(int(index)) if issued.failures else None
-            if failure is not None and failure[0] == "NotSent":
+            if state.delivery_truth is not None:
+                age_s = now_s - issued.accepted_s
+                status, detail = state.delivery_truth.status_at(message_id, failure, age_s)
+            elif failure is not None and failure[0] == "NotSent":
                 status, detail = failure
             elif now_s - issued.accepted_s < deliver_after_s:
                 status, detail = "Sent", "SENT"

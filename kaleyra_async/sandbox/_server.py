@@ -12,6 +12,7 @@ bodies above 1 MiB get 413 and the connection is closed, malformed requests get 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import struct
@@ -23,6 +24,8 @@ from typing import Any, Final
 import httptools
 import orjson
 
+from ._callback_sender import CallbackSender
+from ._callbacks import DeliveryTruth, SandboxCallbacks, callback_request_fields, plan_receipts
 from ._config import SandboxConfig
 from ._handler import handle
 from ._ledger import LedgerWriter
@@ -190,6 +193,8 @@ class Sandbox:
         clock: epoch seconds for rate limiting, delivery statuses and timestamps; tests pass a
             fake one. Defaults to :func:`monotonic_wall_clock`.
         id_factory: makes request ids (default: UUID4s, seeded by ``config.seed``).
+        callbacks: send delivery receipts for requests that name a ``callback_profile_id``
+            (and answer ``/sms/status`` from the same fates).
     """
 
     def __init__(
@@ -198,10 +203,17 @@ class Sandbox:
         *,
         clock: Callable[[], float] | None = None,
         id_factory: Callable[[], str] | None = None,
+        callbacks: SandboxCallbacks | None = None,
     ) -> None:
         self.config = config or SandboxConfig()
         self.state = SandboxState(self.config, id_factory=id_factory)
         self._clock = clock or monotonic_wall_clock()
+        self.callbacks: CallbackSender | None = None
+        if callbacks is not None:
+            self.state.delivery_truth = DeliveryTruth(callbacks, self.config.seed)
+            self.callbacks = CallbackSender(
+                callbacks, self._clock, keep_in_memory=self.config.keep_in_memory
+            )
         self._server: asyncio.Server | None = None
         self._ledger: LedgerWriter | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -233,6 +245,8 @@ class Sandbox:
         self._port = self._server.sockets[0].getsockname()[1]
         if self._ledger is not None:
             self._flusher = asyncio.create_task(self._ledger.run())
+        if self.callbacks is not None:
+            await self.callbacks.start()
         logger.info("sandbox listening on %s", self.base_url)
 
     async def aclose(self) -> None:
@@ -253,6 +267,8 @@ class Sandbox:
             await self._server.wait_closed()
         if self._ledger is not None:
             self._ledger.close()
+        if self.callbacks is not None:
+            await self.callbacks.aclose()
 
     async def __aenter__(self) -> Sandbox:
         await self.start()
@@ -299,10 +315,39 @@ class Sandbox:
     # -- internals used by _Connection --
 
     def _handle(self, request: Request) -> Response:
-        response = handle(self.state, request, self._clock())
-        if response.acceptance is not None and self._ledger is not None:
-            self._ledger.append(response.acceptance)
+        now_s = self._clock()
+        response = handle(self.state, request, now_s)
+        if response.acceptance is not None:
+            if self._ledger is not None:
+                self._ledger.append(response.acceptance)
+            if self.callbacks is not None:
+                response = self._plan_callbacks(request, response, now_s)
         return response
+
+    def _plan_callbacks(self, request: Request, response: Response, now_s: float) -> Response:
+        """Schedule the receipts of an accepted request that asked for them; hold its answer
+        back when they are to arrive first."""
+        acceptance = response.acceptance
+        truth = self.state.delivery_truth
+        assert acceptance is not None and truth is not None and self.callbacks is not None
+        asked = callback_request_fields(request.body, request.headers.get("content-type", ""))
+        if not asked.get("callback_profile_id"):
+            return response
+        issued = self.state.issued.get(acceptance.request_id)
+        planned, early = plan_receipts(
+            truth,
+            request_id=acceptance.request_id,
+            recipients=acceptance.recipients,
+            sender=acceptance.sender,
+            refs=asked,
+            failures=issued.failures if issued is not None else None,
+            accepted_s=now_s,
+        )
+        self.callbacks.schedule(planned)
+        if not early:
+            return response
+        hold_ms = truth.config.early_hold_s * 1000
+        return dataclasses.replace(response, delay_ms=response.delay_ms + hold_ms)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

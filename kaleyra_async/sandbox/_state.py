@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ._callbacks import DeliveryTruth
 from ._config import SandboxConfig
 from ._stats import SandboxStats
 from ._values import Acceptance, LedgerRecord
@@ -41,6 +42,8 @@ class SandboxState:
     ) -> None:
         self.config = config
         self._id_factory = id_factory
+        #: Message fates shared with the callbacks, when the sandbox sends them.
+        self.delivery_truth: DeliveryTruth | None = None
         # Not restarted by reset(): a process never issues the same request id twice.
         self._id_rng = random.Random(None if config.seed is None else f"ids-{config.seed}")
         # Suffixes grouped by length: one set intersection per length tells whether any recipient

@@ -1,0 +1,38 @@
+"""References naming the run and the request, sent in ``ref`` so that a delivery receipt can be
+tied to its rows even when the send's answer was lost (Kaleyra returns ``ref`` in the callback).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+from ._batching import Batch
+from ._limits import MAX_REF_CHARS
+
+__all__ = ["RequestReferences"]
+
+
+class RequestReferences:
+    """``ka-<run>-<n>``: a random run id and the request's number in the run.
+
+    Only requests that ask for receipts (a ``callback_profile_id``) get one, and a ``ref`` the
+    user filled (a column or the library call) is left as it is.
+    """
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id or secrets.token_hex(4)
+        self._issued = 0
+
+    def next(self) -> str:
+        self._issued += 1
+        ref = f"ka-{self.run_id}-{self._issued}"
+        assert len(ref) <= MAX_REF_CHARS
+        return ref
+
+    def apply(self, batch: Batch) -> Batch:
+        """The batch with a reference in ``ref`` when it asks for receipts and has none."""
+        message = batch.message
+        if message.callback_profile_id is None or message.ref is not None:
+            return batch
+        return dataclasses.replace(batch, message=dataclasses.replace(message, ref=self.next()))

@@ -1,0 +1,197 @@
+"""The sandbox's delivery callbacks: seeded fates shared with /sms/status, the receipts planned
+for a request (duplicates, out of order, early), and sending them to a receiver with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from pathlib import Path
+
+import aiohttp.web
+import httpx
+import orjson
+import pytest
+
+from kaleyra_async._delivery import normalize_status, verdict_of
+from kaleyra_async._receipt_store import ReceiptReader
+from kaleyra_async.sandbox import Sandbox, SandboxCallbacks, SandboxConfig
+from kaleyra_async.sandbox._callbacks import DeliveryTruth, callback_request_fields, plan_receipts
+from tests.conftest import free_port, running_receiver, sandbox_sends
+
+pytestmark = pytest.mark.timeout(60)
+
+CONFIG = SandboxCallbacks(url="http://127.0.0.1:1/dlr", duplicate=0.2, out_of_order=0.2, early=0.1)
+NUMBERS = tuple(f"9198765{n:05d}" for n in range(100))
+
+
+def plan(request_id: str, seed: int = 7) -> tuple[list[dict[str, str]], bool]:
+    planned, early = plan_receipts(
+        DeliveryTruth(CONFIG, seed),
+        request_id=request_id,
+        recipients=NUMBERS,
+        sender="KLRHXA",
+        refs={"ref": "run-1"},
+        failures=None,
+        accepted_s=1000.0,
+    )
+    return [dict(p.fields, due=str(p.due_s)) for p in planned], early
+
+
+def test_fates_are_seeded_and_cover_the_documented_outcomes() -> None:
+    """The same seed gives the same fates; the mix holds every outcome with documented traces."""
+    truth = DeliveryTruth(CONFIG, 7)
+    fates = [truth.fate(f"req:{n}") for n in range(4000)]
+    assert fates == [DeliveryTruth(CONFIG, 7).fate(f"req:{n}") for n in range(4000)]
+    assert fates != [DeliveryTruth(CONFIG, 8).fate(f"req:{n}") for n in range(4000)]
+    outcomes = collections.Counter(f.outcome for f in fates)
+    assert set(outcomes) == {"delivered", "undelivered", "not_sent", "failed"}
+    assert 0.8 < outcomes["delivered"] / 4000 < 0.95
+    assert {f.trace for f in fates if f.outcome == "undelivered"} <= {
+        "INV-NUMBER",
+        "ABSENT-SUB",
+        "HANDSET-ERR",
+        "BARRED",
+        "NET-ERR",
+        "MEM-EXEC",
+    }
+
+
+def test_fail_rules_win_over_the_draw() -> None:
+    fate = DeliveryTruth(CONFIG, 7).fate("req:1", ("NotSent", "KLR-INV-NUMBER"))
+    assert (fate.outcome, fate.trace) == ("not_sent", "KLR-INV-NUMBER")
+
+
+def test_plan_has_sent_and_final_per_message_with_duplicates_and_reordering() -> None:
+    """Every message gets a Sent and a final; some finals twice; some finals before the Sent."""
+    receipts, _ = plan("req-a")
+    by_id: dict[str, list[dict[str, str]]] = collections.defaultdict(list)
+    for r in receipts:
+        by_id[r["id"]].append(r)
+    assert len(by_id) == 100
+    duplicated = reordered = 0
+    for items in by_id.values():
+        states = [normalize_status(i["status"]) for i in items]
+        assert states[0] == "sent" and states[1] in {
+            "delivered",
+            "undelivered",
+            "not_sent",
+            "failed",
+        }
+        duplicated += len(items) == 3
+        reordered += float(items[1]["due"]) < float(items[0]["due"])
+        assert {i["ref"] for i in items} == {"run-1"} and items[0]["recipient"] in NUMBERS
+    assert duplicated and reordered
+
+
+def test_some_requests_have_their_receipts_before_the_answer() -> None:
+    early = [plan(f"req-{n}")[1] for n in range(200)]
+    assert 0 < sum(early) < 200
+
+
+def test_status_poll_tells_the_same_story() -> None:
+    """Sent until the fate's delay has passed, then the fate, in the status API's spelling."""
+    truth = DeliveryTruth(CONFIG, 7)
+    fate = truth.fate("req:3")
+    assert truth.status_at("req:3", None, fate.delay_s / 2) == ("Sent", "SENT")
+    status, trace = truth.status_at("req:3", None, fate.delay_s + 0.01)
+    assert (normalize_status(status), trace) == (fate.outcome, fate.trace)
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"),
+    [
+        pytest.param(
+            b'{"to":"1","callback_profile_id":"IN_x","ref":"r1"}', "application/json", id="json"
+        ),
+        pytest.param(
+            b"to=1&callback_profile_id=IN_x&ref=r1", "application/x-www-form-urlencoded", id="form"
+        ),
+    ],
+)
+def test_callback_fields_of_a_send_request(body: bytes, ctype: str) -> None:
+    assert callback_request_fields(body, ctype) == {"callback_profile_id": "IN_x", "ref": "r1"}
+
+
+async def send(sandbox: Sandbox, count: int, *, profile: bool = True) -> list[str]:
+    """Send ``count`` requests of 5 recipients each; the message ids accepted."""
+    pairs = await sandbox_sends(sandbox, count, 5, profile="IN_profile" if profile else None)
+    return [message_id for message_id, _ in pairs]
+
+
+@pytest.mark.parametrize("method", ["get", "json", "form"])
+async def test_receipts_reach_the_receiver_and_match_the_truth(tmp_path: Path, method: str) -> None:
+    """Every acknowledged receipt is stored; each message's verdict is its fate; /sms/status
+    agrees once the fates are known; requests without a profile get none."""
+    db = tmp_path / "r.sqlite"
+    ledger = tmp_path / "callbacks.ndjson"
+    async with running_receiver(db) as url:
+        callbacks = SandboxCallbacks(
+            url=f"{url}/dlr",
+            method=method,
+            max_delay_s=0.2,  # type: ignore[arg-type]
+            duplicate=0.2,
+            out_of_order=0.2,
+            early=0.2,
+            ledger_path=str(ledger),
+        )
+        async with Sandbox(SandboxConfig(seed=3, fail_rules=()), callbacks=callbacks) as sandbox:
+            ids = await send(sandbox, 20)
+            await send(sandbox, 2, profile=False)
+            assert sandbox.callbacks is not None
+            await asyncio.wait_for(sandbox.callbacks.wait_idle(), 30)
+            stats = sandbox.callbacks.stats
+            assert stats.given_up == 0 and stats.acknowledged == stats.planned
+            truth = sandbox.state.delivery_truth
+            assert truth is not None
+            async with httpx.AsyncClient(
+                base_url=f"{sandbox.base_url}/v1/{sandbox.sid}",
+                headers={"api-key": sandbox.api_key},
+            ) as http:
+                polled = (
+                    await http.get("/sms/status", params={"message_ids": ",".join(ids[:50])})
+                ).json()
+    acked = [orjson.loads(line) for line in ledger.read_bytes().splitlines()]
+    assert len(acked) == stats.acknowledged
+    with ReceiptReader(db) as reader:
+        stored = {(r.message_id, r.status, r.timestamp) for r in reader.all()}
+        assert {(a["id"], a["status"], a["timestamp"]) for a in acked} <= stored
+        found = reader.by_message_id(ids)
+    assert set(found) == set(ids)
+    for message_id in ids:
+        assert verdict_of(found[message_id]).state == truth.fate(message_id).outcome
+    for item in polled["data"]:
+        assert normalize_status(item["status"]) == truth.fate(item["message_id"]).outcome
+
+
+async def test_refused_receipts_are_retried(tmp_path: Path) -> None:
+    """A receiver that answers 503 twice per receipt still gets each one, on the third try."""
+    seen: collections.Counter[str] = collections.Counter()
+
+    async def flaky(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        key = (await request.read()).decode()
+        seen[key] += 1
+        return aiohttp.web.Response(status=200 if seen[key] >= 3 else 503)
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/dlr", flaky)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        callbacks = SandboxCallbacks(
+            url=f"http://127.0.0.1:{port}/dlr",
+            retry_spacing_s=0.01,
+            max_delay_s=0.05,
+            duplicate=0,
+            early=0,
+        )
+        async with Sandbox(SandboxConfig(seed=1), callbacks=callbacks) as sandbox:
+            await send(sandbox, 1)
+            assert sandbox.callbacks is not None
+            await asyncio.wait_for(sandbox.callbacks.wait_idle(), 20)
+            assert sandbox.callbacks.stats.acknowledged == 10
+            assert sandbox.callbacks.stats.retried == 20
+    finally:
+        await runner.cleanup()
+    assert set(seen.values()) == {3}
