@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): us against three peers, side by side, in one run.
 
-    python -m benchmarks            # the default size: under 10 minutes on 2 cores
+    python -m benchmarks            # the default size: under 13 minutes on 2 cores
     python -m benchmarks --quick    # tiny, seconds (the smoke test runs this)
     python -m benchmarks --full     # every peer at full size (about half an hour)
     python -m benchmarks --rss-5m   # also: our peak RSS at 1M and at 5M rows
@@ -39,6 +39,7 @@ from ._harness import (
 )
 from ._inputs import DATA_DIR, ensure_input
 from ._plan import Mode, Scenario, scenarios_for
+from ._redis_bench import REDIS_STEP, RedisRun, redis_markdown, redis_targets, run_redis_step
 from ._report import (
     environment,
     evaluate_targets,
@@ -84,7 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         help="comma-separated steps: bulk, otp, wan, limit200, limit2000, personalised, "
-        "cpu_personalised, cpu_bulk, rss5m, receipts",
+        "cpu_personalised, cpu_bulk, redis, rss5m, receipts",
     )
     parser.add_argument("--rss-5m", action="store_true", help="add the 1M-vs-5M RSS step")
     parser.add_argument("--rss-rows", default="1000000,5000000", help=argparse.SUPPRESS)
@@ -117,7 +118,7 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     mode: Mode = "quick" if args.quick else "full" if args.full else "default"
     rounds = args.runs or (1 if mode == "quick" else 3)
     all_scenarios = scenarios_for(mode)
-    keys = {s.key for s in all_scenarios} | {RSS_STEP, RECEIPTS_STEP}
+    keys = {s.key for s in all_scenarios} | {RSS_STEP, REDIS_STEP, RECEIPTS_STEP}
     if args.only:
         steps = [k.strip() for k in args.only.split(",") if k.strip()]
         unknown = sorted(set(steps) - keys)
@@ -125,7 +126,7 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             print(f"unknown step(s): {', '.join(unknown)}", file=sys.stderr)
             return 2
     else:
-        steps = [s.key for s in all_scenarios] + ([RSS_STEP] if args.rss_5m else [])
+        steps = [s.key for s in all_scenarios] + [REDIS_STEP] + ([RSS_STEP] if args.rss_5m else [])
         steps.append(RECEIPTS_STEP)
     scenarios = [s for s in all_scenarios if s.key in steps]
     cpus = cpu_plan()
@@ -195,6 +196,16 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         records += rss_records
         rows += rss_rows
 
+    redis_runs: list[RedisRun] = []
+    if REDIS_STEP in steps:
+        print(
+            f"== {REDIS_STEP}: queued mode, 1, 2 and 4 workers, one shared limit", file=sys.stderr
+        )
+        redis_runs = run_redis_step(
+            mode, rounds=rounds, cpus=cpus, code_dir=code_dir, data_dir=args.data_dir
+        )
+        targets += redis_targets(redis_runs)
+
     receipts_table = ""
     if RECEIPTS_STEP in steps:
         from ._receipts import run_receipts_step
@@ -212,7 +223,9 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
     duration_s = time.monotonic() - started
     name = f"bench-{mode}" + ("" if not args.only else "-" + "+".join(steps))
-    table = (markdown(rows, targets) if rows else "") + receipts_table
+    table = (markdown(rows, targets) if rows or targets else "") + receipts_table
+    if redis_runs:
+        table += "\n" + redis_markdown(redis_runs)
     if mode == "quick":
         # Its inputs last well under a second a run: start-up and the first second's burst
         # decide the figures, so the verdicts say nothing about the targets.
@@ -243,6 +256,10 @@ def _main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         targets=targets,
         records=records,
     )
+    if redis_runs:
+        (args.results_dir / f"{name}-redis.json").write_bytes(
+            orjson.dumps([dataclasses.asdict(r) for r in redis_runs], option=orjson.OPT_INDENT_2)
+        )
     chart = write_chart(args.results_dir / f"{name}.png", rows, header.strip().split("  (")[0])
     print()
     print(header + table)

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import anyio
 
+from ._attempts import ValidatedSend
 from ._client import KaleyraClient, validated_send, validated_send_json
 from ._config import Config
 from ._dispatch import dispatch
@@ -62,6 +63,7 @@ async def send_bulk(
     summary: BulkSummary | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
     client: KaleyraClient | None = None,
+    send: ValidatedSend | None = None,
     _stdin: IO[bytes] | None = None,
     _stdout: IO[bytes] | None = None,
 ) -> BulkSummary:
@@ -79,6 +81,8 @@ async def send_bulk(
         on_results: called in the event loop with each block of results as they are recorded.
         client: send through this client (e.g. one built with your own ``httpx_client``)
             instead of one built from ``config``; it is not closed here.
+        send: send each request through this instead of a client (``send-bulk --queue``
+            puts it on a Redis stream); no client is built.
 
     Returns:
         The run's counters. ``aborted`` says why the run stopped itself when every request
@@ -116,7 +120,7 @@ async def send_bulk(
     created: list[_Created] = []
     try:
         async with contextlib.AsyncExitStack() as stack:
-            if not options.dry_run and client is None:
+            if not options.dry_run and client is None and send is None:
                 client = await stack.enter_async_context(KaleyraClient.from_config(config))
             out = None if discard else (_stdout or sys.stdout.buffer)
             outputs = _open_outputs(options, out, created, keep=keep_until_header)
@@ -138,8 +142,17 @@ async def send_bulk(
                 writer.journal_header(start_record)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.run)
-                send = None if options.dry_run or client is None else validated_send(client)
-                send_json = None if send is None or client is None else validated_send_json(client)
+                # Queued campaigns (a given send) keep personalised rows on /sms, one a request.
+                queued = send is not None
+                if options.dry_run:
+                    send = None
+                elif send is None and client is not None:
+                    send = validated_send(client)
+                send_json = (
+                    None
+                    if options.dry_run or queued or client is None
+                    else validated_send_json(client)
+                )
                 try:
                     await dispatch(
                         rows, preparer, send, writer=writer, config=config.dispatch,

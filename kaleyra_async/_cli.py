@@ -25,6 +25,7 @@ from ._cli_common import (
     program,
     with_client,
 )
+from ._cli_queue import add_worker
 from ._cli_receipts import add_delivery_commands
 from ._exceptions import (
     AuthenticationError,
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_command = functools.partial(commands.add_parser, parents=[logging_options])
 
     add_send_bulk(add_command)
+    add_worker(add_command)
 
     send = add_command("send", help="send one message to one or more numbers")
     send.add_argument("--to", required=True, metavar="N[,N...]", help="recipients (E.164)")

@@ -32,7 +32,7 @@ from ._cli_common import (
 )
 from ._config import Config
 
-__all__ = ["add_send_bulk"]
+__all__ = ["add_send_bulk", "watch_signals"]
 
 logger = logging.getLogger("kaleyra_async")
 
@@ -83,6 +83,11 @@ def add_send_bulk(add_command: Callable[..., argparse.ArgumentParser]) -> None:
         help="resend requests whose fate is unknown (at-least-once: may send duplicates)",
     )
     bulk.add_argument("--no-progress", action="store_true", help="no progress display")
+    bulk.add_argument(
+        "--queue",
+        action="store_true",
+        help="queue the batches on Redis (--redis) for `worker` processes; collect the results",
+    )
     bulk.set_defaults(handler=_cmd_send_bulk)
 
 
@@ -129,11 +134,16 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
 
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+            tg.start_soon(watch_signals, stop, tg.cancel_scope)
             tg.start_soon(return_free_heap)  # keeps peak RSS flat over millions of rows
             if show_progress:
                 tg.start_soon(_show_progress, summary, args.input, sys.stderr)
-            await send_bulk(args.input, config, options, stop=stop, summary=summary)
+            if args.queue:
+                from ._queue_collector import send_bulk_queued
+
+                await send_bulk_queued(args.input, config, options, stop=stop, summary=summary)
+            else:
+                await send_bulk(args.input, config, options, stop=stop, summary=summary)
             finished = True
             tg.cancel_scope.cancel()
 
@@ -164,7 +174,7 @@ def _only_interrupts(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt)
 
 
-async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
     """First Ctrl-C / SIGTERM: stop gracefully. Second: stop now (in-flight rows -> unknown)."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:

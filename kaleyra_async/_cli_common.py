@@ -56,6 +56,9 @@ def account_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--base-url", metavar="URL", help="e.g. http://127.0.0.1:8787 (sandbox)")
     group.add_argument("--pod", choices=("IN", "SG", "EU", "NA"), type=str.upper)
+    group.add_argument(
+        "--redis", metavar="URL", help="share the rate limit through Redis (redis://host:port/db)"
+    )
 
 
 def message_options(parser: argparse.ArgumentParser, *, bulk: bool = True) -> None:
@@ -122,6 +125,9 @@ def config_from(args: argparse.Namespace, *, require_credentials: bool = True) -
     pod = account.get("pod", config.pod)
     if rate is not None:
         pods[pod] = dataclasses.replace(config.pods[pod], rate_per_s=rate)
+    redis = config.redis
+    if getattr(args, "redis", None):
+        redis = dataclasses.replace(redis, url=args.redis)
     retry = config.retry
     if getattr(args, "retry_ambiguous", False):
         retry = dataclasses.replace(retry, retry_ambiguous=True)
@@ -129,6 +135,7 @@ def config_from(args: argparse.Namespace, *, require_credentials: bool = True) -
         config,
         **account,
         pods=pods,
+        redis=redis,
         retry=retry,
         defaults=dataclasses.replace(config.defaults, **defaults),
         dispatch=dataclasses.replace(config.dispatch, **dispatch),

@@ -24,6 +24,7 @@ from ._config import (
     Config,
     HttpConfig,
     PodConfig,
+    RedisConfig,
     RetryPolicy,
     Secret,
     check_account,
@@ -56,7 +57,7 @@ from ._protocol import (
     build_send_json,
     build_status,
 )
-from ._ratelimit import RequestLimiter
+from ._ratelimit import Limiter, RequestLimiter
 from ._responses import parse_send, parse_sender_ids, parse_status
 from ._retry import call_with_retry
 from ._secrecy import HeaderSecret, encrypted_or_local, scrubbed
@@ -95,6 +96,8 @@ class KaleyraClient:
         httpx_client: send through this ``httpx.AsyncClient`` (its proxies, TLS and timeouts
             apply; it is not closed by :meth:`aclose`).
         transport: send through httpx with this transport (e.g. ``httpx.MockTransport``).
+        redis: share the rate limit with every process using the same Redis, SID and pod: a
+            ``redis://`` URL or a :class:`~._config.RedisConfig` (see ``_redis_limiter``).
 
     Raises:
         ConfigError: an argument is invalid.
@@ -114,6 +117,7 @@ class KaleyraClient:
         country_prefix: str | None = None,
         httpx_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        redis: RedisConfig | str | None = None,
         _sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         key = api_key if isinstance(api_key, Secret) else Secret(api_key)
@@ -136,7 +140,9 @@ class KaleyraClient:
             )
         self._base_url = f"{self.host}/v1/{sid}"
         self._normalize = PhoneNormalizer(country_prefix)
-        self._limiter: RequestLimiter | None = None
+        self._redis = RedisConfig(url=redis) if isinstance(redis, str) else redis
+        self._limiter: Limiter | None = None
+        self._close_limiter: Callable[[], Awaitable[None]] | None = None
         self._warned_template_data = False
         self._closed = False
         self._seam = self._make_seam(httpx_client, transport)
@@ -178,6 +184,7 @@ class KaleyraClient:
             country_prefix=config.defaults.country_prefix,
             httpx_client=httpx_client,
             transport=transport,
+            redis=config.redis if config.redis.url else None,
         )
 
     def __repr__(self) -> str:
@@ -201,7 +208,11 @@ class KaleyraClient:
         if self._closed:
             return
         self._closed = True
-        await self._seam.aclose()
+        try:
+            await self._seam.aclose()
+        finally:
+            if self._close_limiter is not None:
+                await self._close_limiter()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -418,11 +429,11 @@ class KaleyraClient:
 
         async def attempt() -> T:
             nonlocal made
-            await limiter.acquire(otp=otp, recipients=recipients, admit=attempts is None)
+            turn = await limiter.acquire(otp=otp, recipients=recipients, admit=attempts is None)
             self._check_open()
             if attempts is not None:
                 await attempts.sending()
-                await limiter.admit()  # the window check closest to the write
+                await limiter.admit(turn)  # the window check closest to the write
                 attempts.writing(made + 1)
             made += 1
             started = perf_counter() if debug else 0.0
@@ -465,7 +476,10 @@ class KaleyraClient:
             exc.attempts = made
             raise
 
-    def _make_limiter(self) -> RequestLimiter:
+    def _make_limiter(self) -> Limiter:
+        if self._redis is not None and self._redis.url:
+            self._limiter = self._shared_limiter(self._redis)
+            return self._limiter
         self._limiter = RequestLimiter(
             self._rate.rate_per_s,
             burst=self._rate.burst,
@@ -473,6 +487,26 @@ class KaleyraClient:
             recipients_per_s=self._rate.recipients_per_s,
         )
         return self._limiter
+
+    def _shared_limiter(self, config: RedisConfig) -> Limiter:
+        try:  # imported only when used: redis-py is an optional dependency, and not small
+            from ._redis import RedisLink
+            from ._redis_limiter import SharedLimiter
+        except ImportError:
+            raise ConfigError(
+                "redis.url is set but redis-py is not installed: pip install 'kaleyra_async[redis]'"
+            ) from None
+
+        link = RedisLink(config.url, unavailable_timeout_s=config.unavailable_timeout_s)
+        self._close_limiter = link.aclose
+        return SharedLimiter(
+            link,
+            scope=f"{self.sid}:{self.pod}",
+            rate_per_s=self._rate.rate_per_s,
+            burst=self._rate.burst,
+            otp_share=self._otp_share,
+            recipients_per_s=self._rate.recipients_per_s,
+        )
 
 
 def validated_send(client: KaleyraClient) -> ValidatedSend:

@@ -28,6 +28,7 @@ __all__ = [
     "MessageDefaults",
     "PodConfig",
     "ReceiptsConfig",
+    "RedisConfig",
     "RetryPolicy",
     "Secret",
     "check_account",
@@ -37,6 +38,7 @@ ENV_API_KEY: Final = "KALEYRA_API_KEY"
 ENV_SID: Final = "KALEYRA_SID"
 ENV_POD: Final = "KALEYRA_POD"
 ENV_BASE_URL: Final = "KALEYRA_BASE_URL"
+ENV_REDIS_URL: Final = "KALEYRA_REDIS_URL"
 ENV_RECEIPTS_SECRET: Final = "KALEYRA_RECEIPTS_SECRET"
 
 #: What an ``api-key`` header value may hold: visible ASCII, no space or control character.
@@ -252,6 +254,33 @@ class ReceiptsConfig:
         )
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RedisConfig:
+    """Redis, for a rate limit shared by many processes and for queued campaigns (optional)."""
+
+    #: ``redis://[[user]:password@]host[:port][/db]`` (or ``rediss://``); "" (the default): one
+    #: process, no Redis. Kept out of reprs: it may hold a password.
+    url: str = dataclasses.field(default="", repr=False)
+    #: How long an unreachable Redis is waited for before the run fails (it never sends
+    #: unthrottled instead).
+    unavailable_timeout_s: float = 10.0
+    #: A queued batch whose worker has not renewed it for this long (it died) is claimed by
+    #: another worker; longer than a worker can stall, as a live worker renews every third.
+    claim_idle_s: float = 30.0
+    #: Batches a queued campaign keeps on the stream at once (its requests in flight).
+    queue_depth: int = 512
+
+    def __post_init__(self) -> None:
+        require(
+            self.url == "" or self.url.startswith(("redis://", "rediss://", "unix://")),
+            "redis.url",
+            "must start with redis://, rediss:// or unix://",
+        )
+        require(self.unavailable_timeout_s > 0, "redis.unavailable_timeout_s", "must be > 0")
+        require(self.claim_idle_s > 0, "redis.claim_idle_s", "must be > 0")
+        require(self.queue_depth >= 1, "redis.queue_depth", "must be >= 1")
+
+
 def default_pods() -> Mapping[str, PodConfig]:
     return types.MappingProxyType({pod: PodConfig(host=DEFAULT_POD_HOSTS[pod]) for pod in PODS})
 
@@ -270,6 +299,7 @@ class Config:
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     dispatch: DispatchConfig = dataclasses.field(default_factory=DispatchConfig)
+    redis: RedisConfig = dataclasses.field(default_factory=RedisConfig)
     receipts: ReceiptsConfig = dataclasses.field(default_factory=ReceiptsConfig)
 
     def __post_init__(self) -> None:

@@ -2,7 +2,7 @@
 
 Precedence, lowest first: built-in defaults, the TOML file, environment variables
 (``KALEYRA_API_KEY``, ``KALEYRA_SID``, ``KALEYRA_POD``, ``KALEYRA_BASE_URL``,
-``KALEYRA_RECEIPTS_SECRET``), then whatever the
+``KALEYRA_REDIS_URL``, ``KALEYRA_RECEIPTS_SECRET``), then whatever the
 caller (for example the CLI) replaces with :func:`dataclasses.replace`.
 """
 
@@ -23,6 +23,7 @@ from ._config import (
     ENV_BASE_URL,
     ENV_POD,
     ENV_RECEIPTS_SECRET,
+    ENV_REDIS_URL,
     ENV_SID,
     Config,
     DispatchConfig,
@@ -30,6 +31,7 @@ from ._config import (
     MessageDefaults,
     PodConfig,
     ReceiptsConfig,
+    RedisConfig,
     RetryPolicy,
     Secret,
     default_pods,
@@ -45,6 +47,7 @@ _SECTIONS: Final[Mapping[str, type[Any]]] = {
     "retry": RetryPolicy,
     "http": HttpConfig,
     "dispatch": DispatchConfig,
+    "redis": RedisConfig,
     "receipts": ReceiptsConfig,
 }
 _ACCOUNT_KEYS: Final = frozenset({"sid", "api_key", "api_key_env", "pod", "base_url"})
@@ -120,7 +123,10 @@ def load_config(
         merged = {"host": DEFAULT_POD_HOSTS[name], **table}
         pods[name] = _build(PodConfig, merged, f"pods.{pod_name}")
 
-    sections = {name: _build(cls, _table(data, name), name) for name, cls in _SECTIONS.items()}
+    tables = {name: _table(data, name) for name in _SECTIONS}
+    if env.get(ENV_REDIS_URL):
+        tables["redis"] = {**tables["redis"], "url": env[ENV_REDIS_URL]}
+    sections = {name: _build(cls, tables[name], name) for name, cls in _SECTIONS.items()}
     if env.get(ENV_RECEIPTS_SECRET):
         sections["receipts"] = dataclasses.replace(
             sections["receipts"], secret=Secret(env[ENV_RECEIPTS_SECRET])

@@ -6,6 +6,7 @@
     ├── StoreError                    a delivery receipt could not be stored (the receiver: 503)
     ├── TransportError                no HTTP response was read
     │   ├── ConnectError              the request never left: safe to send again
+    │   │   └── RedisUnavailableError the shared limit or queue (Redis) stayed unreachable
     │   └── ResponseLostError         maybe sent, no answer came: fate unknown
     └── APIError                      Kaleyra (or the sandbox) answered with an error
         ├── AuthenticationError       401 / 403: wrong API key or SID
@@ -36,6 +37,7 @@ __all__ = [
     "ConnectError",
     "KaleyraError",
     "RateLimitError",
+    "RedisUnavailableError",
     "RejectedError",
     "ResponseLostError",
     "ServerError",
@@ -124,6 +126,22 @@ class ConnectError(TransportError):
     @property
     def code(self) -> str:
         return "connect_error"
+
+
+class RedisUnavailableError(ConnectError):
+    """Redis (the shared rate limit or the campaign queue) stayed unreachable for the bounded
+    wait: nothing was sent for want of a turn, never sent unthrottled instead.
+
+    Not retried by the retry policy: the bounded wait was the retrying.
+    """
+
+    @property
+    def safe_to_retry(self) -> bool:
+        return False
+
+    @property
+    def code(self) -> str:
+        return "redis_unavailable"
 
 
 class ResponseLostError(TransportError):

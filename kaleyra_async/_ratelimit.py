@@ -54,15 +54,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import math
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
 from ._limits import MAX_RECIPIENTS
+from ._turnstile import Turnstile
 
-__all__ = ["RequestLimiter"]
+__all__ = ["WINDOW_S", "Limiter", "RequestLimiter"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,21 @@ _CATCH_UP_S = 0.005
 #: The sliding window the admission log enforces: a second plus a margin for the jitter between
 #: admission here and arrival at Kaleyra (two requests a second apart here must not arrive 0.999 s
 #: apart there); it costs at most 1.5% of the rate, and only when the log is what binds.
-_WINDOW_S = 1.015
+WINDOW_S = 1.015
+
+
+class Limiter(Protocol):
+    """What the client needs of a limiter: this module's, or the shared one in Redis
+    (``_redis_limiter``)."""
+
+    async def acquire(self, *, otp: bool, recipients: int = 1, admit: bool = True) -> object:
+        """Wait for a turn; returns a ticket to pass to :meth:`admit` when ``admit`` is False."""
+
+    async def admit(self, ticket: object = None) -> None:
+        """The last check before the write, for a ticket from ``acquire(admit=False)``."""
+
+    def pause(self, seconds: float) -> None:
+        """Admit no request for ``seconds`` (a 429's Retry-After)."""
 
 
 class RequestLimiter:
@@ -120,14 +135,12 @@ class RequestLimiter:
             size = max(MAX_RECIPIENTS, recipients_per_s * burst / rate_per_s)
             self._recipients = AsyncLimiter(size, size / recipients_per_s)
         self._paused_until_s = -math.inf
-        self._busy = False
-        self._otp_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._bulk_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._turnstile = Turnstile()
 
     def __repr__(self) -> str:
         return (
-            f"<RequestLimiter rate_per_s={self.rate_per_s} busy={self._busy} "
-            f"waiting otp={len(self._otp_waiters)} bulk={len(self._bulk_waiters)}>"
+            f"<RequestLimiter rate_per_s={self.rate_per_s} busy={self._turnstile.busy} "
+            f"waiting otp={self._turnstile.waiting(True)} bulk={self._turnstile.waiting(False)}>"
         )
 
     async def acquire(self, *, otp: bool, recipients: int = 1, admit: bool = True) -> None:
@@ -149,15 +162,12 @@ class RequestLimiter:
             priority = self._otp.has_capacity()
             if priority:
                 await self._otp.acquire()
-        await self._enter(priority)
-        try:
+        async with self._turnstile.turn(priority):
             if self._recipients is not None:
                 await self._recipients.acquire(min(max(recipients, 0), self._recipients.max_rate))
             await self._total.acquire()
             if admit:
                 await self.admit()
-        finally:
-            self._leave()
 
     def pause(self, seconds: float) -> None:
         """Admit no request for ``seconds`` from now (the loop's clock), e.g. a 429's Retry-After.
@@ -175,7 +185,7 @@ class RequestLimiter:
             self._paused_until_s = until_s
             logger.info("admissions paused for %.2f s", seconds)
 
-    async def admit(self) -> None:
+    async def admit(self, ticket: object = None) -> None:
         """Wait out any pause and until one more request keeps every 1-second window within the
         cap; then log it as sent. Call it right before the write: the log is what the server
         will count, so the less time between this and the write, the truer the cap."""
@@ -186,10 +196,10 @@ class RequestLimiter:
             if self._paused_until_s > now:
                 await self._wait_out_pause(loop)
                 continue
-            while admitted and admitted[0] + _WINDOW_S <= now:
+            while admitted and admitted[0] + WINDOW_S <= now:
                 admitted.popleft()
             if len(admitted) == self._window_cap:
-                await asyncio.sleep(admitted[0] + _WINDOW_S - now)
+                await asyncio.sleep(admitted[0] + WINDOW_S - now)
                 continue  # others may have gone first: look again
             admitted.append(now)  # no await since the checks: atomic on the loop
             return
@@ -199,32 +209,3 @@ class RequestLimiter:
         # again when pause() moved that end later while we slept.
         while (wait_s := self._paused_until_s - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait_s)
-
-    async def _enter(self, otp: bool) -> None:
-        """Take the turnstile, queueing behind its holder (OTP waiters before bulk ones)."""
-        if not self._busy:
-            self._busy = True
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        (self._otp_waiters if otp else self._bulk_waiters).append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                # The turnstile was handed to us as we were cancelled: pass it on.
-                self._leave()
-            else:
-                queue = self._otp_waiters if otp else self._bulk_waiters
-                with contextlib.suppress(ValueError):  # _leave may have dropped it already
-                    queue.remove(waiter)
-            raise
-
-    def _leave(self) -> None:
-        """Hand the turnstile to the next live waiter, OTP first, or free it."""
-        for queue in (self._otp_waiters, self._bulk_waiters):
-            while queue:
-                waiter = queue.popleft()
-                if not waiter.done():
-                    waiter.set_result(None)
-                    return
-        self._busy = False

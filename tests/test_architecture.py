@@ -36,6 +36,7 @@ PURE = frozenset(
         "_phone",
         "_prepare",
         "_protocol",
+        "_queue_codec",
         "_receipt_fields",
         "_refs",
         "_responses",
@@ -52,6 +53,8 @@ NOT_PURE = frozenset(
     {"__init__", "__main__", "_bulk", "_cli", "_cli_bulk", "_cli_common", "_client"}
     | {"_config_file", "_dispatch", "_flight", "_heap", "_http_aiohttp", "_http_httpx"}
     | {"_lanes", "_ratelimit", "_results", "_resume", "_retry", "_sources"}
+    | {"_cli_queue", "_queue_collector", "_queue_store", "_queue_worker", "_redis"}
+    | {"_redis_limiter", "_relay", "_turnstile"}
     | {"_chart", "_cli_receipts", "_receipt_server", "_receipt_store", "_report", "_status_poll"}
 )
 #: What a pure module may import from outside the package and the standard library.
@@ -70,6 +73,7 @@ ADAPTERS = {
     "aiolimiter": "_ratelimit",
     "httpx": "_http_httpx",
     "phonenumbers": "_phone",
+    "redis": "_redis",
     "tenacity": "_retry",
     "tqdm": "_cli_bulk",
 }
@@ -167,7 +171,7 @@ def _library_of(module: str) -> str:
 
 def test_nothing_below_the_command_line_imports_it() -> None:
     """The CLI is the top: only the CLI's own modules import it."""
-    cli = {"_cli", "_cli_bulk", "_cli_common", "_cli_receipts", "__main__"}
+    cli = {"_cli", "_cli_bulk", "_cli_common", "_cli_queue", "_cli_receipts", "__main__"}
     for name in sorted(set(client_modules()) - cli):
         leaks = {m for m in runtime_imports(name) if m.removeprefix("kaleyra_async.") in cli}
         assert leaks == set(), name

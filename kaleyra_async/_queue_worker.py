@@ -1,0 +1,279 @@
+"""``worker``: sends queued campaigns' batches under the shared rate limit, and reports.
+
+Any number of workers, on any machine, read one account's jobs stream through one consumer
+group. Per batch::
+
+    read (or claim) ─▶ marked by another worker? ─yes─▶ report unknown (never resent)
+                         │no
+                         ▼
+         limiter turn ─▶ mark "about to send" (Redis) ─▶ POST ─▶ report outcome, XACK
+
+The mark is written before the request can leave, as the local journal is (``_flight``), so a
+batch claimed from a dead worker is sent only if its mark was never written. A live worker
+renews its entries every third of ``claim_idle_s``, so only a dead (or stalled that long)
+worker's batches are claimed. On SIGTERM / Ctrl-C a worker stops reading, gives unsent batches
+back to the stream, and lets requests in flight finish (``drain_timeout_s``); a request still
+out then is reported unknown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+
+import anyio
+
+from ._attempts import ValidatedSend
+from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
+from ._flight import Flight, StopBeforeSending
+from ._queue_codec import Job, decode_job, failure_outcome, success_outcome
+from ._queue_store import QueueStore
+from ._redis import BLOCK_MS
+
+__all__ = ["WorkerOptions", "WorkerSummary", "run_worker"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerOptions:
+    concurrency: int = 32
+    claim_idle_s: float = 30.0
+    drain_timeout_s: float = 30.0
+
+
+@dataclasses.dataclass(slots=True)
+class WorkerSummary:
+    """What a worker did."""
+
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    claimed: int = 0
+    given_back: int = 0
+    #: Why the worker stopped itself (a refused key, an unreachable host or Redis).
+    aborted: str | None = None
+
+
+class _Marks:
+    """The ``Journal`` of one batch's :class:`Flight`: "about to send" is a mark in Redis."""
+
+    def __init__(self, store: QueueStore, job: Job, consumer: str) -> None:
+        self.store = store
+        self.job = job
+        self.consumer = consumer
+        #: Another worker marked the batch first: it is theirs.
+        self.taken = False
+
+    async def inflight(self, rows: Sequence[int], ref: str | None = None) -> None:
+        if not await self.store.mark_sending(self.job.campaign, self.job.batch_id, self.consumer):
+            self.taken = True
+            raise StopBeforeSending
+
+    def release(self, rows: Sequence[int]) -> None:
+        """Nothing to do now: :meth:`_Worker.give_back` clears the mark with the entry."""
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def run_worker(
+    store: QueueStore,
+    send: ValidatedSend,
+    options: WorkerOptions,
+    *,
+    stop: anyio.Event,
+    summary: WorkerSummary | None = None,
+) -> WorkerSummary:
+    """Send batches from the queue until ``stop`` is set (or the worker must abort)."""
+    worker = _Worker(store, send, options, stop, summary or WorkerSummary())
+    await store.ensure_group()
+    try:
+        await worker.run()
+    except BaseExceptionGroup as group:
+        raise unwrap_group(group) from None
+    return worker.summary
+
+
+class _Worker:
+    def __init__(
+        self,
+        store: QueueStore,
+        send: ValidatedSend,
+        options: WorkerOptions,
+        stop: anyio.Event,
+        summary: WorkerSummary,
+    ) -> None:
+        self.store = store
+        self.send = send
+        self.options = options
+        self.stop = stop
+        self.summary = summary
+        self.consumer = consumer_name()
+        self.slots = anyio.Semaphore(options.concurrency)
+        #: Entries being handled here, by id: renewed, and never handled twice.
+        self.mine: dict[str, Flight | None] = {}
+        self.sending = anyio.CancelScope()
+
+    async def run(self) -> None:
+        logger.info("worker %s reading %s", self.consumer, self.store.jobs)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._renew)
+            tg.start_soon(self._watch_stop)
+            with self.sending:
+                async with anyio.create_task_group() as batches:
+                    batches.start_soon(self._claim, batches)
+                    await self._read(batches)
+            tg.cancel_scope.cancel()
+
+    async def _watch_stop(self) -> None:
+        await self.stop.wait()
+        for flight in list(self.mine.values()):
+            if flight is not None and not flight.on_wire:
+                flight.scope.cancel()
+        await anyio.sleep(self.options.drain_timeout_s)
+        logger.warning("drain timeout: batches still in flight are reported unknown")
+        self.sending.cancel()
+
+    async def _read(self, batches: anyio.abc.TaskGroup) -> None:
+        while not self.stop.is_set():
+            await self.slots.acquire()
+            free = 1
+            while self.slots.value and free < 100:
+                self.slots.acquire_nowait()
+                free += 1
+            try:
+                entries = await self.store.read_new(self.consumer, free, BLOCK_MS)
+            except BaseException:
+                for _ in range(free):
+                    self.slots.release()
+                raise
+            for _ in range(free - len(entries)):
+                self.slots.release()
+            for entry_id, data in entries:
+                self.mine[entry_id] = None
+                batches.start_soon(self._handle, entry_id, data, False)
+
+    async def _claim(self, batches: anyio.abc.TaskGroup) -> None:
+        """Take over the batches of workers that stopped renewing them (they died)."""
+        idle_ms = round(self.options.claim_idle_s * 1000)
+        while not self.stop.is_set():
+            with anyio.move_on_after(self.options.claim_idle_s / 2):
+                await self.stop.wait()
+            if self.stop.is_set():
+                return
+            for entry_id, data in await self.store.claim_idle(self.consumer, idle_ms, 100):
+                if entry_id in self.mine:
+                    continue  # ours, and still being handled (a renewal came late)
+                await self.slots.acquire()
+                self.mine[entry_id] = None
+                self.summary.claimed += 1
+                logger.warning("claimed batch %s from a worker that stopped", entry_id)
+                batches.start_soon(self._handle, entry_id, data, True)
+
+    async def _renew(self) -> None:
+        while True:
+            await anyio.sleep(self.options.claim_idle_s / 3)
+            await self.store.renew(self.consumer, list(self.mine))
+
+    async def _handle(self, entry_id: str, data: bytes | None, claimed: bool) -> None:
+        try:
+            if data is None:
+                await self.store.drop(entry_id)
+                return
+            try:
+                job = decode_job(data)
+            except ValueError as exc:
+                logger.error("dropping stream entry %s: %s", entry_id, exc)
+                await self.store.drop(entry_id)
+                return
+            if claimed and await self.store.marked_by(job.campaign, job.batch_id) is not None:
+                # Its worker died after marking it: the request may have left.
+                error = KaleyraError(
+                    "the worker sending this batch stopped while its request may have been out; "
+                    "not resent (Kaleyra has no idempotency key)"
+                )
+                await self._report(job, entry_id, failure_outcome(error, maybe_sent=True))
+                self.summary.unknown += len(job.batch.rows)
+                return
+            await self._send(job, entry_id, data)
+        finally:
+            self.mine.pop(entry_id, None)
+            self.slots.release()
+
+    async def _send(self, job: Job, entry_id: str, data: bytes) -> None:
+        marks = _Marks(self.store, job, self.consumer)
+        flight = Flight(job.batch, journal=marks, stop=self.stop)
+        self.mine[entry_id] = flight
+        batch = job.batch
+        outcome: bytes | None = None
+        try:
+            with flight.scope:
+                result = await self.send(batch.message, batch.recipients, attempts=flight)
+                outcome = success_outcome(result)
+                self.summary.sent += len(batch.rows)
+        except KaleyraError as exc:
+            maybe_sent = exc.fate_unknown or flight.maybe_sent
+            if isinstance(exc, AuthenticationError | ConnectError) and not maybe_sent:
+                # This worker's key, network or Redis, and the request never left: the batch
+                # goes back for a worker that can send it, and this one stops.
+                self._abort(exc)
+                await self._give_back(job, entry_id, data)
+                return
+            outcome = failure_outcome(exc, maybe_sent=maybe_sent)
+            if maybe_sent:
+                self.summary.unknown += len(batch.rows)
+            else:
+                self.summary.failed += len(batch.rows)
+        except StopBeforeSending:
+            pass
+        except BaseException:  # the drain timeout
+            with anyio.CancelScope(shield=True):
+                await self._abandon(flight, job, entry_id, data)
+            raise
+        # Reported outside the send's error handling: a report that fails after a request left
+        # must never look like a request that failed to leave (it would be given back).
+        if outcome is not None:
+            await self._report(job, entry_id, outcome)
+        elif marks.taken:
+            logger.warning("batch %s is being sent by another worker", job.batch_id)
+        else:
+            await self._abandon(flight, job, entry_id, data)
+
+    async def _abandon(self, flight: Flight, job: Job, entry_id: str, data: bytes) -> None:
+        """A batch this worker will not finish: unknown if it may be out, else given back."""
+        if flight.on_wire or flight.maybe_sent:
+            error = KaleyraError("the worker stopped while the request was out; not resent")
+            await self._report(job, entry_id, failure_outcome(error, maybe_sent=True))
+            self.summary.unknown += len(job.batch.rows)
+        else:
+            await self._give_back(job, entry_id, data)
+
+    async def _report(self, job: Job, entry_id: str, outcome: bytes) -> None:
+        """Report; if Redis is gone, stop this worker and leave the batch pending with its mark
+        (a claimer records it unknown: never resent)."""
+        try:
+            await self.store.report(job.campaign, job.batch_id, outcome, entry_id)
+        except KaleyraError as exc:
+            logger.error("could not report batch %s: %s", job.batch_id, exc)
+            self._abort(exc)
+
+    async def _give_back(self, job: Job, entry_id: str, data: bytes) -> None:
+        try:
+            if await self.store.give_back(
+                job.campaign, job.batch_id, self.consumer, entry_id, data
+            ):
+                self.summary.given_back += 1
+        except KaleyraError as exc:  # Redis is gone: the entry stays pending, to be claimed
+            logger.warning("could not give batch %s back: %s", job.batch_id, exc)
+
+    def _abort(self, exc: KaleyraError) -> None:
+        if self.summary.aborted is None:
+            self.summary.aborted = str(exc)
+            logger.error("worker stopping: %s", exc)
+            self.stop.set()

@@ -1,0 +1,286 @@
+"""The pod's request limiter shared by every process through Redis (``--redis``).
+
+Each request reserves a moment to be sent ("a turn") from one state per account SID and pod,
+kept in Redis and updated by one Lua script that reads Redis's own clock (``TIME``), so N
+processes on N machines hold one limit together, whatever their clocks say. The script keeps:
+
+* a GCRA (one "theoretical arrival time"): turns are ``1/rate`` apart; after an idle spell up to
+  ``burst`` (at most one second's worth) may fall at once;
+* a log of the last ``floor(rate)`` turns: no window of ``WINDOW_S`` (a second plus 15 ms for the
+  jitter between a turn and its arrival at Kaleyra) holds more, so every sliding second at
+  Kaleyra sees at most the rate, as with the local limiter;
+* the OTP lane: an OTP request within its share (``otp_share × rate``, a second GCRA) is never
+  refused, while bulk requests may reserve at most ``_HORIZON_S`` ahead, so an OTP request waits
+  behind at most that much bulk, however much is queued in any process;
+* the optional recipients budget (a GCRA charged per recipient) and the account-wide pause a
+  429's Retry-After asks for (sent with this process's next reservation).
+
+A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
+until it and sends; a turn missed by more than ``_LATE_S`` (a stalled
+loop, a slow journal write) is given up and a new one reserved, so a late request cannot bunch
+with later ones at Kaleyra. A process has one script call in flight at a time, asking turns for
+up to 64 waiting requests of one lane (OTP waiters first): one round trip per 64 requests, not
+per request, and the next call is made while those requests sleep until their turns.
+
+Why our own script: ``limits`` 5.8 (its moving window takes the client's clock) and
+``throttled-py`` 3.5 (GCRA on ``TIME``, but one bucket: no exact sliding second, no reserved
+lane, no turn reservation) both pin ``redis<8`` in their ``redis`` extras.
+
+If Redis is unreachable, :class:`~._redis.RedisLink` retries for ``unavailable_timeout_s`` and
+then raises ``RedisUnavailableError``: no request is sent without a turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import itertools
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import anyio
+
+from ._exceptions import KaleyraError
+from ._limits import MAX_RECIPIENTS
+from ._ratelimit import WINDOW_S
+from ._redis import RedisLink
+from ._relay import Relay
+
+__all__ = ["SharedLimiter", "Turn"]
+
+logger = logging.getLogger(__name__)
+
+#: How far ahead a bulk request may reserve its turn: the most an OTP request within its share
+#: waits behind bulk ones.
+_HORIZON_S: Final = 0.05
+#: A turn missed by more than this is given up (see the module docstring); with the 15 ms of
+#: WINDOW_S it leaves 5 ms for the way from here to Kaleyra.
+_LATE_S: Final = 0.010
+_US: Final = 1_000_000
+
+#: KEYS: turn time (GCRA), turn log, OTP lane (GCRA), pause end, recipients (GCRA). ARGV[12..]:
+#: one recipients cost per turn wanted. Returns the granted turns' waits, then the wait before
+#: asking again for the rest (-1: none left). Times are integers in microseconds on Redis's clock,
+#: formatted with %d: Lua would write a 16-digit number as 1.7e+15.
+_RESERVE: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cap, window, horizon = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local otp, otp_interval, otp_tolerance = ARGV[6] == '1', tonumber(ARGV[7]), tonumber(ARGV[8])
+local cost_tolerance, pause = tonumber(ARGV[10]), tonumber(ARGV[11])
+local function get(key) return tonumber(redis.call('GET', key) or '0') end
+local function put(key, value, ttl)
+  redis.call('SET', key, string.format('%d', value), 'PX', ttl)
+end
+if pause > 0 and now + pause > get(KEYS[4]) then
+  put(KEYS[4], now + pause, math.ceil(pause / 1000) + 1)
+end
+local tat, otat, rtat, paused = get(KEYS[1]), get(KEYS[3]), get(KEYS[5]), get(KEYS[4])
+local out, at, hint = {}, now, -1
+for i = 12, #ARGV do
+  local cost = tonumber(ARGV[i])
+  at = math.max(at, tat - tolerance, paused, rtat + cost - cost_tolerance)
+  if redis.call('LLEN', KEYS[2]) >= cap then
+    at = math.max(at, tonumber(redis.call('LINDEX', KEYS[2], -1)) + window)
+  end
+  local priority = otp and otp_interval > 0 and now >= otat - otp_tolerance
+  if not priority and at - now > horizon then hint = at - now - horizon; break end
+  tat = math.max(tat, at) + interval
+  if priority then otat = math.max(otat, now) + otp_interval end
+  if cost > 0 then rtat = math.max(rtat, at) + cost end
+  redis.call('LPUSH', KEYS[2], string.format('%d', at))
+  redis.call('LTRIM', KEYS[2], 0, cap - 1)
+  out[#out + 1] = at - now
+end
+out[#out + 1] = hint
+local ttl = math.ceil((at - now + window) / 1000) + 1000
+put(KEYS[1], tat, ttl); put(KEYS[3], otat, ttl); put(KEYS[5], rtat, ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return out
+"""
+#: Turns asked for in one script call (the waiters of one lane, oldest first).
+_MAX_TURNS_PER_CALL: Final = 64
+
+
+#: A request waiting for its turn: the moment it gets, and its recipients.
+_Waiter = tuple["asyncio.Future[tuple[float, float]]", int]
+
+
+@dataclasses.dataclass(slots=True)
+class Turn:
+    """A reserved moment to send one request (the ticket :meth:`SharedLimiter.admit` takes)."""
+
+    otp: bool
+    recipients: int
+    #: When to send, on this process's monotonic clock: Redis's moment as seen once its reply
+    #: was read, so never early.
+    at_s: float
+    #: The latest moment to send: Redis's moment as if its reply had come back at once, plus
+    #: ``_LATE_S``; time lost reading the reply counts as lateness.
+    deadline_s: float
+
+
+class SharedLimiter:
+    """Limits one account's requests per second to a pod across processes (see the module).
+
+    Args:
+        link: the Redis connection.
+        scope: whose limit this is, e.g. ``"<SID>:<pod>"``: one state per scope.
+        rate_per_s: requests per second, OTP and bulk together, across all processes.
+        burst: requests allowed at once after an idle spell (capped at one second's worth).
+        otp_share: the part of the rate OTP requests may use ahead of bulk, in [0, 1).
+        recipients_per_s: a second budget on recipients per second (0: none).
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        scope: str,
+        rate_per_s: float,
+        burst: int = 1,
+        otp_share: float = 0.2,
+        recipients_per_s: float = 0,
+        prefix: str = "kaleyra",
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be > 0")
+        if not 0 <= otp_share < 1:
+            raise ValueError("otp_share must be in [0, 1)")
+        self.rate_per_s = rate_per_s
+        self._link = link
+        self._sleep = sleep
+        self._script = link.script(_RESERVE)
+        tag = f"{prefix}:limit:{{{scope}}}"  # one hash slot: the script's keys stay together
+        self._keys = tuple(f"{tag}:{name}" for name in ("tat", "log", "otp", "pause", "rcpt"))
+        interval_us = _US / rate_per_s
+        burst = max(1, min(burst, math.floor(rate_per_s)))
+        self._interval_us = interval_us
+        self._tolerance_us = (burst - 1) * interval_us
+        self._cap = max(1, math.floor(rate_per_s))
+        self._otp_interval_us = 0.0
+        self._otp_tolerance_us = 0.0
+        if otp_share > 0:
+            otp_burst = max(1, round(burst * otp_share))
+            self._otp_interval_us = interval_us / otp_share
+            self._otp_tolerance_us = (otp_burst - 1) * self._otp_interval_us
+        self._recipient_us = _US / recipients_per_s if recipients_per_s > 0 else 0.0
+        self._recipient_bucket = max(MAX_RECIPIENTS, recipients_per_s * burst / rate_per_s)
+        self._pause_us = 0
+        #: Turns given up because the request was too late for them (a busy loop).
+        self.missed = 0
+        #: Requests waiting for a turn, by lane (True: OTP), oldest first.
+        self._waiters: dict[bool, collections.deque[_Waiter]] = {
+            True: collections.deque(),
+            False: collections.deque(),
+        }
+        self._relay = Relay(self._serve)
+
+    def __repr__(self) -> str:
+        return f"<SharedLimiter {self._keys[0]} rate_per_s={self.rate_per_s}>"
+
+    async def acquire(self, *, otp: bool, recipients: int = 1, admit: bool = True) -> Turn:
+        """Reserve a turn; with ``admit`` (the default) wait for it. With ``admit`` False the
+        turn is only reserved: do the slow part (journaling) meanwhile, then pass the turn to
+        :meth:`admit`, which waits for it right before the write.
+
+        Raises:
+            RedisUnavailableError: Redis stayed unreachable for the bounded wait.
+        """
+        at_s, deadline_s = await self._reserve_turn(otp, recipients)
+        turn = Turn(otp=otp, recipients=recipients, at_s=at_s, deadline_s=deadline_s)
+        if admit:
+            await self.admit(turn)
+        return turn
+
+    async def admit(self, ticket: object = None) -> None:
+        """Wait for the turn; one missed by more than ``_LATE_S`` is replaced by a new one."""
+        if not isinstance(ticket, Turn):
+            raise TypeError("admit() needs the Turn that acquire(admit=False) returned")
+        while True:
+            await self._sleep(max(0.0, ticket.at_s - time.monotonic()))
+            late_s = time.monotonic() - ticket.deadline_s
+            if late_s <= 0:
+                return
+            self.missed += 1
+            logger.debug("turn missed by %.1f ms: reserving another", late_s * 1e3)
+            ticket.at_s, ticket.deadline_s = await self._reserve_turn(ticket.otp, ticket.recipients)
+
+    async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float]:
+        """Wait in this process's line for a turn; its moment and its deadline."""
+        waiter: _Waiter = (asyncio.get_running_loop().create_future(), recipients)
+        self._waiters[otp].append(waiter)
+        try:
+            return await self._relay.wait(waiter[0])
+        except BaseException:
+            waiter[0].cancel()  # the next call skips it (a turn it got meanwhile is lost)
+            raise
+
+    def pause(self, seconds: float) -> None:
+        """Pause every process's admissions for ``seconds`` (a 429's Retry-After); Redis learns
+        it with this process's next reservation. A longer pause wins over a shorter one."""
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError("seconds must be finite and >= 0")
+        self._pause_us = max(self._pause_us, round(seconds * _US))
+
+    async def _serve(self) -> None:
+        """One script call for up to 64 waiting requests of one lane, OTP first; then, if
+        Redis said the rest must wait, that wait."""
+        for otp in (True, False):
+            self._waiters[otp] = collections.deque(w for w in self._waiters[otp] if not w[0].done())
+        otp = bool(self._waiters[True])
+        lane = self._waiters[otp]
+        batch = list(itertools.islice(lane, _MAX_TURNS_PER_CALL))
+        if not batch:
+            return
+        asked = time.monotonic()
+        try:
+            waits = await self._reserve(otp, [recipients for _, recipients in batch])
+        except KaleyraError as exc:
+            # Redis is gone (after the bounded wait): every waiting request fails now, rather
+            # than each one waiting out its own bounded wait in turn.
+            for lane in self._waiters.values():
+                for future, _ in lane:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        now = time.monotonic()
+        for waiter, wait_us in zip(batch, waits[:-1], strict=False):
+            if not waiter[0].done():
+                waiter[0].set_result((now + wait_us / _US, asked + wait_us / _US + _LATE_S))
+        if waits[-1] >= 0:
+            await self._sleep(waits[-1] / _US)
+
+    async def _reserve(self, otp: bool, recipients: list[int]) -> list[int]:
+        costs = [
+            round(self._recipient_us * min(max(n, 0), self._recipient_bucket)) for n in recipients
+        ]
+        pause_us, self._pause_us = self._pause_us, 0
+        args = (
+            round(self._interval_us),
+            round(self._tolerance_us),
+            self._cap,
+            round(WINDOW_S * _US),
+            round(_HORIZON_S * _US),
+            1 if otp else 0,
+            round(self._otp_interval_us),
+            round(self._otp_tolerance_us),
+            0,
+            round(self._recipient_bucket * self._recipient_us),
+            pause_us,
+            *costs,
+        )
+        try:
+            waits = await self._link.call(
+                lambda: self._script(self._keys, args), "a turn of the shared rate limit"
+            )
+        except BaseException:
+            self._pause_us = max(self._pause_us, pause_us)  # still to be told
+            raise
+        return [int(w) for w in waits]

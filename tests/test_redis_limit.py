@@ -1,0 +1,137 @@
+"""The rate limit shared through Redis: real redis-server, real CLI processes, the sandbox
+counting what arrives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from kaleyra_async import RedisUnavailableError
+from kaleyra_async._redis import RedisLink, redacted
+from kaleyra_async._redis_limiter import SharedLimiter
+from kaleyra_async.sandbox import Sandbox, SandboxConfig, SandboxProcess
+from tests.conftest import CLI, RedisServer, cli_env, free_port, run_cli
+from tests.test_cli_e2e import cli, numbers, read_results, wait_for_lines, write_csv
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_redacted_drops_the_password() -> None:
+    """A Redis URL is shown without its user name and password."""
+    assert redacted("redis://app:s3cret@cache.example:6380/2") == "redis://cache.example:6380/2"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+async def test_an_unreachable_redis_fails_after_the_bounded_wait_without_the_password() -> None:
+    """No Redis at the URL: RedisUnavailableError after the bounded wait, password not in it."""
+    link = RedisLink(f"redis://:s3cret@127.0.0.1:{free_port()}/0", unavailable_timeout_s=0.3)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=10)
+    with anyio.fail_after(10), pytest.raises(RedisUnavailableError) as info:
+        await limiter.acquire(otp=False)
+    await link.aclose()
+    assert "unreachable" in str(info.value)
+    assert "s3cret" not in str(info.value) + repr(info.value)
+    assert not info.value.safe_to_retry
+
+
+async def test_otp_within_its_share_overtakes_another_process_s_bulk_backlog(
+    redis_url: str,
+) -> None:
+    """An OTP turn comes within the bulk horizon while another process has 2 s of bulk queued."""
+    rate = 20
+    bulk_link, otp_link = RedisLink(redis_url), RedisLink(redis_url)
+    bulk = SharedLimiter(bulk_link, scope="SID:IN", rate_per_s=rate)
+    otp = SharedLimiter(otp_link, scope="SID:IN", rate_per_s=rate)
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(2 * rate):
+                tg.start_soon(lambda: bulk.acquire(otp=False, admit=False))
+            await anyio.sleep(0.2)  # the bulk line is waiting on Redis
+            started = anyio.current_time()
+            turn = await otp.acquire(otp=True, admit=False)
+            otp_wait_s = turn.at_s - started
+            tg.cancel_scope.cancel()
+    finally:
+        await bulk_link.aclose()
+        await otp_link.aclose()
+    # Behind 40 bulk requests it would wait ~2 s; within its share it waits one interval or
+    # two (the bulk turn already granted, and its own).
+    assert otp_wait_s < 3 / rate
+
+
+@pytest.mark.slow
+async def test_three_processes_share_one_limit_in_every_sliding_second(
+    redis_url: str, tmp_path: anyio.Path
+) -> None:
+    """Three send-bulk processes, each told the full rate, together stay within it (the
+    sandbox in its own process, as Kaleyra is, counting arrivals on its clock)."""
+    rate, per_process = 30, 60
+    async with SandboxProcess(SandboxConfig(rate_per_s=rate)) as sandbox:
+        stats = await _three_processes(sandbox, redis_url, tmp_path, rate, per_process)
+    assert stats["requests_total"] == 3 * per_process
+    # Each alone would send 30/s: three without a shared limit would bring 90 in a second.
+    assert stats["max_requests_in_1s"] <= rate
+    assert stats["by_status"].get("429", 0) == 0
+
+
+async def _three_processes(
+    sandbox: SandboxProcess, redis_url: str, tmp_path: anyio.Path, rate: int, per_process: int
+) -> dict[str, Any]:
+    runs = []
+    for i in range(3):
+        src = write_csv(tmp_path / f"in{i}.csv", numbers(per_process, start=i * per_process))
+        runs.append(("--out", tmp_path / f"out{i}.ndjson", src))
+    results = []
+    async with anyio.create_task_group() as tg:
+
+        async def one(out: object, src: object) -> None:
+            done = await run_cli(
+                *cli(sandbox, src, "--out", out, "--rate", str(rate), "--batch-size", "1"),
+                "--redis", redis_url, env=cli_env(sandbox),
+            )  # fmt: skip
+            results.append(done)
+
+        for _, out, src in runs:
+            tg.start_soon(one, out, src)
+    assert all(done.returncode == 0 for done in results), [d.stderr for d in results]
+    return await anyio.to_thread.run_sync(sandbox.fetch_stats)
+
+
+@pytest.mark.slow
+async def test_redis_stopped_mid_run_stops_the_run_with_nothing_unthrottled(
+    sandbox: Sandbox, own_redis: RedisServer, tmp_path: anyio.Path
+) -> None:
+    """Redis killed mid-run: exit 2 naming Redis; no request without a turn; resume finishes."""
+    total, rate = 200, 20
+    src = write_csv(tmp_path / "in.csv", numbers(total))
+    out = tmp_path / "out.ndjson"
+    config = tmp_path / "config.toml"
+    config.write_text("[redis]\nunavailable_timeout_s = 1.0\n")
+    options = ["--out", out, "--batch-size", "1", "--config", config, "--redis", own_redis.url]
+    args = [*cli(sandbox, src, *options), "--rate", str(rate)]
+    process = await anyio.open_process([*CLI, *args], env=cli_env(sandbox))
+    async with process:
+        await wait_for_lines(out, 10)
+        own_redis.stop()
+        sent_at_stop = sandbox.stats.requests_total
+        with anyio.fail_after(60):
+            code = await process.wait()
+        assert process.stderr is not None
+        err = (await process.stderr.receive(1 << 16)).decode()
+    assert code == 2, err
+    assert "Redis" in err and "unreachable" in err
+    first = read_results(out)
+    assert {r["status"] for r in first.values()} == {"sent"}
+    # Only turns granted before the stop (at most a horizon's worth) could still be used.
+    assert sandbox.stats.requests_total == len(first) <= sent_at_stop + 2
+    assert sandbox.stats.max_requests_in_1s <= rate
+
+    own_redis.start()
+    faster = [*cli(sandbox, src, *options), "--rate", "500", "--resume"]
+    done = await run_cli(*faster, env=cli_env(sandbox))
+    assert done.returncode == 0, done.stderr.decode()
+    results = read_results(out)
+    assert sorted(results) == list(range(1, total + 1))
+    assert sandbox.stats.requests_total == total
