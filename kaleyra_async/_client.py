@@ -6,6 +6,11 @@ retry policy (``_retry``). Sends validate everything before the first attempt.
 
 The ``api-key`` header is read from the :class:`~._config.Secret` in this module only (see
 ``_secrecy`` for how it is kept out of reprs, logs and exceptions).
+
+At ~490 lines this is over the house's ~400: it is the one public class, each method a thin
+step over ``_call``, and most of its length is the public docstrings. The rules it applies live
+elsewhere (``_send_checks``, ``_request_rules``, ``_protocol``, ``_responses``,
+``_limiter_setup``).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from ._exceptions import (
     ValidationError,
 )
 from ._http import HttpSeam
-from ._india import check_dlt, dlt_applies
+from ._limiter_setup import make_limiter
 from ._limits import (
     MAX_SENDER_IDS_PER_CREATE,
     MAX_SENDER_IDS_PER_DELETE,
@@ -57,12 +62,13 @@ from ._protocol import (
     build_send_json,
     build_status,
 )
-from ._ratelimit import Limiter, RequestLimiter
+from ._ratelimit import Limiter
+from ._request_rules import chunked, validate_json_nodes, validate_recipients
 from ._responses import parse_send, parse_sender_ids, parse_status
 from ._retry import call_with_retry
 from ._secrecy import HeaderSecret, encrypted_or_local, scrubbed
+from ._send_checks import check_nodes, check_send
 from ._senders import validate_sender_ids, validate_sender_names
-from ._validate import chunked, validate_json_nodes, validate_message, validate_recipients
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -243,13 +249,7 @@ class KaleyraClient:
         """
         self._check_open()
         numbers = [self._normalize(r) for r in recipients]
-        message = validate_message(message, pod=self.pod)
-        if endpoint == "messages" and self.pod == "NA":
-            raise ValidationError(
-                "endpoint", "na_pod", "the NA pod takes the /sms endpoints only (Kaleyra's notes)"
-            )
-        if any(dlt_applies(self.pod, number) for number in numbers):
-            check_dlt(message)
+        message = check_send(message, numbers, pod=self.pod, endpoint=endpoint)
         if message.body and message.template_data and not self._warned_template_data:
             self._warned_template_data = True
             logger.warning(
@@ -313,18 +313,7 @@ class KaleyraClient:
             APIError, TransportError, KaleyraError: as :meth:`send`.
         """
         self._check_open()
-        valid: list[tuple[str, Message]] = []
-        for i, (number, message) in enumerate(nodes):
-            try:
-                e164 = self._normalize(number)
-                checked = validate_message(message, pod=self.pod)
-                if dlt_applies(self.pod, e164):
-                    check_dlt(checked)
-            except ValidationError as exc:
-                raise ValidationError(
-                    f"sms[{i}].{exc.field}", exc.rule, exc.reason, code=exc.code
-                ) from None
-            valid.append((e164, checked))
+        valid = check_nodes(nodes, pod=self.pod, normalize=self._normalize)
         return await self._send_json_valid(valid)
 
     async def _send_json_valid(
@@ -477,36 +466,10 @@ class KaleyraClient:
             raise
 
     def _make_limiter(self) -> Limiter:
-        if self._redis is not None and self._redis.url:
-            self._limiter = self._shared_limiter(self._redis)
-            return self._limiter
-        self._limiter = RequestLimiter(
-            self._rate.rate_per_s,
-            burst=self._rate.burst,
-            otp_share=self._otp_share,
-            recipients_per_s=self._rate.recipients_per_s,
+        self._limiter, self._close_limiter = make_limiter(
+            self._rate, otp_share=self._otp_share, redis=self._redis, scope=f"{self.sid}:{self.pod}"
         )
         return self._limiter
-
-    def _shared_limiter(self, config: RedisConfig) -> Limiter:
-        try:  # imported only when used: redis-py is an optional dependency, and not small
-            from ._redis import RedisLink
-            from ._redis_limiter import SharedLimiter
-        except ImportError:
-            raise ConfigError(
-                "redis.url is set but redis-py is not installed: pip install 'kaleyra_async[redis]'"
-            ) from None
-
-        link = RedisLink(config.url, unavailable_timeout_s=config.unavailable_timeout_s)
-        self._close_limiter = link.aclose
-        return SharedLimiter(
-            link,
-            scope=f"{self.sid}:{self.pod}",
-            rate_per_s=self._rate.rate_per_s,
-            burst=self._rate.burst,
-            otp_share=self._otp_share,
-            recipients_per_s=self._rate.recipients_per_s,
-        )
 
 
 def validated_send(client: KaleyraClient) -> ValidatedSend:

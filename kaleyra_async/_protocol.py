@@ -158,7 +158,7 @@ def build_send_json(nodes: Sequence[tuple[str, Message]]) -> WireRequest:
 
     Args:
         nodes: (E.164 number, message) pairs that share :func:`top_level`; not validated here
-            (see ``_validate.validate_json_nodes``).
+            (see ``_request_rules.validate_json_nodes``).
     """
     first = nodes[0][1]
     fields: dict[str, Any] = {"channel": "SMS", "type": first.type, "source": "API"}

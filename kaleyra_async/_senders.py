@@ -79,7 +79,7 @@ def validate_sender_ids(items: Iterable[SenderId]) -> list[SenderId]:
     """Validate sender IDs to create; at least one, no sender twice (after normalisation).
 
     There is no upper bound here: split the result with ``chunked(result,
-    MAX_SENDER_IDS_PER_CREATE)`` (``_validate.chunked``).
+    MAX_SENDER_IDS_PER_CREATE)`` (``_request_rules.chunked``).
 
     Raises:
         ValidationError: ``senders`` / ``required``; ``senders[i].sender`` / ``duplicate``; or

@@ -9,19 +9,16 @@ reading is taken and written down next to the rule.
 from __future__ import annotations
 
 import dataclasses
-import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import Final
 
 from ._exceptions import ValidationError
 from ._limits import (
     ALPHANUMERIC_SENDER,
     DLT_HEADER,
     MAX_BODY_CHARS,
-    MAX_JSON_NODES,
-    MAX_RECIPIENTS,
     MAX_REF_CHARS,
     MAX_REF_CUSTOM_CHARS,
     MAX_REF_CUSTOM_VALUES,
@@ -32,19 +29,14 @@ from ._limits import (
     TYPES_BY_POD,
 )
 from ._models import Message
-from ._phone import is_e164
-from ._protocol import TOP_LEVEL_FIELDS, fields_without_node
 from ._schedule import validate_time
 
 __all__ = [
     "blank_to_none",
-    "chunked",
     "validate_body",
     "validate_flash",
-    "validate_json_nodes",
     "validate_message",
     "validate_message_body",
-    "validate_recipients",
     "validate_ref",
     "validate_ref_custom",
     "validate_sender",
@@ -54,7 +46,6 @@ __all__ = [
     "validate_unicode",
 ]
 
-T = TypeVar("T")
 
 # Control characters other than tab, line feed, form feed (GSM-7 has it) and carriage return.
 _CONTROL: Final = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
@@ -268,95 +259,6 @@ def validate_ref_custom(values: Iterable[str] | str) -> tuple[str, ...]:
     return items
 
 
-def validate_recipients(recipients: Sequence[str], *, message_type: str) -> None:
-    """Check the recipients of one request: 1 to 100 E.164 numbers, exactly 1 for OTP.
-
-    Numbers must already be normalised (see ``PhoneNormalizer``); only their shape is checked.
-
-    Raises:
-        ValidationError: ``to`` / ``required``, ``max_recipients`` or ``otp_single_recipient``
-            (Kaleyra's E404); ``to[i]`` / ``format``.
-    """
-    count = len(recipients)
-    if count == 0:
-        raise ValidationError("to", "required", "at least one recipient is required")
-    if message_type.upper() == "OTP" and count != 1:
-        raise ValidationError(
-            "to",
-            "otp_single_recipient",
-            f"an OTP request takes exactly one recipient, not {count} (E404)",
-        )
-    if count > MAX_RECIPIENTS:
-        raise ValidationError(
-            "to",
-            "max_recipients",
-            f"has {count} recipients; at most {MAX_RECIPIENTS} per request",
-        )
-    for i, number in enumerate(recipients):
-        if not isinstance(number, str) or not is_e164(number):
-            raise ValidationError(
-                f"to[{i}]", "format", f"{number!r} is not an E.164 number like +919876543210"
-            )
-
-
-def validate_json_nodes(nodes: Sequence[tuple[str, Message]]) -> None:
-    """Check the nodes of one ``/sms/json`` request (their messages are validated already).
-
-    1 to ``MAX_JSON_NODES`` nodes, each an E.164 number given once; no OTP (an OTP request
-    has exactly one recipient, on ``/sms``); every message sets only fields that have a node
-    or are top-level, and shares the top-level ones (``type``, ``time``) with the first node.
-
-    Raises:
-        ValidationError: ``sms`` / ``required`` or ``max_nodes``; ``sms[i].to`` / ``format``
-            or ``duplicate``; ``sms[i].type`` / ``otp_not_in_json``; ``sms[i].<field>`` /
-            ``no_node_field`` or ``same_top_level``.
-    """
-    count = len(nodes)
-    if count == 0:
-        raise ValidationError("sms", "required", "at least one node is required")
-    if count > MAX_JSON_NODES:
-        raise ValidationError(
-            "sms", "max_nodes", f"has {count} nodes; at most {MAX_JSON_NODES} per request"
-        )
-    first = nodes[0][1]
-    if first.is_otp:
-        raise ValidationError(
-            "sms[0].type",
-            "otp_not_in_json",
-            "an OTP goes to one recipient per /sms request, never in /sms/json",
-        )
-    missing = fields_without_node(first)
-    if missing:
-        raise ValidationError(
-            f"sms[0].{missing[0]}",
-            "no_node_field",
-            "/sms/json has no place for it: send this message by /sms",
-        )
-    # Every node shares node 0's top-level fields, so none is OTP or sets a field without a node.
-    shared = _top_level(first)
-    seen: set[str] = set()
-    for i, (number, message) in enumerate(nodes):
-        if not isinstance(number, str) or not is_e164(number):
-            raise ValidationError(
-                f"sms[{i}].to", "format", f"{number!r} is not an E.164 number like +919876543210"
-            )
-        if number in seen:
-            raise ValidationError(
-                f"sms[{i}].to", "duplicate", f"{number} is in the request twice (one node each)"
-            )
-        seen.add(number)
-        if message is not first and _top_level(message) != shared:
-            name = next(n for n in TOP_LEVEL_FIELDS if getattr(message, n) != getattr(first, n))
-            raise ValidationError(
-                f"sms[{i}].{name}",
-                "same_top_level",
-                f"differs from node 0's; every node of a request shares its {name}",
-            )
-
-
-_top_level: Final = operator.attrgetter(*TOP_LEVEL_FIELDS)
-
-
 def validate_message(message: Message, *, pod: str, now: datetime | None = None) -> Message:
     """Run every field rule on ``message`` and return its normalised copy.
 
@@ -425,18 +327,6 @@ def validate_message_body(message: Message, body: str | None) -> Message:
         validate_body(body, template_id=message.template_id)
         _check_text("body", body)
     return _with_body(message, body)
-
-
-def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    """Yield consecutive slices of ``items`` of at most ``size`` elements (none when empty).
-
-    Raises:
-        ValueError: ``size`` < 1.
-    """
-    if size < 1:
-        raise ValueError("size must be >= 1")
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # -- helpers -------------------------------------------------------------------------------------

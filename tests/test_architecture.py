@@ -39,9 +39,11 @@ PURE = frozenset(
         "_queue_codec",
         "_receipt_fields",
         "_refs",
+        "_request_rules",
         "_responses",
         "_schedule",
         "_secrecy",
+        "_send_checks",
         "_senders",
         "_summary",
         "_validate",
@@ -54,7 +56,7 @@ NOT_PURE = frozenset(
     | {"_config_file", "_dispatch", "_flight", "_heap", "_http_aiohttp", "_http_httpx"}
     | {"_lanes", "_ratelimit", "_results", "_resume", "_retry", "_sources"}
     | {"_cli_queue", "_queue_collector", "_queue_store", "_queue_worker", "_redis"}
-    | {"_redis_limiter", "_relay", "_turnstile"}
+    | {"_limiter_setup", "_redis_limiter", "_relay", "_turnstile"}
     | {"_chart", "_cli_receipts", "_receipt_server", "_receipt_store", "_report", "_status_poll"}
 )
 #: What a pure module may import from outside the package and the standard library.

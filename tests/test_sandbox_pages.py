@@ -32,7 +32,7 @@ import orjson
 import pytest
 
 from kaleyra_async import KaleyraClient, Message, PodConfig, RejectedError
-from kaleyra_async import _client as client_module
+from kaleyra_async import _send_checks as send_checks
 from kaleyra_async import _validate as client_validate
 from kaleyra_async.sandbox import DEFAULT_API_KEY, DEFAULT_SID, Sandbox
 from kaleyra_async.sandbox._values import Response
@@ -298,7 +298,7 @@ async def test_a_client_sender_rule_broken_on_purpose_is_caught_by_the_sandbox(
     Indian number goes out through the real client and the sandbox refuses it (E415): its rule
     is its own, not the client's."""
     monkeypatch.setattr(client_validate, "validate_sender", lambda value, **_: value)
-    monkeypatch.setattr(client_module, "check_dlt", lambda message: None)
+    monkeypatch.setattr(send_checks, "check_dlt", lambda message: None)
     message = Message(body="Hello", sender="KLRHXAB", type="TXN", template_id=TEMPLATE_ID)
     async with client_for(sandbox) as client:
         with pytest.raises(RejectedError) as info:
@@ -314,8 +314,8 @@ async def test_a_client_india_rule_broken_on_purpose_is_caught_by_the_sandbox(
     """With the client's message validation and DLT check bypassed, a message to an Indian
     number without a template id reaches the sandbox through the real client, which refuses it
     naming the DLT rule (E417)."""
-    monkeypatch.setattr(client_module, "validate_message", lambda message, **_: message)
-    monkeypatch.setattr(client_module, "check_dlt", lambda message: None)
+    monkeypatch.setattr(send_checks, "validate_message", lambda message, **_: message)
+    monkeypatch.setattr(send_checks, "check_dlt", lambda message: None)
     message = Message(body="Hello", sender="KLRHXA", type="TXN")
     async with client_for(sandbox) as client:
         with pytest.raises(RejectedError) as info:

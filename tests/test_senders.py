@@ -6,8 +6,8 @@ import pytest
 
 from kaleyra_async._limits import MAX_SENDER_IDS_PER_CREATE
 from kaleyra_async._models import SenderId
+from kaleyra_async._request_rules import chunked
 from kaleyra_async._senders import validate_sender_id, validate_sender_ids, validate_sender_names
-from kaleyra_async._validate import chunked
 from tests.conftest import rejects
 
 #: What an Indian sender ID needs beside its name: a description and the DLT entity id.

@@ -14,13 +14,12 @@ from hypothesis import strategies as st
 from kaleyra_async._exceptions import ValidationError
 from kaleyra_async._limits import MAX_SENDER_IDS_PER_DELETE, TYPES_BY_POD
 from kaleyra_async._models import Message
+from kaleyra_async._request_rules import chunked, validate_recipients
 from kaleyra_async._validate import (
-    chunked,
     validate_body,
     validate_flash,
     validate_message,
     validate_message_body,
-    validate_recipients,
     validate_ref_custom,
     validate_sender,
     validate_template_data,

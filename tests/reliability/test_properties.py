@@ -41,12 +41,13 @@ from kaleyra_async._models import InputRow, Message, RowResult, SendResult
 from kaleyra_async._phone import PhoneNormalizer, is_e164
 from kaleyra_async._prepare import RowPlan, RowPreparer
 from kaleyra_async._protocol import build_send
+from kaleyra_async._request_rules import validate_recipients
 from kaleyra_async._responses import parse_send
 from kaleyra_async._results import ResultsWriter
 from kaleyra_async._resume import Progress
 from kaleyra_async._sources import RecordSource
 from kaleyra_async._summary import BulkSummary
-from kaleyra_async._validate import validate_message, validate_recipients
+from kaleyra_async._validate import validate_message
 from kaleyra_async.sandbox import SandboxConfig
 from kaleyra_async.sandbox._handler import handle
 from kaleyra_async.sandbox._state import SandboxState
