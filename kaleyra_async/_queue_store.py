@@ -28,26 +28,43 @@ GROUP: Final = "workers"
 #: How long a finished campaign's keys stay in Redis (for a late look), in seconds.
 CAMPAIGN_TTL_S: Final = 86_400
 
+# _ENQUEUE, _MARK and _REPORT take any number of calls (ARGV in groups, see Coalesced) and
+# answer one value per call.
 _ENQUEUE: Final = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 2 end
-  return 0
+local out = {}
+for i = 1, #ARGV, 2 do
+  local batch, job, result = ARGV[i], ARGV[i + 1], 1
+  if redis.call('HSETNX', KEYS[1], batch, job) == 0 then
+    result = redis.call('HGET', KEYS[1], batch) == job and 2 or 0
+  else
+    redis.call('XADD', KEYS[2], '*', 'j', job)
+  end
+  out[#out + 1] = result
 end
-redis.call('XADD', KEYS[2], '*', 'j', ARGV[2])
-return 1
+return out
 """
 _MARK: Final = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then return 1 end
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 1 end
-return 0
+local out = {}
+for i = 1, #ARGV, 2 do
+  local batch, consumer, result = ARGV[i], ARGV[i + 1], 1
+  if redis.call('HSETNX', KEYS[1], batch, consumer) == 0 then
+    result = redis.call('HGET', KEYS[1], batch) == consumer and 1 or 0
+  end
+  out[#out + 1] = result
+end
+return out
 """
 _REPORT: Final = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('XADD', KEYS[2], '*', 'b', ARGV[1], 'o', ARGV[2])
+local out = {}
+for i = 1, #ARGV, 4 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'b', ARGV[i], 'o', ARGV[i + 1])
+  end
+  redis.call('XACK', KEYS[3], ARGV[i + 2], ARGV[i + 3])
+  redis.call('XDEL', KEYS[3], ARGV[i + 3])
+  out[#out + 1] = 1
 end
-redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
-redis.call('XDEL', KEYS[3], ARGV[4])
-return 1
+return out
 """
 _GIVE_BACK: Final = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -85,9 +102,9 @@ class QueueStore:
         self.link = link
         self._prefix = prefix
         self.jobs = f"{prefix}:queue:{{{scope}}}:jobs"
-        self._enqueue = Coalesced(link, _ENQUEUE, "putting a batch on the queue")
-        self._mark = Coalesced(link, _MARK, "marking a batch as sending")
-        self._report = Coalesced(link, _REPORT, "reporting an outcome")
+        self._enqueue = Coalesced(link, _ENQUEUE, "putting a batch on the queue", arity=2)
+        self._mark = Coalesced(link, _MARK, "marking a batch as sending", arity=2)
+        self._report = Coalesced(link, _REPORT, "reporting an outcome", arity=4)
         self._give_back = link.script(_GIVE_BACK)
         self._renew = link.script(_RENEW)
 

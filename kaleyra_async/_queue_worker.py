@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import uuid
 from collections.abc import Sequence
+from typing import Final
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._attempts import ValidatedSend
 from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
@@ -37,6 +40,11 @@ from ._redis import BLOCK_MS
 __all__ = ["WorkerOptions", "WorkerSummary", "run_worker"]
 
 logger = logging.getLogger(__name__)
+
+#: The most entries one read asks for.
+_READ_CHUNK: Final = 100
+#: A stream entry read or claimed: its id, its job (None: deleted meanwhile), claimed or not.
+_Entry = tuple[str, bytes | None, bool]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,24 +123,34 @@ class _Worker:
         self.stop = stop
         self.summary = summary
         self.consumer = consumer_name()
-        self.slots = anyio.Semaphore(options.concurrency)
+        #: Entries read and not finished (queued here or being handled), and those being handled.
+        self.held = 0
+        self.active = 0
+        #: Set when an entry is finished: the reader may have room for another chunk.
+        self._room = anyio.Event()
         #: Entries being handled here, by id: renewed, and never handled twice.
         self.mine: dict[str, Flight | None] = {}
         self.sending = anyio.CancelScope()
 
     async def run(self) -> None:
         logger.info("worker %s reading %s", self.consumer, self.store.jobs)
+        inbox_in, inbox = anyio.create_memory_object_stream[_Entry](math.inf)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew)
             tg.start_soon(self._watch_stop)
             with self.sending:
-                async with anyio.create_task_group() as batches:
-                    batches.start_soon(self._claim, batches)
-                    await self._read(batches)
+                async with anyio.create_task_group() as senders, inbox_in, inbox:
+                    for _ in range(self.options.concurrency):
+                        senders.start_soon(self._sender, inbox.clone())
+                    async with anyio.create_task_group() as readers:
+                        readers.start_soon(self._claim, inbox_in)
+                        await self._read(inbox_in)
+                        readers.cancel_scope.cancel()
             tg.cancel_scope.cancel()
 
     async def _watch_stop(self) -> None:
         await self.stop.wait()
+        self._room.set()
         for flight in list(self.mine.values()):
             if flight is not None and not flight.on_wire:
                 flight.scope.cancel()
@@ -140,26 +158,32 @@ class _Worker:
         logger.warning("drain timeout: batches still in flight are reported unknown")
         self.sending.cancel()
 
-    async def _read(self, batches: anyio.abc.TaskGroup) -> None:
-        while not self.stop.is_set():
-            await self.slots.acquire()
-            free = 1
-            while self.slots.value and free < 100:
-                self.slots.acquire_nowait()
-                free += 1
-            try:
-                entries = await self.store.read_new(self.consumer, free, BLOCK_MS)
-            except BaseException:
-                for _ in range(free):
-                    self.slots.release()
-                raise
-            for _ in range(free - len(entries)):
-                self.slots.release()
-            for entry_id, data in entries:
-                self.mine[entry_id] = None
-                batches.start_soon(self._handle, entry_id, data, False)
+    async def _sender(self, inbox: MemoryObjectReceiveStream[_Entry]) -> None:
+        async with inbox:
+            async for entry_id, data, claimed in inbox:
+                await self._handle(entry_id, data, claimed)
 
-    async def _claim(self, batches: anyio.abc.TaskGroup) -> None:
+    def _hold(self, inbox: MemoryObjectSendStream[_Entry], entry: _Entry) -> None:
+        self.mine[entry[0]] = None
+        self.held += 1
+        inbox.send_nowait(entry)
+
+    async def _read(self, inbox: MemoryObjectSendStream[_Entry]) -> None:
+        """Read new entries in chunks: up to twice ``concurrency`` held here (one stream call
+        per chunk, not per batch), and a read as soon as the senders have nothing queued."""
+        hold = 2 * self.options.concurrency
+        chunk = min(self.options.concurrency, _READ_CHUNK)
+        while not self.stop.is_set():
+            room = hold - self.held
+            if room < chunk and self.held > self.active:
+                self._room = anyio.Event()
+                await self._room.wait()
+                continue
+            entries = await self.store.read_new(self.consumer, min(room, _READ_CHUNK), BLOCK_MS)
+            for entry_id, data in entries:
+                self._hold(inbox, (entry_id, data, False))
+
+    async def _claim(self, inbox: MemoryObjectSendStream[_Entry]) -> None:
         """Take over the batches of workers that stopped renewing them (they died)."""
         idle_ms = round(self.options.claim_idle_s * 1000)
         while not self.stop.is_set():
@@ -170,11 +194,9 @@ class _Worker:
             for entry_id, data in await self.store.claim_idle(self.consumer, idle_ms, 100):
                 if entry_id in self.mine:
                     continue  # ours, and still being handled (a renewal came late)
-                await self.slots.acquire()
-                self.mine[entry_id] = None
                 self.summary.claimed += 1
                 logger.warning("claimed batch %s from a worker that stopped", entry_id)
-                batches.start_soon(self._handle, entry_id, data, True)
+                self._hold(inbox, (entry_id, data, True))
 
     async def _renew(self) -> None:
         while True:
@@ -182,6 +204,9 @@ class _Worker:
             await self.store.renew(self.consumer, list(self.mine))
 
     async def _handle(self, entry_id: str, data: bytes | None, claimed: bool) -> None:
+        self.active += 1
+        if self.held == self.active:
+            self._room.set()  # nothing queued here any more: read the next chunk now
         try:
             if data is None:
                 await self.store.drop(entry_id)
@@ -204,7 +229,9 @@ class _Worker:
             await self._send(job, entry_id, data)
         finally:
             self.mine.pop(entry_id, None)
-            self.slots.release()
+            self.active -= 1
+            self.held -= 1
+            self._room.set()
 
     async def _send(self, job: Job, entry_id: str, data: bytes) -> None:
         marks = _Marks(self.store, job, self.consumer)

@@ -159,21 +159,27 @@ class RedisLink:
 
 class Coalesced:
     """A Lua script whose calls go to Redis together: calls made while a batch of them is in
-    flight are sent as the next batch, in one pipeline (one round trip for the marks or reports
-    of many requests). The script must be safe to run twice (a batch is resent whole when
-    Redis was unreachable, its replies unread).
+    flight are sent as the next batch, as one script call per set of keys (one round trip, and
+    one command, for the marks or reports of many requests).
+
+    The script takes its calls' arguments in groups of ``arity`` (ARGV[1..arity] the first
+    call's, and so on) and answers a list with one value per call. It must be safe to run
+    twice (a batch is resent whole when Redis was unreachable, its replies unread).
     """
 
-    def __init__(self, link: RedisLink, source: str, what: str) -> None:
+    def __init__(self, link: RedisLink, source: str, what: str, *, arity: int) -> None:
         self._link = link
         self._script = link.client.register_script(source)
         self._what = what
-        self._queue: list[tuple[Sequence[str], Sequence[Any], asyncio.Future[Any]]] = []
+        self._arity = arity
+        self._queue: list[tuple[tuple[str, ...], Sequence[Any], asyncio.Future[Any]]] = []
         self._relay = Relay(self._serve)
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if len(args) != self._arity:
+            raise ValueError(f"{self._what}: {len(args)} arguments, not {self._arity}")
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((keys, args, waiter))
+        self._queue.append((tuple(keys), args, waiter))
         try:
             return await self._relay.wait(waiter)
         except BaseException:
@@ -182,11 +188,14 @@ class Coalesced:
 
     async def _serve(self) -> None:
         calls, self._queue = self._queue, []
-        calls = [call for call in calls if not call[2].done()]
-        if not calls:
+        groups: dict[tuple[str, ...], list[tuple[Sequence[Any], asyncio.Future[Any]]]] = {}
+        for keys, args, waiter in calls:
+            if not waiter.done():
+                groups.setdefault(keys, []).append((args, waiter))
+        if not groups:
             return
         try:
-            replies = await self._link.call(lambda: self._run(calls), self._what)
+            replies = await self._link.call(lambda: self._run(groups), self._what)
         except Exception as exc:
             for _, _, waiter in calls:
                 if not waiter.done():
@@ -195,19 +204,23 @@ class Coalesced:
         except BaseException:
             self._queue[:0] = calls  # cancelled: the next leader sends them
             raise
-        for (_, _, waiter), reply in zip(calls, replies, strict=True):
-            if waiter.done():
-                continue
+        for group, reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, redis.exceptions.RedisError):
-                waiter.set_exception(
-                    KaleyraError(f"Redis at {self._link.url} refused {self._what}: {reply}")
-                )
-            else:
-                waiter.set_result(reply)
+                error = KaleyraError(f"Redis at {self._link.url} refused {self._what}: {reply}")
+                for _, waiter in group:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                continue
+            for (_, waiter), value in zip(group, reply, strict=True):
+                if not waiter.done():
+                    waiter.set_result(value)
 
-    async def _run(self, calls: Sequence[tuple[Sequence[str], Sequence[Any], Any]]) -> list[Any]:
+    async def _run(
+        self, groups: dict[tuple[str, ...], list[tuple[Sequence[Any], asyncio.Future[Any]]]]
+    ) -> list[Any]:
         async with self._link.client.pipeline(transaction=False) as pipe:
-            for keys, args, _ in calls:
-                await self._script(keys=list(keys), args=list(args), client=pipe)
+            for keys, group in groups.items():
+                args = [value for call_args, _ in group for value in call_args]
+                await self._script(keys=list(keys), args=args, client=pipe)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies

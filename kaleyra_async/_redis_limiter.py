@@ -6,9 +6,11 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 
 * a GCRA (one "theoretical arrival time"): turns are ``1/rate`` apart; after an idle spell up to
   ``burst`` (at most one second's worth) may fall at once;
-* a log of the last ``floor(rate)`` turns: no window of ``WINDOW_S`` (a second plus 15 ms for the
-  jitter between a turn and its arrival at Kaleyra) holds more, so every sliding second at
-  Kaleyra sees at most the rate, as with the local limiter;
+* a log of the recent turns, in time order (a new turn is never before the latest): no window
+  of ``WINDOW_S`` (a second plus 15 ms for the jitter between a turn and its arrival at
+  Kaleyra) holds more than ``floor(rate)``, so every sliding second at Kaleyra sees at most the
+  rate, as with the local limiter. It keeps ``2 × floor(rate)`` turns, not ``floor(rate)``: a
+  turn given back leaves it, and the window's oldest turn must still be there after that;
 * the OTP lane: an OTP request within its share (``otp_share × rate``, a second GCRA) is never
   refused, while bulk requests may reserve at most ``_HORIZON_S`` ahead, so an OTP request waits
   behind at most that much bulk, however much is queued in any process;
@@ -17,10 +19,13 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 
 A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
 until it and sends; a turn missed by more than ``_LATE_S`` (a stalled
-loop, a slow journal write) is given up and a new one reserved, so a late request cannot bunch
-with later ones at Kaleyra. A process has one script call in flight at a time, asking turns for
-up to 64 waiting requests of one lane (OTP waiters first): one round trip per 64 requests, not
-per request, and the next call is made while those requests sleep until their turns.
+loop, a descheduled process, a slow journal write) is not used: a late request cannot bunch
+with later ones at Kaleyra. It is given back with the process's next call (out of the log, its
+interval back to the GCRA), as is a turn whose request was cancelled, so an unused turn does
+not cost the account its share of the rate. A process has one script call in flight at a
+time, asking turns for up to 64 waiting requests of one lane (OTP waiters first): one round trip
+per 64 requests, not per request, and the next call is made while those requests sleep until
+their turns.
 
 Why our own script: ``limits`` 5.8 (its moving window takes the client's clock) and
 ``throttled-py`` 3.5 (GCRA on ``TIME``, but one bucket: no exact sliding second, no reserved
@@ -62,10 +67,11 @@ _HORIZON_S: Final = 0.05
 _LATE_S: Final = 0.010
 _US: Final = 1_000_000
 
-#: KEYS: turn time (GCRA), turn log, OTP lane (GCRA), pause end, recipients (GCRA). ARGV[12..]:
-#: one recipients cost per turn wanted. Returns the granted turns' waits, then the wait before
-#: asking again for the rest (-1: none left). Times are integers in microseconds on Redis's clock,
-#: formatted with %d: Lua would write a 16-digit number as 1.7e+15.
+#: KEYS: turn time (GCRA), turn log, OTP lane (GCRA), pause end, recipients (GCRA). ARGV[12]:
+#: how many missed turns follow (each given back: out of the log, its interval back to the GCRA),
+#: then one recipients cost per turn wanted. Returns the granted turns' waits, the wait before
+#: asking again for the rest (-1: none left), and Redis's time. Times are integers in
+#: microseconds on Redis's clock, formatted with %d: Lua would write a 16-digit number as 1.7e+15.
 _RESERVE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -81,12 +87,17 @@ if pause > 0 and now + pause > get(KEYS[4]) then
   put(KEYS[4], now + pause, math.ceil(pause / 1000) + 1)
 end
 local tat, otat, rtat, paused = get(KEYS[1]), get(KEYS[3]), get(KEYS[5]), get(KEYS[4])
-local out, at, hint = {}, now, -1
-for i = 12, #ARGV do
+local missed = tonumber(ARGV[12])
+for i = 13, 12 + missed do
+  if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then tat = tat - interval end
+end
+local out, hint = {}, -1
+local at = math.max(now, tonumber(redis.call('LINDEX', KEYS[2], 0) or '0'))
+for i = 13 + missed, #ARGV do
   local cost = tonumber(ARGV[i])
   at = math.max(at, tat - tolerance, paused, rtat + cost - cost_tolerance)
   if redis.call('LLEN', KEYS[2]) >= cap then
-    at = math.max(at, tonumber(redis.call('LINDEX', KEYS[2], -1)) + window)
+    at = math.max(at, tonumber(redis.call('LINDEX', KEYS[2], cap - 1)) + window)
   end
   local priority = otp and otp_interval > 0 and now >= otat - otp_tolerance
   if not priority and at - now > horizon then hint = at - now - horizon; break end
@@ -94,10 +105,11 @@ for i = 12, #ARGV do
   if priority then otat = math.max(otat, now) + otp_interval end
   if cost > 0 then rtat = math.max(rtat, at) + cost end
   redis.call('LPUSH', KEYS[2], string.format('%d', at))
-  redis.call('LTRIM', KEYS[2], 0, cap - 1)
+  redis.call('LTRIM', KEYS[2], 0, 2 * cap - 1)
   out[#out + 1] = at - now
 end
 out[#out + 1] = hint
+out[#out + 1] = now
 local ttl = math.ceil((at - now + window) / 1000) + 1000
 put(KEYS[1], tat, ttl); put(KEYS[3], otat, ttl); put(KEYS[5], rtat, ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
@@ -107,8 +119,9 @@ return out
 _MAX_TURNS_PER_CALL: Final = 64
 
 
-#: A request waiting for its turn: the moment it gets, and its recipients.
-_Waiter = tuple["asyncio.Future[tuple[float, float]]", int]
+#: A request waiting for its turn: its turn (``at_s``, ``deadline_s``, ``redis_us``) once
+#: granted, and its recipients.
+_Waiter = tuple["asyncio.Future[tuple[float, float, int]]", int]
 
 
 @dataclasses.dataclass(slots=True)
@@ -123,6 +136,8 @@ class Turn:
     #: The latest moment to send: Redis's moment as if its reply had come back at once, plus
     #: ``_LATE_S``; time lost reading the reply counts as lateness.
     deadline_s: float
+    #: The turn on Redis's clock, in microseconds (how a missed turn is given back).
+    redis_us: int
 
 
 class SharedLimiter:
@@ -175,6 +190,9 @@ class SharedLimiter:
         self._pause_us = 0
         #: Turns given up because the request was too late for them (a busy loop).
         self.missed = 0
+        #: Turns nobody will use (missed, or granted to a cancelled waiter), on Redis's clock:
+        #: given back with the next call, so an unused turn costs the account nothing.
+        self._missed_turns: list[int] = []
         #: Requests waiting for a turn, by lane (True: OTP), oldest first.
         self._waiters: dict[bool, collections.deque[_Waiter]] = {
             True: collections.deque(),
@@ -193,8 +211,10 @@ class SharedLimiter:
         Raises:
             RedisUnavailableError: Redis stayed unreachable for the bounded wait.
         """
-        at_s, deadline_s = await self._reserve_turn(otp, recipients)
-        turn = Turn(otp=otp, recipients=recipients, at_s=at_s, deadline_s=deadline_s)
+        at_s, deadline_s, redis_us = await self._reserve_turn(otp, recipients)
+        turn = Turn(
+            otp=otp, recipients=recipients, at_s=at_s, deadline_s=deadline_s, redis_us=redis_us
+        )
         if admit:
             await self.admit(turn)
         return turn
@@ -204,15 +224,22 @@ class SharedLimiter:
         if not isinstance(ticket, Turn):
             raise TypeError("admit() needs the Turn that acquire(admit=False) returned")
         while True:
-            await self._sleep(max(0.0, ticket.at_s - time.monotonic()))
+            try:
+                await self._sleep(max(0.0, ticket.at_s - time.monotonic()))
+            except BaseException:  # cancelled (a stop): the turn goes unused
+                self._missed_turns.append(ticket.redis_us)
+                raise
             late_s = time.monotonic() - ticket.deadline_s
             if late_s <= 0:
                 return
             self.missed += 1
+            self._missed_turns.append(ticket.redis_us)  # given back with the next call
             logger.debug("turn missed by %.1f ms: reserving another", late_s * 1e3)
-            ticket.at_s, ticket.deadline_s = await self._reserve_turn(ticket.otp, ticket.recipients)
+            ticket.at_s, ticket.deadline_s, ticket.redis_us = await self._reserve_turn(
+                ticket.otp, ticket.recipients
+            )
 
-    async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float]:
+    async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float, int]:
         """Wait in this process's line for a turn; its moment and its deadline."""
         waiter: _Waiter = (asyncio.get_running_loop().create_future(), recipients)
         self._waiters[otp].append(waiter)
@@ -251,17 +278,22 @@ class SharedLimiter:
                         future.set_exception(exc)
             return
         now = time.monotonic()
-        for waiter, wait_us in zip(batch, waits[:-1], strict=False):
+        *turns, hint, redis_now = waits
+        for waiter, wait_us in zip(batch, turns, strict=False):
+            turn = (now + wait_us / _US, asked + wait_us / _US + _LATE_S, redis_now + wait_us)
             if not waiter[0].done():
-                waiter[0].set_result((now + wait_us / _US, asked + wait_us / _US + _LATE_S))
-        if waits[-1] >= 0:
-            await self._sleep(waits[-1] / _US)
+                waiter[0].set_result(turn)
+            else:  # cancelled while asking: nobody will use this turn
+                self._missed_turns.append(turn[2])
+        if hint >= 0:
+            await self._sleep(hint / _US)
 
     async def _reserve(self, otp: bool, recipients: list[int]) -> list[int]:
         costs = [
             round(self._recipient_us * min(max(n, 0), self._recipient_bucket)) for n in recipients
         ]
         pause_us, self._pause_us = self._pause_us, 0
+        missed, self._missed_turns = self._missed_turns, []
         args = (
             round(self._interval_us),
             round(self._tolerance_us),
@@ -274,6 +306,8 @@ class SharedLimiter:
             0,
             round(self._recipient_bucket * self._recipient_us),
             pause_us,
+            len(missed),
+            *missed,
             *costs,
         )
         try:
@@ -282,5 +316,6 @@ class SharedLimiter:
             )
         except BaseException:
             self._pause_us = max(self._pause_us, pause_us)  # still to be told
+            self._missed_turns[:0] = missed  # given back once Redis answers again
             raise
         return [int(w) for w in waits]

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 __all__ = ["Relay"]
 
 T = TypeVar("T")
+
+
+def _answered(woken: asyncio.Future[bool], _answer: asyncio.Future[Any]) -> None:
+    if not woken.done():
+        woken.set_result(False)
 
 
 class Relay:
@@ -26,30 +32,25 @@ class Relay:
     def __init__(self, serve: Callable[[], Awaitable[None]]) -> None:
         self._serve = serve
         self._leading = False
-        #: Requesters waiting while someone leads: (their answer, their call to lead).
-        self._waiting: collections.deque[tuple[asyncio.Future[Any], asyncio.Future[None]]] = (
+        #: Requesters waiting while someone leads: (their answer, their wake-up: True when
+        #: handed the lead, False when answered).
+        self._waiting: collections.deque[tuple[asyncio.Future[Any], asyncio.Future[bool]]] = (
             collections.deque()
         )
 
     async def wait(self, answer: asyncio.Future[T]) -> T:
         """Wait for ``answer`` (set by ``serve``), leading when the lead comes here."""
         if self._leading:
-            lead: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting.append((answer, lead))
+            woken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            answer.add_done_callback(functools.partial(_answered, woken))
+            self._waiting.append((answer, woken))
             try:
-                either: list[asyncio.Future[Any]] = [answer, lead]
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                led = await woken
             except BaseException:
-                if lead.done():  # handed the lead as we were cancelled: pass it on
-                    self._hand_over()
-                else:
-                    lead.cancel()  # skipped by the next hand-over
+                if woken.done() and not woken.cancelled() and woken.result():
+                    self._hand_over()  # handed the lead as we were cancelled: pass it on
                 raise
-            if answer.done():
-                if lead.done():  # handed the lead just as the answer came: pass it on
-                    self._hand_over()
-                else:
-                    lead.cancel()
+            if not led:
                 return answer.result()
         self._leading = True
         try:
@@ -61,8 +62,8 @@ class Relay:
 
     def _hand_over(self) -> None:
         while self._waiting:
-            answer, lead = self._waiting.popleft()
-            if not (answer.done() or lead.done()):
-                lead.set_result(None)  # the lead stays taken: it passes straight on
+            answer, woken = self._waiting.popleft()
+            if not (answer.done() or woken.done()):
+                woken.set_result(True)  # the lead stays taken: it passes straight on
                 return
         self._leading = False

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from kaleyra_async import RedisUnavailableError
+from kaleyra_async._ratelimit import WINDOW_S
 from kaleyra_async._redis import RedisLink, redacted
 from kaleyra_async._redis_limiter import SharedLimiter
 from kaleyra_async.sandbox import Sandbox, SandboxConfig, SandboxProcess
@@ -59,6 +60,62 @@ async def test_otp_within_its_share_overtakes_another_process_s_bulk_backlog(
     # Behind 40 bulk requests it would wait ~2 s; within its share it waits one interval or
     # two (the bulk turn already granted, and its own).
     assert otp_wait_s < 3 / rate
+
+
+async def test_a_turn_nobody_uses_is_given_back_for_the_next_request(redis_url: str) -> None:
+    """A request cancelled while waiting for its turn gives the turn back: the next request
+    gets the moment the unused turn freed, not one interval later."""
+    link = RedisLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)  # turns 50 ms apart
+    try:
+        first = await limiter.acquire(otp=False, admit=False)
+        unused = await limiter.acquire(otp=False, admit=False)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await limiter.admit(unused)  # cancelled before its moment: never sent
+        following = await limiter.acquire(otp=False, admit=False)
+        log = await link.client.lrange("kaleyra:limit:{SID:IN}:log", 0, -1)
+    finally:
+        await link.aclose()
+    assert unused.redis_us - first.redis_us == 50_000
+    # Without the give-back it would come at unused + 50 ms; it shares the latest moment.
+    assert following.redis_us == unused.redis_us
+    assert sorted(int(t) for t in log) == [first.redis_us, following.redis_us]
+
+
+@pytest.mark.slow
+async def test_turns_given_back_never_let_a_window_hold_more_than_the_rate(
+    redis_url: str,
+) -> None:
+    """Every third request gives its turn back; the turns used still never number more than
+    the rate in any window the log keeps (a second and its jitter margin), long after the
+    log's first ``rate`` entries."""
+    rate = 200
+    link = RedisLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=rate)
+    used: list[int] = []
+
+    async def one(index: int) -> None:
+        turn = await limiter.acquire(otp=False, admit=False)
+        if index % 3:
+            used.append(turn.redis_us)
+            return
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await limiter.admit(turn)
+
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for index in range(3 * rate):
+                    tg.start_soon(one, index)
+    finally:
+        await link.aclose()
+    used.sort()
+    assert len(used) == 2 * rate
+    window_us = round(WINDOW_S * 1_000_000)
+    crowded = [i for i in range(len(used) - rate) if used[i + rate] - used[i] < window_us]
+    assert not crowded, f"{len(crowded)} windows hold more than {rate} turns"
 
 
 @pytest.mark.slow
