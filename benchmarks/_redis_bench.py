@@ -5,7 +5,9 @@ Per run: a fresh ``redis-server`` state (FLUSHALL), the sandbox's counters reset
 started (each told ``--rate 2000``: the limit is shared through Redis, not divided), then
 ``send-bulk --queue`` over personalised one-request-per-row input; when it exits the workers
 get SIGTERM. Figures come from the sandbox's own counters: the accepted rate between the first
-and the last arrival, and the busiest sliding second.
+and the last arrival, and the busiest sliding second. Beside them, the CPU each party used per
+request (workers, collector, redis-server, sandbox) and how busy the machine's CPUs were over
+the run: on a small machine the parties share the cores, and the rate is what the CPU allows.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
+
+import psutil
 
 from kaleyra_async.sandbox import SandboxConfig, SandboxProcess
 
@@ -50,6 +54,16 @@ class RedisRun:
     busiest_1s: int
     refused_429: int
     problems: tuple[str, ...]
+    #: CPU-seconds over the run, by party.
+    worker_cpu_s: float = 0.0
+    collector_cpu_s: float = 0.0
+    redis_cpu_s: float = 0.0
+    sandbox_cpu_s: float = 0.0
+    #: The machine's CPUs busy over the run, as a fraction of all of them.
+    machine_busy: float = 0.0
+
+    def cpu_ms_per_request(self, cpu_s: float) -> float:
+        return 1000 * cpu_s / self.accepted if self.accepted else 0.0
 
 
 def _free_port() -> int:
@@ -100,13 +114,14 @@ def run_redis_step(
                 for count in WORKERS:
                     run = _run_once(
                         sandbox, port, count, rnd, rows=rows, input_path=input_path,
-                        code_dir=code_dir, work=work,
+                        code_dir=code_dir, work=work, redis_pid=redis.pid,
                     )  # fmt: skip
                     runs.append(run)
                     print(
                         f"  redis: {count} worker(s), round {rnd}: "
                         f"{run.accepted_rate_per_s:,.0f} accepted req/s, busiest 1 s "
-                        f"{run.busiest_1s}, {run.refused_429} x 429"
+                        f"{run.busiest_1s}, {run.refused_429} x 429, CPU ms/request "
+                        f"{_cpu_split([run])}, machine {100 * run.machine_busy:.0f} % busy"
                         + (f"; PROBLEMS: {'; '.join(run.problems)}" if run.problems else ""),
                         file=sys.stderr,
                     )
@@ -126,6 +141,7 @@ def _run_once(
     input_path: Path,
     code_dir: Path,
     work: Path,
+    redis_pid: int,
 ) -> RedisRun:
     _redis_command(port, "FLUSHALL")
     reset_sandbox(sandbox.base_url)
@@ -139,6 +155,12 @@ def _run_once(
     out = work / f"queue-{workers}.ndjson"
     for stale in (out, Path(f"{out}.journal"), Path(f"{out}.campaign")):
         stale.unlink(missing_ok=True)
+    time.sleep(1.0)  # the workers import and start reading: not this run's CPU
+    others = [psutil.Process(redis_pid), psutil.Process(sandbox.pid)]
+    others += [psutil.Process(p.pid) for p in started]
+    others_before = [_cpu_s(p) for p in others]
+    machine_before = psutil.cpu_times()
+    collector_before = os.times()
     begun = time.monotonic()
     collector = subprocess.run(
         [*python, "send-bulk", str(input_path), "--queue", "--base-url", sandbox.base_url,
@@ -147,6 +169,10 @@ def _run_once(
         env=env, cwd=code_dir, capture_output=True, check=False, timeout=600,
     )  # fmt: skip
     wall_s = time.monotonic() - begun
+    machine_busy = _busy(machine_before, psutil.cpu_times())
+    collector_cpu_s = _children_cpu_s(collector_before)
+    used = [_cpu_s(p) - b for p, b in zip(others, others_before, strict=True)]
+    redis_cpu_s, sandbox_cpu_s, worker_cpu_s = used[0], used[1], sum(used[2:])
     stats = fetch_stats(sandbox.base_url)
     for process in started:
         process.send_signal(signal.SIGTERM)
@@ -166,6 +192,32 @@ def _run_once(
         busiest_1s=int(stats.get("max_requests_in_1s", 0)),
         refused_429=int(stats.get("by_status", {}).get("429", 0)),
         problems=problems,
+        worker_cpu_s=worker_cpu_s,
+        collector_cpu_s=collector_cpu_s,
+        redis_cpu_s=redis_cpu_s,
+        sandbox_cpu_s=sandbox_cpu_s,
+        machine_busy=machine_busy,
+    )
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _busy(before: Any, after: Any) -> float:
+    """The fraction of the machine's CPU time that was not idle between two readings."""
+    idle = (after.idle + getattr(after, "iowait", 0)) - (before.idle + getattr(before, "iowait", 0))
+    total = sum(after) - sum(before)
+    return 1 - idle / total if total > 0 else 0.0
+
+
+def _children_cpu_s(before: Any) -> float:
+    """CPU-seconds of the children waited for since ``before`` (the collector, start-up
+    included)."""
+    after = os.times()
+    return (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
     )
 
 
@@ -193,8 +245,9 @@ def redis_markdown(runs: Sequence[RedisRun]) -> str:
         f"### Queued mode: N workers sharing one limit through Redis (sandbox limit {LIMIT:,}/s)",
         "",
         "| workers | rows/run | runs ok | accepted req/s at the sandbox (% of limit) | "
-        "busiest 1 s (max) | 429s | wall s |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "busiest 1 s (max) | 429s | wall s | CPU ms/request: workers · collector · redis · "
+        "sandbox | machine CPUs busy |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for count in WORKERS:
         mine = [r for r in runs if r.workers == count]
@@ -207,9 +260,18 @@ def redis_markdown(runs: Sequence[RedisRun]) -> str:
             f"| {count} | {mine[0].rows:,} | {ok}/{len(mine)} | {rate:,.0f} "
             f"({min(rates):,.0f}–{max(rates):,.0f}; {100 * rate / LIMIT:.1f} %) | "
             f"{max(r.busiest_1s for r in mine):,} | {sum(r.refused_429 for r in mine)} | "
-            f"{statistics.median(r.wall_s for r in mine):.1f} |"
+            f"{statistics.median(r.wall_s for r in mine):.1f} | {_cpu_split(mine)} | "
+            f"{100 * statistics.median(r.machine_busy for r in mine):.0f} % |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _cpu_split(runs: Sequence[RedisRun]) -> str:
+    parts = [
+        statistics.median(r.cpu_ms_per_request(getattr(r, f"{party}_cpu_s")) for r in runs)
+        for party in ("worker", "collector", "redis", "sandbox")
+    ]
+    return " · ".join(f"{part:.2f}" for part in parts)
 
 
 def redis_targets(runs: Sequence[RedisRun]) -> list[Target]:
