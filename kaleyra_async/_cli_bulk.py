@@ -31,6 +31,7 @@ from ._cli_common import (
     without_userinfo,
 )
 from ._config import Config
+from ._exceptions import ConfigError
 
 __all__ = ["add_send_bulk", "watch_signals"]
 
@@ -88,6 +89,12 @@ def add_send_bulk(add_command: Callable[..., argparse.ArgumentParser]) -> None:
         action="store_true",
         help="queue the batches on Redis (--redis) for `worker` processes; collect the results",
     )
+    bulk.add_argument(
+        "--queue-depth",
+        type=positive_int,
+        metavar="N",
+        help="with --queue: batches on the stream at once, awaiting a worker (default 512)",
+    )
     bulk.set_defaults(handler=_cmd_send_bulk)
 
 
@@ -95,6 +102,13 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
     from ._bulk import BulkOptions, send_bulk
     from ._summary import BulkSummary
 
+    if args.queue and args.concurrency is not None:
+        raise ConfigError(
+            "--concurrency: with --queue the workers send (`worker --concurrency N`); the "
+            "collector's bound is --queue-depth N (batches on the stream at once)"
+        )
+    if args.queue_depth is not None and not args.queue:
+        raise ConfigError("--queue-depth: only with --queue")
     config = config_from(args, require_credentials=not args.dry_run)
     options = BulkOptions(
         out=args.out,
@@ -109,14 +123,16 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
         logger.info("results go to stdout; use --out results.ndjson to keep them and resume")
     d = config.dispatch
     logger.info(
-        "%s %s to %s (pod %s, %g requests/s, %d in flight, batches of %d, personalised: %s)%s; "
+        "%s %s to %s (pod %s, %g requests/s, %s, batches of %d, personalised: %s)%s; "
         "results to %s",
-        "planning" if args.dry_run else "sending",
+        "planning" if args.dry_run else "queueing" if args.queue else "sending",
         "stdin" if args.input == "-" else args.input,
         without_userinfo(config.host),
         config.pod,
         config.pod_config.rate_per_s,
-        d.concurrency,
+        f"{config.redis.queue_depth} batches queued at once"
+        if args.queue
+        else f"{d.concurrency} in flight",
         d.batch_size,
         f"{d.json_batch_size} per /sms/json" if d.personalised == "json" else "one per /sms",
         ", resuming" if args.resume else "",

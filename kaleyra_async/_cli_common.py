@@ -128,6 +128,8 @@ def config_from(args: argparse.Namespace, *, require_credentials: bool = True) -
     redis = config.redis
     if getattr(args, "redis", None):
         redis = dataclasses.replace(redis, url=args.redis)
+    if getattr(args, "queue_depth", None) is not None:
+        redis = dataclasses.replace(redis, queue_depth=args.queue_depth)
     retry = config.retry
     if getattr(args, "retry_ambiguous", False):
         retry = dataclasses.replace(retry, retry_ambiguous=True)

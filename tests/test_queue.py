@@ -169,11 +169,14 @@ async def test_a_killed_collector_resumes_with_the_workers_outcomes(
 
 
 async def test_queue_needs_redis_and_a_results_file(sandbox: Sandbox, tmp_path: Path) -> None:
-    """--queue without --redis, or without --out: exit 2 naming what is missing."""
+    """--queue without --redis or --out, with --concurrency (the workers' setting), or
+    --queue-depth without --queue: exit 2 naming the option."""
     src = write_csv(tmp_path / "in.csv", numbers(3))
     for args, says in (
         (["--queue", "--out", str(tmp_path / "o.ndjson")], "--queue needs --redis"),
         (["--queue", "--redis", "redis://127.0.0.1:1/0"], "--queue needs --out"),
+        (["--queue", "--concurrency", "4"], "worker --concurrency N"),
+        (["--queue-depth", "4", "--out", str(tmp_path / "o.ndjson")], "only with --queue"),
     ):
         done = await anyio.run_process(
             [*CLI, *cli(sandbox, src, *args)], env=cli_env(sandbox), check=False
@@ -209,3 +212,16 @@ async def test_a_stopped_worker_gives_its_unsent_batches_back(
     results = read_results(out)
     assert_once_each(results, sandbox, total)
     assert {r["status"] for r in results.values()} == {"sent"}
+
+
+def test_queue_depth_option_bounds_the_batches_on_the_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--queue-depth reaches redis.queue_depth, the collector's bound on queued batches."""
+    from kaleyra_async._cli import build_parser
+    from kaleyra_async._cli_common import config_from
+
+    monkeypatch.setenv("KALEYRA_SID", "HX1")
+    monkeypatch.setenv("KALEYRA_API_KEY", "k")
+    args = build_parser().parse_args(["send-bulk", "in.csv", "--queue", "--queue-depth", "7"])
+    assert config_from(args).redis.queue_depth == 7
