@@ -123,8 +123,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
         logger.info("results go to stdout; use --out results.ndjson to keep them and resume")
     d = config.dispatch
     logger.info(
-        "%s %s to %s (pod %s, %g requests/s, %s, batches of %d, personalised: %s)%s; "
-        "results to %s",
+        "%s %s to %s (pod %s, %g requests/s, %s, batches of %d, personalised: %s)%s; results to %s",
         "planning" if args.dry_run else "queueing" if args.queue else "sending",
         "stdin" if args.input == "-" else args.input,
         without_userinfo(config.host),

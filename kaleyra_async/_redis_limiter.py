@@ -18,7 +18,9 @@ processes on N machines hold one limit together, whatever their clocks say. The 
   429's Retry-After asks for (sent with this process's next reservation).
 
 A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
-until it and sends; a turn missed by more than ``_LATE_S`` (a stalled
+until it and sends. The turn's moment on this process's clock is known to within the quickest
+recent round trip (``_redis_clock``), not this call's: a reply read late by a busy loop does
+not use up the lateness allowed; a turn missed by more than ``_LATE_S`` (a stalled
 loop, a descheduled process, a slow journal write) is not used: a late request cannot bunch
 with later ones at Kaleyra. It is given back with the process's next call (out of the log, its
 interval back to the GCRA), as is a turn whose request was cancelled, so an unused turn does
@@ -53,6 +55,7 @@ from ._exceptions import KaleyraError
 from ._limits import MAX_RECIPIENTS
 from ._ratelimit import WINDOW_S
 from ._redis import RedisLink
+from ._redis_clock import RedisClock
 from ._relay import Relay
 
 __all__ = ["SharedLimiter", "Turn"]
@@ -130,11 +133,10 @@ class Turn:
 
     otp: bool
     recipients: int
-    #: When to send, on this process's monotonic clock: Redis's moment as seen once its reply
-    #: was read, so never early.
+    #: When to send, on this process's monotonic clock: the latest local moment Redis's turn
+    #: can be (:class:`~._redis_clock.RedisClock`), so never early.
     at_s: float
-    #: The latest moment to send: Redis's moment as if its reply had come back at once, plus
-    #: ``_LATE_S``; time lost reading the reply counts as lateness.
+    #: The latest moment to send: the earliest local moment the turn can be, plus ``_LATE_S``.
     deadline_s: float
     #: The turn on Redis's clock, in microseconds (how a missed turn is given back).
     redis_us: int
@@ -199,6 +201,7 @@ class SharedLimiter:
             False: collections.deque(),
         }
         self._relay = Relay(self._serve)
+        self._clock = RedisClock()
 
     def __repr__(self) -> str:
         return f"<SharedLimiter {self._keys[0]} rate_per_s={self.rate_per_s}>"
@@ -277,10 +280,12 @@ class SharedLimiter:
                     if not future.done():
                         future.set_exception(exc)
             return
-        now = time.monotonic()
+        answered = time.monotonic()
         *turns, hint, redis_now = waits
+        self._clock.observe(asked, answered, redis_now / _US)
         for waiter, wait_us in zip(batch, turns, strict=False):
-            turn = (now + wait_us / _US, asked + wait_us / _US + _LATE_S, redis_now + wait_us)
+            earliest, latest = self._clock.local_window((redis_now + wait_us) / _US)
+            turn = (latest, earliest + _LATE_S, redis_now + wait_us)
             if not waiter[0].done():
                 waiter[0].set_result(turn)
             else:  # cancelled while asking: nobody will use this turn

@@ -38,6 +38,7 @@ PURE = frozenset(
         "_protocol",
         "_queue_codec",
         "_receipt_fields",
+        "_redis_clock",
         "_refs",
         "_request_rules",
         "_responses",
