@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from typing import Final
 
 import anyio
 
@@ -20,12 +19,9 @@ from ._cli_common import (
     positive_int,
 )
 from ._exceptions import ConfigError
+from ._limits import WORKER_CONCURRENCY
 
 __all__ = ["add_worker"]
-
-#: A worker's batches in hand at once. More than send-bulk's 32 requests in flight: each batch
-#: also waits for Redis (its turn, its mark, its report), and only its turn paces it.
-WORKER_CONCURRENCY: Final = 128
 
 logger = logging.getLogger("kaleyra_async")
 

@@ -116,3 +116,8 @@ def resolve_host(pod: str, *, base_url: str | None = None, pod_host: str | None 
     """Scheme and host requests go to: ``base_url``, else the pod's configured host, else the
     pod's default host; without a trailing slash."""
     return (base_url or pod_host or DEFAULT_POD_HOSTS[pod.upper()]).rstrip("/")
+
+
+#: A queued-campaign worker's batches in hand at once. More than send-bulk's requests in flight:
+#: each batch also waits for Redis (its turn, its mark, its report), and only its turn paces it.
+WORKER_CONCURRENCY: Final = 128

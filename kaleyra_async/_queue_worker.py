@@ -33,6 +33,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._attempts import ValidatedSend
 from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
 from ._flight import Flight, StopBeforeSending
+from ._limits import WORKER_CONCURRENCY
 from ._queue_codec import Job, decode_job, failure_outcome, success_outcome
 from ._queue_store import QueueStore
 from ._redis import BLOCK_MS
@@ -49,7 +50,7 @@ _Entry = tuple[str, bytes | None, bool]
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerOptions:
-    concurrency: int = 32
+    concurrency: int = WORKER_CONCURRENCY
     claim_idle_s: float = 30.0
     drain_timeout_s: float = 30.0
 
@@ -169,10 +170,11 @@ class _Worker:
         inbox.send_nowait(entry)
 
     async def _read(self, inbox: MemoryObjectSendStream[_Entry]) -> None:
-        """Read new entries in chunks: up to twice ``concurrency`` held here (one stream call
-        per chunk, not per batch), and a read as soon as the senders have nothing queued."""
-        hold = 2 * self.options.concurrency
-        chunk = min(self.options.concurrency, _READ_CHUNK)
+        """Read new entries in chunks of a quarter of ``concurrency`` (one stream call per
+        chunk, not per batch), at most that many queued here beyond the senders, and a read as
+        soon as the senders have nothing queued."""
+        chunk = max(1, min(self.options.concurrency // 4, _READ_CHUNK))
+        hold = self.options.concurrency + chunk
         while not self.stop.is_set():
             room = hold - self.held
             if room < chunk and self.held > self.active:
