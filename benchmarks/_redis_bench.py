@@ -4,7 +4,8 @@ against a sandbox that answers 429 above 2,000 requests in any sliding second.
 Per run: a fresh ``redis-server`` state (FLUSHALL), the sandbox's counters reset, N workers
 started (each told ``--rate 2000``: the limit is shared through Redis, not divided), then
 ``send-bulk --queue`` over personalised one-request-per-row input; when it exits the workers
-get SIGTERM. Figures come from the sandbox's own counters: the accepted rate between the first
+get SIGTERM (``--personalised single`` keeps one request per row: the step measures requests).
+Figures come from the sandbox's own counters: the accepted rate between the first
 and the last arrival, and the busiest sliding second. Beside them, the CPU each party used per
 request (workers, collector, redis-server, sandbox) and how busy the machine's CPUs were over
 the run: on a small machine the parties share the cores, and the rate is what the CPU allows.
@@ -182,7 +183,8 @@ def _run_once(
     collector = subprocess.run(
         [*python, "send-bulk", str(input_path), "--queue", "--base-url", sandbox.base_url,
          "--out", str(out), "--no-progress", "--sender", MESSAGE["sender"], "--type",
-         MESSAGE["type"], "--template-id", MESSAGE["template_id"], "--country-prefix", "+91"],
+         MESSAGE["type"], "--template-id", MESSAGE["template_id"], "--country-prefix", "+91",
+         "--personalised", "single"],
         env=env, cwd=code_dir, capture_output=True, check=False, timeout=600,
         preexec_fn=_yield_to_sandbox,
     )  # fmt: skip

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import anyio
 
-from ._attempts import ValidatedSend
+from ._attempts import ValidatedJsonSend, ValidatedSend
 from ._client import KaleyraClient, validated_send, validated_send_json
 from ._config import Config
 from ._dispatch import dispatch
@@ -64,6 +64,7 @@ async def send_bulk(
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
     client: KaleyraClient | None = None,
     send: ValidatedSend | None = None,
+    send_json: ValidatedJsonSend | None = None,
     _stdin: IO[bytes] | None = None,
     _stdout: IO[bytes] | None = None,
 ) -> BulkSummary:
@@ -83,6 +84,8 @@ async def send_bulk(
             instead of one built from ``config``; it is not closed here.
         send: send each request through this instead of a client (``send-bulk --queue``
             puts it on a Redis stream); no client is built.
+        send_json: with ``send``, the ``/sms/json`` requests' send (without it, personalised
+            rows go one a request through ``send``).
 
     Returns:
         The run's counters. ``aborted`` says why the run stopped itself when every request
@@ -142,17 +145,10 @@ async def send_bulk(
                 writer.journal_header(start_record)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(writer.run)
-                # Queued campaigns (a given send) keep personalised rows on /sms, one a request.
-                queued = send is not None
                 if options.dry_run:
-                    send = None
+                    send = send_json = None
                 elif send is None and client is not None:
-                    send = validated_send(client)
-                send_json = (
-                    None
-                    if options.dry_run or queued or client is None
-                    else validated_send_json(client)
-                )
+                    send, send_json = validated_send(client), validated_send_json(client)
                 try:
                     await dispatch(
                         rows, preparer, send, writer=writer, config=config.dispatch,

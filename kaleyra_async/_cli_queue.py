@@ -54,7 +54,7 @@ def add_worker(add_command: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from ._client import KaleyraClient, validated_send
+    from ._client import KaleyraClient, validated_send, validated_send_json
     from ._queue_store import QueueStore
     from ._queue_worker import WorkerOptions, WorkerSummary, run_worker
     from ._redis import RedisLink
@@ -80,8 +80,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                 store = QueueStore(link, scope=f"{config.sid}:{config.pod}")
                 async with KaleyraClient.from_config(config) as client:
                     await run_worker(
-                        store, validated_send(client), options, stop=stop, summary=summary
-                    )
+                        store, validated_send(client), options,
+                        send_json=validated_send_json(client), stop=stop, summary=summary,
+                    )  # fmt: skip
             finally:
                 await link.aclose()
             tg.cancel_scope.cancel()

@@ -72,27 +72,52 @@ def batch_id_of(batch: Batch) -> str:
     return str(batch.rows[0].row)
 
 
-def encode_job(campaign: str, batch: Batch) -> bytes:
-    m = batch.message
+def _fields(m: Message) -> dict[str, Any]:
     # By hand: dataclasses.asdict deep-copies every field, a measurable cost per request.
-    message = {f.name: getattr(m, f.name) for f in _MESSAGE_FIELDS}
-    rows = [[r.row, r.to, r.segments, r.encoding] for r in batch.rows]
-    return orjson.dumps({"c": campaign, "b": batch_id_of(batch), "m": message, "r": rows})
+    return {f.name: getattr(m, f.name) for f in _MESSAGE_FIELDS}
+
+
+def _message(fields: Mapping[str, Any]) -> Message:
+    values = dict(fields)
+    values["template_data"] = tuple(tuple(pair) for pair in values.get("template_data", ()))
+    values["ref_custom"] = tuple(values.get("ref_custom", ()))
+    return Message(**values)
+
+
+def encode_job(campaign: str, batch: Batch) -> bytes:
+    """The job for a batch: its message, and per row its number and count (and, on
+    ``/sms/json``, its own message: the node)."""
+    job: dict[str, Any] = {"c": campaign, "b": batch_id_of(batch), "m": _fields(batch.message)}
+    if batch.endpoint == "sms/json":
+        job["e"] = batch.endpoint
+        job["r"] = [[r.row, r.to, r.segments, r.encoding, _fields(r.message)] for r in batch.rows]
+    else:
+        job["r"] = [[r.row, r.to, r.segments, r.encoding] for r in batch.rows]
+    return orjson.dumps(job)
 
 
 def decode_job(data: bytes) -> Job:
     """Raises ValueError for a job that is not ours (a malformed entry)."""
     try:
         raw = orjson.loads(data)
-        fields = dict(raw["m"])
-        fields["template_data"] = tuple(tuple(pair) for pair in fields.get("template_data", ()))
-        fields["ref_custom"] = tuple(fields.get("ref_custom", ()))
-        message = Message(**fields)
-        rows = tuple(
-            PreparedRow(row=int(row), to=str(to), message=message, segments=int(seg), encoding=enc)
-            for row, to, seg, enc in raw["r"]
-        )
-        return Job(campaign=str(raw["c"]), batch_id=str(raw["b"]), batch=Batch(message, rows))
+        message = _message(raw["m"])
+        endpoint = raw.get("e", "sms")
+        if endpoint == "sms/json":
+            rows = tuple(
+                PreparedRow(row=int(row), to=str(to), message=_message(node), segments=int(seg),
+                            encoding=enc)
+                for row, to, seg, enc, node in raw["r"]
+            )  # fmt: skip
+        elif endpoint == "sms":
+            rows = tuple(
+                PreparedRow(row=int(row), to=str(to), message=message, segments=int(seg),
+                            encoding=enc)
+                for row, to, seg, enc in raw["r"]
+            )  # fmt: skip
+        else:
+            raise ValueError(f"unknown endpoint {endpoint!r}")
+        batch = Batch(message, rows, endpoint=endpoint)
+        return Job(campaign=str(raw["c"]), batch_id=str(raw["b"]), batch=batch)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a kaleyra_async job: {exc}") from None
 

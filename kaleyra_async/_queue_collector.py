@@ -85,6 +85,15 @@ class QueueSend:
     async def __call__(
         self, message: Message, recipients: Sequence[str], *, attempts: Attempts | None = None
     ) -> SendResult:
+        return await self._queue(attempts)
+
+    async def json(
+        self, nodes: Sequence[tuple[str, Message]], *, attempts: Attempts | None = None
+    ) -> SendResult:
+        """The pipeline's ``/sms/json`` send: the batch (its nodes) goes on the queue whole."""
+        return await self._queue(attempts)
+
+    async def _queue(self, attempts: Attempts | None) -> SendResult:
         if not isinstance(attempts, Flight):
             raise TypeError("the queue's send is the bulk pipeline's: it needs its Flight")
         batch = attempts.batch
@@ -166,7 +175,10 @@ async def send_bulk_queued(
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sender.collect)
-                await send_bulk(source, queued, options, stop=stop, summary=summary, send=sender)
+                await send_bulk(
+                    source, queued, options, stop=stop, summary=summary, send=sender,
+                    send_json=sender.json,
+                )  # fmt: skip
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None

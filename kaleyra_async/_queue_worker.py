@@ -30,7 +30,7 @@ from typing import Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._attempts import ValidatedSend
+from ._attempts import ValidatedJsonSend, ValidatedSend
 from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
 from ._flight import Flight, StopBeforeSending
 from ._limits import WORKER_CONCURRENCY
@@ -96,11 +96,13 @@ async def run_worker(
     send: ValidatedSend,
     options: WorkerOptions,
     *,
+    send_json: ValidatedJsonSend,
     stop: anyio.Event,
     summary: WorkerSummary | None = None,
 ) -> WorkerSummary:
-    """Send batches from the queue until ``stop`` is set (or the worker must abort)."""
-    worker = _Worker(store, send, options, stop, summary or WorkerSummary())
+    """Send batches from the queue (``/sms`` ones through ``send``, ``/sms/json`` ones through
+    ``send_json``) until ``stop`` is set (or the worker must abort)."""
+    worker = _Worker(store, send, send_json, options, stop, summary or WorkerSummary())
     await store.ensure_group()
     try:
         await worker.run()
@@ -114,12 +116,14 @@ class _Worker:
         self,
         store: QueueStore,
         send: ValidatedSend,
+        send_json: ValidatedJsonSend,
         options: WorkerOptions,
         stop: anyio.Event,
         summary: WorkerSummary,
     ) -> None:
         self.store = store
         self.send = send
+        self.send_json = send_json
         self.options = options
         self.stop = stop
         self.summary = summary
@@ -243,7 +247,10 @@ class _Worker:
         outcome: bytes | None = None
         try:
             with flight.scope:
-                result = await self.send(batch.message, batch.recipients, attempts=flight)
+                if batch.endpoint == "sms/json":
+                    result = await self.send_json(batch.nodes, attempts=flight)
+                else:
+                    result = await self.send(batch.message, batch.recipients, attempts=flight)
                 outcome = success_outcome(result)
                 self.summary.sent += len(batch.rows)
         except KaleyraError as exc:

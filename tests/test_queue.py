@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+import redis.asyncio
 
 from kaleyra_async._batching import Batch, PreparedRow
 from kaleyra_async._exceptions import ResponseLostError
@@ -48,6 +50,25 @@ def test_a_job_round_trips_with_its_rows_and_message() -> None:
     assert job.batch == Batch(message, rows)
 
 
+def test_an_sms_json_job_round_trips_with_each_node_s_own_message() -> None:
+    """A /sms/json batch's job keeps its endpoint and every row's own message (its node)."""
+    shared = Message(body=None, sender="KLRHXA", type="TXN", template_id="1107161234567890123")
+    rows = tuple(
+        PreparedRow(
+            row=i,
+            to=f"+91980000000{i}",
+            message=dataclasses.replace(shared, body=f"Hi {i}"),
+            segments=1,
+            encoding="GSM-7",
+        )
+        for i in (3, 4, 5)
+    )
+    batch = Batch(shared, rows, endpoint="sms/json")
+    job = decode_job(encode_job("c1", batch))
+    assert job.batch == batch
+    assert [m.body for _, m in job.batch.nodes] == ["Hi 3", "Hi 4", "Hi 5"]
+
+
 def test_outcomes_round_trip_and_keep_a_possible_acceptance() -> None:
     """A success keeps its receipts; a failure keeps its code and whether it may be out."""
     result = SendResult(request_id="r1", receipts=(Receipt("m1", "+919800000001"),), attempts=2)
@@ -76,6 +97,7 @@ async def workers(
     args = [*CLI, "worker", "--base-url", sandbox.base_url, "--redis", redis_url, *extra]
     started = [await anyio.open_process(args, env=cli_env(sandbox)) for _ in range(count)]
     try:
+        await _reading(redis_url, count)
         yield started
     finally:
         codes = []
@@ -88,6 +110,21 @@ async def workers(
         for process in started:
             await process.aclose()
     assert all(code in (0, -signal.SIGKILL) for code in codes), codes
+
+
+async def _reading(redis_url: str, count: int) -> None:
+    """Wait until ``count`` workers read the jobs stream (their signal handlers are set by then:
+    a SIGTERM while one still imports would kill it, not stop it)."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        with anyio.fail_after(60):
+            while True:
+                clients = await client.client_list()
+                if sum(c.get("cmd") == "xreadgroup" for c in clients) >= count:
+                    return
+                await anyio.sleep(0.05)
+    finally:
+        await client.aclose()
 
 
 def assert_once_each(results: dict[int, dict[str, Any]], sandbox: Sandbox, total: int) -> None:
@@ -225,3 +262,31 @@ def test_queue_depth_option_bounds_the_batches_on_the_stream(
     monkeypatch.setenv("KALEYRA_API_KEY", "k")
     args = build_parser().parse_args(["send-bulk", "in.csv", "--queue", "--queue-depth", "7"])
     assert config_from(args).redis.queue_depth == 7
+
+
+@pytest.mark.slow
+async def test_a_queued_personalised_campaign_goes_in_sms_json_requests(
+    sandbox: Sandbox, redis_url: str, tmp_path: Path
+) -> None:
+    """Rows with a body of their own, queued: the workers send them as /sms/json nodes, 25 a
+    request, each body reaching the ledger for exactly its number, one line per row."""
+    total = 120
+    lines = ["to,body"]
+    lines += [f"{to},Hi Asha{i} your order has shipped" for i, to in enumerate(numbers(total))]
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.ndjson"
+    async with workers(sandbox, redis_url, 2, "--rate", "200"):
+        done = await anyio.run_process(
+            collector(sandbox, redis_url, src, out, "--json-batch-size", "25"),
+            env=cli_env(sandbox), check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr.decode()[-800:]
+    results = read_results(out)
+    assert_once_each(results, sandbox, total)
+    ledger = sandbox.ledger_records()
+    bodies = {r.recipient: r.body for r in ledger}
+    expected = {to: f"Hi Asha{i} your order has shipped" for i, to in enumerate(numbers(total))}
+    assert bodies == expected
+    per_request = collections.Counter(r.request_id for r in ledger)
+    assert sorted(per_request.values()) == [20] + [25] * 4
