@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import math
 import os
@@ -24,6 +23,7 @@ from ._cli_common import (
     EXIT_USAGE,
     account_options,
     config_from,
+    freeze_startup_heap,
     message_options,
     positive_float,
     positive_int,
@@ -162,10 +162,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
             finished = True
             tg.cancel_scope.cancel()
 
-    # Everything imported so far (phonenumbers' metadata above all) lives for the whole run:
-    # keep it out of the garbage collector's full passes, which would stall the event loop.
-    gc.collect()
-    gc.freeze()
+    freeze_startup_heap()
     try:
         anyio.run(run)  # a ConfigError before anything started is reported by main(), alone
     except (KeyboardInterrupt, BaseExceptionGroup) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import os
 import sys
 import urllib.parse
@@ -153,6 +154,14 @@ def with_client(config: Config, call: Callable[[KaleyraClient], Awaitable[T]]) -
             return await call(client)
 
     return anyio.run(run)
+
+
+def freeze_startup_heap() -> None:
+    """Call before the event loop starts. Everything imported so far (phonenumbers' metadata
+    above all) lives for the whole run: keep it out of the garbage collector's full passes,
+    which would stall the loop (a request late for its turn, a receipt answered late)."""
+    gc.collect()
+    gc.freeze()
 
 
 def without_userinfo(url: str) -> str:

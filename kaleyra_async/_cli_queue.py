@@ -15,6 +15,7 @@ from ._cli_common import (
     EXIT_USAGE,
     account_options,
     config_from,
+    freeze_startup_heap,
     positive_float,
     positive_int,
 )
@@ -87,6 +88,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                 await link.aclose()
             tg.cancel_scope.cancel()
 
+    freeze_startup_heap()
     anyio.run(run)
     if not args.quiet:
         print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Callable
@@ -143,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"sandbox: error: {exc}", file=sys.stderr)
         return 2
+    gc.collect()  # what is loaded now lives as long as the server: out of the collector's
+    gc.freeze()  # full passes, which would stall it (arrivals stamped late, as one burst)
     return asyncio.run(_serve(config, callbacks))
 
 
