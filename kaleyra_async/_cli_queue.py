@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from ._cli_common import (
     positive_float,
     positive_int,
 )
+from ._config import Config
 from ._exceptions import ConfigError
 from ._limits import WORKER_CONCURRENCY
 
@@ -54,6 +56,15 @@ def add_worker(add_command: Callable[..., argparse.ArgumentParser]) -> None:
     worker.set_defaults(handler=_cmd_worker)
 
 
+def with_connections(config: Config, concurrency: int) -> Config:
+    """The config with a connection for every batch in hand: an admitted request never waits
+    for one (it would leave later than its turn allows)."""
+    if config.http.max_connections >= concurrency:
+        return config
+    http = dataclasses.replace(config.http, max_connections=concurrency)
+    return dataclasses.replace(config, http=http)
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from ._client import KaleyraClient, validated_send, validated_send_json
     from ._queue_store import QueueStore
@@ -68,6 +79,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         claim_idle_s=args.claim_idle_s or config.redis.claim_idle_s,
         drain_timeout_s=config.dispatch.drain_timeout_s,
     )
+    config = with_connections(config, options.concurrency)
     summary = WorkerSummary()
 
     async def run() -> None:

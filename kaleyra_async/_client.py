@@ -421,7 +421,11 @@ class KaleyraClient:
             turn = await limiter.acquire(otp=otp, recipients=recipients, admit=attempts is None)
             self._check_open()
             if attempts is not None:
-                await attempts.sending()
+                try:
+                    await attempts.sending()
+                except BaseException:  # abandoned unsent (a stop, a batch taken, a journal)
+                    limiter.release(turn)
+                    raise
                 await limiter.admit(turn)  # the window check closest to the write
                 attempts.writing(made + 1)
             made += 1

@@ -54,6 +54,12 @@ class WorkerOptions:
     claim_idle_s: float = 30.0
     drain_timeout_s: float = 30.0
 
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if self.claim_idle_s <= 0 or self.drain_timeout_s < 0:
+            raise ValueError("claim_idle_s must be > 0 and drain_timeout_s >= 0")
+
 
 @dataclasses.dataclass(slots=True)
 class WorkerSummary:
@@ -185,7 +191,11 @@ class _Worker:
                 self._room = anyio.Event()
                 await self._room.wait()
                 continue
-            entries = await self.store.read_new(self.consumer, min(room, _READ_CHUNK), BLOCK_MS)
+            try:
+                entries = await self.store.read_new(self.consumer, min(room, _READ_CHUNK), BLOCK_MS)
+            except KaleyraError as exc:  # Redis gone: stop reading, let the senders drain
+                self._abort(exc)
+                return
             for entry_id, data in entries:
                 self._hold(inbox, (entry_id, data, False))
 
@@ -197,7 +207,12 @@ class _Worker:
                 await self.stop.wait()
             if self.stop.is_set():
                 return
-            for entry_id, data in await self.store.claim_idle(self.consumer, idle_ms, 100):
+            try:
+                claimed = await self.store.claim_idle(self.consumer, idle_ms, 100)
+            except KaleyraError as exc:
+                self._abort(exc)
+                return
+            for entry_id, data in claimed:
                 if entry_id in self.mine:
                     continue  # ours, and still being handled (a renewal came late)
                 self.summary.claimed += 1
@@ -207,37 +222,49 @@ class _Worker:
     async def _renew(self) -> None:
         while True:
             await anyio.sleep(self.options.claim_idle_s / 3)
-            await self.store.renew(self.consumer, list(self.mine))
+            try:
+                await self.store.renew(self.consumer, list(self.mine))
+            except KaleyraError as exc:  # our batches will be claimed: stop taking more
+                self._abort(exc)
+                return
 
     async def _handle(self, entry_id: str, data: bytes | None, claimed: bool) -> None:
         self.active += 1
         if self.held == self.active:
             self._room.set()  # nothing queued here any more: read the next chunk now
         try:
-            if data is None:
-                await self.store.drop(entry_id)
-                return
-            try:
-                job = decode_job(data)
-            except ValueError as exc:
-                logger.error("dropping stream entry %s: %s", entry_id, exc)
-                await self.store.drop(entry_id)
-                return
-            if claimed and await self.store.marked_by(job.campaign, job.batch_id) is not None:
-                # Its worker died after marking it: the request may have left.
-                error = KaleyraError(
-                    "the worker sending this batch stopped while its request may have been out; "
-                    "not resent (Kaleyra has no idempotency key)"
-                )
-                await self._report(job, entry_id, failure_outcome(error, maybe_sent=True))
-                self.summary.unknown += len(job.batch.rows)
-                return
-            await self._send(job, entry_id, data)
+            await self._take(entry_id, data, claimed)
+        except KaleyraError as exc:  # Redis gone: the entry stays pending, to be claimed
+            self._abort(exc)
         finally:
             self.mine.pop(entry_id, None)
             self.active -= 1
             self.held -= 1
             self._room.set()
+
+    async def _take(self, entry_id: str, data: bytes | None, claimed: bool) -> None:
+        if data is None:
+            await self.store.drop(entry_id)
+            return
+        try:
+            job = decode_job(data)
+        except ValueError as exc:
+            logger.error("dropping stream entry %s: %s", entry_id, exc)
+            await self.store.drop(entry_id)
+            return
+        if self.stop.is_set():  # read before the stop: back to the stream, no turn taken
+            await self._give_back(job, entry_id, data)
+            return
+        if claimed and await self.store.marked_by(job.campaign, job.batch_id) is not None:
+            # Its worker died after marking it: the request may have left.
+            error = KaleyraError(
+                "the worker sending this batch stopped while its request may have been out; "
+                "not resent (Kaleyra has no idempotency key)"
+            )
+            await self._report(job, entry_id, failure_outcome(error, maybe_sent=True))
+            self.summary.unknown += len(job.batch.rows)
+            return
+        await self._send(job, entry_id, data)
 
     async def _send(self, job: Job, entry_id: str, data: bytes) -> None:
         marks = _Marks(self.store, job, self.consumer)

@@ -88,6 +88,10 @@ class Limiter(Protocol):
     async def admit(self, ticket: object = None) -> None:
         """The last check before the write, for a ticket from ``acquire(admit=False)``."""
 
+    def release(self, ticket: object = None) -> None:
+        """A ticket from ``acquire(admit=False)`` that will not be admitted (the request was
+        abandoned before its write)."""
+
     def pause(self, seconds: float) -> None:
         """Admit no request for ``seconds`` (a 429's Retry-After)."""
 
@@ -203,6 +207,9 @@ class RequestLimiter:
                 continue  # others may have gone first: look again
             admitted.append(now)  # no await since the checks: atomic on the loop
             return
+
+    def release(self, ticket: object = None) -> None:
+        """Nothing to give back: the token bucket's share is spent once taken."""
 
     async def _wait_out_pause(self, loop: asyncio.AbstractEventLoop) -> None:
         # Not polling: each sleep lasts until the pause's end, and the loop only goes round

@@ -5,8 +5,9 @@ Each call bounds the offset (Redis time minus local time): at least ``redis_now 
 at most ``redis_now - sent``. The recent calls together bound it as tightly as the quickest of
 them, so a turn's local moment is known to within that quickest round trip rather than the
 current call's (a busy loop can take milliseconds to read a reply). Calls older than
-``_MAX_AGE_S`` are dropped (the clocks may drift apart: a slewing wall clock runs up to 0.05 %
-off), and bounds that contradict each other (a stepped clock) start the estimate afresh.
+``_MAX_AGE_S`` are dropped and older ones' bounds widened by the most the clocks can drift
+apart meanwhile (a slewing wall clock runs up to 0.05 % off); bounds that contradict each other
+(a stepped clock) start the estimate afresh.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Final
 __all__ = ["RedisClock"]
 
 _MAX_AGE_S: Final = 1.0
+#: The most two clocks drift apart per second (a slewing wall clock runs up to 0.05 % off).
+_DRIFT: Final = 5e-4
 #: The most calls kept (the quickest of a second's calls is almost always among the last 64).
 _MAX_CALLS: Final = 64
 
@@ -42,11 +45,22 @@ class RedisClock:
         while calls and calls[0][0] < answered_s - _MAX_AGE_S:
             calls.popleft()
         low, high = redis_s - answered_s, redis_s - sent_s
-        if calls and (low > min(c[2] for c in calls) or high < max(c[1] for c in calls)):
+        # An older call's bounds widen by the most the clocks can have drifted since.
+        widened = [
+            (c[1] - _DRIFT * (answered_s - c[0]), c[2] + _DRIFT * (answered_s - c[0]))
+            for c in calls
+        ]
+        if widened and (low > min(h for _, h in widened) or high < max(lo for lo, _ in widened)):
             calls.clear()  # the clocks jumped: these bounds contradict the earlier ones
+            widened = []
         calls.append((answered_s, low, high))
-        self._low = max(c[1] for c in calls)
-        self._high = min(c[2] for c in calls)
+        self._low = max([low, *(lo for lo, _ in widened)])
+        self._high = min([high, *(h for _, h in widened)])
+
+    @property
+    def uncertainty_s(self) -> float:
+        """How wide the bounds are: a moment on Redis's clock is known to within this here."""
+        return self._high - self._low
 
     def local_window(self, redis_s: float) -> tuple[float, float]:
         """The earliest and the latest local moment at which Redis's clock reads ``redis_s``."""

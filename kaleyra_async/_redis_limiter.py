@@ -46,6 +46,7 @@ import itertools
 import logging
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -70,7 +71,9 @@ _HORIZON_S: Final = 0.05
 _LATE_S: Final = 0.010
 _US: Final = 1_000_000
 
-#: KEYS: turn time (GCRA), turn log, OTP lane (GCRA), pause end, recipients (GCRA). ARGV[12]:
+#: KEYS: turn time (GCRA), turn log, OTP lane (GCRA), pause end, recipients (GCRA), and this
+#: call's give-back mark (the turns are given back once, however often the call is resent: a
+#: repeat would take a used twin of a given-back turn out of the log). ARGV[12]:
 #: how many missed turns follow (each given back: out of the log, its interval back to the GCRA),
 #: then one recipients cost per turn wanted. Returns the granted turns' waits, the wait before
 #: asking again for the rest (-1: none left), and Redis's time. Times are integers in
@@ -91,8 +94,10 @@ if pause > 0 and now + pause > get(KEYS[4]) then
 end
 local tat, otat, rtat, paused = get(KEYS[1]), get(KEYS[3]), get(KEYS[5]), get(KEYS[4])
 local missed = tonumber(ARGV[12])
-for i = 13, 12 + missed do
-  if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then tat = tat - interval end
+if missed > 0 and redis.call('SET', KEYS[6], '1', 'NX', 'PX', 60000) then
+  for i = 13, 12 + missed do
+    if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then tat = tat - interval end
+  end
 end
 local out, hint = {}, -1
 local at = math.max(now, tonumber(redis.call('LINDEX', KEYS[2], 0) or '0'))
@@ -175,6 +180,7 @@ class SharedLimiter:
         self._sleep = sleep
         self._script = link.script(_RESERVE)
         tag = f"{prefix}:limit:{{{scope}}}"  # one hash slot: the script's keys stay together
+        self._tag = tag
         self._keys = tuple(f"{tag}:{name}" for name in ("tat", "log", "otp", "pause", "rcpt"))
         interval_us = _US / rate_per_s
         burst = max(1, min(burst, math.floor(rate_per_s)))
@@ -202,6 +208,7 @@ class SharedLimiter:
         }
         self._relay = Relay(self._serve)
         self._clock = RedisClock()
+        self._warned_until = 0.0
 
     def __repr__(self) -> str:
         return f"<SharedLimiter {self._keys[0]} rate_per_s={self.rate_per_s}>"
@@ -241,6 +248,11 @@ class SharedLimiter:
             ticket.at_s, ticket.deadline_s, ticket.redis_us = await self._reserve_turn(
                 ticket.otp, ticket.recipients
             )
+
+    def release(self, ticket: object = None) -> None:
+        """A turn whose request was abandoned before its write: given back with the next call."""
+        if isinstance(ticket, Turn):
+            self._missed_turns.append(ticket.redis_us)
 
     async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float, int]:
         """Wait in this process's line for a turn; its moment and its deadline."""
@@ -283,6 +295,14 @@ class SharedLimiter:
         answered = time.monotonic()
         *turns, hint, redis_now = waits
         self._clock.observe(asked, answered, redis_now / _US)
+        if self._clock.uncertainty_s >= _LATE_S / 2 and answered >= self._warned_until:
+            self._warned_until = answered + 60
+            logger.warning(
+                "Redis answers in %.1f ms at best: requests miss their turns (%d so far); "
+                "the shared limit needs Redis within a few ms",
+                self._clock.uncertainty_s * 1e3,
+                self.missed,
+            )
         for waiter, wait_us in zip(batch, turns, strict=False):
             earliest, latest = self._clock.local_window((redis_now + wait_us) / _US)
             turn = (latest, earliest + _LATE_S, redis_now + wait_us)
@@ -299,6 +319,7 @@ class SharedLimiter:
         ]
         pause_us, self._pause_us = self._pause_us, 0
         missed, self._missed_turns = self._missed_turns, []
+        keys = (*self._keys, f"{self._tag}:given:{uuid.uuid4().hex}" if missed else self._tag)
         args = (
             round(self._interval_us),
             round(self._tolerance_us),
@@ -317,10 +338,11 @@ class SharedLimiter:
         )
         try:
             waits = await self._link.call(
-                lambda: self._script(self._keys, args), "a turn of the shared rate limit"
+                lambda: self._script(keys, args), "a turn of the shared rate limit"
             )
         except BaseException:
-            self._pause_us = max(self._pause_us, pause_us)  # still to be told
-            self._missed_turns[:0] = missed  # given back once Redis answers again
+            # The pause is still to be told. The turns to give back are not resent: the call
+            # may have given them back already (they then cost the account nothing more).
+            self._pause_us = max(self._pause_us, pause_us)
             raise
         return [int(w) for w in waits]

@@ -290,3 +290,14 @@ async def test_a_queued_personalised_campaign_goes_in_sms_json_requests(
     assert bodies == expected
     per_request = collections.Counter(r.request_id for r in ledger)
     assert sorted(per_request.values()) == [20] + [25] * 4
+
+
+def test_a_worker_has_a_connection_for_every_batch_in_hand() -> None:
+    """128 batches in hand against a 64-connection pool: the worker's pool grows to 128 (an
+    admitted request must not wait for a connection); a larger pool is kept."""
+    from kaleyra_async._cli_queue import with_connections
+    from kaleyra_async._config import Config, HttpConfig
+
+    config = Config(sid="HX1", api_key="k", http=HttpConfig(max_connections=64))
+    assert with_connections(config, 128).http.max_connections == 128
+    assert with_connections(config, 16).http.max_connections == 64

@@ -11,7 +11,7 @@ import pytest
 from kaleyra_async import RedisUnavailableError
 from kaleyra_async._ratelimit import WINDOW_S
 from kaleyra_async._redis import RedisLink, redacted
-from kaleyra_async._redis_limiter import SharedLimiter
+from kaleyra_async._redis_limiter import _RESERVE, SharedLimiter
 from kaleyra_async.sandbox import Sandbox, SandboxConfig, SandboxProcess
 from tests.conftest import CLI, RedisServer, cli_env, free_port, run_cli
 from tests.test_cli_e2e import cli, numbers, read_results, wait_for_lines, write_csv
@@ -192,3 +192,33 @@ async def test_redis_stopped_mid_run_stops_the_run_with_nothing_unthrottled(
     results = read_results(out)
     assert sorted(results) == list(range(1, total + 1))
     assert sandbox.stats.requests_total == total
+
+
+async def test_turns_given_back_by_a_resent_call_leave_the_log_once(redis_url: str) -> None:
+    """A call whose reply was lost is resent with the same give-back key: the given-back turn
+    leaves the log once, and a used turn at the same moment stays (a window never overfills)."""
+    link = RedisLink(redis_url)
+    script = link.script(_RESERVE)
+    keys = [f"t:{name}" for name in ("tat", "log", "otp", "pause", "rcpt")]
+    interval, cap, window = 250_000, 4, 1_015_000
+
+    async def call(give: list[int], wanted: int, *, key: str, horizon: int = 10**7) -> list[int]:
+        args = [interval, 0, cap, window, horizon, 0, 0, 0, 0, 0, 0, len(give), *give]
+        *waits, _hint, now = await script([*keys, key], [*args, *([0] * wanted)])
+        return [now + wait for wait in waits]
+
+    try:
+        granted = await call([], 4, key="k0")  # T, T+.25, T+.5, T+.75
+        used = [granted[0], granted[2]]
+        again = await call([granted[1]], 1, key="k1")  # given back: the new turn takes T+.75
+        assert again == [granted[3]]
+        used += again
+        used += await call([], 1, key="k2")
+        for _ in range(2):  # the same give-back, its reply lost: resent with the same key
+            await call([granted[3]], 1, key="k3", horizon=0)
+        for index in range(3):
+            used += await call([], 1, key=f"k4{index}")
+    finally:
+        await link.aclose()
+    used.sort()
+    assert max(sum(t - window < u <= t for u in used) for t in used) <= cap
