@@ -145,6 +145,7 @@ class _Worker:
 
     async def run(self) -> None:
         logger.info("worker %s reading %s", self.consumer, self.store.jobs)
+        # Bounded by _read, not here: concurrency + a chunk held, plus a claim's 100 at most.
         inbox_in, inbox = anyio.create_memory_object_stream[_Entry](math.inf)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew)
