@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 import phonenumbers
 
 from ._exceptions import ValidationError
 
-__all__ = ["PhoneNormalizer", "is_e164"]
+__all__ = ["PhoneNormalizer", "all_e164", "is_e164"]
 
 # phonenumbers otherwise looks up (through re's 512-entry cache) one metadata pattern per number
 # type on every validation; the patterns come from fixed metadata, so this cache is bounded.
@@ -54,6 +55,7 @@ if hasattr(phonenumbers, "enable_pattern_cache"):
     phonenumbers.enable_pattern_cache()
 
 _E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
+_E164_LIST: Final = re.compile(r"\+[1-9][0-9]{6,14}(?:,\+[1-9][0-9]{6,14})*")
 _PLUS_DIGITS: Final = re.compile(r"\+[0-9]+")
 _MAYBE_PLUS_DIGITS: Final = re.compile(r"\+?[0-9]+")
 _PREFIX: Final = re.compile(r"\+[1-9][0-9]{0,2}")
@@ -115,6 +117,16 @@ def is_e164(s: str) -> bool:
     A shape check only (no country or length rules); use :class:`PhoneNormalizer` to validate.
     """
     return _E164.fullmatch(s) is not None
+
+
+def all_e164(numbers: Sequence[object]) -> bool:
+    """Return True if every item is a str with the shape of :func:`is_e164` (one regex match)."""
+    try:
+        joined = ",".join(numbers)  # type: ignore[arg-type]
+    except TypeError:  # an item that is not a str
+        return False
+    # A comma inside an item would add one: the count keeps items and commas in step.
+    return joined.count(",") == len(numbers) - 1 and _E164_LIST.fullmatch(joined) is not None
 
 
 class PhoneNormalizer:

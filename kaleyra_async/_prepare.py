@@ -247,7 +247,12 @@ class RowPreparer:
     def _build_message(self, fields: Mapping[str, str]) -> Message | ValidationError:
         body = fields["body"].strip() if self._body_column else ""
         body_or_default = body or self.plan.defaults.body
-        if body_or_default is not None and self._fill_body:
+        # Every placeholder and escape holds a brace: a body without one is filled already.
+        if (
+            body_or_default is not None
+            and self._fill_body
+            and ("{" in body_or_default or "}" in body_or_default)
+        ):
             body_or_default = _fill(body_or_default, fields)
         # Everything but the body is checked once per distinct value (a personalised campaign
         # changes only the body), then each row's body by the body's rules alone.

@@ -10,6 +10,7 @@ per-request hot path.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
@@ -126,6 +127,8 @@ NODE_FIELDS: Final = (
     *((name, name) for name in REF_FIELDS),
 )
 _NO_NODE_VALUES: Final[dict[str, Any]] = {name: None for name, _ in NODE_FIELDS}
+#: A message's node field values, in ``NODE_FIELDS`` order.
+_node_values: Final = operator.attrgetter(*(name for name, _ in NODE_FIELDS))
 #: The other fields: what every node of one request shares.
 TOP_LEVEL_FIELDS: Final = tuple(
     f.name for f in dataclasses.fields(Message) if f.name not in _NO_NODE_VALUES
@@ -164,22 +167,22 @@ def build_send_json(nodes: Sequence[tuple[str, Message]]) -> WireRequest:
     fields: dict[str, Any] = {"channel": "SMS", "type": first.type, "source": "API"}
     if first.time is not None:
         fields["time"] = first.time
-    per_node: list[tuple[str, str]] = []
-    for name, wire in NODE_FIELDS:
-        value = getattr(first, name)
-        if all(getattr(m, name) == value for _, m in nodes):
+    # One column of values per node field (a transpose in C): a column of equal values is a
+    # top-level default, the others go in the nodes that set them.
+    columns = zip(*map(_node_values, [message for _, message in nodes]), strict=True)
+    per_node: list[tuple[str, tuple[Any, ...]]] = []
+    for (_, wire), column in zip(NODE_FIELDS, columns, strict=True):
+        value = column[0]
+        if column.count(value) == len(column):
             if value is not None:
                 fields[wire] = value
         else:
-            per_node.append((name, wire))
-    sms = []
-    for to, message in nodes:
-        node = {"to": to}
-        for name, wire in per_node:
-            value = getattr(message, name)
+            per_node.append((wire, column))
+    sms: list[dict[str, Any]] = [{"to": to} for to, _ in nodes]
+    for wire, column in per_node:
+        for node, value in zip(sms, column, strict=True):
             if value is not None:
                 node[wire] = value
-        sms.append(node)
     fields["sms"] = sms
     return WireRequest("POST", "/sms/json", _JSON, orjson.dumps(fields))
 

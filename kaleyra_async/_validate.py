@@ -12,7 +12,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from ._exceptions import ValidationError
 from ._limits import (
@@ -300,17 +300,23 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
     )
 
 
-# dataclasses.replace(message, body=body) without its per-call look-ups (it runs once per
-# personalised row): one constructor call naming every field, generated as dataclasses does.
-_with_body: Final[Callable[[Message, str | None], Message]] = eval(
-    "lambda m, body: Message("
-    + ", ".join(
-        "body=body" if f.name == "body" else f"{f.name}=m.{f.name}"
+# dataclasses.replace(message, body=body) without its per-call look-ups or ``__init__``'s 14
+# ``object.__setattr__`` calls (it runs once per personalised row): a new instance whose slots
+# are set through their descriptors, generated from the fields (Message has no __post_init__).
+_WITH_BODY_SOURCE: Final = (
+    "def _with_body(m, body):\n    new = _new(Message)\n"
+    + "".join(
+        f"    _set_{f.name}(new, {'body' if f.name == 'body' else 'm.' + f.name})\n"
         for f in dataclasses.fields(Message)
     )
-    + ")",
-    {"Message": Message},
+    + "    return new\n"
 )
+_with_body_namespace: dict[str, Any] = {"Message": Message, "_new": object.__new__}
+_with_body_namespace.update(
+    {f"_set_{f.name}": vars(Message)[f.name].__set__ for f in dataclasses.fields(Message)}
+)
+exec(_WITH_BODY_SOURCE, _with_body_namespace)
+_with_body: Final[Callable[[Message, str | None], Message]] = _with_body_namespace["_with_body"]
 
 
 def validate_message_body(message: Message, body: str | None) -> Message:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kaleyra_async import _phone
 from kaleyra_async._exceptions import ValidationError
-from kaleyra_async._phone import PhoneNormalizer, is_e164
+from kaleyra_async._phone import PhoneNormalizer, all_e164, is_e164
 
 
 @pytest.mark.parametrize(
@@ -399,3 +399,21 @@ def test_fast_validator_agrees_with_phonenumbers_on_any_digits(country_code: int
 def test_is_e164_is_a_shape_check(value: str, expected: bool) -> None:
     """is_e164 accepts "+" and 7-15 ASCII digits not starting with 0, nothing else."""
     assert is_e164(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("numbers", "expected"),
+    [
+        (["+919876543210"], True),
+        (["+919876543210", "+14155550100", "+447700900123"], True),
+        (["+919876543210", "919876543210"], False),
+        (["+919876543210", ""], False),
+        (["+0123456789"], False),
+        # One item holding two numbers joins to a valid-looking list: the comma count catches it.
+        (["+919876543210,+14155550100"], False),
+        (["+919876543210", 919876543210], False),
+    ],
+)
+def test_all_e164_answers_as_is_e164_for_every_item(numbers: list[object], expected: bool) -> None:
+    assert all_e164(numbers) is expected
+    assert expected == all(isinstance(n, str) and is_e164(n) for n in numbers)

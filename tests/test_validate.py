@@ -546,3 +546,33 @@ def test_a_rows_body_gets_the_answer_validate_message_gives(
     except ValidationError as exc:
         got = (exc.field, exc.rule)
     assert got == expected
+
+
+def test_a_rows_message_keeps_every_other_field_and_stays_frozen() -> None:
+    """The per-row message is built without __init__: it must equal, hash and repr as the
+    message dataclasses.replace makes, keep every field, and still refuse assignment."""
+    valid = validate_message(
+        Message(
+            body="x",
+            sender="KLRHXA",
+            type="TXN",
+            template_id="1107161234567890123",
+            template_data=(("name", "Ann"),),
+            unicode="AUTO",
+            flash=True,
+            time=None,
+            ref_custom=("a", "b"),
+            callback_profile_id="cb1",
+            ref="r0",
+            ref1="r1",
+            ref2="r2",
+        ),
+        pod="IN",
+        now=NOW,
+    )
+    got = validate_message_body(valid, "Hello Ann")
+    expected = dataclasses.replace(valid, body="Hello Ann")
+    assert got == expected and hash(got) == hash(expected) and repr(got) == repr(expected)
+    assert type(got) is Message
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.body = "changed"  # type: ignore[misc]
