@@ -111,6 +111,15 @@ class _Open:
     deadline: float
 
 
+#: An open group of one row, as (row, deadline): a personalised row's group never holds more,
+#: so it opens and closes without an ``_Open``, a list and a set of its own.
+_Lone = tuple[PreparedRow, float]
+
+
+def _rows_of(entry: _Open | _Lone) -> list[PreparedRow]:
+    return [entry[0]] if type(entry) is tuple else entry.rows  # type: ignore[union-attr]
+
+
 class _Groups(Generic[K]):
     """Open groups of rows by key: each closes when full, when its linger expires, when a row
     repeats one of its numbers, or (the oldest) when more than ``max_open`` are open."""
@@ -124,26 +133,39 @@ class _Groups(Generic[K]):
         # Insertion order is deadline order: a key re-inserted after a flush goes to the end. An
         # OrderedDict, as the oldest is taken often: a dict's first key is found by skipping
         # the slots of every key deleted since its last resize.
-        self._open: collections.OrderedDict[K, _Open] = collections.OrderedDict()
+        self._open: collections.OrderedDict[K, _Open | _Lone] = collections.OrderedDict()
 
     def __len__(self) -> int:
-        return sum(len(g.rows) for g in self._open.values())
+        return sum(len(_rows_of(g)) for g in self._open.values())
 
     def add(self, key: K, row: PreparedRow, now: float) -> list[tuple[K, list[PreparedRow]]]:
         closed: list[tuple[K, list[PreparedRow]]] = []
-        current = self._open.get(key)
-        if current is not None and row.to in current.numbers:
+        lone = (row, now + self._max_wait_s)
+        current = self._open.setdefault(key, lone)  # one look-up for a new key
+        if current is lone:
+            if self._size == 1:
+                closed.append(self._close(key))
+            elif len(self._open) > self._max_open:
+                oldest, entry = self._open.popitem(last=False)  # see max_open
+                closed.append((oldest, _rows_of(entry)))
+            return closed
+        if type(current) is tuple:
+            first: PreparedRow = current[0]
+            if first.to == row.to:  # a repeated number starts a group of its own
+                closed.append((key, [first]))
+                del self._open[key]
+                self._open[key] = lone
+                return closed
+            current = self._open[key] = _Open([first, row], {first.to, row.to}, current[1])
+        elif row.to in current.numbers:  # type: ignore[union-attr]
             closed.append(self._close(key))
-            current = None
-        if current is None:
-            current = self._open[key] = _Open([], set(), now + self._max_wait_s)
-        current.rows.append(row)
-        current.numbers.add(row.to)
-        if len(current.rows) >= self._size:
+            self._open[key] = lone
+            return closed
+        else:
+            current.rows.append(row)  # type: ignore[union-attr]
+            current.numbers.add(row.to)  # type: ignore[union-attr]
+        if len(current.rows) >= self._size:  # type: ignore[union-attr]
             closed.append(self._close(key))
-        elif len(self._open) > self._max_open:
-            oldest, entry = self._open.popitem(last=False)  # see max_open
-            closed.append((oldest, entry.rows))
         return closed
 
     def due(self, now: float) -> list[tuple[K, list[PreparedRow]]]:
@@ -152,20 +174,21 @@ class _Groups(Generic[K]):
 
     def next_deadline(self) -> float | None:
         for entry in self._open.values():
-            return entry.deadline
+            return entry[1] if type(entry) is tuple else entry.deadline  # type: ignore[union-attr]
         return None
 
     def drain(self) -> list[tuple[K, list[PreparedRow]]]:
         return [self._close(key) for key in list(self._open)]
 
-    def _until(self, now: float) -> Iterator[tuple[K, _Open]]:
+    def _until(self, now: float) -> Iterator[tuple[K, _Open | _Lone]]:
         for key, entry in self._open.items():
-            if entry.deadline > now:
+            deadline = entry[1] if type(entry) is tuple else entry.deadline  # type: ignore[union-attr]
+            if deadline > now:
                 return
             yield key, entry
 
     def _close(self, key: K) -> tuple[K, list[PreparedRow]]:
-        return key, self._open.pop(key).rows
+        return key, _rows_of(self._open.pop(key))
 
 
 class Batcher:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import operator
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -62,6 +63,8 @@ _MAX_CACHED_MESSAGES: Final = 4096
 #: What the fields but the body are validated with: a body every rule accepts.
 _BODY_STAND_IN: Final = "x"
 K = TypeVar("K")
+#: A message and its segment count, or the rule it breaks.
+_Entry = tuple[Message, SegmentInfo] | ValidationError
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,7 +110,6 @@ class RowPreparer:
         self._normalize = normalize
         self._now = now
         self._messages: dict[Message, Message | ValidationError] = {}
-        self._segments: dict[tuple[str, str | None], SegmentInfo] = {}
         #: What the last message that passed India's DLT check had of what the check reads.
         self._dlt_passed: tuple[str | None, str | None] | None = None
         self._columns: frozenset[str] = frozenset()
@@ -117,12 +119,14 @@ class RowPreparer:
         # The columns a row's message depends on: rows with equal values there get the very same
         # validated Message, found with one dict lookup instead of being built and checked again.
         self._key_columns: tuple[str, ...] = ()
-        self._by_key: dict[tuple[str, ...], Message | ValidationError] = {}
+        self._key_of: Callable[[Mapping[str, str]], object] = _values_of(())
+        self._by_key: dict[object, _Entry] = {}
         # The columns a message depends on but for its body, and the messages they make,
         # validated with a stand-in body.
         self._body_column = False
         self._base_columns: tuple[str, ...] = ()
-        self._bases: dict[tuple[str, ...], Message | ValidationError] = {}
+        self._base_key_of: Callable[[Mapping[str, str]], object] = _values_of(())
+        self._bases: dict[object, Message | ValidationError] = {}
 
     def check_header(self, header: tuple[str, ...]) -> None:
         """Check that the input has the columns the plan needs.
@@ -193,11 +197,13 @@ class RowPreparer:
             key_columns = [*self._overrides, *_placeholders(self.plan.defaults.body or "")]
             key_columns += self.plan.defaults.template_data_columns
         self._key_columns = tuple(dict.fromkeys(key_columns))
+        self._key_of = _values_of(self._key_columns)
         self._body_column = "body" in columns
         base_columns = [c for c in self._overrides if c != "body"]
         self._base_columns = tuple(
             dict.fromkeys([*base_columns, *self.plan.defaults.template_data_columns])
         )
+        self._base_key_of = _values_of(self._base_columns)
 
     def prepare(self, row: InputRow) -> PreparedRow | RowResult:
         """Return the row ready to send, or its ``invalid`` result."""
@@ -209,12 +215,19 @@ class RowPreparer:
             return _invalid(row.row, raw_to, "invalid_to", f"{self._to_column}: missing number")
         try:
             to = self._normalize(raw_to)
-            message = self._message(fields)
         except ValidationError as exc:
             return _invalid(row.row, raw_to, exc.code, str(exc))
-        if isinstance(message, ValidationError):
+        key = self._key_of(fields)
+        entry = self._by_key.get(key)
+        if entry is None:
+            entry = self._entry(fields)
+            if len(self._by_key) >= _MAX_CACHED_MESSAGES:
+                self._by_key.clear()
+            self._by_key[key] = entry
+        if isinstance(entry, ValidationError):
             # Cached failures come back as values: re-raising one instance would grow its traceback.
-            return _invalid(row.row, raw_to, message.code, str(message))
+            return _invalid(row.row, raw_to, entry.code, str(entry))
+        message, info = entry
         if dlt_applies(self.plan.pod, to) and dlt_fields(message) != self._dlt_passed:
             try:
                 check_dlt(message)
@@ -222,27 +235,17 @@ class RowPreparer:
                 return _invalid(row.row, to, exc.code, str(exc))
             # By what it reads, not by message: a personalised row's message is new every row.
             self._dlt_passed = dlt_fields(message)
-        key = (message.body or "", message.unicode)
-        info = self._segments.get(key)
-        if info is None:
-            info = self._segments[key] = analyse(message.body or "", unicode=message.unicode)
-            if len(self._segments) > _MAX_CACHED_MESSAGES:
-                self._segments.clear()
         return PreparedRow(row.row, to, message, info.segments, info.encoding, info.unicode_chars)
 
-    def _message(self, fields: Mapping[str, str]) -> Message | ValidationError:
-        key = tuple([fields[c] for c in self._key_columns])
-        message = self._by_key.get(key)
-        if message is None:
-            # _remember, inlined: a personalised row comes here every time.
-            try:
-                message = self._build_message(fields)
-            except ValidationError as exc:
-                message = exc
-            if len(self._by_key) >= _MAX_CACHED_MESSAGES:
-                self._by_key.clear()
-            self._by_key[key] = message
-        return message
+    def _entry(self, fields: Mapping[str, str]) -> _Entry:
+        """A new key's message and its segment count, or the rule it breaks."""
+        try:
+            message = self._build_message(fields)
+        except ValidationError as exc:
+            return exc
+        if isinstance(message, ValidationError):
+            return message
+        return message, analyse(message.body or "", unicode=message.unicode)
 
     def _build_message(self, fields: Mapping[str, str]) -> Message | ValidationError:
         body = fields["body"].strip() if self._body_column else ""
@@ -256,7 +259,7 @@ class RowPreparer:
             body_or_default = _fill(body_or_default, fields)
         # Everything but the body is checked once per distinct value (a personalised campaign
         # changes only the body), then each row's body by the body's rules alone.
-        key = tuple([fields[c] for c in self._base_columns])
+        key = self._base_key_of(fields)
         base = self._bases.get(key)
         if base is None:
             base = _remember(self._bases, key, lambda: self._validated(fields, _BODY_STAND_IN))
@@ -322,6 +325,13 @@ def _remember(
         cache.clear()
     cache[key] = value
     return value
+
+
+def _values_of(columns: tuple[str, ...]) -> Callable[[Mapping[str, str]], object]:
+    """A row's values in ``columns`` as one hashable key (an itemgetter: no loop per row)."""
+    if not columns:
+        return lambda fields: ()
+    return operator.itemgetter(*columns)
 
 
 def _check_defaults(plan: RowPlan, now: datetime) -> None:

@@ -6,6 +6,8 @@ import dataclasses
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kaleyra_async._batching import Batch, Batcher, PreparedRow, RepeatFilter
 from kaleyra_async._exceptions import ValidationError
@@ -96,6 +98,57 @@ def test_same_number_twice_goes_to_separate_requests() -> None:
     assert [r.row for r in first.rows] == [1]
     [second] = batcher.drain()
     assert [r.row for r in second.rows] == [2]
+
+
+def test_a_number_repeated_in_a_group_of_several_closes_it() -> None:
+    """The repeat check holds once a group has grown past its first row, too."""
+    batcher = Batcher(batch_size=100, max_wait_s=10)
+    batcher.add(row(1, to="+919876543210"), 0)
+    batcher.add(row(2, to="+919876543211"), 0)
+    [first] = batcher.add(row(3, to="+919876543211"), 0)
+    assert [r.row for r in first.rows] == [1, 2]
+    assert len(batcher) == 1
+    [second] = batcher.drain()
+    assert [r.row for r in second.rows] == [3]
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 6), st.sampled_from([0.0, 0.5, 1.0])),
+        max_size=40,
+    ),
+    batch_size=st.integers(1, 4),
+    json_batch_size=st.sampled_from([0, 2, 3]),
+    max_open=st.integers(1, 3),
+)
+def test_every_row_leaves_in_exactly_one_well_formed_batch(
+    rows: list[tuple[int, int, float]], batch_size: int, json_batch_size: int, max_open: int
+) -> None:
+    """Any mix of repeated and personalised messages, numbers and linger expiries: each row is in
+    one batch, no batch names a number twice or exceeds its size, an /sms batch has one message,
+    and the batcher counts exactly the rows it still holds."""
+    messages = [Message(body=f"Order {i} shipped", sender="KLRHXA", type="TXN") for i in range(6)]
+    batcher = Batcher(
+        batch_size=batch_size, max_wait_s=0.7, max_open=max_open, json_batch_size=json_batch_size
+    )
+    batches: list[Batch] = []
+    now = 0.0
+    for n, (message, number, step) in enumerate(rows, 1):
+        now += step
+        batches += batcher.due(now)
+        batches += batcher.add(row(n, messages[message], to=f"+91987654321{number}"), now)
+        assert len(batcher) == n - sum(len(b.rows) for b in batches)
+    batches += batcher.drain()
+    assert sorted(r.row for b in batches for r in b.rows) == list(range(1, len(rows) + 1))
+    for batch in batches:
+        numbers = [r.to for r in batch.rows]
+        assert len(set(numbers)) == len(numbers)
+        if batch.endpoint == "sms":
+            assert len(batch.rows) <= batch_size
+            assert all(r.message == batch.message for r in batch.rows)
+        else:
+            assert 2 <= len(batch.rows) <= json_batch_size
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 50, 100])
