@@ -22,7 +22,7 @@ import collections
 import dataclasses
 import hashlib
 import operator
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar
 
 from ._exceptions import ValidationError
@@ -138,35 +138,33 @@ class _Groups(Generic[K]):
     def __len__(self) -> int:
         return sum(len(_rows_of(g)) for g in self._open.values())
 
-    def add(self, key: K, row: PreparedRow, now: float) -> list[tuple[K, list[PreparedRow]]]:
-        closed: list[tuple[K, list[PreparedRow]]] = []
+    def add(self, key: K, row: PreparedRow, now: float) -> Sequence[tuple[K, list[PreparedRow]]]:
         lone = (row, now + self._max_wait_s)
         current = self._open.setdefault(key, lone)  # one look-up for a new key
         if current is lone:
             if self._size == 1:
-                closed.append(self._close(key))
-            elif len(self._open) > self._max_open:
+                return (self._close(key),)
+            if len(self._open) > self._max_open:
                 oldest, entry = self._open.popitem(last=False)  # see max_open
-                closed.append((oldest, _rows_of(entry)))
-            return closed
+                return ((oldest, _rows_of(entry)),)
+            return ()
         if type(current) is tuple:
             first: PreparedRow = current[0]
             if first.to == row.to:  # a repeated number starts a group of its own
-                closed.append((key, [first]))
                 del self._open[key]
                 self._open[key] = lone
-                return closed
+                return ((key, [first]),)
             current = self._open[key] = _Open([first, row], {first.to, row.to}, current[1])
         elif row.to in current.numbers:  # type: ignore[union-attr]
-            closed.append(self._close(key))
+            closed = self._close(key)
             self._open[key] = lone
-            return closed
+            return (closed,)
         else:
             current.rows.append(row)  # type: ignore[union-attr]
             current.numbers.add(row.to)  # type: ignore[union-attr]
         if len(current.rows) >= self._size:  # type: ignore[union-attr]
-            closed.append(self._close(key))
-        return closed
+            return (self._close(key),)
+        return ()
 
     def due(self, now: float) -> list[tuple[K, list[PreparedRow]]]:
         expired = [key for key, _ in self._until(now)]
@@ -241,7 +239,8 @@ class Batcher:
         message = row.message
         if message.is_otp:
             return [Batch(message, (row,))]
-        return self._settle(self._same.add(message, row, now), now)
+        closed = self._same.add(message, row, now)
+        return self._settle(closed, now) if closed else []
 
     def due(self, now: float) -> list[Batch]:
         """Close and return the batches whose linger has expired at ``now``."""
@@ -266,7 +265,7 @@ class Batcher:
         return ready
 
     def _settle(
-        self, closed: list[tuple[Message, list[PreparedRow]]], now: float | None
+        self, closed: Sequence[tuple[Message, list[PreparedRow]]], now: float | None
     ) -> list[Batch]:
         """Closed same-message groups as ``/sms`` batches; a lone row that may go in
         ``/sms/json`` joins its top-level group instead (``now`` None: no linger left)."""
