@@ -22,6 +22,7 @@ from ._cli_common import (
     EXIT_OK,
     EXIT_USAGE,
     account_options,
+    collect_young_less_often,
     config_from,
     freeze_startup_heap,
     message_options,
@@ -163,6 +164,7 @@ def _cmd_send_bulk(args: argparse.Namespace) -> int:
             tg.cancel_scope.cancel()
 
     freeze_startup_heap()
+    collect_young_less_often()
     try:
         anyio.run(run)  # a ConfigError before anything started is reported by main(), alone
     except (KeyboardInterrupt, BaseExceptionGroup) as exc:

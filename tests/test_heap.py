@@ -1,7 +1,9 @@
-"""The heap trimmer the command line runs: found where glibc is, harmless where it is not."""
+"""The heap trimmer the command line runs: found where glibc is, harmless where it is not; the
+collector's young-generation threshold send-bulk sets."""
 
 from __future__ import annotations
 
+import gc
 import platform
 import sys
 
@@ -9,6 +11,7 @@ import anyio
 import pytest
 
 from kaleyra_async import _heap
+from kaleyra_async._cli_common import collect_young_less_often
 
 
 @pytest.mark.skipif(
@@ -37,3 +40,14 @@ async def test_without_malloc_trim_the_trimmer_returns_at_once(
     monkeypatch.setattr(_heap, "malloc_trim", lambda: None)
     with anyio.fail_after(1):
         await _heap.return_free_heap(period_s=10)
+
+
+def test_send_bulk_collects_the_young_generation_at_10000_objects_and_keeps_the_rest() -> None:
+    """Only the first threshold moves (700 -> 10,000); the older generations' stay as they were."""
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 11, 12)
+        collect_young_less_often()
+        assert gc.get_threshold() == (10_000, 11, 12)
+    finally:
+        gc.set_threshold(*before)
