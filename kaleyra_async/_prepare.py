@@ -239,34 +239,32 @@ class RowPreparer:
 
     def _entry(self, fields: Mapping[str, str]) -> _Entry:
         """A new key's message and its segment count, or the rule it breaks."""
-        try:
-            message = self._build_message(fields)
-        except ValidationError as exc:
-            return exc
-        if isinstance(message, ValidationError):
-            return message
-        return message, analyse(message.body or "", unicode=message.unicode)
-
-    def _build_message(self, fields: Mapping[str, str]) -> Message | ValidationError:
         body = fields["body"].strip() if self._body_column else ""
         body_or_default = body or self.plan.defaults.body
-        # Every placeholder and escape holds a brace: a body without one is filled already.
-        if (
-            body_or_default is not None
-            and self._fill_body
-            and ("{" in body_or_default or "}" in body_or_default)
-        ):
-            body_or_default = _fill(body_or_default, fields)
-        # Everything but the body is checked once per distinct value (a personalised campaign
-        # changes only the body), then each row's body by the body's rules alone.
-        key = self._base_key_of(fields)
-        base = self._bases.get(key)
-        if base is None:
-            base = _remember(self._bases, key, lambda: self._validated(fields, _BODY_STAND_IN))
-        if isinstance(base, ValidationError):
-            # Report the first rule the row's own message breaks, as validate_message orders them.
-            return self._validated(fields, body_or_default)
-        return validate_message_body(base, body_or_default)
+        try:
+            # Every placeholder and escape holds a brace: a body without one is filled already.
+            if (
+                body_or_default is not None
+                and self._fill_body
+                and ("{" in body_or_default or "}" in body_or_default)
+            ):
+                body_or_default = _fill(body_or_default, fields)
+            # Everything but the body is checked once per distinct value (a personalised
+            # campaign changes only the body), then each row's body by the body's rules alone.
+            key = self._base_key_of(fields)
+            base = self._bases.get(key)
+            if base is None:
+                base = _remember(self._bases, key, lambda: self._validated(fields, _BODY_STAND_IN))
+            if isinstance(base, ValidationError):
+                # Report the first rule the row's own message breaks, as validate_message does.
+                message = self._validated(fields, body_or_default)
+                if isinstance(message, ValidationError):
+                    return message
+            else:
+                message = validate_message_body(base, body_or_default)
+        except ValidationError as exc:
+            return exc
+        return message, analyse(message.body or "", unicode=message.unicode)
 
     def _validated(self, fields: Mapping[str, str], body: str | None) -> Message | ValidationError:
         plan = self.plan
