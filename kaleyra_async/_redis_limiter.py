@@ -20,19 +20,17 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 
 A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
 until it and sends. The turn's moment on this process's clock is known to within the quickest
-recent round trip (``_redis_clock``), not this call's: a reply read late by a busy loop does
-not use up the lateness allowed; a turn missed by more than ``_LATE_S`` (a stalled
-loop, a descheduled process, a slow journal write) is not used: a late request cannot bunch
-with later ones at Kaleyra. It is given back with the process's next call (out of the log, its
-interval back to the GCRA), as is a turn whose request was cancelled, so an unused turn does
-not cost the account its share of the rate. A request written more than ``_LOG_LATE_S`` after
-its turn (a new connection, a busy machine; on Python 3.11 aiohttp writes the body from a task
-of its own) moves its turn in the log to the write's moment, told with the next call: a second
-later the window is checked against when requests left, not when they were meant to, and the
-15 ms margin is left for the way. A process has one script call in flight at a time, asking
-turns for up to 64 waiting requests of one lane (OTP waiters first): one round trip per 64
-requests, not per request, and the next call is made while those requests sleep until their
-turns.
+recent round trip (``_redis_clock``), not this call's (a busy loop can read a reply late). The
+log holds when requests LEFT: a request written more than ``_LOG_LATE_S`` after its turn (a new
+connection, a busy machine; on Python 3.11 aiohttp writes the body from a task of its own)
+moves its turn to the write's moment, told with the next call, so the window a second later is
+checked against the writes and the 15 ms margin is left for the way to Kaleyra. A turn missed
+by more than ``_LATE_S`` at its admission (a stalled loop, a descheduled process) is not used;
+it is given back with the next call (out of the log, its interval back to the GCRA), as is a
+turn whose request was cancelled, so an unused turn does not cost the account its share of the
+rate. A process has one script call in flight at a time, asking turns for up to 64 waiting
+requests of one lane (OTP waiters first): one round trip per 64 requests, not per request, and
+the next call is made while those requests sleep until their turns.
 
 Why our own script: ``limits`` 5.8 (its moving window takes the client's clock) and
 ``throttled-py`` 3.5 (GCRA on ``TIME``, but one bucket: no exact sliding second, no reserved
@@ -70,11 +68,14 @@ logger = logging.getLogger(__name__)
 #: How far ahead a bulk request may reserve its turn: the most an OTP request within its share
 #: waits behind bulk ones.
 _HORIZON_S: Final = 0.05
-#: A turn missed by more than this is given up (see the module docstring); with the 15 ms of
-#: WINDOW_S it leaves 5 ms for the way from here to Kaleyra.
-_LATE_S: Final = 0.010
-#: A request written later than this after its turn's moment is logged at its write instead.
+#: A turn missed by more than this at its admission is given up: a request is not sent on a
+#: stale turn (the window's margin does not depend on it: late writes are logged as such).
+_LATE_S: Final = 0.050
+#: A request written later than this after its turn's moment is logged at its write instead
+#: (what is left of WINDOW_S's 15 ms is the way from here to Kaleyra).
 _LOG_LATE_S: Final = 0.002
+#: Redis answering slower than this at best leaves turns uncertain: warned about.
+_SLOW_REDIS_S: Final = 0.005
 _US: Final = 1_000_000
 
 #: KEYS: turn time (GCRA), turn log (a sorted set: turn ids scored by their moments), OTP lane
@@ -328,11 +329,11 @@ class SharedLimiter:
         answered = time.monotonic()
         *turns, hint, redis_now, first_id = waits
         self._clock.observe(asked, answered, redis_now / _US)
-        if self._clock.uncertainty_s >= _LATE_S / 2 and answered >= self._warned_until:
+        if self._clock.uncertainty_s >= _SLOW_REDIS_S and answered >= self._warned_until:
             self._warned_until = answered + 60
             logger.warning(
-                "Redis answers in %.1f ms at best: requests miss their turns (%d so far); "
-                "the shared limit needs Redis within a few ms",
+                "Redis answers in %.1f ms at best: requests wait that much past their turns "
+                "(%d turns missed so far); the shared limit needs Redis within a few ms",
                 self._clock.uncertainty_s * 1e3,
                 self.missed,
             )
