@@ -432,7 +432,11 @@ class KaleyraClient:
             started = perf_counter() if debug else 0.0
             try:
                 status, response_headers, content = await self._seam.request(
-                    request.method, url, headers, request.content
+                    request.method,
+                    url,
+                    headers,
+                    request.content,
+                    on_write=lambda: limiter.sent(turn),
                 )
             except TransportError as error:
                 if debug:

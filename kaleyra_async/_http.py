@@ -16,7 +16,7 @@ A seam raises our errors itself, once, from its library's:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 __all__ = ["HttpAnswer", "HttpSeam"]
@@ -35,11 +35,19 @@ class HttpSeam(Protocol):
     """Sends one request, reads the whole answer; closes its connections on :meth:`aclose`."""
 
     async def request(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        on_write: Callable[[], None] | None = None,
     ) -> HttpAnswer:
         """Send ``method url`` with ``headers`` and ``body`` (empty: none); read the answer.
 
         A POST is written at most once per call: the seam never resends it on its own.
+        ``on_write`` is called right before the request's bytes are handed to the socket (after
+        any connect), at most once; not at all if the library does not say (a mock transport).
 
         Raises:
             ConnectError: the request never left.

@@ -10,7 +10,8 @@ connection, so a POST is written at most once per request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -40,12 +41,21 @@ class AiohttpSeam:
         return self._session
 
     async def request(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        on_write: Callable[[], None] | None = None,
     ) -> HttpAnswer:
         session = self._session or self._open()
+        data: bytes | _TimedBody | None = body or None
+        if body and on_write is not None:
+            data = _TimedBody(body, on_write)
         try:
             async with session.request(
-                method, url, headers=headers, data=body or None, allow_redirects=False
+                method, url, headers=headers, data=data, allow_redirects=False
             ) as response:
                 return HttpAnswer(response.status, response.headers, await response.read())
         except asyncio.CancelledError:
@@ -57,6 +67,28 @@ class AiohttpSeam:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+class _TimedBody(aiohttp.BytesPayload):
+    """A body that calls ``on_write`` when aiohttp writes it (the headers go with it): on
+    Python < 3.12 that is a task of its own, a loop iteration or more after the request began."""
+
+    def __init__(self, body: bytes, on_write: Callable[[], None]) -> None:
+        super().__init__(body)
+        self._on_write: Callable[[], None] | None = on_write
+
+    def _written(self) -> None:
+        on_write, self._on_write = self._on_write, None
+        if on_write is not None:
+            on_write()
+
+    async def write(self, writer: Any) -> None:  # aiohttp < 3.12 calls this one
+        self._written()
+        await super().write(writer)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        self._written()
+        await super().write_with_length(writer, content_length)
 
 
 def _classified(exc: Exception, method: str, url: str) -> TransportError:

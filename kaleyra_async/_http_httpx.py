@@ -9,7 +9,7 @@ given transport (or httpx's own).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import httpx
 
@@ -57,11 +57,23 @@ class HttpxSeam:
         self._client = client
 
     async def request(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        on_write: Callable[[], None] | None = None,
     ) -> HttpAnswer:
+        extensions = {} if on_write is None else {"trace": _headers_sent(on_write)}
         try:
             response = await self._client.request(
-                method, url, headers=headers, content=body or None, follow_redirects=False
+                method,
+                url,
+                headers=headers,
+                content=body or None,
+                follow_redirects=False,
+                extensions=extensions,
             )
         except (httpx.TransportError, httpx.DecodingError) as exc:
             cls = ConnectError if isinstance(exc, _NEVER_SENT) else ResponseLostError
@@ -72,3 +84,13 @@ class HttpxSeam:
     async def aclose(self) -> None:
         if self._owned:
             await self._client.aclose()
+
+
+def _headers_sent(on_write: Callable[[], None]) -> Callable[[str, object], Awaitable[None]]:
+    """An httpcore ``trace`` hook calling ``on_write`` as the request's headers go out."""
+
+    async def trace(event: str, info: object) -> None:
+        if event.endswith(".send_request_headers.started"):
+            on_write()
+
+    return trace

@@ -92,6 +92,9 @@ class Limiter(Protocol):
         """A ticket from ``acquire(admit=False)`` that will not be admitted (the request was
         abandoned before its write)."""
 
+    def sent(self, ticket: object = None) -> None:
+        """The ticket's request is being written now (called by the HTTP seam)."""
+
     def pause(self, seconds: float) -> None:
         """Admit no request for ``seconds`` (a 429's Retry-After)."""
 
@@ -210,6 +213,9 @@ class RequestLimiter:
 
     def release(self, ticket: object = None) -> None:
         """Nothing to give back: the token bucket's share is spent once taken."""
+
+    def sent(self, ticket: object = None) -> None:
+        """Nothing to record: the window counts admissions."""
 
     async def _wait_out_pause(self, loop: asyncio.AbstractEventLoop) -> None:
         # Not polling: each sleep lasts until the pause's end, and the loop only goes round

@@ -28,6 +28,7 @@ import redis.asyncio
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 
 from ._exceptions import KaleyraError, RedisUnavailableError
 from ._relay import Relay
@@ -169,7 +170,8 @@ class Coalesced:
 
     def __init__(self, link: RedisLink, source: str, what: str, *, arity: int) -> None:
         self._link = link
-        self._script = link.client.register_script(source)
+        self._source = source
+        self._sha = link.client.register_script(source).sha
         self._what = what
         self._arity = arity
         self._queue: list[tuple[tuple[str, ...], Sequence[Any], asyncio.Future[Any]]] = []
@@ -218,9 +220,23 @@ class Coalesced:
     async def _run(
         self, groups: dict[tuple[str, ...], list[tuple[Sequence[Any], asyncio.Future[Any]]]]
     ) -> list[Any]:
+        calls = [
+            (keys, [value for call_args, _ in group for value in call_args])
+            for keys, group in groups.items()
+        ]
+        replies = await self._evalsha(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # a NOSCRIPT reply ran nothing: load the script and send those calls again
+            await self._link.client.script_load(self._source)
+            again = await self._evalsha([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _evalsha(self, calls: list[tuple[tuple[str, ...], list[Any]]]) -> list[Any]:
+        # EVALSHA by hand: a pipeline holding Script objects first asks SCRIPT EXISTS (a round trip)
         async with self._link.client.pipeline(transaction=False) as pipe:
-            for keys, group in groups.items():
-                args = [value for call_args, _ in group for value in call_args]
-                await self._script(keys=list(keys), args=args, client=pipe)
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", self._sha, len(keys), *keys, *args)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies

@@ -62,6 +62,12 @@ class RedisClock:
         """How wide the bounds are: a moment on Redis's clock is known to within this here."""
         return self._high - self._low
 
+    def latest_redis(self, local_s: float) -> float:
+        """The latest moment Redis's clock can read at local moment ``local_s``."""
+        if not self._calls:
+            raise LookupError("no call observed yet")
+        return local_s + self._high
+
     def local_window(self, redis_s: float) -> tuple[float, float]:
         """The earliest and the latest local moment at which Redis's clock reads ``redis_s``."""
         if not self._calls:

@@ -6,11 +6,12 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 
 * a GCRA (one "theoretical arrival time"): turns are ``1/rate`` apart; after an idle spell up to
   ``burst`` (at most one second's worth) may fall at once;
-* a log of the recent turns, in time order (a new turn is never before the latest): no window
-  of ``WINDOW_S`` (a second plus 15 ms for the jitter between a turn and its arrival at
-  Kaleyra) holds more than ``floor(rate)``, so every sliding second at Kaleyra sees at most the
-  rate, as with the local limiter. It keeps ``2 × floor(rate)`` turns, not ``floor(rate)``: a
-  turn given back leaves it, and the window's oldest turn must still be there after that;
+* a log of the recent turns (a sorted set: each turn's id, never reused, scored by its moment;
+  a new turn is never before the latest): no window of ``WINDOW_S`` (a second plus 15 ms for
+  the jitter between a request's write and its arrival at Kaleyra) holds more than
+  ``floor(rate)``, so every sliding second at Kaleyra sees at most the rate, as with the local
+  limiter. It keeps ``2 × floor(rate)`` turns: a turn given back leaves it, and the window's
+  oldest turn must still be there after that;
 * the OTP lane: an OTP request within its share (``otp_share × rate``, a second GCRA) is never
   refused, while bulk requests may reserve at most ``_HORIZON_S`` ahead, so an OTP request waits
   behind at most that much bulk, however much is queued in any process;
@@ -19,15 +20,17 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 
 A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
 until it and sends. The turn's moment on this process's clock is known to within the quickest
-recent round trip (``_redis_clock``), not this call's: a reply read late by a busy loop does
-not use up the lateness allowed; a turn missed by more than ``_LATE_S`` (a stalled
-loop, a descheduled process, a slow journal write) is not used: a late request cannot bunch
-with later ones at Kaleyra. It is given back with the process's next call (out of the log, its
-interval back to the GCRA), as is a turn whose request was cancelled, so an unused turn does
-not cost the account its share of the rate. A process has one script call in flight at a
-time, asking turns for up to 64 waiting requests of one lane (OTP waiters first): one round trip
-per 64 requests, not per request, and the next call is made while those requests sleep until
-their turns.
+recent round trip (``_redis_clock``), not this call's (a busy loop can read a reply late). The
+log holds when requests LEFT: a request written more than ``_LOG_LATE_S`` after its turn (a new
+connection, a busy machine; on Python 3.11 aiohttp writes the body from a task of its own)
+moves its turn to the write's moment, told with the next call, so the window a second later is
+checked against the writes and the 15 ms margin is left for the way to Kaleyra. A turn missed
+by more than ``_LATE_S`` at its admission (a stalled loop, a descheduled process) is not used;
+it is given back with the next call (out of the log, its interval back to the GCRA), as is a
+turn whose request was cancelled, so an unused turn does not cost the account its share of the
+rate. A process has one script call in flight at a time, asking turns for up to 64 waiting
+requests of one lane (OTP waiters first): one round trip per 64 requests, not per request, and
+the next call is made while those requests sleep until their turns.
 
 Why our own script: ``limits`` 5.8 (its moving window takes the client's clock) and
 ``throttled-py`` 3.5 (GCRA on ``TIME``, but one bucket: no exact sliding second, no reserved
@@ -46,7 +49,6 @@ import itertools
 import logging
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -66,18 +68,25 @@ logger = logging.getLogger(__name__)
 #: How far ahead a bulk request may reserve its turn: the most an OTP request within its share
 #: waits behind bulk ones.
 _HORIZON_S: Final = 0.05
-#: A turn missed by more than this is given up (see the module docstring); with the 15 ms of
-#: WINDOW_S it leaves 5 ms for the way from here to Kaleyra.
-_LATE_S: Final = 0.010
+#: A turn missed by more than this at its admission is given up: a request is not sent on a
+#: stale turn (the window's margin does not depend on it: late writes are logged as such).
+_LATE_S: Final = 0.050
+#: A request written later than this after its turn's moment is logged at its write instead
+#: (what is left of WINDOW_S's 15 ms is the way from here to Kaleyra).
+_LOG_LATE_S: Final = 0.002
+#: Redis answering slower than this at best leaves turns uncertain: warned about.
+_SLOW_REDIS_S: Final = 0.005
 _US: Final = 1_000_000
 
-#: KEYS: turn time (GCRA), turn log, OTP lane (GCRA), pause end, recipients (GCRA), and this
-#: call's give-back mark (the turns are given back once, however often the call is resent: a
-#: repeat would take a used twin of a given-back turn out of the log). ARGV[12]:
-#: how many missed turns follow (each given back: out of the log, its interval back to the GCRA),
-#: then one recipients cost per turn wanted. Returns the granted turns' waits, the wait before
-#: asking again for the rest (-1: none left), and Redis's time. Times are integers in
-#: microseconds on Redis's clock, formatted with %d: Lua would write a 16-digit number as 1.7e+15.
+#: KEYS: turn time (GCRA), turn log (a sorted set: turn ids scored by their moments), OTP lane
+#: (GCRA), pause end, recipients (GCRA), the last turn id. ARGV[12], ARGV[13]: how many missed
+#: turns (ids: each given back, out of the log, its interval back to the GCRA) and how many
+#: (id, write moment) pairs of late writes (each turn moved to its write's moment) follow, then
+#: one recipients cost per turn wanted. Ids are never reused, so a call resent after a lost
+#: reply gives back and moves the same turns, once. Returns the granted turns' waits, the wait
+#: before asking again for the rest (-1: none left), Redis's time and the first granted turn's
+#: id (the others follow it). Times are integers in microseconds on Redis's clock, formatted
+#: with %d: Lua would write a 16-digit number as 1.7e+15 (a double holds it exactly).
 _RESERVE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -85,51 +94,61 @@ local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
 local cap, window, horizon = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local otp, otp_interval, otp_tolerance = ARGV[6] == '1', tonumber(ARGV[7]), tonumber(ARGV[8])
 local cost_tolerance, pause = tonumber(ARGV[10]), tonumber(ARGV[11])
+local log = KEYS[2]
 local function get(key) return tonumber(redis.call('GET', key) or '0') end
 local function put(key, value, ttl)
   redis.call('SET', key, string.format('%d', value), 'PX', ttl)
+end
+local function newest(rank)  -- the moment of the log's rank-th newest turn (0: the newest)
+  local entry = redis.call('ZREVRANGE', log, rank, rank, 'WITHSCORES')
+  return entry[2] and tonumber(entry[2])
 end
 if pause > 0 and now + pause > get(KEYS[4]) then
   put(KEYS[4], now + pause, math.ceil(pause / 1000) + 1)
 end
 local tat, otat, rtat, paused = get(KEYS[1]), get(KEYS[3]), get(KEYS[5]), get(KEYS[4])
-local missed = tonumber(ARGV[12])
-if missed > 0 and redis.call('SET', KEYS[6], '1', 'NX', 'PX', 60000) then
-  for i = 13, 12 + missed do
-    if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then tat = tat - interval end
-  end
+local missed, moved = tonumber(ARGV[12]), tonumber(ARGV[13])
+local first = 14 + missed + 2 * moved
+for i = 14, 13 + missed do
+  if redis.call('ZREM', log, ARGV[i]) == 1 then tat = tat - interval end
 end
-local out, hint = {}, -1
-local at = math.max(now, tonumber(redis.call('LINDEX', KEYS[2], 0) or '0'))
-for i = 13 + missed, #ARGV do
+for i = 14 + missed, first - 1, 2 do
+  redis.call('ZADD', log, 'XX', ARGV[i + 1], ARGV[i])
+end
+local id = get(KEYS[6])
+local out, hint, first_id = {}, -1, id + 1
+local at = math.max(now, newest(0) or 0)
+for i = first, #ARGV do
   local cost = tonumber(ARGV[i])
   at = math.max(at, tat - tolerance, paused, rtat + cost - cost_tolerance)
-  if redis.call('LLEN', KEYS[2]) >= cap then
-    at = math.max(at, tonumber(redis.call('LINDEX', KEYS[2], cap - 1)) + window)
-  end
+  local oldest = newest(cap - 1)
+  if oldest then at = math.max(at, oldest + window) end
   local priority = otp and otp_interval > 0 and now >= otat - otp_tolerance
   if not priority and at - now > horizon then hint = at - now - horizon; break end
   tat = math.max(tat, at) + interval
   if priority then otat = math.max(otat, now) + otp_interval end
   if cost > 0 then rtat = math.max(rtat, at) + cost end
-  redis.call('LPUSH', KEYS[2], string.format('%d', at))
-  redis.call('LTRIM', KEYS[2], 0, 2 * cap - 1)
+  id = id + 1
+  redis.call('ZADD', log, string.format('%d', at), string.format('%d', id))
   out[#out + 1] = at - now
 end
+redis.call('ZREMRANGEBYRANK', log, 0, -2 * cap - 1)
 out[#out + 1] = hint
 out[#out + 1] = now
+out[#out + 1] = first_id
 local ttl = math.ceil((at - now + window) / 1000) + 1000
 put(KEYS[1], tat, ttl); put(KEYS[3], otat, ttl); put(KEYS[5], rtat, ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', log, ttl)
+redis.call('SET', KEYS[6], string.format('%d', id), 'PX', ttl)
 return out
 """
 #: Turns asked for in one script call (the waiters of one lane, oldest first).
 _MAX_TURNS_PER_CALL: Final = 64
 
 
-#: A request waiting for its turn: its turn (``at_s``, ``deadline_s``, ``redis_us``) once
-#: granted, and its recipients.
-_Waiter = tuple["asyncio.Future[tuple[float, float, int]]", int]
+#: A request waiting for its turn: its turn (``at_s``, ``deadline_s``, ``redis_us``, ``id``)
+#: once granted, and its recipients.
+_Waiter = tuple["asyncio.Future[tuple[float, float, int, int]]", int]
 
 
 @dataclasses.dataclass(slots=True)
@@ -143,8 +162,12 @@ class Turn:
     at_s: float
     #: The latest moment to send: the earliest local moment the turn can be, plus ``_LATE_S``.
     deadline_s: float
-    #: The turn on Redis's clock, in microseconds (how a missed turn is given back).
+    #: The turn on Redis's clock, in microseconds.
     redis_us: int
+    #: The turn's id in the log (how it is given back or moved).
+    id: int
+    #: Its request's write has been seen (:meth:`SharedLimiter.sent`).
+    written: bool = False
 
 
 class SharedLimiter:
@@ -181,7 +204,8 @@ class SharedLimiter:
         self._script = link.script(_RESERVE)
         tag = f"{prefix}:limit:{{{scope}}}"  # one hash slot: the script's keys stay together
         self._tag = tag
-        self._keys = tuple(f"{tag}:{name}" for name in ("tat", "log", "otp", "pause", "rcpt"))
+        names = ("tat", "turns", "otp", "pause", "rcpt", "ids")
+        self._keys = tuple(f"{tag}:{name}" for name in names)
         interval_us = _US / rate_per_s
         burst = max(1, min(burst, math.floor(rate_per_s)))
         self._interval_us = interval_us
@@ -198,9 +222,12 @@ class SharedLimiter:
         self._pause_us = 0
         #: Turns given up because the request was too late for them (a busy loop).
         self.missed = 0
-        #: Turns nobody will use (missed, or granted to a cancelled waiter), on Redis's clock:
-        #: given back with the next call, so an unused turn costs the account nothing.
+        #: Ids of turns nobody will use (missed, or granted to a cancelled waiter): given back
+        #: with the next call, so an unused turn costs the account nothing.
         self._missed_turns: list[int] = []
+        #: Ids of turns whose request was written late, each followed by its write's moment
+        #: (Redis's clock, the latest it can have read): moved in the log with the next call.
+        self._late_writes: list[int] = []
         #: Requests waiting for a turn, by lane (True: OTP), oldest first.
         self._waiters: dict[bool, collections.deque[_Waiter]] = {
             True: collections.deque(),
@@ -221,10 +248,8 @@ class SharedLimiter:
         Raises:
             RedisUnavailableError: Redis stayed unreachable for the bounded wait.
         """
-        at_s, deadline_s, redis_us = await self._reserve_turn(otp, recipients)
-        turn = Turn(
-            otp=otp, recipients=recipients, at_s=at_s, deadline_s=deadline_s, redis_us=redis_us
-        )
+        at_s, deadline_s, redis_us, turn_id = await self._reserve_turn(otp, recipients)
+        turn = Turn(otp, recipients, at_s, deadline_s, redis_us, turn_id)
         if admit:
             await self.admit(turn)
         return turn
@@ -237,25 +262,34 @@ class SharedLimiter:
             try:
                 await self._sleep(max(0.0, ticket.at_s - time.monotonic()))
             except BaseException:  # cancelled (a stop): the turn goes unused
-                self._missed_turns.append(ticket.redis_us)
+                self._missed_turns.append(ticket.id)
                 raise
             late_s = time.monotonic() - ticket.deadline_s
             if late_s <= 0:
                 return
             self.missed += 1
-            self._missed_turns.append(ticket.redis_us)  # given back with the next call
+            self._missed_turns.append(ticket.id)  # given back with the next call
             logger.debug("turn missed by %.1f ms: reserving another", late_s * 1e3)
-            ticket.at_s, ticket.deadline_s, ticket.redis_us = await self._reserve_turn(
-                ticket.otp, ticket.recipients
-            )
+            turn = await self._reserve_turn(ticket.otp, ticket.recipients)
+            ticket.at_s, ticket.deadline_s, ticket.redis_us, ticket.id = turn
 
     def release(self, ticket: object = None) -> None:
         """A turn whose request was abandoned before its write: given back with the next call."""
         if isinstance(ticket, Turn):
-            self._missed_turns.append(ticket.redis_us)
+            self._missed_turns.append(ticket.id)
 
-    async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float, int]:
-        """Wait in this process's line for a turn; its moment and its deadline."""
+    def sent(self, ticket: object = None) -> None:
+        """The turn's request is being written: if later than ``_LOG_LATE_S`` after the turn,
+        the log is told the write's moment with the next call."""
+        if not isinstance(ticket, Turn) or ticket.written:
+            return
+        ticket.written = True
+        written_us = round(self._clock.latest_redis(time.monotonic()) * _US)
+        if written_us - ticket.redis_us > _LOG_LATE_S * _US:
+            self._late_writes += (ticket.id, written_us)
+
+    async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float, int, int]:
+        """Wait in this process's line for a turn: its moment, deadline, Redis moment and id."""
         waiter: _Waiter = (asyncio.get_running_loop().create_future(), recipients)
         self._waiters[otp].append(waiter)
         try:
@@ -293,23 +327,23 @@ class SharedLimiter:
                         future.set_exception(exc)
             return
         answered = time.monotonic()
-        *turns, hint, redis_now = waits
+        *turns, hint, redis_now, first_id = waits
         self._clock.observe(asked, answered, redis_now / _US)
-        if self._clock.uncertainty_s >= _LATE_S / 2 and answered >= self._warned_until:
+        if self._clock.uncertainty_s >= _SLOW_REDIS_S and answered >= self._warned_until:
             self._warned_until = answered + 60
             logger.warning(
-                "Redis answers in %.1f ms at best: requests miss their turns (%d so far); "
-                "the shared limit needs Redis within a few ms",
+                "Redis answers in %.1f ms at best: requests wait that much past their turns "
+                "(%d turns missed so far); the shared limit needs Redis within a few ms",
                 self._clock.uncertainty_s * 1e3,
                 self.missed,
             )
-        for waiter, wait_us in zip(batch, turns, strict=False):
+        for index, (waiter, wait_us) in enumerate(zip(batch, turns, strict=False)):
             earliest, latest = self._clock.local_window((redis_now + wait_us) / _US)
-            turn = (latest, earliest + _LATE_S, redis_now + wait_us)
+            turn = (latest, earliest + _LATE_S, redis_now + wait_us, first_id + index)
             if not waiter[0].done():
                 waiter[0].set_result(turn)
             else:  # cancelled while asking: nobody will use this turn
-                self._missed_turns.append(turn[2])
+                self._missed_turns.append(turn[3])
         if hint >= 0:
             await self._sleep(hint / _US)
 
@@ -319,7 +353,7 @@ class SharedLimiter:
         ]
         pause_us, self._pause_us = self._pause_us, 0
         missed, self._missed_turns = self._missed_turns, []
-        keys = (*self._keys, f"{self._tag}:given:{uuid.uuid4().hex}" if missed else self._tag)
+        late, self._late_writes = self._late_writes, []
         args = (
             round(self._interval_us),
             round(self._tolerance_us),
@@ -333,16 +367,20 @@ class SharedLimiter:
             round(self._recipient_bucket * self._recipient_us),
             pause_us,
             len(missed),
+            len(late) // 2,
             *missed,
+            *late,
             *costs,
         )
         try:
             waits = await self._link.call(
-                lambda: self._script(keys, args), "a turn of the shared rate limit"
+                lambda: self._script(self._keys, args), "a turn of the shared rate limit"
             )
         except BaseException:
-            # The pause is still to be told. The turns to give back are not resent: the call
-            # may have given them back already (they then cost the account nothing more).
+            # Still to be told: the pause, the turns to give back or move (a repeat of what
+            # the call may have done already changes nothing: ids are never reused).
             self._pause_us = max(self._pause_us, pause_us)
+            self._missed_turns[:0] = missed
+            self._late_writes[:0] = late
             raise
         return [int(w) for w in waits]

@@ -327,3 +327,24 @@ async def test_a_seam_closes_twice_harmlessly(serve: Any, seam: Any) -> None:
 
 def orjson_id(body: bytes) -> str:
     return str(json.loads(body)["id"])
+
+
+@pytest.mark.parametrize("seam", [AiohttpSeam, HttpxSeam])
+async def test_a_seam_says_when_the_request_is_written_and_only_then(serve: Any, seam: Any) -> None:
+    """``on_write`` runs once, after the connection is up and before the answer is read (what
+    the shared limiter logs as the request's moment); a request that never left never calls it."""
+    url = await serve(answer_ok)
+    used = seam(HttpConfig())
+    events: list[str] = []
+    answer = await used.request(
+        "POST", f"{url}/x", [("Content-Type", "application/json")], b"{}",
+        on_write=lambda: events.append("written"),
+    )  # fmt: skip
+    events.append(f"answered {answer.status}")
+    with pytest.raises(ConnectError):
+        await used.request(
+            "POST", f"http://127.0.0.1:{free_port()}/x", [], b"{}",
+            on_write=lambda: events.append("refused but written"),
+        )  # fmt: skip
+    await used.aclose()
+    assert events == ["written", "answered 202"]

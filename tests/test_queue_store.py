@@ -17,6 +17,12 @@ async def _evalsha_calls(link: RedisLink) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
+async def _script_checks(link: RedisLink) -> int:
+    """SCRIPT commands so far (``cmdstat_script``, or ``cmdstat_script|exists`` on Redis 7+)."""
+    stats = await link.client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k.startswith("cmdstat_script"))
+
+
 async def test_marks_made_together_go_as_one_command_per_campaign(redis_url: str) -> None:
     """Fifty marks over two campaigns: one script call per campaign after the first, and each
     mark answered for its own batch (a batch marked by another consumer is refused)."""
@@ -44,6 +50,27 @@ async def test_marks_made_together_go_as_one_command_per_campaign(redis_url: str
     assert all(answers.values()) and len(answers) == 50
     # The first call goes alone; the 50 queued behind it go as one call per campaign.
     assert calls <= 3
+
+
+async def test_a_flushed_script_is_loaded_again_and_calls_cost_no_script_check(
+    redis_url: str,
+) -> None:
+    """A script cache emptied under the worker (a restart, SCRIPT FLUSH) costs a reload, not an
+    error; otherwise a call is one EVALSHA, with no SCRIPT EXISTS round trip before it."""
+    link = RedisLink(redis_url)
+    store = QueueStore(link, scope="SID:IN")
+    try:
+        assert await store.mark_sending("c1", "1", "me")
+        await link.client.script_flush()
+        assert await store.mark_sending("c1", "2", "me")  # NOSCRIPT: loaded, sent again
+        before = await _script_checks(link)
+        for batch in range(3, 8):
+            assert await store.mark_sending("c1", str(batch), "me")
+        assert await store.marked_by("c1", "2") == "me"
+        after = await _script_checks(link)
+    finally:
+        await link.aclose()
+    assert after == before
 
 
 async def test_reports_made_together_keep_the_first_outcome_and_ack_each_entry(

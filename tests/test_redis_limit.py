@@ -3,6 +3,8 @@ counting what arrives."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -15,6 +17,8 @@ from kaleyra_async._redis_limiter import _RESERVE, SharedLimiter
 from kaleyra_async.sandbox import Sandbox, SandboxConfig, SandboxProcess
 from tests.conftest import CLI, RedisServer, cli_env, free_port, run_cli
 from tests.test_cli_e2e import cli, numbers, read_results, wait_for_lines, write_csv
+
+TURNS = "kaleyra:limit:{SID:IN}:turns"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,13 +78,13 @@ async def test_a_turn_nobody_uses_is_given_back_for_the_next_request(redis_url: 
             scope.cancel()
             await limiter.admit(unused)  # cancelled before its moment: never sent
         following = await limiter.acquire(otp=False, admit=False)
-        log = await link.client.lrange("kaleyra:limit:{SID:IN}:log", 0, -1)
+        log = await link.client.zrange(TURNS, 0, -1, withscores=True)
     finally:
         await link.aclose()
     assert unused.redis_us - first.redis_us == 50_000
     # Without the give-back it would come at unused + 50 ms; it shares the latest moment.
     assert following.redis_us == unused.redis_us
-    assert sorted(int(t) for t in log) == [first.redis_us, following.redis_us]
+    assert sorted(int(moment) for _, moment in log) == [first.redis_us, following.redis_us]
 
 
 @pytest.mark.slow
@@ -194,31 +198,72 @@ async def test_redis_stopped_mid_run_stops_the_run_with_nothing_unthrottled(
     assert sandbox.stats.requests_total == total
 
 
-async def test_turns_given_back_by_a_resent_call_leave_the_log_once(redis_url: str) -> None:
-    """A call whose reply was lost is resent with the same give-back key: the given-back turn
-    leaves the log once, and a used turn at the same moment stays (a window never overfills)."""
+_KEYS = [f"t:{name}" for name in ("tat", "turns", "otp", "pause", "rcpt", "ids")]
+_INTERVAL, _CAP, _WINDOW = 250_000, 4, 1_015_000
+
+
+async def _reserve(
+    script: Any, wanted: int, *, give: Sequence[int] = (), late: Sequence[int] = ()
+) -> dict[int, int]:
+    """One call of the raw script at 4 turns/s (a window holds 4): granted moments by id."""
+    args = [_INTERVAL, 0, _CAP, _WINDOW, 10**7, 0, 0, 0, 0, 0, 0, len(give), len(late) // 2]
+    *waits, _hint, now, first = await script(_KEYS, [*args, *give, *late, *([0] * wanted)])
+    return {first + index: now + wait for index, wait in enumerate(waits)}
+
+
+async def test_a_turn_given_back_twice_by_a_resent_call_counts_once(redis_url: str) -> None:
+    """A call whose reply was lost is resent with the same ids: the given-back turn returns
+    its interval to the GCRA once (ids are never reused, so nothing else leaves the log)."""
     link = RedisLink(redis_url)
     script = link.script(_RESERVE)
-    keys = [f"t:{name}" for name in ("tat", "log", "otp", "pause", "rcpt")]
-    interval, cap, window = 250_000, 4, 1_015_000
-
-    async def call(give: list[int], wanted: int, *, key: str, horizon: int = 10**7) -> list[int]:
-        args = [interval, 0, cap, window, horizon, 0, 0, 0, 0, 0, 0, len(give), *give]
-        *waits, _hint, now = await script([*keys, key], [*args, *([0] * wanted)])
-        return [now + wait for wait in waits]
-
     try:
-        granted = await call([], 4, key="k0")  # T, T+.25, T+.5, T+.75
-        used = [granted[0], granted[2]]
-        again = await call([granted[1]], 1, key="k1")  # given back: the new turn takes T+.75
-        assert again == [granted[3]]
-        used += again
-        used += await call([], 1, key="k2")
-        for _ in range(2):  # the same give-back, its reply lost: resent with the same key
-            await call([granted[3]], 1, key="k3", horizon=0)
-        for index in range(3):
-            used += await call([], 1, key=f"k4{index}")
+        granted = await _reserve(script, 4)  # T, T+.25, T+.5, T+.75
+        assert list(granted) == [1, 2, 3, 4]
+        for _ in range(2):  # the second: the same call resent, its reply lost
+            assert await _reserve(script, 0, give=[4]) == {}
+        following = await _reserve(script, 1)
     finally:
         await link.aclose()
-    used.sort()
-    assert max(sum(t - window < u <= t for u in used) for t in used) <= cap
+    # Given back once, the next turn takes the freed T+.75; twice, it would take T+.5.
+    assert following == {5: granted[4]}
+
+
+async def test_a_late_write_moves_its_turn_and_the_window_follows_the_write(
+    redis_url: str,
+) -> None:
+    """A request written 200 ms after its turn is logged at its write, once however often the
+    call is resent: the request a window later is checked against the write."""
+    link = RedisLink(redis_url)
+    script = link.script(_RESERVE)
+    try:
+        granted = await _reserve(script, 4)  # T, T+.25, T+.5, T+.75
+        written = granted[1] + 200_000
+        for _ in range(2):  # the second: the same call resent, its reply lost
+            assert await _reserve(script, 0, late=[1, written]) == {}
+        log = await link.client.zrange("t:turns", 0, -1, withscores=True)
+        following = await _reserve(script, 1)
+    finally:
+        await link.aclose()
+    assert [(int(i), int(moment)) for i, moment in log] == [
+        (1, written), (2, granted[2]), (3, granted[3]), (4, granted[4])
+    ]  # fmt: skip
+    # Without the move: T + window. The window's oldest turn is now the write.
+    assert following == {5: written + _WINDOW}
+
+
+async def test_the_limiter_logs_a_late_request_at_its_write(redis_url: str) -> None:
+    """SharedLimiter.sent, called 50 ms after the turn's moment, moves that turn in the log to
+    no earlier than the write, with the next call."""
+    link = RedisLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)
+    try:
+        late = await limiter.acquire(otp=False, admit=False)
+        await anyio.sleep(max(0.0, late.at_s - time.monotonic()) + 0.05)
+        limiter.sent(late)
+        limiter.sent(late)  # a second call for the same write changes nothing
+        assert await link.client.zscore(TURNS, str(late.id)) == late.redis_us
+        await limiter.acquire(otp=False, admit=False)  # carries the move
+        moment = await link.client.zscore(TURNS, str(late.id))
+    finally:
+        await link.aclose()
+    assert moment is not None and late.redis_us + 50_000 <= moment < late.redis_us + 1_000_000
