@@ -1,8 +1,8 @@
 """Turning an input row into a validated, normalised message, or into an ``invalid`` result (pure).
 
 Per-row work is the hot path of a million-row run, so everything that repeats is cached: the
-number normaliser caches numbers, validated messages are cached by value (a bulk campaign has
-one message for every row) and segment counts are cached by body.
+number normaliser caches numbers, and a row's validated message and its segment count are cached
+together by the columns they depend on (a bulk campaign has one for every row).
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ class RowPreparer:
         self._overrides: tuple[str, ...] = ()
         self._fill_body = False
         # The columns a row's message depends on: rows with equal values there get the very same
-        # validated Message, found with one dict lookup instead of being built and checked again.
+        # validated Message and segment count, found with one dict lookup instead of being built,
+        # checked and counted again.
         self._key_columns: tuple[str, ...] = ()
         self._key_of: Callable[[Mapping[str, str]], object] = _values_of(())
         self._by_key: dict[object, _Entry] = {}
