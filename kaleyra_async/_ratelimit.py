@@ -63,7 +63,7 @@ from aiolimiter import AsyncLimiter
 from ._limits import MAX_RECIPIENTS
 from ._turnstile import Turnstile
 
-__all__ = ["WINDOW_S", "Limiter", "RequestLimiter"]
+__all__ = ["WINDOW_S", "Limiter", "RequestLimiter", "catch_up_tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ _CATCH_UP_S = 0.005
 #: admission here and arrival at Kaleyra (two requests a second apart here must not arrive 0.999 s
 #: apart there); it costs at most 1.5% of the rate, and only when the log is what binds.
 WINDOW_S = 1.015
+
+
+def catch_up_tokens(rate_per_s: float) -> float:
+    """Room beyond ``burst`` for late requests to catch up: half a token, or 5 ms worth."""
+    return max(_CATCH_UP_TOKENS, rate_per_s * _CATCH_UP_S)
 
 
 class Limiter(Protocol):
@@ -126,7 +131,7 @@ class RequestLimiter:
         if recipients_per_s < 0:
             raise ValueError("recipients_per_s must be >= 0")
         self.rate_per_s = rate_per_s
-        capacity = burst + max(_CATCH_UP_TOKENS, rate_per_s * _CATCH_UP_S)
+        capacity = burst + catch_up_tokens(rate_per_s)
         self._total = AsyncLimiter(capacity, capacity / rate_per_s)
         self._window_cap = max(1, math.floor(rate_per_s + burst - 1))
         #: Admission times of the last window (older ones are dropped as they age out, so a

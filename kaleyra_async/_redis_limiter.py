@@ -5,7 +5,8 @@ kept in Redis and updated by one Lua script that reads Redis's own clock (``TIME
 processes on N machines hold one limit together, whatever their clocks say. The script keeps:
 
 * a GCRA (one "theoretical arrival time"): turns are ``1/rate`` apart; after an idle spell up to
-  ``burst`` (at most one second's worth) may fall at once;
+  ``burst`` (at most one second's worth) may fall at once, and turns held back (by the log, a
+  late write, a pause) may catch up by half an interval or 5 ms worth, as locally;
 * a log of the recent turns (a sorted set: each turn's id, never reused, scored by its moment;
   a new turn is never before the latest): no window of ``WINDOW_S`` (a second plus 15 ms for
   the jitter between a request's write and its arrival at Kaleyra) holds more than
@@ -56,7 +57,7 @@ import anyio
 
 from ._exceptions import KaleyraError
 from ._limits import MAX_RECIPIENTS
-from ._ratelimit import WINDOW_S
+from ._ratelimit import WINDOW_S, catch_up_tokens
 from ._redis import RedisLink
 from ._redis_clock import RedisClock
 from ._relay import Relay
@@ -209,7 +210,8 @@ class SharedLimiter:
         interval_us = _US / rate_per_s
         burst = max(1, min(burst, math.floor(rate_per_s)))
         self._interval_us = interval_us
-        self._tolerance_us = (burst - 1) * interval_us
+        # As the local limiter: room for a late turn's followers to catch up (the log caps).
+        self._tolerance_us = (burst - 1 + catch_up_tokens(rate_per_s)) * interval_us
         self._cap = max(1, math.floor(rate_per_s))
         self._otp_interval_us = 0.0
         self._otp_tolerance_us = 0.0
