@@ -117,7 +117,7 @@ _Lone = tuple[PreparedRow, float]
 
 
 def _rows_of(entry: _Open | _Lone) -> list[PreparedRow]:
-    return [entry[0]] if type(entry) is tuple else entry.rows  # type: ignore[union-attr]
+    return [entry[0]] if isinstance(entry, tuple) else entry.rows
 
 
 class _Groups(Generic[K]):
@@ -148,21 +148,21 @@ class _Groups(Generic[K]):
                 oldest, entry = self._open.popitem(last=False)  # see max_open
                 return ((oldest, _rows_of(entry)),)
             return ()
-        if type(current) is tuple:
+        if isinstance(current, tuple):
             first: PreparedRow = current[0]
             if first.to == row.to:  # a repeated number starts a group of its own
                 del self._open[key]
                 self._open[key] = lone
                 return ((key, [first]),)
             current = self._open[key] = _Open([first, row], {first.to, row.to}, current[1])
-        elif row.to in current.numbers:  # type: ignore[union-attr]
+        elif row.to in current.numbers:
             closed = self._close(key)
             self._open[key] = lone
             return (closed,)
         else:
-            current.rows.append(row)  # type: ignore[union-attr]
-            current.numbers.add(row.to)  # type: ignore[union-attr]
-        if len(current.rows) >= self._size:  # type: ignore[union-attr]
+            current.rows.append(row)
+            current.numbers.add(row.to)
+        if len(current.rows) >= self._size:
             return (self._close(key),)
         return ()
 
@@ -172,7 +172,7 @@ class _Groups(Generic[K]):
 
     def next_deadline(self) -> float | None:
         for entry in self._open.values():
-            return entry[1] if type(entry) is tuple else entry.deadline  # type: ignore[union-attr]
+            return entry[1] if isinstance(entry, tuple) else entry.deadline
         return None
 
     def drain(self) -> list[tuple[K, list[PreparedRow]]]:
@@ -180,7 +180,7 @@ class _Groups(Generic[K]):
 
     def _until(self, now: float) -> Iterator[tuple[K, _Open | _Lone]]:
         for key, entry in self._open.items():
-            deadline = entry[1] if type(entry) is tuple else entry.deadline  # type: ignore[union-attr]
+            deadline = entry[1] if isinstance(entry, tuple) else entry.deadline
             if deadline > now:
                 return
             yield key, entry
