@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import importlib.util
 import os
 import sys
 import urllib.parse
@@ -27,6 +28,7 @@ __all__ = [
     "account_options",
     "collect_young_less_often",
     "config_from",
+    "fast_loop",
     "message_options",
     "positive_float",
     "positive_int",
@@ -155,6 +157,13 @@ def with_client(config: Config, call: Callable[[KaleyraClient], Awaitable[T]]) -
             return await call(client)
 
     return anyio.run(run)
+
+
+def fast_loop() -> dict[str, bool]:
+    """anyio's backend options for a long-running sender whose limiter reads
+    ``time.monotonic()`` (not the loop's clock, which uvloop keeps in whole milliseconds):
+    uvloop when it is installed (the ``redis`` extra), else asyncio's own loop."""
+    return {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
 
 
 def freeze_startup_heap() -> None:

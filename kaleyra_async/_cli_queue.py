@@ -16,6 +16,7 @@ from ._cli_common import (
     EXIT_USAGE,
     account_options,
     config_from,
+    fast_loop,
     freeze_startup_heap,
     positive_float,
     positive_int,
@@ -101,7 +102,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             tg.cancel_scope.cancel()
 
     freeze_startup_heap()
-    anyio.run(run)
+    anyio.run(run, backend_options=fast_loop())
     if not args.quiet:
         print(
             f"worker: {summary.sent} rows sent, {summary.failed} failed, {summary.unknown} "

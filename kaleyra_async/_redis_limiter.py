@@ -262,7 +262,10 @@ class SharedLimiter:
             raise TypeError("admit() needs the Turn that acquire(admit=False) returned")
         while True:
             try:
-                await self._sleep(max(0.0, ticket.at_s - time.monotonic()))
+                # Until the moment, however the loop rounds its timers (uvloop's, libuv's, fire
+                # up to 1 ms early): never before the turn.
+                while (wait_s := ticket.at_s - time.monotonic()) > 0:
+                    await self._sleep(wait_s)
             except BaseException:  # cancelled (a stop): the turn goes unused
                 self._missed_turns.append(ticket.id)
                 raise

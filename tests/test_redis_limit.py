@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from kaleyra_async import RedisUnavailableError
+from kaleyra_async._cli_common import fast_loop
 from kaleyra_async._ratelimit import WINDOW_S
 from kaleyra_async._redis import RedisLink, redacted
 from kaleyra_async._redis_limiter import _RESERVE, SharedLimiter
@@ -268,3 +269,28 @@ async def test_the_limiter_logs_a_late_request_at_its_write(redis_url: str) -> N
     finally:
         await link.aclose()
     assert moment is not None and late.redis_us + 50_000 <= moment < late.redis_us + 1_000_000
+
+
+async def test_a_turn_is_never_used_early_when_the_loop_wakes_early(redis_url: str) -> None:
+    """A loop whose timers fire early (uvloop's and libuv's do, by up to 1 ms) does not send
+    before the turn: admit sleeps again until the moment has passed."""
+
+    async def early(seconds: float) -> None:
+        await anyio.sleep(max(0.0, seconds - 0.003))
+
+    link = RedisLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=50, sleep=early)
+    admitted: list[tuple[float, float]] = []
+    try:
+        for _ in range(5):
+            turn = await limiter.acquire(otp=False)
+            admitted.append((time.monotonic(), turn.at_s))
+    finally:
+        await link.aclose()
+    assert all(now >= at_s for now, at_s in admitted)
+
+
+def test_the_worker_runs_on_uvloop_when_it_is_installed() -> None:
+    """The dev and redis extras bring uvloop; the worker's loop options ask for it."""
+    pytest.importorskip("uvloop")
+    assert fast_loop() == {"use_uvloop": True}
