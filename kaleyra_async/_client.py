@@ -1,16 +1,15 @@
 """KaleyraClient: the awaitable API over one network seam.
 
-Every request takes one path, :meth:`KaleyraClient._call`: per attempt it waits for the rate
-limiter, sends through the seam (``_http``), and reads the answer (``_responses``), under the
-retry policy (``_retry``). Sends validate everything before the first attempt.
+Every request takes one path (``_request_path``): per attempt it waits for the rate limiter,
+sends through the seam (``_http``), and reads the answer (``_responses``), under the retry
+policy (``_retry``). Sends validate everything before the first attempt.
 
 The ``api-key`` header is read from the :class:`~._config.Secret` in this module only (see
 ``_secrecy`` for how it is kept out of reprs, logs and exceptions).
 
-At ~500 lines this is over the house's ~400: it is the one public class, each method a thin
-step over ``_call``, and most of its length is the public docstrings. The rules it applies live
-elsewhere (``_send_checks``, ``_request_rules``, ``_protocol``, ``_responses``,
-``_limiter_setup``).
+Each method is a thin step over the request path; most of this module's length is the public
+docstrings. The rules it applies live elsewhere (``_send_checks``, ``_request_rules``,
+``_protocol``, ``_responses``, ``_limiter_setup``).
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from time import perf_counter
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, TypeVar, Unpack
+from typing import TYPE_CHECKING, Final, Unpack
 
 import anyio
 
@@ -35,11 +33,8 @@ from ._config import (
     check_account,
 )
 from ._exceptions import (
-    APIError,
     ConfigError,
     KaleyraError,
-    RateLimitError,
-    TransportError,
     ValidationError,
 )
 from ._http import HttpSeam
@@ -55,18 +50,16 @@ from ._models import Message, MessageFields, MessageStatus, SenderId, SenderIdRe
 from ._phone import PhoneNormalizer
 from ._protocol import (
     Endpoint,
-    WireRequest,
     build_create_sender_ids,
     build_delete_sender_ids,
     build_send,
     build_send_json,
     build_status,
 )
-from ._ratelimit import Limiter
+from ._request_path import RequestPath
 from ._request_rules import chunked, validate_json_nodes, validate_recipients
 from ._responses import parse_send, parse_sender_ids, parse_status
-from ._retry import call_with_retry
-from ._secrecy import HeaderSecret, encrypted_or_local, scrubbed
+from ._secrecy import HeaderSecret, encrypted_or_local
 from ._send_checks import check_nodes, check_send
 from ._senders import validate_sender_ids, validate_sender_names
 from ._version import __version__
@@ -77,8 +70,6 @@ if TYPE_CHECKING:
 __all__ = ["KaleyraClient", "validated_send", "validated_send_json"]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 USER_AGENT: Final = f"kaleyra_async/{__version__}"
 
@@ -135,7 +126,6 @@ class KaleyraClient:
         self._rate = rate_limit or PodConfig()
         if not 0 <= otp_share < 1:
             raise ConfigError("otp_share: must be in [0, 1)")
-        self._otp_share = otp_share
         self._sleep = _sleep
         self.host = resolve_host(self.pod, base_url=base_url, pod_host=self._rate.host)
         if not encrypted_or_local(self.host):
@@ -147,16 +137,28 @@ class KaleyraClient:
         self._base_url = f"{self.host}/v1/{sid}"
         self._normalize = PhoneNormalizer(country_prefix)
         self._redis = RedisConfig(url=redis) if isinstance(redis, str) else redis
-        self._limiter: Limiter | None = None
-        self._close_limiter: Callable[[], Awaitable[None]] | None = None
         self._warned_template_data = False
         self._closed = False
         self._seam = self._make_seam(httpx_client, transport)
-        self._headers = (
-            ("api-key", HeaderSecret(key.reveal())),
-            ("Accept", "application/json"),
-            ("User-Agent", USER_AGENT),
+        self._path = RequestPath(
+            self._seam,
+            base_url=self._base_url,
+            headers=(
+                ("api-key", HeaderSecret(key.reveal())),
+                ("Accept", "application/json"),
+                ("User-Agent", USER_AGENT),
+            ),
+            key=key,
+            pod=self.pod,
+            retry=self._retry,
+            sleep=_sleep,
+            make_limiter=lambda: make_limiter(
+                self._rate, otp_share=otp_share, redis=self._redis, scope=f"{sid}:{self.pod}"
+            ),
+            check_open=self._check_open,
         )
+        #: The one request path (``_request_path``).
+        self._call = self._path.call
 
     def _make_seam(
         self, client: httpx.AsyncClient | None, transport: httpx.AsyncBaseTransport | None
@@ -217,8 +219,8 @@ class KaleyraClient:
         try:
             await self._seam.aclose()
         finally:
-            if self._close_limiter is not None:
-                await self._close_limiter()
+            if self._path.close_limiter is not None:
+                await self._path.close_limiter()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -395,89 +397,6 @@ class KaleyraClient:
             found, _ = await self._call(build_status(chunk), parse_status, policy=policy)
             statuses.extend(found)
         return statuses
-
-    # -- the one request path ----------------------------------------------------------------
-
-    async def _call(
-        self,
-        request: WireRequest,
-        parse: Callable[..., T],
-        *,
-        otp: bool = False,
-        recipients: int = 1,
-        policy: RetryPolicy | None = None,
-        attempts: Attempts | None = None,
-    ) -> tuple[T, int]:
-        """Rate-limit, send, read, retry: the parsed result and the attempts made (an error
-        raised carries them as ``attempts``)."""
-        limiter = self._limiter or self._make_limiter()
-        url = self._base_url + request.path
-        headers = [*self._headers, *request.headers]
-        made = 0
-        debug = logger.isEnabledFor(logging.DEBUG)
-
-        async def attempt() -> T:
-            nonlocal made
-            turn = await limiter.acquire(otp=otp, recipients=recipients, admit=attempts is None)
-            self._check_open()
-            if attempts is not None:
-                try:
-                    await attempts.sending()
-                except BaseException:  # abandoned unsent (a stop, a batch taken, a journal)
-                    limiter.release(turn)
-                    raise
-                await limiter.admit(turn)  # the window check closest to the write
-                attempts.writing(made + 1)
-            made += 1
-            started = perf_counter() if debug else 0.0
-            try:
-                status, response_headers, content = await self._seam.request(
-                    request.method,
-                    url,
-                    headers,
-                    request.content,
-                    on_write=lambda: limiter.sent(turn),
-                )
-            except TransportError as error:
-                if debug:
-                    logger.debug("%s %s failed: %s", request.method, request.path, error)
-                if attempts is not None:
-                    attempts.failed(error)
-                raise
-            if debug:
-                logger.debug(
-                    "%s %s (%d recipients) -> %d in %.1f ms",
-                    request.method,
-                    request.path,
-                    recipients,
-                    status,
-                    (perf_counter() - started) * 1000,
-                )
-            try:
-                return parse(status, response_headers, content, pod=self.pod)
-            except APIError as exc:
-                refused = scrubbed(exc, self._key)
-            # Raised outside the except block: a scrubbed copy must not keep the original (the
-            # key and all) as its __context__.
-            if isinstance(refused, RateLimitError) and refused.retry_after_s:
-                # Retry-After is about the account: every sender waits (but no longer than a
-                # request may retry, so a proxy's huge value can't stall the run).
-                limiter.pause(min(refused.retry_after_s, self._retry.max_total_s))
-            if attempts is not None:
-                attempts.failed(refused)
-            raise refused
-
-        try:
-            return await call_with_retry(attempt, policy or self._retry, sleep=self._sleep), made
-        except KaleyraError as exc:
-            exc.attempts = made
-            raise
-
-    def _make_limiter(self) -> Limiter:
-        self._limiter, self._close_limiter = make_limiter(
-            self._rate, otp_share=self._otp_share, redis=self._redis, scope=f"{self.sid}:{self.pod}"
-        )
-        return self._limiter
 
 
 def validated_send(client: KaleyraClient) -> ValidatedSend:

@@ -53,7 +53,16 @@ PURE = frozenset(
 )
 #: Everything else: the command line, the bulk job, the client and the adapters.
 NOT_PURE = frozenset(
-    {"__init__", "__main__", "_bulk", "_cli", "_cli_bulk", "_cli_common", "_client"}
+    {
+        "__init__",
+        "__main__",
+        "_bulk",
+        "_cli",
+        "_cli_bulk",
+        "_cli_common",
+        "_client",
+        "_request_path",
+    }
     | {"_config_file", "_dispatch", "_flight", "_heap", "_http_aiohttp", "_http_httpx"}
     | {"_lanes", "_ratelimit", "_results", "_resume", "_retry", "_sources"}
     | {"_cli_queue", "_queue_collector", "_queue_store", "_queue_worker", "_redis"}
