@@ -31,7 +31,13 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._attempts import ValidatedJsonSend, ValidatedSend
-from ._exceptions import AuthenticationError, ConnectError, KaleyraError, unwrap_group
+from ._exceptions import (
+    AuthenticationError,
+    ConfigError,
+    ConnectError,
+    KaleyraError,
+    unwrap_group,
+)
 from ._flight import Flight, StopBeforeSending
 from ._limits import WORKER_CONCURRENCY
 from ._queue_codec import Job, decode_job, failure_outcome, success_outcome
@@ -283,9 +289,9 @@ class _Worker:
                 self.summary.sent += len(batch.rows)
         except KaleyraError as exc:
             maybe_sent = exc.fate_unknown or flight.maybe_sent
-            if isinstance(exc, AuthenticationError | ConnectError) and not maybe_sent:
-                # This worker's key, network or Redis, and the request never left: the batch
-                # goes back for a worker that can send it, and this one stops.
+            if isinstance(exc, AuthenticationError | ConnectError | ConfigError) and not maybe_sent:
+                # This worker's key, network, Redis or setup, and the request never left: the
+                # batch goes back for a worker that can send it, and this one stops.
                 self._abort(exc)
                 await self._give_back(job, entry_id, data)
                 return

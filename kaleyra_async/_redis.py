@@ -30,7 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from ._exceptions import KaleyraError, RedisUnavailableError
+from ._exceptions import ConfigError, KaleyraError, RedisUnavailableError
 from ._relay import Relay
 
 __all__ = ["BLOCK_MS", "Coalesced", "RedisLink", "redacted"]
@@ -109,7 +109,8 @@ class RedisLink:
 
         Raises:
             RedisUnavailableError: Redis stayed unreachable that long.
-            KaleyraError: Redis refused the command (a bug or a misconfigured server).
+            ConfigError: Redis refused the command (a misconfigured server, an older version
+                sharing the limit, a bug): nothing the rows did.
         """
         deadline = math.inf
         backoff_s = _FIRST_BACKOFF_S
@@ -130,7 +131,7 @@ class RedisLink:
                 await self._sleep(min(backoff_s, max(deadline - now, 0.0)))
                 backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
             except redis.exceptions.RedisError as exc:
-                raise KaleyraError(f"Redis at {self.url} refused {what}: {exc}") from None
+                raise ConfigError(f"Redis at {self.url} refused {what}: {exc}") from None
 
     async def ensure_group(self, stream: str, group: str) -> None:
         """Create a stream's consumer group reading from the start, unless it exists."""

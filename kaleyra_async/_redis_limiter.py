@@ -80,7 +80,9 @@ _SLOW_REDIS_S: Final = 0.005
 _US: Final = 1_000_000
 
 #: KEYS: turn time (GCRA), turn log (a sorted set: turn ids scored by their moments), OTP lane
-#: (GCRA), pause end, recipients (GCRA), the last turn id. ARGV[12], ARGV[13]: how many missed
+#: (GCRA), pause end, recipients (GCRA), the last turn id, and the list an older version kept its
+#: log in (while it exists, a process of that version shares the limit without seeing this
+#: log: refused, rather than both holding the rate). ARGV[12], ARGV[13]: how many missed
 #: turns (ids: each given back, out of the log, its interval back to the GCRA) and how many
 #: (id, write moment) pairs of late writes (each turn moved to its write's moment) follow, then
 #: one recipients cost per turn wanted. Ids are never reused, so a call resent after a lost
@@ -96,6 +98,10 @@ local cap, window, horizon = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV
 local otp, otp_interval, otp_tolerance = ARGV[6] == '1', tonumber(ARGV[7]), tonumber(ARGV[8])
 local cost_tolerance, pause = tonumber(ARGV[10]), tonumber(ARGV[11])
 local log = KEYS[2]
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  return redis.error_reply('an older kaleyra_async shares this limit (its turn log ' ..
+    KEYS[7] .. ' is in use): stop it, or upgrade it, first')
+end
 local function get(key) return tonumber(redis.call('GET', key) or '0') end
 local function put(key, value, ttl)
   redis.call('SET', key, string.format('%d', value), 'PX', ttl)
@@ -205,7 +211,7 @@ class SharedLimiter:
         self._script = link.script(_RESERVE)
         tag = f"{prefix}:limit:{{{scope}}}"  # one hash slot: the script's keys stay together
         self._tag = tag
-        names = ("tat", "turns", "otp", "pause", "rcpt", "ids")
+        names = ("tat", "turns", "otp", "pause", "rcpt", "ids", "log")
         self._keys = tuple(f"{tag}:{name}" for name in names)
         interval_us = _US / rate_per_s
         burst = max(1, min(burst, math.floor(rate_per_s)))

@@ -29,7 +29,7 @@ from kaleyra_async._queue_codec import (
     success_outcome,
 )
 from kaleyra_async.sandbox import Sandbox
-from tests.conftest import CLI, cli_env
+from tests.conftest import CLI, cli_env, run_cli
 from tests.test_cli_e2e import cli, numbers, read_results, wait_for_lines, write_csv
 
 pytestmark = pytest.mark.timeout(180)
@@ -246,6 +246,38 @@ async def test_a_stopped_worker_gives_its_unsent_batches_back(
         async with workers(sandbox, redis_url, 1, "--rate", "100"):
             with anyio.fail_after(120):
                 assert await process.wait() == 0
+    results = read_results(out)
+    assert_once_each(results, sandbox, total)
+    assert {r["status"] for r in results.values()} == {"sent"}
+
+
+async def test_a_worker_beside_an_older_version_gives_its_batches_back_and_stops(
+    sandbox: Sandbox, redis_url: str, tmp_path: Path
+) -> None:
+    """A worker that finds an older version's turn log in use stops with exit 2 naming it and
+    hands its batches back: no row is recorded failed; a worker started later sends them."""
+    total = 20
+    src = write_csv(tmp_path / "in.csv", numbers(total))
+    out = tmp_path / "out.ndjson"
+    client = redis.asyncio.Redis.from_url(redis_url)
+    old_log = f"kaleyra:limit:{{{sandbox.sid}:IN}}:log"
+    await client.rpush(old_log, "1")
+    process = await anyio.open_process(
+        collector(sandbox, redis_url, src, out), env=cli_env(sandbox)
+    )
+    try:
+        async with process:
+            worker = ["worker", "--base-url", sandbox.base_url, "--redis", redis_url]
+            refused = await run_cli(*worker, env=cli_env(sandbox))
+            assert refused.returncode == 2, refused.stderr.decode()
+            assert "older kaleyra_async shares this limit" in refused.stderr.decode()
+            assert not out.exists() or read_results(out) == {}
+            await client.delete(old_log)
+            async with workers(sandbox, redis_url, 1):
+                with anyio.fail_after(120):
+                    assert await process.wait() == 0
+    finally:
+        await client.aclose()
     results = read_results(out)
     assert_once_each(results, sandbox, total)
     assert {r["status"] for r in results.values()} == {"sent"}

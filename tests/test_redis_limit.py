@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from kaleyra_async import RedisUnavailableError
+from kaleyra_async import KaleyraError, RedisUnavailableError
 from kaleyra_async._cli_common import fast_loop
 from kaleyra_async._ratelimit import WINDOW_S
 from kaleyra_async._redis import RedisLink, redacted
@@ -200,7 +200,31 @@ async def test_redis_stopped_mid_run_stops_the_run_with_nothing_unthrottled(
     assert sandbox.stats.requests_total == total
 
 
-_KEYS = [f"t:{name}" for name in ("tat", "turns", "otp", "pause", "rcpt", "ids")]
+async def test_an_older_version_sharing_the_limit_stops_the_run_with_rows_left_to_resume(
+    sandbox: Sandbox, redis_url: str, tmp_path: anyio.Path
+) -> None:
+    """send-bulk finding an older version's turn log: exit 2 naming it, nothing sent and no row
+    recorded as failed (a "failed" line is final); --resume sends them once it is gone."""
+    src = write_csv(tmp_path / "in.csv", numbers(5))
+    out = tmp_path / "out.ndjson"
+    link = RedisLink(redis_url)
+    try:
+        await link.client.lpush(f"kaleyra:limit:{{{sandbox.sid}:IN}}:log", "1")
+        options = [*cli(sandbox, src, "--out", out, "--redis", redis_url), "--rate", "50"]
+        refused = await run_cli(*options, env=cli_env(sandbox))
+        assert refused.returncode == 2, refused.stderr.decode()
+        assert "older kaleyra_async shares this limit" in refused.stderr.decode()
+        assert read_results(out) == {} and sandbox.stats.requests_total == 0
+        await link.client.delete(f"kaleyra:limit:{{{sandbox.sid}:IN}}:log")
+        done = await run_cli(*options, "--resume", env=cli_env(sandbox))
+    finally:
+        await link.aclose()
+    assert done.returncode == 0, done.stderr.decode()
+    assert {r["status"] for r in read_results(out).values()} == {"sent"}
+    assert sandbox.stats.accepted_recipients == 5
+
+
+_KEYS = [f"t:{name}" for name in ("tat", "turns", "otp", "pause", "rcpt", "ids", "log")]
 _INTERVAL, _CAP, _WINDOW = 250_000, 4, 1_015_000
 
 
@@ -294,3 +318,20 @@ def test_the_worker_runs_on_uvloop_when_it_is_installed() -> None:
     """The dev and redis extras bring uvloop; the worker's loop options ask for it."""
     pytest.importorskip("uvloop")
     assert fast_loop() == {"use_uvloop": True}
+
+
+async def test_a_process_of_the_older_version_sharing_the_limit_is_refused(
+    redis_url: str,
+) -> None:
+    """An older version kept its turn log in a list: while that list is alive, a newer process
+    would hold the rate beside it, unseen. It refuses instead, naming the key."""
+    link = RedisLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=50)
+    try:
+        await link.client.lpush("kaleyra:limit:{SID:IN}:log", "1796420938278147")
+        with pytest.raises(KaleyraError, match="older kaleyra_async shares this limit"):
+            await limiter.acquire(otp=False)
+        await link.client.delete("kaleyra:limit:{SID:IN}:log")
+        assert (await limiter.acquire(otp=False)).id >= 1
+    finally:
+        await link.aclose()
