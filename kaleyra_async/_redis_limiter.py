@@ -294,8 +294,11 @@ class SharedLimiter:
         the log is told the write's moment with the next call."""
         if not isinstance(ticket, Turn) or ticket.written:
             return
-        ticket.written = True
-        written_us = round(self._clock.latest_redis(time.monotonic()) * _US)
+        ticket.written = True  # called from inside the write: it must not raise
+        try:
+            written_us = round(self._clock.latest_redis(time.monotonic()) * _US)
+        except LookupError:  # no call observed: impossible once a turn was granted
+            return
         if written_us - ticket.redis_us > _LOG_LATE_S * _US:
             self._late_writes += (ticket.id, written_us)
 
