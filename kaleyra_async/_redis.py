@@ -209,7 +209,7 @@ class Coalesced:
             raise
         for group, reply in zip(groups.values(), replies, strict=True):
             if isinstance(reply, redis.exceptions.RedisError):
-                error = KaleyraError(f"Redis at {self._link.url} refused {self._what}: {reply}")
+                error = ConfigError(f"Redis at {self._link.url} refused {self._what}: {reply}")
                 for _, waiter in group:
                     if not waiter.done():
                         waiter.set_exception(error)

@@ -85,7 +85,8 @@ _US: Final = 1_000_000
 #: log: refused, rather than both holding the rate). ARGV[12], ARGV[13]: how many missed
 #: turns (ids: each given back, out of the log, its interval back to the GCRA) and how many
 #: (id, write moment) pairs of late writes (each turn moved to its write's moment) follow, then
-#: one recipients cost per turn wanted. Ids are never reused, so a call resent after a lost
+#: one recipients cost per turn wanted. Ids go on from Redis's clock (µs), never reused even after
+#: the keys expired, so a call resent after a lost
 #: reply gives back and moves the same turns, once. Returns the granted turns' waits, the wait
 #: before asking again for the rest (-1: none left), Redis's time and the first granted turn's
 #: id (the others follow it). Times are integers in microseconds on Redis's clock, formatted
@@ -122,7 +123,8 @@ end
 for i = 14 + missed, first - 1, 2 do
   redis.call('ZADD', log, 'XX', ARGV[i + 1], ARGV[i])
 end
-local id = get(KEYS[6])
+-- Ids go on from Redis's clock: never reused, even after the keys expired or were flushed.
+local id = math.max(get(KEYS[6]), now)
 local out, hint, first_id = {}, -1, id + 1
 local at = math.max(now, newest(0) or 0)
 for i = first, #ARGV do
@@ -309,7 +311,11 @@ class SharedLimiter:
         try:
             return await self._relay.wait(waiter[0])
         except BaseException:
-            waiter[0].cancel()  # the next call skips it (a turn it got meanwhile is lost)
+            granted = waiter[0]
+            if granted.done() and not granted.cancelled() and granted.exception() is None:
+                self._missed_turns.append(granted.result()[3])  # granted, then cancelled
+            else:
+                granted.cancel()  # the next call skips it
             raise
 
     def pause(self, seconds: float) -> None:

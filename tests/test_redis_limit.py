@@ -244,14 +244,16 @@ async def test_a_turn_given_back_twice_by_a_resent_call_counts_once(redis_url: s
     script = link.script(_RESERVE)
     try:
         granted = await _reserve(script, 4)  # T, T+.25, T+.5, T+.75
-        assert list(granted) == [1, 2, 3, 4]
+        ids = list(granted)
+        assert ids == sorted(ids) and len(set(ids)) == 4
         for _ in range(2):  # the second: the same call resent, its reply lost
-            assert await _reserve(script, 0, give=[4]) == {}
+            assert await _reserve(script, 0, give=[ids[3]]) == {}
         following = await _reserve(script, 1)
     finally:
         await link.aclose()
     # Given back once, the next turn takes the freed T+.75; twice, it would take T+.5.
-    assert following == {5: granted[4]}
+    assert list(following.values()) == [granted[ids[3]]]
+    assert min(following) > ids[3]
 
 
 async def test_a_late_write_moves_its_turn_and_the_window_follows_the_write(
@@ -263,18 +265,38 @@ async def test_a_late_write_moves_its_turn_and_the_window_follows_the_write(
     script = link.script(_RESERVE)
     try:
         granted = await _reserve(script, 4)  # T, T+.25, T+.5, T+.75
-        written = granted[1] + 200_000
+        ids = list(granted)
+        written = granted[ids[0]] + 200_000
         for _ in range(2):  # the second: the same call resent, its reply lost
-            assert await _reserve(script, 0, late=[1, written]) == {}
+            assert await _reserve(script, 0, late=[ids[0], written]) == {}
         log = await link.client.zrange("t:turns", 0, -1, withscores=True)
         following = await _reserve(script, 1)
     finally:
         await link.aclose()
     assert [(int(i), int(moment)) for i, moment in log] == [
-        (1, written), (2, granted[2]), (3, granted[3]), (4, granted[4])
-    ]  # fmt: skip
+        (ids[0], written),
+        *((i, granted[i]) for i in ids[1:]),
+    ]
     # Without the move: T + window. The window's oldest turn is now the write.
-    assert following == {5: written + _WINDOW}
+    assert list(following.values()) == [written + _WINDOW]
+
+
+async def test_a_report_outliving_the_keys_never_touches_a_newer_turn(redis_url: str) -> None:
+    """The limit's keys expire after a quiet spell (or Redis restarts empty): a process's
+    give-back or move still pending for an old turn must not hit another process's new turn,
+    so ids go on from Redis's clock rather than starting again at 1."""
+    link = RedisLink(redis_url)
+    script = link.script(_RESERVE)
+    try:
+        (old,) = await _reserve(script, 1)
+        await link.client.delete(*_KEYS)  # what the keys' expiry does
+        newer = await _reserve(script, 3)
+        await _reserve(script, 0, give=[old], late=[old, 1])
+        log = await link.client.zrange("t:turns", 0, -1, withscores=True)
+    finally:
+        await link.aclose()
+    assert old not in newer
+    assert sorted((int(i), int(moment)) for i, moment in log) == sorted(newer.items())
 
 
 async def test_the_limiter_logs_a_late_request_at_its_write(redis_url: str) -> None:
