@@ -26,13 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ._attempts import ValidatedJsonSend, ValidatedSend
 from ._batching import Batch, Batcher, PreparedRow, RepeatFilter
 from ._config import DispatchConfig
-from ._exceptions import (
-    AuthenticationError,
-    ConfigError,
-    ConnectError,
-    KaleyraError,
-    unwrap_group,
-)
+from ._exceptions import STOPS_THE_RUN, KaleyraError, unwrap_group
 from ._flight import Flight, StopBeforeSending
 from ._lanes import LaneQueue
 from ._models import InputRow, RowResult
@@ -341,9 +335,7 @@ class _Run:
                 self._record(success_results(batch, result))
                 return
         except KaleyraError as exc:
-            # The account's, the network's or the setup's (Redis refusing the limiter's script,
-            # redis-py missing), not the rows': every request would fail the same way.
-            if isinstance(exc, AuthenticationError | ConnectError | ConfigError):
+            if isinstance(exc, STOPS_THE_RUN):
                 self._abort(exc)
                 if not (exc.fate_unknown or flight.maybe_sent):
                     # Refused as a whole or never sent, for a reason that is the account's or

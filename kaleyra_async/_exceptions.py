@@ -28,9 +28,10 @@ httpx and tenacity errors are translated into this tree once, at the client boun
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
+    "STOPS_THE_RUN",
     "APIError",
     "AuthenticationError",
     "ConfigError",
@@ -223,6 +224,12 @@ class ServerError(APIError):
 
 class RejectedError(APIError):
     """Any other 4xx: Kaleyra refused the request as it was sent; sending it again won't help."""
+
+
+#: Errors that are the account's, the network's or the setup's (a wrong key, no server, Redis
+#: refusing a script, redis-py missing), never the rows': every request would fail the same way,
+#: so a sender stops and leaves unsent rows for later rather than record them failed.
+STOPS_THE_RUN: Final = (AuthenticationError, ConnectError, ConfigError)
 
 
 def unwrap_group(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -31,13 +31,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._attempts import ValidatedJsonSend, ValidatedSend
-from ._exceptions import (
-    AuthenticationError,
-    ConfigError,
-    ConnectError,
-    KaleyraError,
-    unwrap_group,
-)
+from ._exceptions import STOPS_THE_RUN, KaleyraError, unwrap_group
 from ._flight import Flight, StopBeforeSending
 from ._limits import WORKER_CONCURRENCY
 from ._queue_codec import Job, decode_job, failure_outcome, success_outcome
@@ -289,7 +283,7 @@ class _Worker:
                 self.summary.sent += len(batch.rows)
         except KaleyraError as exc:
             maybe_sent = exc.fate_unknown or flight.maybe_sent
-            if isinstance(exc, AuthenticationError | ConnectError | ConfigError) and not maybe_sent:
+            if isinstance(exc, STOPS_THE_RUN) and not maybe_sent:
                 # This worker's key, network, Redis or setup, and the request never left: the
                 # batch goes back for a worker that can send it, and this one stops.
                 self._abort(exc)

@@ -212,7 +212,6 @@ class SharedLimiter:
         self._sleep = sleep
         self._script = link.script(_RESERVE)
         tag = f"{prefix}:limit:{{{scope}}}"  # one hash slot: the script's keys stay together
-        self._tag = tag
         names = ("tat", "turns", "otp", "pause", "rcpt", "ids", "log")
         self._keys = tuple(f"{tag}:{name}" for name in names)
         interval_us = _US / rate_per_s
