@@ -39,8 +39,14 @@ class ValidatedSend(Protocol):
 
 class ValidatedJsonSend(Protocol):
     """Sends validated (E.164 number, message) nodes as one ``/sms/json`` request, reporting
-    attempts: the pipeline's send for personalised rows."""
+    attempts: the pipeline's send for personalised rows. ``bodies[i]``, unless None, is node
+    ``i``'s body instead of its message's (rows that share all but their body share a message).
+    """
 
     def __call__(
-        self, nodes: Sequence[tuple[str, Message]], *, attempts: Attempts | None = None
+        self,
+        nodes: Sequence[tuple[str, Message]],
+        *,
+        bodies: Sequence[str | None] | None = None,
+        attempts: Attempts | None = None,
     ) -> Awaitable[SendResult]: ...

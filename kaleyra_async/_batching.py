@@ -27,7 +27,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 
 from ._exceptions import ValidationError
 from ._limits import MAX_JSON_NODES, MAX_RECIPIENTS
-from ._models import Encoding, Message
+from ._models import Encoding, Message, with_body
 from ._protocol import TOP_LEVEL_FIELDS, fields_without_node, top_level
 
 __all__ = ["Batch", "BatchEndpoint", "Batcher", "PreparedRow", "RepeatFilter"]
@@ -46,11 +46,20 @@ class PreparedRow:
     row: int
     #: E.164 number with "+".
     to: str
-    message: Message
+    #: The row's message; with ``body`` set, every field of it but the body (shared by the
+    #: rows of a personalised campaign, which differ only by their body).
+    base: Message
     segments: int
     encoding: Encoding
     #: The characters of the body that forced UCS-2 (empty for GSM-7).
     unicode_chars: tuple[str, ...] = ()
+    #: The row's own body, over ``base``'s; None: ``base`` is the whole message.
+    body: str | None = None
+
+    @property
+    def message(self) -> Message:
+        """The row's whole message (built anew for a row with a body of its own)."""
+        return self.base if self.body is None else with_body(self.base, self.body)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,7 +78,7 @@ class Batch:
         if not self.rows:
             raise ValueError("a batch needs at least one row")
         if self.endpoint == "sms/json":
-            if self.message.is_otp or any(r.message.is_otp for r in self.rows):
+            if self.message.is_otp or any(r.base.is_otp for r in self.rows):
                 raise ValidationError(
                     "type", "otp_not_in_json", "an OTP row never goes in an /sms/json request"
                 )
@@ -93,12 +102,19 @@ class Batch:
 
     def ref_of(self, row: PreparedRow) -> str | None:
         """The ``ref`` a row went out with: the request's on /sms, its node's on /sms/json."""
-        return row.message.ref if self.endpoint == "sms/json" else self.message.ref
+        return row.base.ref if self.endpoint == "sms/json" else self.message.ref
 
     @property
     def nodes(self) -> list[tuple[str, Message]]:
-        """(number, message) per row: an ``/sms/json`` request's nodes."""
-        return [(r.to, r.message) for r in self.rows]
+        """(number, message) per row: an ``/sms/json`` request's nodes; a row with a body of
+        its own gives its ``base`` (see :attr:`bodies`)."""
+        return [(r.to, r.base) for r in self.rows]
+
+    @property
+    def bodies(self) -> list[str | None] | None:
+        """Each node's own body (None: its message's), or None when no row has one."""
+        bodies = [r.body for r in self.rows]
+        return None if bodies.count(None) == len(bodies) else bodies
 
 
 K = TypeVar("K", bound=Hashable)
@@ -222,13 +238,18 @@ class Batcher:
             raise ValueError(f"json_batch_size must be 0..{MAX_JSON_NODES}")
         if max_open < 1:
             raise ValueError("max_open must be >= 1")
-        self._same: _Groups[Message] = _Groups(batch_size, max_wait_s, max_open)
+        self._same: _Groups[Hashable] = _Groups(batch_size, max_wait_s, max_open)
         # batch_size 1 asks for one recipient per request: personalised rows too.
         self._nodes: _Groups[tuple[Any, ...]] | None = (
             _Groups(json_batch_size, max_wait_s, max_open)
             if json_batch_size > 1 and batch_size > 1
             else None
         )
+        # What the batcher reads of the last base seen (a campaign's rows share one).
+        self._base: Message | None = None
+        self._otp = False
+        #: The base's /sms/json group, None if it may not go there.
+        self._json_key: tuple[Any, ...] | None = None
 
     def __len__(self) -> int:
         """Rows waiting in open batches."""
@@ -236,11 +257,22 @@ class Batcher:
 
     def add(self, row: PreparedRow, now: float) -> list[Batch]:
         """Add a row; return the batches that are now ready to send (possibly none)."""
-        message = row.message
-        if message.is_otp:
-            return [Batch(message, (row,))]
-        closed = self._same.add(message, row, now)
+        base, body = row.base, row.body
+        if base is not self._base:
+            self._learn(base)
+        if self._otp:
+            return [Batch(row.message, (row,))]
+        # Equal keys, equal messages; a RowPreparer gives the rows with equal messages equal
+        # keys (every body of a row's own goes beside its base).
+        closed = self._same.add(base if body is None else (base, body), row, now)
         return self._settle(closed, now) if closed else []
+
+    def _learn(self, base: Message) -> None:
+        self._base = base
+        self._otp = base.is_otp
+        self._json_key = None
+        if self._nodes is not None and not fields_without_node(base):
+            self._json_key = _top_level_key(base)
 
     def due(self, now: float) -> list[Batch]:
         """Close and return the batches whose linger has expired at ``now``."""
@@ -265,18 +297,21 @@ class Batcher:
         return ready
 
     def _settle(
-        self, closed: Sequence[tuple[Message, list[PreparedRow]]], now: float | None
+        self, closed: Sequence[tuple[Hashable, list[PreparedRow]]], now: float | None
     ) -> list[Batch]:
         """Closed same-message groups as ``/sms`` batches; a lone row that may go in
         ``/sms/json`` joins its top-level group instead (``now`` None: no linger left)."""
         ready: list[Batch] = []
         nodes = self._nodes
-        for message, rows in closed:
-            if nodes is None or len(rows) != 1 or fields_without_node(message):
-                ready.append(Batch(message, tuple(rows)))
+        for _, rows in closed:
+            row = rows[0]
+            if row.base is not self._base:  # the base decides the endpoint and the group
+                self._learn(row.base)
+            key = self._json_key
+            if nodes is None or key is None or len(rows) != 1:
+                ready.append(Batch(row.message, tuple(rows)))
                 continue
-            key = _top_level_key(message)
-            for _, group in nodes.add(key, rows[0], -1.0 if now is None else now):
+            for _, group in nodes.add(key, row, -1.0 if now is None else now):
                 ready.append(self._json(group))
         return ready
 
@@ -284,7 +319,7 @@ class Batcher:
     def _json(rows: list[PreparedRow]) -> Batch:
         if len(rows) == 1:  # alone after all: a plain /sms request says the same
             return Batch(rows[0].message, (rows[0],))
-        return Batch(top_level(rows[0].message), tuple(rows), "sms/json")
+        return Batch(top_level(rows[0].base), tuple(rows), "sms/json")
 
 
 #: A message's top-level fields as a tuple: equal tuples, equal ``top_level`` messages.

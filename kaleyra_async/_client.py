@@ -319,13 +319,18 @@ class KaleyraClient:
         return await self._send_json_valid(valid)
 
     async def _send_json_valid(
-        self, nodes: Sequence[tuple[str, Message]], *, attempts: Attempts | None = None
+        self,
+        nodes: Sequence[tuple[str, Message]],
+        *,
+        bodies: Sequence[str | None] | None = None,
+        attempts: Attempts | None = None,
     ) -> SendResult:
         """Send validated nodes to E.164 numbers as one ``/sms/json`` request (the pipeline's
-        entry point for personalised rows); the request-level rules are checked here, always."""
+        entry point for personalised rows; ``bodies`` as in ``build_send_json``, checked by
+        the pipeline); the request-level rules are checked here, always."""
         self._check_open()
         validate_json_nodes(nodes)
-        request = build_send_json(nodes)
+        request = build_send_json(nodes, bodies)
         result, made = await self._call(
             request, parse_send, otp=False, recipients=len(nodes), attempts=attempts
         )
@@ -417,8 +422,11 @@ def validated_send_json(client: KaleyraClient) -> ValidatedJsonSend:
     request-level rules are still checked), reporting each attempt like :func:`validated_send`."""
 
     async def send(
-        nodes: Sequence[tuple[str, Message]], *, attempts: Attempts | None = None
+        nodes: Sequence[tuple[str, Message]],
+        *,
+        bodies: Sequence[str | None] | None = None,
+        attempts: Attempts | None = None,
     ) -> SendResult:
-        return await client._send_json_valid(nodes, attempts=attempts)
+        return await client._send_json_valid(nodes, bodies=bodies, attempts=attempts)
 
     return send

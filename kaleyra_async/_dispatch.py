@@ -328,7 +328,7 @@ class _Run:
             with flight.scope:  # cancelled on stop while the request is not on the wire
                 if batch.endpoint == "sms/json":
                     assert self.send_json is not None
-                    result = await self.send_json(batch.nodes, attempts=flight)
+                    result = await self.send_json(batch.nodes, bodies=batch.bodies, attempts=flight)
                 else:
                     result = await self.send(batch.message, batch.recipients, attempts=flight)
                 self.summary.requests_ok += 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal, TypedDict
 
 __all__ = [
     "Encoding",
@@ -18,6 +18,7 @@ __all__ = [
     "SendResult",
     "SenderId",
     "SenderIdResult",
+    "with_body",
 ]
 
 Encoding = Literal["GSM-7", "UCS-2"]
@@ -64,6 +65,26 @@ class Message:
         )
         values["ref_custom"] = tuple(fields.get("ref_custom") or ())
         return cls(type=type, **values)
+
+
+# dataclasses.replace(message, body=body) without its per-call look-ups or ``__init__``'s 14
+# ``object.__setattr__`` calls (it runs once per personalised row): a new instance whose slots
+# are set through their descriptors, generated from the fields (Message has no __post_init__).
+_WITH_BODY_SOURCE: Final = (
+    "def with_body(m, body):\n    new = _new(Message)\n"
+    + "".join(
+        f"    _set_{f.name}(new, {'body' if f.name == 'body' else 'm.' + f.name})\n"
+        for f in dataclasses.fields(Message)
+    )
+    + "    return new\n"
+)
+_with_body_namespace: dict[str, Any] = {"Message": Message, "_new": object.__new__}
+_with_body_namespace.update(
+    {f"_set_{f.name}": vars(Message)[f.name].__set__ for f in dataclasses.fields(Message)}
+)
+exec(_WITH_BODY_SOURCE, _with_body_namespace)
+#: ``message`` with another body (not validated: see ``_validate.validate_message_body``).
+with_body: Final[Callable[[Message, str | None], Message]] = _with_body_namespace["with_body"]
 
 
 class MessageFields(TypedDict, total=False):

@@ -26,6 +26,7 @@ from ._models import InputRow, Message, RowResult
 from ._phone import PhoneNormalizer
 from ._schedule import validate_time
 from ._validate import (
+    check_own_body,
     validate_body,
     validate_flash,
     validate_message,
@@ -63,8 +64,9 @@ _MAX_CACHED_MESSAGES: Final = 4096
 #: What the fields but the body are validated with: a body every rule accepts.
 _BODY_STAND_IN: Final = "x"
 K = TypeVar("K")
-#: A message and its segment count, or the rule it breaks.
-_Entry = tuple[Message, SegmentInfo] | ValidationError
+#: A message, the row's own body over it (see ``PreparedRow.body``) and the segment count, or
+#: the rule it breaks.
+_Entry = tuple[Message, str | None, SegmentInfo] | ValidationError
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -228,7 +230,7 @@ class RowPreparer:
         if isinstance(entry, ValidationError):
             # Cached failures come back as values: re-raising one instance would grow its traceback.
             return _invalid(row.row, raw_to, entry.code, str(entry))
-        message, info = entry
+        message, body, info = entry
         if dlt_applies(self.plan.pod, to) and dlt_fields(message) != self._dlt_passed:
             try:
                 check_dlt(message)
@@ -236,7 +238,9 @@ class RowPreparer:
                 return _invalid(row.row, to, exc.code, str(exc))
             # By what it reads, not by message: a personalised row's message is new every row.
             self._dlt_passed = dlt_fields(message)
-        return PreparedRow(row.row, to, message, info.segments, info.encoding, info.unicode_chars)
+        return PreparedRow(
+            row.row, to, message, info.segments, info.encoding, info.unicode_chars, body
+        )
 
     def _entry(self, fields: Mapping[str, str]) -> _Entry:
         """A new key's message and its segment count, or the rule it breaks."""
@@ -256,16 +260,23 @@ class RowPreparer:
             base = self._bases.get(key)
             if base is None:
                 base = _remember(self._bases, key, lambda: self._validated(fields, _BODY_STAND_IN))
+            own: str | None = None
             if isinstance(base, ValidationError):
                 # Report the first rule the row's own message breaks, as validate_message does.
                 message = self._validated(fields, body_or_default)
                 if isinstance(message, ValidationError):
                     return message
+            elif self._fill_body and body_or_default is not None:
+                # A body of the row's own goes beside the base that rows share: no Message is
+                # built per row. Every such row of the run takes this form (see payload).
+                check_own_body(base, body_or_default)
+                message, own = base, body_or_default
             else:
                 message = validate_message_body(base, body_or_default)
         except ValidationError as exc:
             return exc
-        return message, analyse(message.body or "", unicode=message.unicode)
+        text = message.body if own is None else own
+        return message, own, analyse(text or "", unicode=message.unicode)
 
     def _validated(self, fields: Mapping[str, str], body: str | None) -> Message | ValidationError:
         plan = self.plan

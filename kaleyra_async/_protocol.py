@@ -129,6 +129,7 @@ NODE_FIELDS: Final = (
 _NO_NODE_VALUES: Final[dict[str, Any]] = {name: None for name, _ in NODE_FIELDS}
 #: A message's node field values, in ``NODE_FIELDS`` order.
 _node_values: Final = operator.attrgetter(*(name for name, _ in NODE_FIELDS))
+_BODY: Final = [name for name, _ in NODE_FIELDS].index("body")
 #: The other fields: what every node of one request shares.
 TOP_LEVEL_FIELDS: Final = tuple(
     f.name for f in dataclasses.fields(Message) if f.name not in _NO_NODE_VALUES
@@ -152,7 +153,9 @@ def top_level(message: Message) -> Message:
     return dataclasses.replace(message, **_NO_NODE_VALUES)
 
 
-def build_send_json(nodes: Sequence[tuple[str, Message]]) -> WireRequest:
+def build_send_json(
+    nodes: Sequence[tuple[str, Message]], bodies: Sequence[str | None] | None = None
+) -> WireRequest:
     """Build ``POST /sms/json``: top-level fields plus one ``sms[]`` node per recipient.
 
     ``type`` and ``time`` (and ``channel``/``source``, as on the page's sample) are top-level;
@@ -162,15 +165,23 @@ def build_send_json(nodes: Sequence[tuple[str, Message]]) -> WireRequest:
     Args:
         nodes: (E.164 number, message) pairs that share :func:`top_level`; not validated here
             (see ``_request_rules.validate_json_nodes``).
+        bodies: per node, a body sent instead of its message's (None in it: the message's).
     """
     first = nodes[0][1]
     fields: dict[str, Any] = {"channel": "SMS", "type": first.type, "source": "API"}
     if first.time is not None:
         fields["time"] = first.time
-    # One column of values per node field (a transpose in C): a column of equal values is a
-    # top-level default, the others go in the nodes that set them.
-    columns = zip(*map(_node_values, [message for _, message in nodes]), strict=True)
-    per_node: list[tuple[str, tuple[Any, ...]]] = []
+    messages = [message for _, message in nodes]
+    # One column of values per node field: a column of equal values is a top-level default,
+    # the others go in the nodes that set them.
+    columns: list[Sequence[Any]]
+    if len(set(map(id, messages))) == 1:  # one message for all: one value per field
+        columns = [(value,) for value in _node_values(first)]
+    else:  # a transpose in C
+        columns = list(zip(*map(_node_values, messages), strict=True))
+    if bodies is not None:
+        columns[_BODY] = [m.body if b is None else b for m, b in zip(messages, bodies, strict=True)]
+    per_node: list[tuple[str, Sequence[Any]]] = []
     for (_, wire), column in zip(NODE_FIELDS, columns, strict=True):
         value = column[0]
         if column.count(value) == len(column):

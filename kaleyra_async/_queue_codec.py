@@ -104,13 +104,13 @@ def decode_job(data: bytes) -> Job:
         endpoint = raw.get("e", "sms")
         if endpoint == "sms/json":
             rows = tuple(
-                PreparedRow(row=int(row), to=str(to), message=_message(node), segments=int(seg),
+                PreparedRow(row=int(row), to=str(to), base=_message(node), segments=int(seg),
                             encoding=enc)
                 for row, to, seg, enc, node in raw["r"]
             )  # fmt: skip
         elif endpoint == "sms":
             rows = tuple(
-                PreparedRow(row=int(row), to=str(to), message=message, segments=int(seg),
+                PreparedRow(row=int(row), to=str(to), base=message, segments=int(seg),
                             encoding=enc)
                 for row, to, seg, enc in raw["r"]
             )  # fmt: skip

@@ -88,7 +88,11 @@ class QueueSend:
         return await self._queue(attempts)
 
     async def json(
-        self, nodes: Sequence[tuple[str, Message]], *, attempts: Attempts | None = None
+        self,
+        nodes: Sequence[tuple[str, Message]],
+        *,
+        bodies: Sequence[str | None] | None = None,
+        attempts: Attempts | None = None,
     ) -> SendResult:
         """The pipeline's ``/sms/json`` send: the batch (its nodes) goes on the queue whole."""
         return await self._queue(attempts)

@@ -276,7 +276,7 @@ class _Worker:
         try:
             with flight.scope:
                 if batch.endpoint == "sms/json":
-                    result = await self.send_json(batch.nodes, attempts=flight)
+                    result = await self.send_json(batch.nodes, bodies=batch.bodies, attempts=flight)
                 else:
                     result = await self.send(batch.message, batch.recipients, attempts=flight)
                 outcome = success_outcome(result)

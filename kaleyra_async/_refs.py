@@ -36,14 +36,12 @@ class RequestReferences:
         which the journal keeps)."""
         message = batch.message
         if batch.endpoint == "sms/json":
-            asking = [r.message.callback_profile_id and r.message.ref is None for r in batch.rows]
+            asking = [r.base.callback_profile_id and r.base.ref is None for r in batch.rows]
             if not any(asking):
                 return batch
             ref = self.next()
             rows = tuple(
-                dataclasses.replace(r, message=dataclasses.replace(r.message, ref=ref))
-                if ask
-                else r
+                dataclasses.replace(r, base=dataclasses.replace(r.base, ref=ref)) if ask else r
                 for r, ask in zip(batch.rows, asking, strict=True)
             )
             return dataclasses.replace(

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 from ._exceptions import ValidationError
 from ._limits import (
@@ -28,7 +28,7 @@ from ._limits import (
     TEMPLATE_ID,
     TYPES_BY_POD,
 )
-from ._models import Message
+from ._models import Message, with_body
 from ._schedule import validate_time
 
 __all__ = [
@@ -300,29 +300,20 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
     )
 
 
-# dataclasses.replace(message, body=body) without its per-call look-ups or ``__init__``'s 14
-# ``object.__setattr__`` calls (it runs once per personalised row): a new instance whose slots
-# are set through their descriptors, generated from the fields (Message has no __post_init__).
-_WITH_BODY_SOURCE: Final = (
-    "def _with_body(m, body):\n    new = _new(Message)\n"
-    + "".join(
-        f"    _set_{f.name}(new, {'body' if f.name == 'body' else 'm.' + f.name})\n"
-        for f in dataclasses.fields(Message)
-    )
-    + "    return new\n"
-)
-_with_body_namespace: dict[str, Any] = {"Message": Message, "_new": object.__new__}
-_with_body_namespace.update(
-    {f"_set_{f.name}": vars(Message)[f.name].__set__ for f in dataclasses.fields(Message)}
-)
-exec(_WITH_BODY_SOURCE, _with_body_namespace)
-_with_body: Final[Callable[[Message, str | None], Message]] = _with_body_namespace["_with_body"]
-
-
 def validate_message_body(message: Message, body: str | None) -> Message:
     """``message``, validated already, with another ``body``, checked by the rules that read the
     body: :func:`validate_message` would give the same answer (a row's own body is the one
     thing a personalised campaign changes, so the other fields are checked once, not per row).
+
+    Raises:
+        ValidationError: as :func:`check_own_body`.
+    """
+    check_own_body(message, body)
+    return with_body(message, body)
+
+
+def check_own_body(message: Message, body: str | None) -> None:
+    """Check ``body`` as ``message``'s (validated already) by the rules that read the body.
 
     Raises:
         ValidationError: ``body`` / ``required``, ``max_length``, ``control_character`` or
@@ -332,7 +323,6 @@ def validate_message_body(message: Message, body: str | None) -> Message:
         # Something may be wrong: the rules themselves say what (the common case skips them).
         validate_body(body, template_id=message.template_id)
         _check_text("body", body)
-    return _with_body(message, body)
 
 
 # -- helpers -------------------------------------------------------------------------------------

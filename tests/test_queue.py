@@ -42,7 +42,7 @@ def test_a_job_round_trips_with_its_rows_and_message() -> None:
         template_data=(("name", "Asha"),), ref_custom=("a", "b"), flash=True,
     )  # fmt: skip
     rows = tuple(
-        PreparedRow(row=i, to=f"+91980000000{i}", message=message, segments=1, encoding="GSM-7")
+        PreparedRow(row=i, to=f"+91980000000{i}", base=message, segments=1, encoding="GSM-7")
         for i in (3, 4)
     )
     job = decode_job(encode_job("c1", Batch(message, rows)))
@@ -57,7 +57,7 @@ def test_an_sms_json_job_round_trips_with_each_node_s_own_message() -> None:
         PreparedRow(
             row=i,
             to=f"+91980000000{i}",
-            message=dataclasses.replace(shared, body=f"Hi {i}"),
+            base=dataclasses.replace(shared, body=f"Hi {i}"),
             segments=1,
             encoding="GSM-7",
         )

@@ -11,7 +11,7 @@ from kaleyra_async._refs import RequestReferences
 
 def batch(**fields: object) -> Batch:
     message = Message(body="hi", sender="KLRHXA", **fields)  # type: ignore[arg-type]
-    row = PreparedRow(row=1, to="+919876543210", message=message, segments=1, encoding="GSM-7")
+    row = PreparedRow(row=1, to="+919876543210", base=message, segments=1, encoding="GSM-7")
     return Batch(message, (row,))
 
 

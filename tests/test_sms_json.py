@@ -364,6 +364,23 @@ def test_every_personalised_body_reaches_the_ledger_for_exactly_its_number(
         assert len(entries) <= max(json_batch_size, 100)
 
 
+async def test_rows_with_a_body_column_share_requests_by_payload() -> None:
+    """A body column: rows whose bodies are equal still go 100 a request on /sms, the others in
+    /sms/json, each node with its own body (those rows carry only their body apart)."""
+    same = "Your statement is ready"
+    records = [{"to": to, "body": same} for to in numbers(150)]
+    records += [{"to": to, "body": f"Order {i} shipped"} for i, to in enumerate(numbers(50, 500))]
+    seen, summary, ledger = await _run(SandboxConfig(), records)
+    assert [r.status for r in seen].count("sent") == 200
+    assert summary.requests_by_endpoint == {"sms": 2, "sms/json": 1}
+    by_request: dict[str, list[Any]] = {}
+    for entry in ledger:
+        by_request.setdefault(entry.request_id, []).append(entry)
+    assert sorted(len(e) for e in by_request.values()) == [50, 50, 100]
+    body_of = {r["to"]: r["body"] for r in records}
+    assert all(entry.body == body_of[entry.recipient] for entry in ledger)
+
+
 def _filled(body: str, record: dict[str, str]) -> str:
     """The body a row's {placeholders} make, "" when one names no column (the row is invalid)."""
     from kaleyra_async._prepare import _fill
