@@ -124,6 +124,9 @@ class RowPreparer:
         self._key_columns: tuple[str, ...] = ()
         self._key_of: Callable[[Mapping[str, str]], object] = _values_of(())
         self._by_key: dict[object, _Entry] = {}
+        self._caching = True
+        #: The row number the cache was last emptied at.
+        self._cached_since = 0
         # The columns a message depends on but for its body, and the messages they make,
         # validated with a stand-in body.
         self._body_column = False
@@ -220,13 +223,14 @@ class RowPreparer:
             to = self._normalize(raw_to)
         except ValidationError as exc:
             return _invalid(row.row, raw_to, exc.code, str(exc))
-        key = self._key_of(fields)
-        entry = self._by_key.get(key)
-        if entry is None:
+        if self._caching:
+            key = self._key_of(fields)
+            entry = self._by_key.get(key)
+            if entry is None:
+                entry = self._entry(fields)
+                self._keep(key, entry, row.row)
+        else:
             entry = self._entry(fields)
-            if len(self._by_key) >= _MAX_CACHED_MESSAGES:
-                self._by_key.clear()
-            self._by_key[key] = entry
         if isinstance(entry, ValidationError):
             # Cached failures come back as values: re-raising one instance would grow its traceback.
             return _invalid(row.row, raw_to, entry.code, str(entry))
@@ -241,6 +245,19 @@ class RowPreparer:
         return PreparedRow(
             row.row, to, message, info.segments, info.encoding, info.unicode_chars, body
         )
+
+    def _keep(self, key: object, entry: _Entry, row: int) -> None:
+        """Cache a new key's entry. A full cache starts over; one that filled up in fewer than
+        twice as many rows (every row's message its own: a body column) is dropped for the rest
+        of the run, as looking up and keeping cost more than they save."""
+        cache = self._by_key
+        if len(cache) >= _MAX_CACHED_MESSAGES:
+            if row - self._cached_since < 2 * len(cache):
+                self._caching = False
+            cache.clear()
+            self._cached_since = row
+        if self._caching:
+            cache[key] = entry
 
     def _entry(self, fields: Mapping[str, str]) -> _Entry:
         """A new key's message and its segment count, or the rule it breaks."""

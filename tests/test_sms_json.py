@@ -381,6 +381,40 @@ async def test_rows_with_a_body_column_share_requests_by_payload() -> None:
     assert all(entry.body == body_of[entry.recipient] for entry in ledger)
 
 
+def test_a_body_column_gives_each_row_its_own_message_however_many_rows() -> None:
+    """Past the point where the preparer stops caching (every body its own), each row still
+    gets exactly its message, a bad body is still named, and equal bodies equal messages."""
+    from datetime import UTC, datetime
+
+    from kaleyra_async._models import InputRow
+    from kaleyra_async._phone import PhoneNormalizer
+    from kaleyra_async._prepare import RowPlan, RowPreparer
+    from kaleyra_async._validate import validate_message
+
+    defaults = MessageDefaults(sender="KLRHXA", type="TXN", template_id=TEMPLATE)
+    now = datetime.now(UTC)
+    preparer = RowPreparer(
+        RowPlan(pod="IN", defaults=defaults), normalize=PhoneNormalizer(), now=now
+    )
+    preparer.check_header(("to", "body"))
+    count = 3 * 4096
+    bodies = [f"Order {n} shipped" for n in range(count)] + ["bad \x1b body", "Order 7 shipped"]
+    prepared = [
+        preparer.prepare(InputRow(n, {"to": "+919876500001", "body": body}))
+        for n, body in enumerate(bodies, 1)
+    ]
+    for n in (1, 4096, 8193, count):
+        row = prepared[n - 1]
+        assert isinstance(row, PreparedRow)
+        expected = Message(body=bodies[n - 1], sender="KLRHXA", type="TXN", template_id=TEMPLATE)
+        assert row.message == validate_message(expected, pod="IN", now=now)
+    bad = prepared[count]
+    assert not isinstance(bad, PreparedRow) and bad.error_code == "invalid_body"
+    again, first = prepared[-1], prepared[7]
+    assert isinstance(again, PreparedRow) and isinstance(first, PreparedRow)
+    assert again.message == first.message
+
+
 def _filled(body: str, record: dict[str, str]) -> str:
     """The body a row's {placeholders} make, "" when one names no column (the row is invalid)."""
     from kaleyra_async._prepare import _fill
