@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import itertools
 import operator
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar
@@ -35,6 +36,9 @@ __all__ = ["Batch", "BatchEndpoint", "Batcher", "PreparedRow", "RepeatFilter"]
 #: Open groups (distinct messages) held at once before the oldest is closed early: personalised
 #: rows each open one, and a bound keeps validation about as fast as sending.
 DEFAULT_MAX_OPEN: Final = 256
+
+#: Bases numbered at once (see ``Batcher.add``); past it the numbering starts over.
+_MAX_BASE_NUMBERS: Final = 4096
 
 BatchEndpoint = Literal["sms", "sms/json"]
 
@@ -248,6 +252,10 @@ class Batcher:
         # What the batcher reads of the last base seen (a campaign's rows share one).
         self._base: Message | None = None
         self._otp = False
+        #: The base's number: equal bases, equal numbers (while kept in ``_numbers``).
+        self._number = 0
+        self._numbers: dict[Message, int] = {}
+        self._next_number = itertools.count()
         #: The base's /sms/json group, None if it may not go there.
         self._json_key: tuple[Any, ...] | None = None
 
@@ -263,13 +271,20 @@ class Batcher:
         if self._otp:
             return [Batch(row.message, (row,))]
         # Equal keys, equal messages; a RowPreparer gives the rows with equal messages equal
-        # keys (every body of a row's own goes beside its base).
-        closed = self._same.add(base if body is None else (base, body), row, now)
+        # keys (every body of a row's own goes beside its base). A base's number, not the base,
+        # is hashed per row; numbers are never reused, so a forgotten one matches nothing.
+        closed = self._same.add(base if body is None else (self._number, body), row, now)
         return self._settle(closed, now) if closed else []
 
     def _learn(self, base: Message) -> None:
         self._base = base
         self._otp = base.is_otp
+        number = self._numbers.get(base)
+        if number is None:
+            if len(self._numbers) >= _MAX_BASE_NUMBERS:
+                self._numbers.clear()
+            number = self._numbers[base] = next(self._next_number)
+        self._number = number
         self._json_key = None
         if self._nodes is not None and not fields_without_node(base):
             self._json_key = _top_level_key(base)

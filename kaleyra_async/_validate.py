@@ -319,7 +319,13 @@ def check_own_body(message: Message, body: str | None) -> None:
         ValidationError: ``body`` / ``required``, ``max_length``, ``control_character`` or
             ``not_text``.
     """
-    if body is None or len(body) > MAX_BODY_CHARS or _BODY_SUSPECT.search(body) or not body.strip():
+    if (
+        body is None
+        or len(body) > MAX_BODY_CHARS
+        # Printable text has no control character nor surrogate (isprintable is the quicker).
+        or (not body.isprintable() and _BODY_SUSPECT.search(body))
+        or not body.strip()
+    ):
         # Something may be wrong: the rules themselves say what (the common case skips them).
         validate_body(body, template_id=message.template_id)
         _check_text("body", body)

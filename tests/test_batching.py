@@ -115,7 +115,7 @@ def test_a_number_repeated_in_a_group_of_several_closes_it() -> None:
 @settings(max_examples=200, deadline=None, database=None)
 @given(
     rows=st.lists(
-        st.tuples(st.integers(0, 5), st.integers(0, 6), st.sampled_from([0.0, 0.5, 1.0])),
+        st.tuples(st.integers(0, 9), st.integers(0, 6), st.sampled_from([0.0, 0.5, 1.0])),
         max_size=40,
     ),
     batch_size=st.integers(1, 4),
@@ -125,10 +125,18 @@ def test_a_number_repeated_in_a_group_of_several_closes_it() -> None:
 def test_every_row_leaves_in_exactly_one_well_formed_batch(
     rows: list[tuple[int, int, float]], batch_size: int, json_batch_size: int, max_open: int
 ) -> None:
-    """Any mix of repeated and personalised messages, numbers and linger expiries: each row is in
-    one batch, no batch names a number twice or exceeds its size, an /sms batch has one message,
-    and the batcher counts exactly the rows it still holds."""
+    """Any mix of repeated and personalised messages (whole, or a body beside an equal base that
+    is another object every row), numbers and linger expiries: each row is in one batch, no
+    batch names a number twice or exceeds its size, an /sms batch has one message, and the
+    batcher counts exactly the rows it still holds."""
     messages = [Message(body=f"Order {i} shipped", sender="KLRHXA", type="TXN") for i in range(6)]
+
+    def row_of(n: int, kind: int, to: str) -> PreparedRow:
+        if kind < len(messages):
+            return row(n, messages[kind], to=to)
+        base = Message(body="x", sender=("KLRHXA", "KLRHXB")[kind % 2], type="TXN")
+        return PreparedRow(n, to, base, 1, "GSM-7", body=f"Order {kind // 8} shipped")
+
     batcher = Batcher(
         batch_size=batch_size, max_wait_s=0.7, max_open=max_open, json_batch_size=json_batch_size
     )
@@ -137,7 +145,7 @@ def test_every_row_leaves_in_exactly_one_well_formed_batch(
     for n, (message, number, step) in enumerate(rows, 1):
         now += step
         batches += batcher.due(now)
-        batches += batcher.add(row(n, messages[message], to=f"+91987654321{number}"), now)
+        batches += batcher.add(row_of(n, message, f"+91987654321{number}"), now)
         assert len(batcher) == n - sum(len(b.rows) for b in batches)
     batches += batcher.drain()
     assert sorted(r.row for b in batches for r in b.rows) == list(range(1, len(rows) + 1))
@@ -149,6 +157,34 @@ def test_every_row_leaves_in_exactly_one_well_formed_batch(
             assert all(r.message == batch.message for r in batch.rows)
         else:
             assert 2 <= len(batch.rows) <= json_batch_size
+
+
+def test_rows_with_their_own_body_share_a_request_by_value_not_by_object() -> None:
+    """A body beside its base: equal bases (other objects) and bodies share an /sms request;
+    another sender never does, also after the batcher has forgotten thousands of bases."""
+
+    def own(n: int, sender: str, body: str) -> PreparedRow:
+        base = Message(body="x", sender=sender, type="TXN")
+        return PreparedRow(n, f"+9198765{n:05d}", base, 1, "GSM-7", body=body)
+
+    batcher = Batcher(batch_size=100, max_wait_s=10, max_open=10_000, json_batch_size=100)
+    rows = [own(n, "KLRHXA" if n % 2 else "KLRHXB", "Same text") for n in range(1, 7)]
+    rows += [own(n, f"S{n:05d}", "Same text") for n in range(7, 5_007)]  # 5,000 other bases
+    rows += [own(n, "KLRHXA" if n % 2 else "KLRHXB", "Same text") for n in range(5_007, 5_011)]
+    batches = [b for r in rows for b in batcher.add(r, 0)] + batcher.drain()
+    shared = [b for b in batches if b.endpoint == "sms" and len(b.rows) > 1]
+    firsts = {tuple(r.row for r in b.rows)[:3] for b in shared}
+    assert {(1, 3, 5), (2, 4, 6)} <= firsts
+    # Past the bound, a base is numbered anew: its rows may open a group of their own, but
+    # never join another message's.
+    assert sorted(r.row for b in shared for r in b.rows if r.row > 5_000) == [
+        5_007,
+        5_008,
+        5_009,
+        5_010,
+    ]
+    for batch in shared:
+        assert all(r.message == batch.message for r in batch.rows)
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 50, 100])
