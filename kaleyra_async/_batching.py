@@ -29,7 +29,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 from ._exceptions import ValidationError
 from ._limits import MAX_JSON_NODES, MAX_RECIPIENTS
 from ._models import Encoding, Message, with_body
-from ._protocol import TOP_LEVEL_FIELDS, fields_without_node, top_level
+from ._protocol import TOP_LEVEL_FIELDS, fields_only_in_json, fields_without_node, top_level
 
 __all__ = ["Batch", "BatchEndpoint", "Batcher", "PreparedRow", "RepeatFilter"]
 
@@ -91,6 +91,10 @@ class Batch:
                     "sms", "max_nodes", f"at most {MAX_JSON_NODES} nodes per request"
                 )
             return
+        if only_json := fields_only_in_json(self.message):
+            raise ValidationError(
+                only_json[0], "json_only", "an /sms request has no place for it: /sms/json only"
+            )
         if self.message.is_otp and len(self.rows) != 1:
             raise ValidationError(
                 "to", "otp_single_recipient", "an OTP request must have exactly one recipient"
@@ -252,6 +256,8 @@ class Batcher:
         # What the batcher reads of the last base seen (a campaign's rows share one).
         self._base: Message | None = None
         self._otp = False
+        #: The base sets a field that only /sms/json carries (entity_id).
+        self._json_only = False
         #: The base's number: equal bases, equal numbers (while kept in ``_numbers``).
         self._number = 0
         self._numbers: dict[Message, int] = {}
@@ -285,6 +291,7 @@ class Batcher:
                 self._numbers.clear()
             number = self._numbers[base] = next(self._next_number)
         self._number = number
+        self._json_only = bool(fields_only_in_json(base))
         self._json_key = None
         if self._nodes is not None and not fields_without_node(base):
             self._json_key = _top_level_key(base)
@@ -324,7 +331,10 @@ class Batcher:
                 self._learn(row.base)
             key = self._json_key
             if nodes is None or key is None or len(rows) != 1:
-                ready.append(Batch(row.message, tuple(rows)))
+                if self._json_only:  # equal payloads (or no node groups): /sms/json still
+                    ready.append(Batch(top_level(row.base), tuple(rows), "sms/json"))
+                else:
+                    ready.append(Batch(row.message, tuple(rows)))
                 continue
             for _, group in nodes.add(key, row, -1.0 if now is None else now):
                 ready.append(self._json(group))
@@ -332,7 +342,8 @@ class Batcher:
 
     @staticmethod
     def _json(rows: list[PreparedRow]) -> Batch:
-        if len(rows) == 1:  # alone after all: a plain /sms request says the same
+        # Alone after all: a plain /sms request says the same, unless /sms has no place for it.
+        if len(rows) == 1 and not fields_only_in_json(rows[0].base):
             return Batch(rows[0].message, (rows[0],))
         return Batch(top_level(rows[0].base), tuple(rows), "sms/json")
 

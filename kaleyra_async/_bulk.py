@@ -103,7 +103,13 @@ async def send_bulk(
         else CsvSource(source, stdin=_stdin, delimiter=options.delimiter)
     )
     plan = RowPlan(
-        pod=config.pod, defaults=config.defaults, to_column=options.to_column, time=options.time
+        pod=config.pod,
+        defaults=config.defaults,
+        to_column=options.to_column,
+        time=options.time,
+        # /sms/json requests go out unless the config says "single" or a caller's send has
+        # no /sms/json counterpart.
+        json=config.dispatch.personalised == "json" and (send is None or send_json is not None),
     )
     preparer = RowPreparer(
         plan, normalize=PhoneNormalizer(config.defaults.country_prefix), now=datetime.now(UTC)

@@ -119,6 +119,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
         flash=d.flash,
         time=args.time,
         callback_profile_id=d.callback_profile_id,
+        entity_id=d.entity_id,  # refused: /sms has no place for it
     )
 
     result = with_client(config, lambda c: c.send(message, recipients, endpoint=args.endpoint))

@@ -73,6 +73,11 @@ def message_options(parser: argparse.ArgumentParser, *, bulk: bool = True) -> No
     body_help = "body; {column} placeholders are filled from the row" if bulk else "the body"
     group.add_argument("--body", metavar="TEXT", help=body_help)
     group.add_argument("--template-id", metavar="ID", help="DLT template id (12-30 digits)")
+    group.add_argument(
+        "--entity-id",
+        metavar="ID",
+        help="DLT principal entity id (12-30 digits); such rows go by /sms/json",
+    )
     group.add_argument("--country-prefix", metavar="+CC", help="prefix for national numbers")
     group.add_argument("--unicode", metavar="AUTO|0|1")
     group.add_argument("--flash", action="store_true", default=None, help="send as flash SMS")
@@ -105,7 +110,7 @@ def config_from(args: argparse.Namespace, *, require_credentials: bool = True) -
         account["pod"] = args.pod
     defaults: dict[str, Any] = {}
     names = ("sender", "type", "body", "template_id", "unicode", "country_prefix", "flash")
-    for name in (*names, "callback_profile_id"):
+    for name in (*names, "callback_profile_id", "entity_id"):
         value = getattr(args, name, None)
         if value is not None:
             defaults[name] = value

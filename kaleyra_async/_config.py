@@ -173,6 +173,8 @@ class MessageDefaults:
     unicode: str | None = None
     flash: bool = False
     callback_profile_id: str | None = None
+    #: India's DLT principal entity id; its rows go by ``/sms/json`` (``/sms`` has no place).
+    entity_id: str | None = None
     #: Prefix for numbers without a country code, e.g. "+91". None: such numbers are invalid.
     country_prefix: str | None = None
 

@@ -50,6 +50,8 @@ class Message:
     ref: str | None = None
     ref1: str | None = None
     ref2: str | None = None
+    #: India's DLT principal entity id: an ``/sms/json`` node field only (``/sms`` has none).
+    entity_id: str | None = None
 
     @property
     def is_otp(self) -> bool:
@@ -102,6 +104,7 @@ class MessageFields(TypedDict, total=False):
     ref: str | None
     ref1: str | None
     ref2: str | None
+    entity_id: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

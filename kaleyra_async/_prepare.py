@@ -28,6 +28,7 @@ from ._schedule import validate_time
 from ._validate import (
     check_own_body,
     validate_body,
+    validate_entity_id,
     validate_flash,
     validate_message,
     validate_message_body,
@@ -53,6 +54,7 @@ MESSAGE_COLUMNS: Final = (
     "callback_profile_id",
     "ref_custom",
     *REF_FIELDS,
+    "entity_id",
 )
 
 # "{name}" is a placeholder; "{{" and "}}" are literal braces. "{#var#}" (India's DLT template
@@ -61,6 +63,10 @@ _PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}#]+)\}")
 # A header cell that is a phone number means the file has no header row.
 _LOOKS_LIKE_NUMBER: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}")
 _MAX_CACHED_MESSAGES: Final = 4096
+_NO_JSON_FOR_ENTITY_ID: Final = (
+    "entity_id goes only in /sms/json requests (Kaleyra's /sms has no place for it), and "
+    'this run sends none (personalised = "single")'
+)
 #: What the fields but the body are validated with: a body every rule accepts.
 _BODY_STAND_IN: Final = "x"
 K = TypeVar("K")
@@ -79,6 +85,9 @@ class RowPlan:
     to_column: str = "to"
     #: A scheduled send time for every row without a ``time`` column.
     time: str | None = None
+    #: Whether the run may send ``/sms/json`` requests (``personalised = "json"``): without
+    #: them, an ``entity_id`` (which only they carry) is refused.
+    json: bool = True
 
     @property
     def type(self) -> str:
@@ -100,6 +109,7 @@ class RowPlan:
             "flash": d.flash,
             "time": self.time,
             "callback_profile_id": d.callback_profile_id,
+            "entity_id": d.entity_id,
         }
 
 
@@ -180,6 +190,8 @@ class RowPreparer:
                 "id mandatory for messages to Indian numbers; give --template-id (or "
                 "template_id in the config) or a 'template_id' column"
             )
+        if "entity_id" in columns and not self.plan.json:
+            raise ConfigError(_NO_JSON_FOR_ENTITY_ID)
         if defaults.template_data_columns and (defaults.body or "body" in columns):
             logger.warning(
                 "rows with a body ignore --template-data: Kaleyra sends the body and ignores "
@@ -324,6 +336,7 @@ class RowPreparer:
             ref=values.get("ref"),
             ref1=values.get("ref1"),
             ref2=values.get("ref2"),
+            entity_id=values.get("entity_id", plan.defaults.entity_id),
         )
         # Rows whose key columns differ may still make the same message (a name column the
         # body doesn't use): validate each distinct message once.
@@ -373,6 +386,7 @@ def _check_defaults(plan: RowPlan, now: datetime) -> None:
         (plan.defaults.template_id, validate_template_id),
         (plan.defaults.unicode, validate_unicode),
         (plan.time, lambda v: validate_time(v, now=now)),
+        (plan.defaults.entity_id, validate_entity_id),
     ]
     try:
         for value, check in checks:
@@ -382,6 +396,8 @@ def _check_defaults(plan: RowPlan, now: datetime) -> None:
             validate_body(plan.defaults.body, template_id=plan.defaults.template_id)
     except ValidationError as exc:
         raise ConfigError(f"default {exc.field}: {exc.reason}") from None
+    if plan.defaults.entity_id and not plan.json:
+        raise ConfigError(_NO_JSON_FOR_ENTITY_ID)
 
 
 def _ref_custom_cell(cell: str) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ __all__ = [
     "build_send",
     "build_send_json",
     "build_status",
+    "fields_only_in_json",
     "fields_without_node",
     "top_level",
 ]
@@ -125,6 +126,7 @@ NODE_FIELDS: Final = (
     ("unicode", "unicode"),
     ("callback_profile_id", "callback_profile_id"),
     *((name, name) for name in REF_FIELDS),
+    ("entity_id", "entity_id"),
 )
 _NO_NODE_VALUES: Final[dict[str, Any]] = {name: None for name, _ in NODE_FIELDS}
 #: A message's node field values, in ``NODE_FIELDS`` order.
@@ -146,6 +148,12 @@ def fields_without_node(message: Message) -> list[str]:
     if message.ref_custom:
         names.append("ref_custom")
     return names
+
+
+def fields_only_in_json(message: Message) -> list[str]:
+    """The fields ``message`` sets that only an ``/sms/json`` node carries (``/sms``'s page has
+    no ``entity_id``): such a message goes by /sms/json, even alone."""
+    return ["entity_id"] if message.entity_id is not None else []
 
 
 def top_level(message: Message) -> Message:

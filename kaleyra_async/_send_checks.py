@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from ._exceptions import ValidationError
 from ._india import check_dlt, dlt_applies
 from ._models import Message
-from ._protocol import Endpoint
+from ._protocol import Endpoint, fields_only_in_json
 from ._validate import validate_message
 
 __all__ = ["check_nodes", "check_send"]
@@ -23,9 +23,16 @@ def check_send(
 
     Raises:
         ValidationError: a field rule, ``endpoint`` / ``na_pod`` (the NA pod takes the /sms
-            endpoints only), or India's DLT rules (``_india``).
+            endpoints only), ``entity_id`` / ``json_only`` (send it with ``send_personalised``),
+            or India's DLT rules (``_india``).
     """
     checked = validate_message(message, pod=pod)
+    if only_json := fields_only_in_json(checked):
+        raise ValidationError(
+            only_json[0],
+            "json_only",
+            "only /sms/json requests carry it (send_personalised, or --entity-id in send-bulk)",
+        )
     if endpoint == "messages" and pod == "NA":
         raise ValidationError(
             "endpoint", "na_pod", "the NA pod takes the /sms endpoints only (Kaleyra's notes)"

@@ -18,6 +18,7 @@ from ._exceptions import ValidationError
 from ._limits import (
     ALPHANUMERIC_SENDER,
     DLT_HEADER,
+    ENTITY_ID,
     MAX_BODY_CHARS,
     MAX_REF_CHARS,
     MAX_REF_CUSTOM_CHARS,
@@ -29,11 +30,13 @@ from ._limits import (
     TYPES_BY_POD,
 )
 from ._models import Message, with_body
+from ._protocol import fields_without_node
 from ._schedule import validate_time
 
 __all__ = [
     "blank_to_none",
     "validate_body",
+    "validate_entity_id",
     "validate_flash",
     "validate_message",
     "validate_message_body",
@@ -200,6 +203,38 @@ def validate_template_id(value: str) -> str:
     return text
 
 
+def validate_entity_id(value: str) -> str:
+    """Return India's DLT principal entity id: 12 to 30 digits (the sender-ID page's rule).
+
+    Raises:
+        ValidationError: ``entity_id`` / ``format``.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if ENTITY_ID.fullmatch(text) is None:
+        raise ValidationError("entity_id", "format", f"{value!r} is not 12 to 30 digits")
+    return text
+
+
+def _check_json_only(message_type: str, message: Message) -> None:
+    """A message with an ``entity_id`` goes by ``/sms/json``, the one request with a place for
+    it: it must be able to.
+
+    Raises:
+        ValidationError: ``entity_id`` / ``json_only``: an OTP (one recipient, by /sms), or a
+            field /sms/json has no place for (``template_data``, ``flash``, ``ref_custom``).
+    """
+    if message_type == "OTP":
+        raise ValidationError(
+            "entity_id", "json_only", "only /sms/json carries it, and an OTP goes by /sms"
+        )
+    if unplaced := fields_without_node(message):
+        raise ValidationError(
+            "entity_id",
+            "json_only",
+            f"only /sms/json carries it, and /sms/json has no place for {unplaced[0]}",
+        )
+
+
 def validate_template_data(
     pairs: Mapping[str, str] | Iterable[tuple[str, str]],
 ) -> tuple[tuple[str, str], ...]:
@@ -285,9 +320,14 @@ def validate_message(message: Message, *, pod: str, now: datetime | None = None)
         template_id = validate_template_id(template_id)
     validate_body(message.body, template_id=template_id)
     _check_encodable(message)
+    entity_id = blank_to_none(message.entity_id)
+    if entity_id is not None:
+        entity_id = validate_entity_id(entity_id)
+        _check_json_only(message_type, message)
     refs = {name: blank_to_none(getattr(message, name)) for name in REF_FIELDS}
     return dataclasses.replace(
         message,
+        entity_id=entity_id,
         type=message_type,
         sender=validate_sender(sender, pod=pod),
         template_id=template_id,

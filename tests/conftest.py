@@ -193,6 +193,15 @@ async def run_cli(
     )
 
 
+def plan_line(stderr: str) -> dict[str, int]:
+    """A dry run's requests per endpoint, from its stderr: e.g. {"sms": 3, "sms/json": 2}."""
+    line = next(x for x in stderr.splitlines() if x.strip().startswith("requests:"))
+    inside = line.split("(", 1)[1].rstrip(")")
+    if inside == "none":
+        return {}
+    return {k.strip().lstrip("/"): int(v) for k, v in (p.split(":") for p in inside.split(","))}
+
+
 # -- the sandbox's pure handler, without a socket ----------------------------------------------
 
 #: The sandbox clock of handler tests (2023-11-14 22:13:20 UTC).

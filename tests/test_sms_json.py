@@ -15,7 +15,7 @@ import anyio
 import httpx
 import orjson
 import pytest
-from conftest import bulk, cli_env, rejects, run_cli
+from conftest import bulk, cli_env, plan_line, rejects, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -448,7 +448,7 @@ async def test_a_mixed_file_keeps_the_otp_guard_and_plans_requests_per_endpoint(
     args = ("send-bulk", source, "--config", config, "--max-wait-ms", "1")
     dry = await run_cli(*args, "--dry-run", env=cli_env(sandbox))
     assert dry.returncode == 0, dry.stderr.decode()
-    planned = _plan_line(dry.stderr.decode())
+    planned = plan_line(dry.stderr.decode())
     otp_rows = sum(1 for i in range(600) if i % 3 and i % 50 == 1)
     assert planned["sms"] >= 2 + otp_rows and planned["sms/json"] >= 4
     out = tmp_path / "results.ndjson"
@@ -466,15 +466,6 @@ async def test_a_mixed_file_keeps_the_otp_guard_and_plans_requests_per_endpoint(
     personal_requests = [e for e in requests.values() if len({x.body for x in e}) > 1]
     assert sum(len(e) for e in personal_requests) == 600 - 200 - otp_rows
     assert len(requests) < 20
-
-
-def _plan_line(stderr: str) -> dict[str, int]:
-    """The dry run's requests per endpoint, e.g. {"sms": 3, "sms/json": 2}."""
-    line = next(x for x in stderr.splitlines() if x.strip().startswith("requests:"))
-    inside = line.split("(", 1)[1].rstrip(")")
-    if inside == "none":
-        return {}
-    return {k.strip().lstrip("/"): int(v) for k, v in (p.split(":") for p in inside.split(","))}
 
 
 async def test_personalised_single_falls_back_to_one_sms_request_per_row() -> None:
@@ -521,7 +512,7 @@ async def test_cli_options_reach_the_plan(tmp_path: Path) -> None:
     for extra in ((), ("--json-batch-size", "20"), ("--personalised", "single")):
         done = await run_cli(*base, *extra)
         assert done.returncode == 0, done.stderr.decode()
-        plans[extra] = _plan_line(done.stderr.decode())
+        plans[extra] = plan_line(done.stderr.decode())
     assert plans[()] == {"sms/json": 1}
     assert plans[("--json-batch-size", "20")] == {"sms/json": 3}
     assert plans[("--personalised", "single")] == {"sms": 50}
