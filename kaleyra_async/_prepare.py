@@ -63,6 +63,8 @@ _PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}#]+)\}")
 # A header cell that is a phone number means the file has no header row.
 _LOOKS_LIKE_NUMBER: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}")
 _MAX_CACHED_MESSAGES: Final = 4096
+#: ``unicode`` settings under which ``analyse`` finds the encoding from the text.
+_DETECTED: Final = (None, "AUTO")
 _NO_JSON_FOR_ENTITY_ID: Final = (
     "entity_id goes only in /sms/json requests (Kaleyra's /sms has no place for it), and "
     'this run sends none (personalised = "single")'
@@ -289,7 +291,6 @@ class RowPreparer:
             base = self._bases.get(key)
             if base is None:
                 base = _remember(self._bases, key, lambda: self._validated(fields, _BODY_STAND_IN))
-            own: str | None = None
             if isinstance(base, ValidationError):
                 # Report the first rule the row's own message breaks, as validate_message does.
                 message = self._validated(fields, body_or_default)
@@ -297,15 +298,17 @@ class RowPreparer:
                     return message
             elif self._fill_body and body_or_default is not None:
                 # A body of the row's own goes beside the base that rows share: no Message is
-                # built per row. Every such row of the run takes this form (see payload).
-                check_own_body(base, body_or_default)
-                message, own = base, body_or_default
+                # built per row. Every such row of the run takes this form (Batcher.add).
+                info = analyse(body_or_default, unicode=base.unicode)
+                # GSM-7 found in the text itself: GSM 03.38 characters only.
+                gsm = info.encoding == "GSM-7" and base.unicode in _DETECTED
+                check_own_body(base, body_or_default, gsm_text=gsm)
+                return base, body_or_default, info
             else:
                 message = validate_message_body(base, body_or_default)
         except ValidationError as exc:
             return exc
-        text = message.body if own is None else own
-        return message, own, analyse(text or "", unicode=message.unicode)
+        return message, None, analyse(message.body or "", unicode=message.unicode)
 
     def _validated(self, fields: Mapping[str, str], body: str | None) -> Message | ValidationError:
         plan = self.plan

@@ -188,8 +188,13 @@ def build_send_json(
     else:  # a transpose in C
         columns = list(zip(*map(_node_values, messages), strict=True))
     if bodies is not None:
-        columns[_BODY] = [m.body if b is None else b for m, b in zip(messages, bodies, strict=True)]
+        columns[_BODY] = (
+            bodies
+            if None not in bodies
+            else [m.body if b is None else b for m, b in zip(messages, bodies, strict=True)]
+        )
     per_node: list[tuple[str, Sequence[Any]]] = []
+    sms: list[dict[str, Any]]
     for (_, wire), column in zip(NODE_FIELDS, columns, strict=True):
         value = column[0]
         if column.count(value) == len(column):
@@ -197,11 +202,15 @@ def build_send_json(
                 fields[wire] = value
         else:
             per_node.append((wire, column))
-    sms: list[dict[str, Any]] = [{"to": to} for to, _ in nodes]
-    for wire, column in per_node:
-        for node, value in zip(sms, column, strict=True):
-            if value is not None:
-                node[wire] = value
+    if len(per_node) == 1 and None not in per_node[0][1]:  # bodies alone: one pass
+        wire, column = per_node[0]
+        sms = [{"to": to, wire: value} for (to, _), value in zip(nodes, column, strict=True)]
+    else:
+        sms = [{"to": to} for to, _ in nodes]
+        for wire, column in per_node:
+            for node, value in zip(sms, column, strict=True):
+                if value is not None:
+                    node[wire] = value
     fields["sms"] = sms
     return WireRequest("POST", "/sms/json", _JSON, orjson.dumps(fields))
 

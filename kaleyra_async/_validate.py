@@ -352,8 +352,10 @@ def validate_message_body(message: Message, body: str | None) -> Message:
     return with_body(message, body)
 
 
-def check_own_body(message: Message, body: str | None) -> None:
+def check_own_body(message: Message, body: str | None, *, gsm_text: bool = False) -> None:
     """Check ``body`` as ``message``'s (validated already) by the rules that read the body.
+    ``gsm_text``: the body is known to hold GSM 03.38 characters only, none of which is a
+    control character these rules refuse nor a surrogate (the scan for them is skipped).
 
     Raises:
         ValidationError: ``body`` / ``required``, ``max_length``, ``control_character`` or
@@ -363,7 +365,7 @@ def check_own_body(message: Message, body: str | None) -> None:
         body is None
         or len(body) > MAX_BODY_CHARS
         # Printable text has no control character nor surrogate (isprintable is the quicker).
-        or (not body.isprintable() and _BODY_SUSPECT.search(body))
+        or (not gsm_text and not body.isprintable() and _BODY_SUSPECT.search(body))
         or not body.strip()
     ):
         # Something may be wrong: the rules themselves say what (the common case skips them).

@@ -174,3 +174,16 @@ def test_a_longer_body_never_needs_fewer_segments(body: str, more: str) -> None:
     short, long = analyse(body), analyse(body + more)
     assert long.segments >= short.segments
     assert not (short.encoding == "UCS-2" and long.encoding == "GSM-7")
+
+
+def test_no_gsm_character_is_one_the_body_rules_refuse() -> None:
+    """The preparer skips the control-character scan for a body analyse finds GSM-7: that is
+    sound only while every GSM 03.38 character passes the body's rules."""
+    from kaleyra_async._models import Message
+    from kaleyra_async._validate import check_own_body
+
+    message = Message(body="x", sender="KLRHXA", type="TXN")
+    for char in sorted(GSM_BASIC | GSM_EXTENSION):
+        check_own_body(message, f"a{char}b")  # raises for a refused character
+    with pytest.raises(ValueError, match="control character"):
+        check_own_body(message, "a\x1bb")  # ESC: the scan still runs without gsm_text
