@@ -45,4 +45,11 @@ def make_limiter(
         otp_share=otp_share,
         recipients_per_s=rate.recipients_per_s,
     )
-    return shared, link.aclose
+
+    async def close() -> None:
+        try:
+            await shared.aclose()  # tells Redis the turns still to give back or move
+        finally:
+            await link.aclose()
+
+    return shared, close

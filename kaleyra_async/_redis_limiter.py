@@ -2,7 +2,8 @@
 
 Each request reserves a moment to be sent ("a turn") from one state per account SID and pod,
 kept in Redis and updated by one Lua script that reads Redis's own clock (``TIME``), so N
-processes on N machines hold one limit together, whatever their clocks say. The script keeps:
+processes on N machines hold one limit together, whatever their clocks say. The script
+(``_redis_turns``) keeps:
 
 * a GCRA (one "theoretical arrival time"): turns are ``1/rate`` apart; after an idle spell up to
   ``burst`` (at most one second's worth) may fall at once, and turns held back (by the log, a
@@ -17,21 +18,24 @@ processes on N machines hold one limit together, whatever their clocks say. The 
   refused, while bulk requests may reserve at most ``_HORIZON_S`` ahead, so an OTP request waits
   behind at most that much bulk, however much is queued in any process;
 * the optional recipients budget (a GCRA charged per recipient) and the account-wide pause a
-  429's Retry-After asks for (sent with this process's next reservation).
+  429's Retry-After asks for.
 
 A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
 until it and sends. The turn's moment on this process's clock is known to within the quickest
 recent round trip (``_redis_clock``), not this call's (a busy loop can read a reply late). The
 log holds when requests LEFT: a request written more than ``_LOG_LATE_S`` after its turn (a new
 connection, a busy machine; on Python 3.11 aiohttp writes the body from a task of its own)
-moves its turn to the write's moment, told with the next call, so the window a second later is
-checked against the writes and the 15 ms margin is left for the way to Kaleyra. A turn missed
-by more than ``_LATE_S`` at its admission (a stalled loop, a descheduled process) is not used;
-it is given back with the next call (out of the log, its interval back to the GCRA), as is a
-turn whose request was cancelled, so an unused turn does not cost the account its share of the
-rate. A process has one script call in flight at a time, asking turns for up to 64 waiting
-requests of one lane (OTP waiters first): one round trip per 64 requests, not per request, and
-the next call is made while those requests sleep until their turns.
+moves its turn to the write's moment, so the window a second later is checked against the
+writes and the 15 ms margin is left for the way to Kaleyra. A turn missed by more than
+``_LATE_S`` at its admission (a stalled loop, a descheduled process) is not used; it is given
+back (out of the log, its interval back to the GCRA), as is a turn whose request was abandoned
+or cancelled, so an unused turn does not cost the account its share of the rate. Moves,
+give-backs and a pause ride on the process's next call, or on a call of their own within
+``_HORIZON_S`` when the process asks no turn meanwhile (``_redis_reports``); :meth:`aclose`
+tells what is left. A process has one script call in flight at a time, asking turns for up to
+64 waiting requests of one lane (OTP waiters first): one round trip per 64 requests, not per
+request, and the next call is made while those requests sleep until their turns. Each call
+carries a nonce: resent after a lost reply, it gets its first run's answer, not more turns.
 
 Why our own script: ``limits`` 5.8 (its moving window takes the client's clock) and
 ``throttled-py`` 3.5 (GCRA on ``TIME``, but one bucket: no exact sliding second, no reserved
@@ -49,6 +53,7 @@ import dataclasses
 import itertools
 import logging
 import math
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -60,6 +65,8 @@ from ._limits import MAX_RECIPIENTS
 from ._ratelimit import WINDOW_S, catch_up_tokens
 from ._redis import RedisLink
 from ._redis_clock import RedisClock
+from ._redis_reports import Reports
+from ._redis_turns import RESERVE
 from ._relay import Relay
 
 __all__ = ["SharedLimiter", "Turn"]
@@ -79,78 +86,6 @@ _LOG_LATE_S: Final = 0.002
 _SLOW_REDIS_S: Final = 0.005
 _US: Final = 1_000_000
 
-#: KEYS: turn time (GCRA), turn log (a sorted set: turn ids scored by their moments), OTP lane
-#: (GCRA), pause end, recipients (GCRA), the last turn id, and the list an older version kept its
-#: log in (while it exists, a process of that version shares the limit without seeing this
-#: log: refused, rather than both holding the rate). ARGV[12], ARGV[13]: how many missed
-#: turns (ids: each given back, out of the log, its interval back to the GCRA) and how many
-#: (id, write moment) pairs of late writes (each turn moved to its write's moment) follow, then
-#: one recipients cost per turn wanted. Ids go on from Redis's clock (µs), never reused even after
-#: the keys expired, so a call resent after a lost
-#: reply gives back and moves the same turns, once. Returns the granted turns' waits, the wait
-#: before asking again for the rest (-1: none left), Redis's time and the first granted turn's
-#: id (the others follow it). Times are integers in microseconds on Redis's clock, formatted
-#: with %d: Lua would write a 16-digit number as 1.7e+15 (a double holds it exactly).
-_RESERVE: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
-local cap, window, horizon = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local otp, otp_interval, otp_tolerance = ARGV[6] == '1', tonumber(ARGV[7]), tonumber(ARGV[8])
-local cost_tolerance, pause = tonumber(ARGV[10]), tonumber(ARGV[11])
-local log = KEYS[2]
-if redis.call('EXISTS', KEYS[7]) == 1 then
-  return redis.error_reply('an older kaleyra_async shares this limit (its turn log ' ..
-    KEYS[7] .. ' is in use): stop it, or upgrade it, first')
-end
-local function get(key) return tonumber(redis.call('GET', key) or '0') end
-local function put(key, value, ttl)
-  redis.call('SET', key, string.format('%d', value), 'PX', ttl)
-end
-local function newest(rank)  -- the moment of the log's rank-th newest turn (0: the newest)
-  local entry = redis.call('ZREVRANGE', log, rank, rank, 'WITHSCORES')
-  return entry[2] and tonumber(entry[2])
-end
-if pause > 0 and now + pause > get(KEYS[4]) then
-  put(KEYS[4], now + pause, math.ceil(pause / 1000) + 1)
-end
-local tat, otat, rtat, paused = get(KEYS[1]), get(KEYS[3]), get(KEYS[5]), get(KEYS[4])
-local missed, moved = tonumber(ARGV[12]), tonumber(ARGV[13])
-local first = 14 + missed + 2 * moved
-for i = 14, 13 + missed do
-  if redis.call('ZREM', log, ARGV[i]) == 1 then tat = tat - interval end
-end
-for i = 14 + missed, first - 1, 2 do
-  redis.call('ZADD', log, 'XX', ARGV[i + 1], ARGV[i])
-end
--- Ids go on from Redis's clock: never reused, even after the keys expired or were flushed.
-local id = math.max(get(KEYS[6]), now)
-local out, hint, first_id = {}, -1, id + 1
-local at = math.max(now, newest(0) or 0)
-for i = first, #ARGV do
-  local cost = tonumber(ARGV[i])
-  at = math.max(at, tat - tolerance, paused, rtat + cost - cost_tolerance)
-  local oldest = newest(cap - 1)
-  if oldest then at = math.max(at, oldest + window) end
-  local priority = otp and otp_interval > 0 and now >= otat - otp_tolerance
-  if not priority and at - now > horizon then hint = at - now - horizon; break end
-  tat = math.max(tat, at) + interval
-  if priority then otat = math.max(otat, now) + otp_interval end
-  if cost > 0 then rtat = math.max(rtat, at) + cost end
-  id = id + 1
-  redis.call('ZADD', log, string.format('%d', at), string.format('%d', id))
-  out[#out + 1] = at - now
-end
-redis.call('ZREMRANGEBYRANK', log, 0, -2 * cap - 1)
-out[#out + 1] = hint
-out[#out + 1] = now
-out[#out + 1] = first_id
-local ttl = math.ceil((at - now + window) / 1000) + 1000
-put(KEYS[1], tat, ttl); put(KEYS[3], otat, ttl); put(KEYS[5], rtat, ttl)
-redis.call('PEXPIRE', log, ttl)
-redis.call('SET', KEYS[6], string.format('%d', id), 'PX', ttl)
-return out
-"""
 #: Turns asked for in one script call (the waiters of one lane, oldest first).
 _MAX_TURNS_PER_CALL: Final = 64
 
@@ -210,10 +145,13 @@ class SharedLimiter:
         self.rate_per_s = rate_per_s
         self._link = link
         self._sleep = sleep
-        self._script = link.script(_RESERVE)
+        self._script = link.script(RESERVE)
         tag = f"{prefix}:limit:{{{scope}}}"  # one hash slot: the script's keys stay together
         names = ("tat", "turns", "otp", "pause", "rcpt", "ids", "log")
         self._keys = tuple(f"{tag}:{name}" for name in names)
+        self._calls_key = f"{tag}:call:"
+        # A call's record outlives the resends of the call (RedisLink.call's retries).
+        self._record_ms = math.ceil(link.unavailable_timeout_s * 1000) + 1000
         interval_us = _US / rate_per_s
         burst = max(1, min(burst, math.floor(rate_per_s)))
         self._interval_us = interval_us
@@ -228,21 +166,16 @@ class SharedLimiter:
             self._otp_tolerance_us = (otp_burst - 1) * self._otp_interval_us
         self._recipient_us = _US / recipients_per_s if recipients_per_s > 0 else 0.0
         self._recipient_bucket = max(MAX_RECIPIENTS, recipients_per_s * burst / rate_per_s)
-        self._pause_us = 0
         #: Turns given up because the request was too late for them (a busy loop).
         self.missed = 0
-        #: Ids of turns nobody will use (missed, or granted to a cancelled waiter): given back
-        #: with the next call, so an unused turn costs the account nothing.
-        self._missed_turns: list[int] = []
-        #: Ids of turns whose request was written late, each followed by its write's moment
-        #: (Redis's clock, the latest it can have read): moved in the log with the next call.
-        self._late_writes: list[int] = []
         #: Requests waiting for a turn, by lane (True: OTP), oldest first.
         self._waiters: dict[bool, collections.deque[_Waiter]] = {
             True: collections.deque(),
             False: collections.deque(),
         }
         self._relay = Relay(self._serve)
+        # A busy process reserves again within the horizon: that call carries the reports.
+        self._reports = Reports(self._relay, delay_s=_HORIZON_S, sleep=sleep)
         self._clock = RedisClock()
         self._warned_until = 0.0
 
@@ -274,25 +207,26 @@ class SharedLimiter:
                 while (wait_s := ticket.at_s - time.monotonic()) > 0:
                     await self._sleep(wait_s)
             except BaseException:  # cancelled (a stop): the turn goes unused
-                self._missed_turns.append(ticket.id)
+                self._reports.give_back(ticket.id)
                 raise
             late_s = time.monotonic() - ticket.deadline_s
             if late_s <= 0:
                 return
             self.missed += 1
-            self._missed_turns.append(ticket.id)  # given back with the next call
+            self._reports.give_back(ticket.id)  # told by the reservation below, if any
             logger.debug("turn missed by %.1f ms: reserving another", late_s * 1e3)
             turn = await self._reserve_turn(ticket.otp, ticket.recipients)
             ticket.at_s, ticket.deadline_s, ticket.redis_us, ticket.id = turn
 
     def release(self, ticket: object = None) -> None:
-        """A turn whose request was abandoned before its write: given back with the next call."""
+        """A turn whose request was abandoned before its write: given back (soon, see
+        ``_redis_reports``)."""
         if isinstance(ticket, Turn):
-            self._missed_turns.append(ticket.id)
+            self._reports.give_back(ticket.id)
 
     def sent(self, ticket: object = None) -> None:
         """The turn's request is being written: if later than ``_LOG_LATE_S`` after the turn,
-        the log is told the write's moment with the next call."""
+        the log is told the write's moment (soon, see ``_redis_reports``)."""
         if not isinstance(ticket, Turn) or ticket.written:
             return
         ticket.written = True  # called from inside the write: it must not raise
@@ -301,7 +235,7 @@ class SharedLimiter:
         except LookupError:  # no call observed: impossible once a turn was granted
             return
         if written_us - ticket.redis_us > _LOG_LATE_S * _US:
-            self._late_writes += (ticket.id, written_us)
+            self._reports.move(ticket.id, written_us)
 
     async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float, int, int]:
         """Wait in this process's line for a turn: its moment, deadline, Redis moment and id."""
@@ -312,27 +246,34 @@ class SharedLimiter:
         except BaseException:
             granted = waiter[0]
             if granted.done() and not granted.cancelled() and granted.exception() is None:
-                self._missed_turns.append(granted.result()[3])  # granted, then cancelled
+                self._reports.give_back(granted.result()[3])  # granted, then cancelled
             else:
                 granted.cancel()  # the next call skips it
             raise
 
     def pause(self, seconds: float) -> None:
         """Pause every process's admissions for ``seconds`` (a 429's Retry-After); Redis learns
-        it with this process's next reservation. A longer pause wins over a shorter one."""
+        it soon (``_redis_reports``). A longer pause wins over a shorter one."""
         if not (math.isfinite(seconds) and seconds >= 0):
             raise ValueError("seconds must be finite and >= 0")
-        self._pause_us = max(self._pause_us, round(seconds * _US))
+        self._reports.pause(round(seconds * _US))
+
+    async def aclose(self) -> None:
+        """Tell Redis what is still to be told (turns given back or moved, a pause), bounded
+        even while cancelled (``_redis_reports``). Closing twice is safe; the link stays open."""
+        await self._reports.aclose()
 
     async def _serve(self) -> None:
-        """One script call for up to 64 waiting requests of one lane, OTP first; then, if
-        Redis said the rest must wait, that wait."""
+        """One script call for up to 64 waiting requests of one lane, OTP first, telling what
+        is pending (a call asking no turns when nobody waits); then, if Redis said the rest
+        must wait, that wait."""
         for otp in (True, False):
             self._waiters[otp] = collections.deque(w for w in self._waiters[otp] if not w[0].done())
+        told = self._reports.asked()
         otp = bool(self._waiters[True])
-        lane = self._waiters[otp]
-        batch = list(itertools.islice(lane, _MAX_TURNS_PER_CALL))
-        if not batch:
+        batch = list(itertools.islice(self._waiters[otp], _MAX_TURNS_PER_CALL))
+        if not (batch or self._reports):
+            self._reports.answer(told, None)  # an earlier call told it all
             return
         asked = time.monotonic()
         try:
@@ -344,6 +285,7 @@ class SharedLimiter:
                 for future, _ in lane:
                     if not future.done():
                         future.set_exception(exc)
+            self._reports.answer(told, exc)
             return
         answered = time.monotonic()
         *turns, hint, redis_now, first_id = waits
@@ -362,7 +304,8 @@ class SharedLimiter:
             if not waiter[0].done():
                 waiter[0].set_result(turn)
             else:  # cancelled while asking: nobody will use this turn
-                self._missed_turns.append(turn[3])
+                self._reports.give_back(turn[3])
+        self._reports.answer(told, None)
         if hint >= 0:
             await self._sleep(hint / _US)
 
@@ -370,9 +313,7 @@ class SharedLimiter:
         costs = [
             round(self._recipient_us * min(max(n, 0), self._recipient_bucket)) for n in recipients
         ]
-        pause_us, self._pause_us = self._pause_us, 0
-        missed, self._missed_turns = self._missed_turns, []
-        late, self._late_writes = self._late_writes, []
+        taken = pause_us, missed, late = self._reports.take()
         args = (
             round(self._interval_us),
             round(self._tolerance_us),
@@ -382,7 +323,7 @@ class SharedLimiter:
             1 if otp else 0,
             round(self._otp_interval_us),
             round(self._otp_tolerance_us),
-            0,
+            self._record_ms,
             round(self._recipient_bucket * self._recipient_us),
             pause_us,
             len(missed),
@@ -391,15 +332,14 @@ class SharedLimiter:
             *late,
             *costs,
         )
+        # One nonce per call, kept through RedisLink.call's resends: a resend after a lost
+        # reply gets the first run's answer rather than more turns.
+        keys = (*self._keys, self._calls_key + secrets.token_hex(8))
         try:
             waits = await self._link.call(
-                lambda: self._script(self._keys, args), "a turn of the shared rate limit"
+                lambda: self._script(keys, args), "a turn of the shared rate limit"
             )
         except BaseException:
-            # Still to be told: the pause, the turns to give back or move (a repeat of what
-            # the call may have done already changes nothing: ids are never reused).
-            self._pause_us = max(self._pause_us, pause_us)
-            self._missed_turns[:0] = missed
-            self._late_writes[:0] = late
+            self._reports.put_back(taken)  # still to be told
             raise
         return [int(w) for w in waits]

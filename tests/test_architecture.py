@@ -39,6 +39,7 @@ PURE = frozenset(
         "_queue_codec",
         "_receipt_fields",
         "_redis_clock",
+        "_redis_turns",
         "_refs",
         "_request_rules",
         "_responses",
@@ -66,7 +67,7 @@ NOT_PURE = frozenset(
     | {"_config_file", "_dispatch", "_flight", "_heap", "_http_aiohttp", "_http_httpx"}
     | {"_lanes", "_ratelimit", "_results", "_resume", "_retry", "_sources"}
     | {"_cli_queue", "_queue_collector", "_queue_store", "_queue_worker", "_redis"}
-    | {"_limiter_setup", "_redis_limiter", "_relay", "_turnstile"}
+    | {"_limiter_setup", "_redis_limiter", "_redis_reports", "_relay", "_turnstile"}
     | {"_chart", "_cli_receipts", "_receipt_server", "_receipt_store", "_report", "_status_poll"}
 )
 #: What a pure module may import from outside the package and the standard library.

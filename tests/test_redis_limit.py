@@ -4,7 +4,6 @@ counting what arrives."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -14,7 +13,7 @@ from kaleyra_async import KaleyraError, RedisUnavailableError
 from kaleyra_async._cli_common import fast_loop
 from kaleyra_async._ratelimit import WINDOW_S
 from kaleyra_async._redis import RedisLink, redacted
-from kaleyra_async._redis_limiter import _RESERVE, SharedLimiter
+from kaleyra_async._redis_limiter import SharedLimiter
 from kaleyra_async.sandbox import Sandbox, SandboxConfig, SandboxProcess
 from tests.conftest import CLI, RedisServer, cli_env, free_port, run_cli
 from tests.test_cli_e2e import cli, numbers, read_results, wait_for_lines, write_csv
@@ -222,81 +221,6 @@ async def test_an_older_version_sharing_the_limit_stops_the_run_with_rows_left_t
     assert done.returncode == 0, done.stderr.decode()
     assert {r["status"] for r in read_results(out).values()} == {"sent"}
     assert sandbox.stats.accepted_recipients == 5
-
-
-_KEYS = [f"t:{name}" for name in ("tat", "turns", "otp", "pause", "rcpt", "ids", "log")]
-_INTERVAL, _CAP, _WINDOW = 250_000, 4, 1_015_000
-
-
-async def _reserve(
-    script: Any, wanted: int, *, give: Sequence[int] = (), late: Sequence[int] = ()
-) -> dict[int, int]:
-    """One call of the raw script at 4 turns/s (a window holds 4): granted moments by id."""
-    args = [_INTERVAL, 0, _CAP, _WINDOW, 10**7, 0, 0, 0, 0, 0, 0, len(give), len(late) // 2]
-    *waits, _hint, now, first = await script(_KEYS, [*args, *give, *late, *([0] * wanted)])
-    return {first + index: now + wait for index, wait in enumerate(waits)}
-
-
-async def test_a_turn_given_back_twice_by_a_resent_call_counts_once(redis_url: str) -> None:
-    """A call whose reply was lost is resent with the same ids: the given-back turn returns
-    its interval to the GCRA once (ids are never reused, so nothing else leaves the log)."""
-    link = RedisLink(redis_url)
-    script = link.script(_RESERVE)
-    try:
-        granted = await _reserve(script, 4)  # T, T+.25, T+.5, T+.75
-        ids = list(granted)
-        assert ids == sorted(ids) and len(set(ids)) == 4
-        for _ in range(2):  # the second: the same call resent, its reply lost
-            assert await _reserve(script, 0, give=[ids[3]]) == {}
-        following = await _reserve(script, 1)
-    finally:
-        await link.aclose()
-    # Given back once, the next turn takes the freed T+.75; twice, it would take T+.5.
-    assert list(following.values()) == [granted[ids[3]]]
-    assert min(following) > ids[3]
-
-
-async def test_a_late_write_moves_its_turn_and_the_window_follows_the_write(
-    redis_url: str,
-) -> None:
-    """A request written 200 ms after its turn is logged at its write, once however often the
-    call is resent: the request a window later is checked against the write."""
-    link = RedisLink(redis_url)
-    script = link.script(_RESERVE)
-    try:
-        granted = await _reserve(script, 4)  # T, T+.25, T+.5, T+.75
-        ids = list(granted)
-        written = granted[ids[0]] + 200_000
-        for _ in range(2):  # the second: the same call resent, its reply lost
-            assert await _reserve(script, 0, late=[ids[0], written]) == {}
-        log = await link.client.zrange("t:turns", 0, -1, withscores=True)
-        following = await _reserve(script, 1)
-    finally:
-        await link.aclose()
-    assert [(int(i), int(moment)) for i, moment in log] == [
-        (ids[0], written),
-        *((i, granted[i]) for i in ids[1:]),
-    ]
-    # Without the move: T + window. The window's oldest turn is now the write.
-    assert list(following.values()) == [written + _WINDOW]
-
-
-async def test_a_report_outliving_the_keys_never_touches_a_newer_turn(redis_url: str) -> None:
-    """The limit's keys expire after a quiet spell (or Redis restarts empty): a process's
-    give-back or move still pending for an old turn must not hit another process's new turn,
-    so ids go on from Redis's clock rather than starting again at 1."""
-    link = RedisLink(redis_url)
-    script = link.script(_RESERVE)
-    try:
-        (old,) = await _reserve(script, 1)
-        await link.client.delete(*_KEYS)  # what the keys' expiry does
-        newer = await _reserve(script, 3)
-        await _reserve(script, 0, give=[old], late=[old, 1])
-        log = await link.client.zrange("t:turns", 0, -1, withscores=True)
-    finally:
-        await link.aclose()
-    assert old not in newer
-    assert sorted((int(i), int(moment)) for i, moment in log) == sorted(newer.items())
 
 
 async def test_the_limiter_logs_a_late_request_at_its_write(redis_url: str) -> None:

@@ -1,0 +1,169 @@
+"""The shared limiter's Lua script, called raw against a real redis-server: give-backs, moves,
+ids that outlive the keys, and a call resent after a lost reply."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis.exceptions
+
+from kaleyra_async._redis import RedisLink
+from kaleyra_async._redis_limiter import SharedLimiter
+from kaleyra_async._redis_turns import RESERVE
+
+pytestmark = pytest.mark.timeout(60)
+
+_KEYS = [f"t:{name}" for name in ("tat", "turns", "otp", "pause", "rcpt", "ids", "log")]
+_INTERVAL, _CAP, _WINDOW, _RECORD_MS = 250_000, 4, 1_015_000, 5_000
+_calls = iter(range(1, 1 << 30))
+
+
+async def _call(
+    script: Any,
+    wanted: int,
+    *,
+    give: Sequence[int] = (),
+    late: Sequence[int] = (),
+    nonce: str = "",
+) -> list[int]:
+    """One call of the raw script at 4 turns/s (a window holds 4): its answer as it came."""
+    keys = [*_KEYS, f"t:call:{nonce or next(_calls)}"]
+    args = [_INTERVAL, 0, _CAP, _WINDOW, 10**7, 0, 0, 0, _RECORD_MS, 0, 0, len(give)]
+    args += [len(late) // 2, *give, *late, *([0] * wanted)]
+    return [int(value) for value in await script(keys, args)]
+
+
+def _granted(answer: list[int]) -> dict[int, int]:
+    """The granted turns' moments by id."""
+    *waits, _hint, now, first = answer
+    return {first + index: now + wait for index, wait in enumerate(waits)}
+
+
+async def _reserve(
+    script: Any, wanted: int, *, give: Sequence[int] = (), late: Sequence[int] = ()
+) -> dict[int, int]:
+    return _granted(await _call(script, wanted, give=give, late=late))
+
+
+async def test_a_call_resent_after_a_lost_reply_gets_its_first_answer_and_no_more_turns(
+    redis_url: str,
+) -> None:
+    """The same call (its nonce) run twice, as RedisLink.call resends it when the reply was
+    lost: the second run answers what the first did and grants nothing; a new call goes on."""
+    link = RedisLink(redis_url)
+    script = link.script(RESERVE)
+    try:
+        first = await _call(script, 3, nonce="n1")
+        again = await _call(script, 3, nonce="n1")
+        log = await link.client.zrange("t:turns", 0, -1, withscores=True)
+        record_ms = await link.client.pttl("t:call:n1")
+        following = _granted(await _call(script, 1, nonce="n2"))
+    finally:
+        await link.aclose()
+    assert again == first
+    assert sorted((int(i), int(moment)) for i, moment in log) == sorted(_granted(first).items())
+    assert 0 < record_ms <= _RECORD_MS  # kept while a resend may come, then gone
+    # Had the resend granted 3 more, this turn would come a whole 3 intervals later.
+    assert list(following.values()) == [max(_granted(first).values()) + _INTERVAL]
+
+
+class _LossyLink(RedisLink):
+    """Loses the reply of its first script call after Redis ran it (a connection cut)."""
+
+    lost = False
+
+    def script(self, source: str) -> Any:
+        run = super().script(source)
+
+        async def lossy(keys: Sequence[str], args: Sequence[Any]) -> Any:
+            answer = await run(keys, args)
+            if not self.lost:
+                self.lost = True
+                raise redis.exceptions.ConnectionError("connection lost reading the reply")
+            return answer
+
+        return lossy
+
+
+async def test_the_limiter_s_call_resent_after_a_lost_reply_leaves_one_turn_in_the_log(
+    redis_url: str,
+) -> None:
+    """The limiter's reservation whose reply was lost is resent by RedisLink.call: the request
+    gets the turn the first run granted, and the log holds that turn alone."""
+    link = _LossyLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)
+    try:
+        turn = await limiter.acquire(otp=False, admit=False)
+        log = await link.client.zrange("kaleyra:limit:{SID:IN}:turns", 0, -1, withscores=True)
+    finally:
+        await limiter.aclose()
+        await link.aclose()
+    assert link.lost
+    assert [(int(i), int(moment)) for i, moment in log] == [(turn.id, turn.redis_us)]
+
+
+async def test_a_turn_given_back_by_two_calls_counts_once(redis_url: str) -> None:
+    """A call that ran but failed for its caller puts its give-back back, and the next call
+    tells it again: the turn returns its interval to the GCRA once (ids are never reused, so
+    nothing else leaves the log)."""
+    link = RedisLink(redis_url)
+    script = link.script(RESERVE)
+    try:
+        granted = await _reserve(script, 4)  # T, T+.25, T+.5, T+.75
+        ids = list(granted)
+        assert ids == sorted(ids) and len(set(ids)) == 4
+        for _ in range(2):  # the second: told again after the first call failed
+            assert await _reserve(script, 0, give=[ids[3]]) == {}
+        following = await _reserve(script, 1)
+    finally:
+        await link.aclose()
+    # Given back once, the next turn takes the freed T+.75; twice, it would take T+.5.
+    assert list(following.values()) == [granted[ids[3]]]
+    assert min(following) > ids[3]
+
+
+async def test_a_late_write_moves_its_turn_and_the_window_follows_the_write(
+    redis_url: str,
+) -> None:
+    """A request written 200 ms after its turn is logged at its write, once however often it
+    is told: the request a window later is checked against the write."""
+    link = RedisLink(redis_url)
+    script = link.script(RESERVE)
+    try:
+        granted = await _reserve(script, 4)  # T, T+.25, T+.5, T+.75
+        ids = list(granted)
+        written = granted[ids[0]] + 200_000
+        for _ in range(2):  # the second: told again after the first call failed
+            assert await _reserve(script, 0, late=[ids[0], written]) == {}
+        log = await link.client.zrange("t:turns", 0, -1, withscores=True)
+        following = await _reserve(script, 1)
+    finally:
+        await link.aclose()
+    assert [(int(i), int(moment)) for i, moment in log] == [
+        (ids[0], written),
+        *((i, granted[i]) for i in ids[1:]),
+    ]
+    # Without the move: T + window. The window's oldest turn is now the write.
+    assert list(following.values()) == [written + _WINDOW]
+
+
+async def test_a_report_outliving_the_keys_never_touches_a_newer_turn(redis_url: str) -> None:
+    """The limit's keys expire after a quiet spell (or Redis restarts empty): a process's
+    give-back or move still pending for an old turn must not hit another process's new turn,
+    so ids go on from Redis's clock rather than starting again at 1."""
+    link = RedisLink(redis_url)
+    script = link.script(RESERVE)
+    try:
+        (old,) = await _reserve(script, 1)
+        await link.client.delete(*_KEYS)  # what the keys' expiry does
+        newer = await _reserve(script, 3)
+        await _reserve(script, 0, give=[old], late=[old, 1])
+        log = await link.client.zrange("t:turns", 0, -1, withscores=True)
+    finally:
+        await link.aclose()
+    assert old not in newer
+    assert sorted((int(i), int(moment)) for i, moment in log) == sorted(newer.items())
+
+
