@@ -62,19 +62,21 @@ async def test_a_turn_a_process_gone_quiet_gives_back_leaves_the_log(
     redis_url: str, how: str
 ) -> None:
     """A turn abandoned before its write (released) or whose wait was cancelled leaves the log
-    though its process asks no other turn."""
+    though its process asks no other turn (the turn before it stays: no expiry did this)."""
     link = RedisLink(redis_url)
     limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)
     try:
-        turn = await limiter.acquire(otp=False, admit=False)
-        assert await link.client.zscore(TURNS, str(turn.id)) == turn.redis_us
+        kept = await limiter.acquire(otp=False, admit=False)
+        unused = await limiter.acquire(otp=False, admit=False)
+        assert await link.client.zscore(TURNS, str(unused.id)) == unused.redis_us
         if how == "released":
-            limiter.release(turn)
+            limiter.release(unused)
         else:
             with anyio.CancelScope() as scope:
                 scope.cancel()
-                await limiter.admit(turn)
-        assert await _logged(link, turn.id, unlike=turn.redis_us) is None
+                await limiter.admit(unused)
+        assert await _logged(link, unused.id, unlike=unused.redis_us) is None
+        assert await link.client.zscore(TURNS, str(kept.id)) == kept.redis_us
     finally:
         await limiter.aclose()
         await link.aclose()
