@@ -30,12 +30,12 @@ writes and the 15 ms margin is left for the way to Kaleyra. A turn missed by mor
 ``_LATE_S`` at its admission (a stalled loop, a descheduled process) is not used; it is given
 back (out of the log, its interval back to the GCRA), as is a turn whose request was abandoned
 or cancelled, so an unused turn does not cost the account its share of the rate. Moves,
-give-backs and a pause ride on the process's next call, or on a call of their own within
-``_HORIZON_S`` when the process asks no turn meanwhile (``_redis_reports``); :meth:`aclose`
-tells what is left. A process has one script call in flight at a time, asking turns for up to
-64 waiting requests of one lane (OTP waiters first): one round trip per 64 requests, not per
-request, and the next call is made while those requests sleep until their turns. Each call
-carries a nonce: resent after a lost reply, it gets its first run's answer, not more turns.
+give-backs and a pause ride on the process's next call, or on a call of their own once the
+process made none for ``_HORIZON_S`` (``_redis_reports``); :meth:`aclose` tells what is
+left. A process has one script call in flight at a time, asking turns for up to 64 waiting
+requests of one lane (OTP waiters first): one round trip per 64 requests, not per request, and
+the next call is made while those requests sleep until their turns. Each call carries a nonce:
+resent after a lost reply, it gets its first run's answer, not more turns.
 
 Why our own script: ``limits`` 5.8 (its moving window takes the client's clock) and
 ``throttled-py`` 3.5 (GCRA on ``TIME``, but one bucket: no exact sliding second, no reserved
@@ -174,7 +174,7 @@ class SharedLimiter:
             False: collections.deque(),
         }
         self._relay = Relay(self._serve)
-        # A busy process reserves again within the horizon: that call carries the reports.
+        # A busy process calls again within the horizon: that call carries the reports.
         self._reports = Reports(self._relay, delay_s=_HORIZON_S, sleep=sleep)
         self._clock = RedisClock()
         self._warned_until = 0.0

@@ -4,10 +4,11 @@ a turn (``_redis_limiter``).
 Turns given back (missed, or whose request was abandoned or cancelled), turns whose request was
 written late (moved to the write's moment) and a 429's pause ride on the process's next script
 call. A process that goes quiet right after (the end of a campaign, a sparse OTP sender) would
-make none, so the first report starts a task: it waits ``delay_s`` (a busy process reserves
-again within it, and that call carries the reports: no round trip of their own), then, if they
-are still here, waits in the relay for a call, which asks no turns when nobody else waits. One
-such task at most; :meth:`Reports.aclose` stops it and tells the rest, bounded.
+make none, so the first report starts a task: every ``delay_s`` it looks whether a call was
+made meanwhile (a busy process reserves again within it, and that call carries the reports: no
+round trip of their own); once none was and reports are here, it waits in the relay for a call,
+which asks no turns when nobody else waits. One such task at most; :meth:`Reports.aclose`
+stops it and tells the rest, bounded.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Reports:
         "_pause_us",
         "_relay",
         "_sleep",
+        "_taken",
         "_task",
         "_waiting",
     )
@@ -60,6 +62,8 @@ class Reports:
         #: Turns written late, each id followed by its write's moment (Redis's clock, µs).
         self._late: list[int] = []
         self._pause_us = 0
+        #: Calls that took the reports (each script call does, whatever it carries).
+        self._taken = 0
         #: Callers waiting for a call to tell what was here when they asked.
         self._waiting: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -88,6 +92,7 @@ class Reports:
         """All there is to tell, for a call to carry (:meth:`put_back` if the call fails)."""
         taken = (self._pause_us, self._missed, self._late)
         self._pause_us, self._missed, self._late = 0, [], []
+        self._taken += 1
         return taken
 
     def put_back(self, taken: Taken) -> None:
@@ -148,8 +153,9 @@ class Reports:
     async def _tell_when_quiet(self) -> None:
         try:
             while self:
+                taken = self._taken
                 await self._sleep(self._delay_s)
-                if self:
+                if self and self._taken == taken:  # no call since: the process went quiet
                     await self.tell()
         except Exception as exc:  # Redis unreachable or refusing: a later call tells it
             logger.debug("could not give back or move turns yet: %s", exc)

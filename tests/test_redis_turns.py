@@ -165,5 +165,3 @@ async def test_a_report_outliving_the_keys_never_touches_a_newer_turn(redis_url:
         await link.aclose()
     assert old not in newer
     assert sorted((int(i), int(moment)) for i, moment in log) == sorted(newer.items())
-
-
