@@ -6,17 +6,31 @@ from __future__ import annotations
 import asyncio
 import collections
 from pathlib import Path
+from typing import Any
 
 import aiohttp.web
 import httpx
 import orjson
 import pytest
 
+from kaleyra_async import KaleyraClient, Message
 from kaleyra_async._delivery import normalize_status, verdict_of
 from kaleyra_async._receipt_store import ReceiptReader
-from kaleyra_async.sandbox import Sandbox, SandboxCallbacks, SandboxConfig
-from kaleyra_async.sandbox._callbacks import DeliveryTruth, callback_request_fields, plan_receipts
-from tests.conftest import free_port, running_receiver, sandbox_sends
+from kaleyra_async.sandbox import DEFAULT_SID, Sandbox, SandboxCallbacks, SandboxConfig
+from kaleyra_async.sandbox._callbacks import DeliveryTruth, plan_receipts
+from kaleyra_async.sandbox._values import ReceiptAsk
+from tests.conftest import (
+    TEMPLATE_ID,
+    A,
+    B,
+    call,
+    free_port,
+    make_state,
+    ok_fields,
+    running_receiver,
+    sandbox_sends,
+)
+from tests.conftest import send as send_fields
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,9 +42,7 @@ def plan(request_id: str, seed: int = 7) -> tuple[list[dict[str, str]], bool]:
     planned, early = plan_receipts(
         DeliveryTruth(CONFIG, seed),
         request_id=request_id,
-        recipients=NUMBERS,
-        sender="KLRHXA",
-        refs={"ref": "run-1"},
+        asks=[ReceiptAsk(n, d, "KLRHXA", {"ref": "run-1"}) for n, d in enumerate(NUMBERS, 1)],
         failures=None,
         accepted_s=1000.0,
     )
@@ -97,19 +109,149 @@ def test_status_poll_tells_the_same_story() -> None:
     assert (normalize_status(status), trace) == (fate.outcome, fate.trace)
 
 
-@pytest.mark.parametrize(
-    ("body", "ctype"),
-    [
-        pytest.param(
-            b'{"to":"1","callback_profile_id":"IN_x","ref":"r1"}', "application/json", id="json"
-        ),
-        pytest.param(
-            b"to=1&callback_profile_id=IN_x&ref=r1", "application/x-www-form-urlencoded", id="form"
-        ),
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+def test_an_sms_request_asks_receipts_for_every_recipient_with_its_refs(form: bool) -> None:
+    """/sms: a callback profile asks receipts for every recipient, echoing the request's refs
+    and sender; without one, none."""
+    state = make_state()
+    asked = send_fields(state, ok_fields(callback_profile_id="IN_x", ref="r1", ref2="z"), form=form)
+    assert asked.acceptance is not None
+    assert list(asked.acceptance.receipt_asks()) == [
+        ReceiptAsk(n, digits, "KLRHXA", {"ref": "r1", "ref2": "z"})
+        for n, digits in enumerate((A[1:], B[1:]), 1)
+    ]
+    silent = send_fields(state, ok_fields(ref="r1"), form=form)
+    assert silent.acceptance is not None and list(silent.acceptance.receipt_asks()) == []
+
+
+def json_node(n: int, **fields: str) -> dict[str, str]:
+    return {"to": f"+9198765{n:05d}", "body": f"Hi {n}", "template_id": TEMPLATE_ID, **fields}
+
+
+#: /sms/json nodes with their own refs and senders; only nodes 1 and 3 ask for receipts.
+SOME_ASK = {
+    "type": "TXN",
+    "from": "KLRHXA",
+    "ref1": "batch-7",
+    "sms": [
+        json_node(0, ref="row-0", callback_profile_id="IN_a"),
+        json_node(1, ref="row-1"),
+        json_node(2, ref="row-2", ref1="own", **{"from": "KLRHXB", "callback_profile_id": "IN_b"}),
+        json_node(3),
     ],
-)
-def test_callback_fields_of_a_send_request(body: bytes, ctype: str) -> None:
-    assert callback_request_fields(body, ctype) == {"callback_profile_id": "IN_x", "ref": "r1"}
+}
+#: A top-level callback profile and node-level refs: every node asks, each with its own ref.
+ALL_ASK = {
+    "type": "TXN",
+    "from": "KLRHXA",
+    "callback_profile_id": "IN_a",
+    "sms": [json_node(n, ref=f"row-{n}") for n in range(3)],
+}
+
+
+def test_json_nodes_ask_receipts_each_with_their_own_refs_and_sender() -> None:
+    """/sms/json: a node asks receipts when its profile or the top level's is set, with its
+    own refs over the top level's and its own sender; the others ask none."""
+    some = call(make_state(), "POST", f"/v1/{DEFAULT_SID}/sms/json", body=SOME_ASK).acceptance
+    assert some is not None
+    assert [(a.n, a.recipient, a.source, a.refs) for a in some.receipt_asks()] == [
+        (1, "919876500000", "KLRHXA", {"ref": "row-0", "ref1": "batch-7"}),
+        (3, "919876500002", "KLRHXB", {"ref": "row-2", "ref1": "own"}),
+    ]
+    every = call(make_state(), "POST", f"/v1/{DEFAULT_SID}/sms/json", body=ALL_ASK).acceptance
+    assert every is not None
+    assert [(a.n, a.refs) for a in every.receipt_asks()] == [
+        (n + 1, {"ref": f"row-{n}"}) for n in range(3)
+    ]
+    none = {**SOME_ASK, "sms": [json_node(0, ref="a"), json_node(1, ref="b")]}
+    silent = call(make_state(), "POST", f"/v1/{DEFAULT_SID}/sms/json", body=none).acceptance
+    assert silent is not None and list(silent.receipt_asks()) == []
+
+
+async def json_receipts(
+    tmp_path: Path, body: dict[str, Any]
+) -> tuple[list[str], dict[str, list[dict[str, Any]]]]:
+    """Post one /sms/json request to a sandbox sending receipts to a running receiver: the
+    message ids accepted, and the receipts the receiver acknowledged, by message id."""
+    async with running_receiver(tmp_path / "r.sqlite") as url:
+        callbacks = SandboxCallbacks(url=f"{url}/dlr", max_delay_s=0.1, early=0)
+        async with Sandbox(SandboxConfig(seed=5, fail_rules=()), callbacks=callbacks) as sandbox:
+            async with httpx.AsyncClient(
+                base_url=f"{sandbox.base_url}/v1/{sandbox.sid}",
+                headers={"api-key": sandbox.api_key},
+            ) as http:
+                answer = await http.post("/sms/json", json=body)
+            assert answer.status_code == 202, answer.text
+            assert sandbox.callbacks is not None
+            await asyncio.wait_for(sandbox.callbacks.wait_idle(), 20)
+            acknowledged = sandbox.callbacks.acknowledged
+    assert acknowledged is not None
+    by_id: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for receipt in acknowledged:
+        by_id[receipt["id"]].append(receipt)
+    return [d["message_id"] for d in answer.json()["data"]], by_id
+
+
+async def test_only_the_json_nodes_that_ask_get_receipts_each_with_its_ref_and_source(
+    tmp_path: Path,
+) -> None:
+    """Nodes 1 and 3 name a callback profile: only their receipts arrive, each echoing its
+    node's ref (ref1 from the node, else the top level) and its node's sender as source."""
+    ids, receipts = await json_receipts(tmp_path, SOME_ASK)
+    assert set(receipts) == {ids[0], ids[2]}
+    want = {
+        ids[0]: ("919876500000", "KLRHXA", "row-0", "batch-7"),
+        ids[2]: ("919876500002", "KLRHXB", "row-2", "own"),
+    }
+    for message_id, items in receipts.items():
+        assert len(items) >= 2  # a Sent and a final
+        seen = {(r["recipient"], r["source"], r["ref"], r["ref1"]) for r in items}
+        assert seen == {want[message_id]}
+
+
+async def test_a_top_level_profile_gives_every_json_node_receipts_with_its_own_ref(
+    tmp_path: Path,
+) -> None:
+    ids, receipts = await json_receipts(tmp_path, ALL_ASK)
+    assert set(receipts) == set(ids)
+    for n, message_id in enumerate(ids):
+        assert {r["ref"] for r in receipts[message_id]} == {f"row-{n}"}
+
+
+async def test_send_personalised_receipts_carry_each_nodes_ref(tmp_path: Path) -> None:
+    """Through the client: messages with their own refs and a callback profile; the receipts
+    the receiver stores carry each node's ref (and reach the right number)."""
+    db = tmp_path / "r.sqlite"
+    nodes = [
+        (
+            f"+9198765{n:05d}",
+            Message(
+                body=f"Hi {n}",
+                sender="KLRHXA",
+                type="TXN",
+                template_id=TEMPLATE_ID,
+                callback_profile_id="IN_profile",
+                ref=f"order-{n}",
+            ),
+        )
+        for n in range(4)
+    ]
+    async with running_receiver(db) as url:
+        callbacks = SandboxCallbacks(url=f"{url}/dlr", max_delay_s=0.1, early=0)
+        async with Sandbox(SandboxConfig(seed=5, fail_rules=()), callbacks=callbacks) as sandbox:
+            client = KaleyraClient(
+                sid=sandbox.sid, api_key=sandbox.api_key, base_url=sandbox.base_url
+            )
+            async with client:
+                result = await client.send_personalised(nodes)
+            assert sandbox.callbacks is not None
+            await asyncio.wait_for(sandbox.callbacks.wait_idle(), 20)
+    ids = result.message_ids()
+    with ReceiptReader(db) as reader:
+        found = reader.by_message_id(ids.values())
+    assert set(found) == set(ids.values())
+    for n, (to, _) in enumerate(nodes):
+        assert {(v.ref, v.recipient) for v in found[ids[to]]} == {(f"order-{n}", to[1:])}
 
 
 async def send(sandbox: Sandbox, count: int, *, profile: bool = True) -> list[str]:

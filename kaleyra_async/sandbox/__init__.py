@@ -33,7 +33,8 @@ Send requests
     numbering-plan check: the client validates fully with phonenumbers, and doing that here
     would make the sandbox the bottleneck of every benchmark. Patterns match ASCII digits only.
     Duplicate numbers are kept, each with its own message id **(ours)**. Unknown fields
-    (``callback_profile_id``, ``callback``, ``source``) are ignored.
+    (``callback``, ``source``) are ignored; ``callback_profile_id`` only asks for delivery
+    callbacks (below).
 
     ``sender`` is mandatory on every pod (the pages' tables; E418). India's DLT rules bind a
     request from the IN pod to an Indian (91) number: ``template_id`` is mandatory ("For Indian
@@ -173,9 +174,11 @@ Delivery callbacks
     ``--callback-url URL`` (``Sandbox(..., callbacks=SandboxCallbacks(url=...))``): for every
     accepted recipient of a request that named a ``callback_profile_id``, the sandbox sends a
     ``Sent`` receipt and then a final one, with the documented callback names (``id``,
-    ``recipient`` without "+", ``source``, ``status``, ``status_trace``, ``description``,
-    ``timestamp`` as ``YYYY-MM-DD HH:MM:SS`` UTC without a zone, and the request's ``ref``,
-    ``ref1``, ``ref2``) as a JSON POST (default), a form POST or a GET query
+    ``recipient`` without "+", ``source`` (the sender), ``status``, ``status_trace``,
+    ``description``, ``timestamp`` as ``YYYY-MM-DD HH:MM:SS`` UTC without a zone, and the
+    request's ``ref``, ``ref1``, ``ref2``). On ``/sms/json`` each node counts alone: its own
+    ``callback_profile_id``, refs and ``from``, else the top level's; a node with no profile
+    gets no receipts **(ours)**. Receipts go as a JSON POST (default), a form POST or a GET query
     (``--callback-method``). Each message's fate is drawn from the seed and its id alone
     **(ours**: 88 % delivered, 6 % ``UnDelivered``, 4 % ``NotSent``, 2 % ``Failed``, with the
     status-trace table's codes; a ``--fail-numbers`` rule wins), after a delay of 0.05-0.5 s;

@@ -6,7 +6,9 @@ so the callbacks and ``/sms/status`` tell the same story without sharing state: 
 (``kaleyra-api.md`` §2d, stated here again from the pages, not imported from the client).
 
 :func:`plan_receipts` lays out the receipts of one accepted request: a ``Sent`` and then the
-final status per recipient, after seeded delays; some finals are duplicated, some arrive before
+final status per recipient that asked for receipts (the route records who did, with each one's
+``source`` and refs: one ask for every recipient of ``/sms``, one per node of ``/sms/json``),
+after seeded delays; some finals are duplicated, some arrive before
 their ``Sent`` (out of order), and some requests have all their receipts sent before the send's
 own answer (which is then held back).
 """
@@ -17,17 +19,15 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, Literal
-from urllib.parse import parse_qsl
+from typing import Final, Literal
 
-import orjson
+from ._values import ReceiptAsk
 
 __all__ = [
     "DeliveryTruth",
     "Fate",
     "PlannedReceipt",
     "SandboxCallbacks",
-    "callback_request_fields",
     "plan_receipts",
 ]
 
@@ -172,36 +172,21 @@ class PlannedReceipt:
     fields: dict[str, str]
 
 
-def callback_request_fields(body: bytes, content_type: str) -> dict[str, str]:
-    """``callback_profile_id`` and ``ref``/``ref1``/``ref2`` of a send request's body, if any."""
-    wanted = ("callback_profile_id", "ref", "ref1", "ref2")
-    pairs: Iterable[tuple[Any, Any]]
-    try:
-        if "json" in content_type:
-            value = orjson.loads(body)
-            pairs = value.items() if isinstance(value, dict) else ()
-        else:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-    except (orjson.JSONDecodeError, UnicodeDecodeError, ValueError):
-        return {}
-    return {k: str(v) for k, v in pairs if k in wanted and isinstance(v, str | int)}
-
-
 def plan_receipts(
     truth: DeliveryTruth,
     *,
     request_id: str,
-    recipients: tuple[str, ...],
-    sender: str,
-    refs: Mapping[str, str],
+    asks: Iterable[ReceiptAsk],
     failures: Mapping[int, tuple[str, str]] | None,
     accepted_s: float,
 ) -> tuple[list[PlannedReceipt], bool]:
-    """The receipts of one accepted request, and whether they precede the send's answer."""
+    """The receipts of the messages of one accepted request that asked for them (``asks``:
+    each with its own recipient, ``source`` and refs), and whether they precede the send's
+    answer."""
     c = truth.config
     early = truth.chance(request_id, b"early") < c.early
     planned: list[PlannedReceipt] = []
-    for n, digits in enumerate(recipients, 1):
+    for n, digits, source, refs in asks:
         message_id = f"{request_id}:{n}"
         fate = truth.fate(message_id, (failures or {}).get(n))
         sent_due = accepted_s + fate.delay_s / 4
@@ -210,12 +195,7 @@ def plan_receipts(
             sent_due = final_due = accepted_s
         elif truth.chance(message_id, b"order") < c.out_of_order:
             sent_due, final_due = final_due, sent_due  # Delivered first, then Sent
-        base = {
-            "id": message_id,
-            "recipient": digits,
-            "source": sender,
-            **{k: v for k, v in refs.items() if k in ("ref", "ref1", "ref2")},
-        }
+        base = {"id": message_id, "recipient": digits, "source": source, **refs}
         finals = [final_due]
         if truth.chance(message_id, b"dup") < c.duplicate:
             finals.append(final_due + fate.delay_s / 2)

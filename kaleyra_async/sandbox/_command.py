@@ -92,8 +92,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add(
         "--callback-url",
         metavar="URL",
-        help="send a delivery receipt to URL for every accepted SMS whose request names a "
-        "callback_profile_id (e.g. http://127.0.0.1:8788/dlr)",
+        help="send a delivery receipt to URL for every accepted SMS whose request (or "
+        "/sms/json node) names a callback_profile_id (e.g. http://127.0.0.1:8788/dlr)",
     )
     add(
         "--callback-method",

@@ -36,6 +36,7 @@ __all__ = [
     "json_body",
     "opt_str",
     "read_body",
+    "receipt_refs",
     "recipients",
 ]
 
@@ -72,6 +73,10 @@ def read_body(request: Request) -> dict[str, Any]:
         raise Reject("E400", "body must be a JSON object")
     return fields
 
+
+#: What a ``ref`` or a ``callback_profile_id`` may be to count (an int is taken as its digits).
+_TEXT: Final = (str, int)
+_REFS: Final = ("ref", "ref1", "ref2")
 
 # Mistakes in Kaleyra's own samples, recognised so that the refusal names them (error path only).
 _FORM_LIKE: Final = re.compile(rb"\s*[A-Za-z_][A-Za-z0-9_]*=")
@@ -245,3 +250,12 @@ def check_refs(fields: Mapping[str, Any]) -> None:
         value = opt_str(fields, ref)
         if value is not None and len(value) > MAX_REF_CHARS:
             raise Reject("E416", f"{ref} is longer than {MAX_REF_CHARS} characters", field=ref)
+
+
+def receipt_refs(fields: Mapping[str, Any]) -> dict[str, str] | None:
+    """The ``ref``, ``ref1``, ``ref2`` given, which delivery receipts echo, when ``fields`` name
+    a ``callback_profile_id``; None when they ask for no receipts (no or an empty profile)."""
+    profile = fields.get("callback_profile_id")
+    if profile is None or profile == "" or not isinstance(profile, _TEXT):
+        return None
+    return {ref: str(value) for ref in _REFS if isinstance(value := fields.get(ref), _TEXT)}

@@ -11,6 +11,9 @@ top-level ``channel``, ``type``, ``source``, ``prefix``, ``time`` and the defaul
 * a node key the page does not show (``flash``, ``template_data``) is refused (E400), so that
   a client can't believe it sent one; ``ref``, ``ref1`` and ``ref2`` are accepted as on /sms;
 * OTP is refused with more than one node (E404, as on ``/sms``);
+* delivery receipts are per node: a node gets them when its ``callback_profile_id`` (its own,
+  else the top level's) is set, echoing its own ``ref``/``ref1``/``ref2`` and with its own
+  ``from`` as ``source``; a node without a profile gets none;
 * the answer is ``/sms``'s shape, ``data[]`` in node order, ``message_id`` ``<id>:<n>``.
 """
 
@@ -23,7 +26,7 @@ from typing import Any, Final
 import orjson
 
 from ._config import AFTER_ACCEPT_FAULTS
-from ._fields import check_refs, check_time, flag, opt_str, read_body, recipients
+from ._fields import check_refs, check_time, flag, opt_str, read_body, receipt_refs, recipients
 from ._replies import Reject
 from ._rules import INDIA_CODE, MAX_BODY_CHARS, TEMPLATE_ID, UNICODE_VALUES, sender_problem
 from ._state import SandboxState
@@ -74,14 +77,16 @@ def send_json(
 
     numbers: list[str] = []
     per_node: list[tuple[str, str | None, str | None]] = []
+    receipts: list[dict[str, str] | None] = []
     for index, node in enumerate(nodes):
         try:
-            digits, values = _node(node, defaults, prefix, config.pod)
+            digits, values, refs = _node(node, defaults, prefix, config.pod)
         except Reject as exc:
             where = f"sms[{index}]" + (f".{exc.field}" if exc.field else "")
             raise Reject(exc.code, f"{where}: {exc.message}", field=where) from None
         numbers.append(digits)
         per_node.append(values)
+        receipts.append(refs)
 
     request_id = state.new_request_id()
     to = tuple(numbers)
@@ -107,6 +112,7 @@ def send_json(
         accepted_at=dt.datetime.fromtimestamp(now_s, dt.UTC).isoformat(timespec="milliseconds"),
         fault=fault if fault in AFTER_ACCEPT_FAULTS else None,
         nodes=tuple(per_node),
+        node_receipts=tuple(receipts) if receipts.count(None) < len(receipts) else None,
     )
     if state.accepted is not None:
         state.accepted.append(acceptance)
@@ -115,10 +121,10 @@ def send_json(
 
 def _node(
     node: Any, defaults: Mapping[str, Any], prefix: Any, pod: str
-) -> tuple[str, tuple[str, str | None, str | None]]:
-    """One node's number (digits) and its (sender, body, template_id), after /sms's rules for
-    one recipient: sender mandatory, India's DLT rules for an Indian number from the IN pod,
-    a body or a template id."""
+) -> tuple[str, tuple[str, str | None, str | None], dict[str, str] | None]:
+    """One node's number (digits), its (sender, body, template_id) and its receipt refs (None:
+    it asks for no receipts), after /sms's rules for one recipient: sender mandatory, India's
+    DLT rules for an Indian number from the IN pod, a body or a template id."""
     if not isinstance(node, dict):
         raise Reject("E400", "must be an object")
     unknown = sorted(key for key in node if key not in _NODE_KEYS)
@@ -160,6 +166,6 @@ def _node(
     if problem is not None:
         raise Reject("E415", problem, field="from")
     flag(merged, "unicode", UNICODE_VALUES, "E409")
-    opt_str(merged, "callback_profile_id")
+    asks_receipts = opt_str(merged, "callback_profile_id") is not None
     check_refs(merged)
-    return numbers[0], (sender, body, template_id)
+    return numbers[0], (sender, body, template_id), receipt_refs(merged) if asks_receipts else None

@@ -23,6 +23,7 @@ from ._fields import (
     json_body,
     opt_str,
     read_body,
+    receipt_refs,
     recipients,
 )
 from ._json_route import send_json
@@ -153,6 +154,7 @@ def _send(
         template_id=template_id,
         accepted_at=accepted_at,
         fault=fault if fault in AFTER_ACCEPT_FAULTS else None,
+        receipts=receipt_refs(fields),
     )
     if state.accepted is not None:
         state.accepted.append(acceptance)

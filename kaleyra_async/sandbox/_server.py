@@ -25,7 +25,7 @@ import httptools
 import orjson
 
 from ._callback_sender import CallbackSender
-from ._callbacks import DeliveryTruth, SandboxCallbacks, callback_request_fields, plan_receipts
+from ._callbacks import DeliveryTruth, SandboxCallbacks, plan_receipts
 from ._config import SandboxConfig
 from ._handler import handle
 from ._ledger import LedgerWriter
@@ -193,8 +193,8 @@ class Sandbox:
         clock: epoch seconds for rate limiting, delivery statuses and timestamps; tests pass a
             fake one. Defaults to :func:`monotonic_wall_clock`.
         id_factory: makes request ids (default: UUID4s, seeded by ``config.seed``).
-        callbacks: send delivery receipts for requests that name a ``callback_profile_id``
-            (and answer ``/sms/status`` from the same fates).
+        callbacks: send delivery receipts for messages whose request (or ``/sms/json`` node)
+            names a ``callback_profile_id`` (and answer ``/sms/status`` from the same fates).
     """
 
     def __init__(
@@ -321,28 +321,27 @@ class Sandbox:
             if self._ledger is not None:
                 self._ledger.append(response.acceptance)
             if self.callbacks is not None:
-                response = self._plan_callbacks(request, response, now_s)
+                response = self._plan_callbacks(response, now_s)
         return response
 
-    def _plan_callbacks(self, request: Request, response: Response, now_s: float) -> Response:
-        """Schedule the receipts of an accepted request that asked for them; hold its answer
-        back when they are to arrive first."""
+    def _plan_callbacks(self, response: Response, now_s: float) -> Response:
+        """Schedule the receipts of an accepted request's messages that asked for them (as its
+        route recorded on the acceptance); hold its answer back when they are to arrive first."""
         acceptance = response.acceptance
         truth = self.state.delivery_truth
         assert acceptance is not None and truth is not None and self.callbacks is not None
-        asked = callback_request_fields(request.body, request.headers.get("content-type", ""))
-        if not asked.get("callback_profile_id"):
+        if acceptance.receipts is None and acceptance.node_receipts is None:
             return response
         issued = self.state.issued.get(acceptance.request_id)
         planned, early = plan_receipts(
             truth,
             request_id=acceptance.request_id,
-            recipients=acceptance.recipients,
-            sender=acceptance.sender,
-            refs=asked,
+            asks=acceptance.receipt_asks(),
             failures=issued.failures if issued is not None else None,
             accepted_s=now_s,
         )
+        if not planned:
+            return response
         self.callbacks.schedule(planned)
         if not early:
             return response

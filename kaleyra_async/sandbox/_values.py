@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
-__all__ = ["Acceptance", "Action", "LedgerRecord", "Request", "Response"]
+__all__ = ["Acceptance", "Action", "LedgerRecord", "ReceiptAsk", "Request", "Response"]
 
 Action = Literal["respond", "reset"]
+
+
+class ReceiptAsk(NamedTuple):
+    """One accepted message whose delivery receipts were asked for (a ``callback_profile_id``)."""
+
+    #: The message's index in its request (message id ``<request id>:<n>``).
+    n: int
+    #: Digits with the country code, no "+".
+    recipient: str
+    #: The message's sender, the receipts' ``source``.
+    source: str
+    #: The ``ref``, ``ref1``, ``ref2`` its receipts echo (those given).
+    refs: Mapping[str, str]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +100,26 @@ class Acceptance:
     #: ``/sms/json``: each recipient's own (sender, body, template_id), in recipient order;
     #: None when every recipient got the fields above.
     nodes: tuple[tuple[str, str | None, str | None], ...] | None = None
+    #: The refs every recipient's delivery receipts echo, when the request named a
+    #: ``callback_profile_id``; None when it asked for no receipts.
+    receipts: Mapping[str, str] | None = None
+    #: ``/sms/json``: each recipient's own receipt refs (its node over the top level), None
+    #: where its node asked for no receipts; replaces ``receipts``.
+    node_receipts: tuple[Mapping[str, str] | None, ...] | None = None
+
+    def receipt_asks(self) -> Iterator[ReceiptAsk]:
+        """The recipients whose delivery receipts were asked for, in request order."""
+        if self.node_receipts is not None:
+            nodes = self.nodes
+            for n, (digits, refs) in enumerate(
+                zip(self.recipients, self.node_receipts, strict=False), 1
+            ):
+                if refs is not None:
+                    sender = nodes[n - 1][0] if nodes is not None else self.sender
+                    yield ReceiptAsk(n, digits, sender, refs)
+        elif self.receipts is not None:
+            for n, digits in enumerate(self.recipients, 1):
+                yield ReceiptAsk(n, digits, self.sender, self.receipts)
 
     def records(self) -> Iterator[LedgerRecord]:
         """One record per recipient."""
