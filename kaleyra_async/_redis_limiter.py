@@ -23,11 +23,10 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
 until it and sends. The turn's moment on this process's clock is known to within the quickest
 recent round trip (``_redis_clock``), not this call's (a busy loop can read a reply late). The
-log holds when requests LEFT, to within ``_LOG_LATE_S``: a request written later than that
-after its turn (a new connection, a busy machine; on Python 3.11 aiohttp writes the body from a
-task of its own) moves its turn to ``_LOG_LATE_S`` before the write, so the window a second later
-is checked against the writes and all but 2 ms of the 15 ms margin is left for the way to
-Kaleyra. A turn missed by more than
+log holds when requests LEFT: a request written more than ``_LOG_LATE_S`` after its turn (a new
+connection, a busy machine; on Python 3.11 aiohttp writes the body from a task of its own)
+moves its turn to the write's moment, so the window a second later is checked against the
+writes and the 15 ms margin is left for the way to Kaleyra. A turn missed by more than
 ``_LATE_S`` at its admission (a stalled loop, a descheduled process) is not used; it is given
 back (out of the log, its interval back to the GCRA), as is a turn whose request was abandoned
 or cancelled, so an unused turn does not cost the account its share of the rate. Moves,
@@ -80,8 +79,8 @@ _HORIZON_S: Final = 0.05
 #: A turn missed by more than this at its admission is given up: a request is not sent on a
 #: stale turn (the window's margin does not depend on it: late writes are logged as such).
 _LATE_S: Final = 0.050
-#: The most the log may understate a write: one written later than this after its turn is
-#: logged this much before its write (what is left of WINDOW_S's 15 ms is the way to Kaleyra).
+#: A request written later than this after its turn's moment is logged at its write instead
+#: (what is left of WINDOW_S's 15 ms is the way from here to Kaleyra).
 _LOG_LATE_S: Final = 0.002
 #: Redis answering slower than this at best leaves turns uncertain: warned about.
 _SLOW_REDIS_S: Final = 0.005
@@ -227,7 +226,7 @@ class SharedLimiter:
 
     def sent(self, ticket: object = None) -> None:
         """The turn's request is being written: if later than ``_LOG_LATE_S`` after the turn,
-        the log is told the write's moment less ``_LOG_LATE_S`` (soon, see ``_redis_reports``)."""
+        the log is told the write's moment (soon, see ``_redis_reports``)."""
         if not isinstance(ticket, Turn) or ticket.written:
             return
         ticket.written = True  # called from inside the write: it must not raise
@@ -235,10 +234,8 @@ class SharedLimiter:
             written_us = round(self._clock.latest_redis(time.monotonic()) * _US)
         except LookupError:  # no call observed: impossible once a turn was granted
             return
-        # The log understates a write by at most _LOG_LATE_S: a turn up to that late stays put.
-        logged_us = written_us - round(_LOG_LATE_S * _US)
-        if logged_us > ticket.redis_us:
-            self._reports.move(ticket.id, logged_us)
+        if written_us - ticket.redis_us > _LOG_LATE_S * _US:
+            self._reports.move(ticket.id, written_us)
 
     async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float, int, int]:
         """Wait in this process's line for a turn: its moment, deadline, Redis moment and id."""

@@ -54,34 +54,9 @@ async def test_a_late_write_of_a_process_gone_quiet_moves_its_turn_for_the_other
         for limiter, link in ((quiet, quiet_link), (other, other_link)):
             await limiter.aclose()
             await link.aclose()
-    assert moment is not None and moment >= turn.redis_us + 98_000
+    assert moment is not None and moment >= turn.redis_us + 100_000
     # Counted from the turn's first moment, it would come 100 ms earlier than the write allows.
     assert following.redis_us == moment + round(WINDOW_S * 1_000_000)
-
-
-@pytest.mark.parametrize("late_ms", [0, 10])
-async def test_the_log_understates_a_write_by_at_most_2_ms(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, late_ms: int
-) -> None:
-    """A write at its turn's local moment stays at the turn; one 10 ms later is logged exactly
-    2 ms before the write's moment on Redis's clock (the latest it can be)."""
-    link = RedisLink(redis_url)
-    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)
-    try:
-        turn = await limiter.acquire(otp=False, admit=False)
-        uncertainty_us = round(limiter._clock.uncertainty_s * 1_000_000)
-        write_s = turn.at_s + late_ms / 1000
-        with monkeypatch.context() as patch:
-            patch.setattr("kaleyra_async._redis_limiter.time.monotonic", lambda: write_s)
-            limiter.sent(turn)
-        await limiter.aclose()
-        moment = await link.client.zscore(TURNS, str(turn.id))
-    finally:
-        await link.aclose()
-    assert uncertainty_us < 2_000  # a loopback Redis: a write at its turn is within the 2 ms
-    written_us = turn.redis_us + late_ms * 1000 + uncertainty_us
-    expected = turn.redis_us if late_ms == 0 else written_us - 2_000
-    assert moment is not None and abs(moment - expected) <= 2  # µs rounding
 
 
 @pytest.mark.parametrize("how", ["released", "cancelled"])
@@ -122,7 +97,7 @@ async def test_closing_tells_the_log_at_once_even_while_cancelled(redis_url: str
         moment = await link.client.zscore(TURNS, str(turn.id))
     finally:
         await link.aclose()
-    assert moment is not None and moment >= turn.redis_us + 48_000
+    assert moment is not None and moment >= turn.redis_us + 50_000
 
 
 class _CountingLink(RedisLink):
@@ -166,5 +141,5 @@ async def test_a_busy_process_s_late_writes_ride_on_its_reservations(redis_url: 
     finally:
         await link.aclose()
     assert len(turns) == senders * each
-    assert all(log[str(t.id).encode()] >= t.redis_us + 3_000 for t in turns)
+    assert all(log[str(t.id).encode()] >= t.redis_us + 5_000 for t in turns)
     assert link.asked.count(0) < len(turns) / 10
