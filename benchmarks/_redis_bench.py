@@ -64,6 +64,8 @@ class RedisRun:
     busiest_1s: int
     refused_429: int
     problems: tuple[str, ...]
+    #: The shortest time LIMIT + 1 requests arrived in at the sandbox (over 1 s: within).
+    tightest_span_s: float | None = None
     #: CPU-seconds over the run, by party.
     worker_cpu_s: float = 0.0
     collector_cpu_s: float = 0.0
@@ -135,7 +137,8 @@ def run_redis_step(
                     print(
                         f"  redis: {count} worker(s), round {rnd}: "
                         f"{run.accepted_rate_per_s:,.0f} accepted req/s, busiest 1 s "
-                        f"{run.busiest_1s}, {run.refused_429} x 429, CPU ms/request "
+                        f"{run.busiest_1s} (shortest span of {LIMIT + 1:,}: "
+                        f"{_tightest([run])}), {run.refused_429} x 429, CPU ms/request "
                         f"{_cpu_split([run])}, machine {100 * run.machine_busy:.0f} % busy"
                         + (f"; PROBLEMS: {'; '.join(run.problems)}" if run.problems else ""),
                         file=sys.stderr,
@@ -212,6 +215,7 @@ def _run_once(
         busiest_1s=int(stats.get("max_requests_in_1s", 0)),
         refused_429=int(stats.get("by_status", {}).get("429", 0)),
         problems=problems,
+        tightest_span_s=stats.get("tightest_span_s"),
         worker_cpu_s=worker_cpu_s,
         collector_cpu_s=collector_cpu_s,
         redis_cpu_s=redis_cpu_s,
@@ -265,9 +269,9 @@ def redis_markdown(runs: Sequence[RedisRun]) -> str:
         f"### Queued mode: N workers sharing one limit through Redis (sandbox limit {LIMIT:,}/s)",
         "",
         "| workers | rows/run | runs ok | accepted req/s at the sandbox (% of limit) | "
-        "busiest 1 s (max) | 429s | wall s | CPU ms/request: workers · collector · redis · "
-        "sandbox | machine CPUs busy |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        f"busiest 1 s (max) | shortest span of {LIMIT + 1:,} arrivals (min) | 429s | wall s | "
+        "CPU ms/request: workers · collector · redis · sandbox | machine CPUs busy |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for count in WORKERS:
         mine = [r for r in runs if r.workers == count]
@@ -279,11 +283,17 @@ def redis_markdown(runs: Sequence[RedisRun]) -> str:
         lines.append(
             f"| {count} | {mine[0].rows:,} | {ok}/{len(mine)} | {rate:,.0f} "
             f"({min(rates):,.0f}–{max(rates):,.0f}; {100 * rate / LIMIT:.1f} %) | "
-            f"{max(r.busiest_1s for r in mine):,} | {sum(r.refused_429 for r in mine)} | "
+            f"{max(r.busiest_1s for r in mine):,} | {_tightest(mine)} | "
+            f"{sum(r.refused_429 for r in mine)} | "
             f"{statistics.median(r.wall_s for r in mine):.1f} | {_cpu_split(mine)} | "
             f"{100 * statistics.median(r.machine_busy for r in mine):.0f} % |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _tightest(runs: Sequence[RedisRun]) -> str:
+    spans = [r.tightest_span_s for r in runs if r.tightest_span_s is not None]
+    return f"{min(spans):.4f} s" if spans else "–"
 
 
 def _cpu_split(runs: Sequence[RedisRun]) -> str:

@@ -23,6 +23,7 @@ if (
 
 from benchmarks._inputs import ensure_input, numbers  # noqa: E402
 from benchmarks._plan import CONTENDERS, scenarios_for  # noqa: E402
+from benchmarks._redis_bench import RedisRun, redis_markdown  # noqa: E402
 from benchmarks._run import check_results  # noqa: E402
 from benchmarks._stats import paired_ratios, spread  # noqa: E402
 
@@ -162,3 +163,20 @@ def test_quick_run_measures_receipts(quick_run: tuple[Path, dict[str, Any]]) -> 
     assert figures["ingest_errors"] == 0
     assert [run["rows"] for run in figures["report"]] == [5_000, 20_000]
     assert "durable / ceiling" in (out / "bench-quick.md").read_text()
+
+
+def test_redis_table_shows_the_tightest_span_of_limit_plus_one_arrivals() -> None:
+    """The queued-mode table names the shortest span of 2,001 arrivals over a worker count's
+    rounds (how much of the limiter's margin the runs left), or a dash if none was measured."""
+
+    def run(workers: int, rnd: int, span: float | None) -> RedisRun:
+        return RedisRun(
+            workers=workers, round=rnd, rows=10, wall_s=1.0, accepted=10,
+            accepted_rate_per_s=1960.0, busiest_1s=2000, refused_429=0, problems=(),
+            tightest_span_s=span,
+        )  # fmt: skip
+
+    table = redis_markdown([run(1, 1, 1.0121), run(1, 2, 1.0031), run(1, 3, None), run(2, 1, None)])
+    assert "shortest span of 2,001 arrivals" in table
+    one, two = (line for line in table.splitlines() if line.startswith(("| 1 |", "| 2 |")))
+    assert "| 1.0031 s |" in one and "| – |" in two

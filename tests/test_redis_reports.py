@@ -59,6 +59,32 @@ async def test_a_late_write_of_a_process_gone_quiet_moves_its_turn_for_the_other
     assert following.redis_us == moment + round(WINDOW_S * 1_000_000)
 
 
+@pytest.mark.parametrize("late_ms", [0, 10])
+async def test_a_write_within_2_ms_of_its_turn_stays_and_a_later_one_is_logged_at_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, late_ms: int
+) -> None:
+    """A write at its turn's local moment stays at the turn in the log (within 2 ms on a
+    loopback Redis); one 10 ms later is logged at the write's moment on Redis's clock (the latest
+    it can be), never earlier."""
+    link = RedisLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)
+    try:
+        turn = await limiter.acquire(otp=False, admit=False)
+        uncertainty_us = round(limiter._clock.uncertainty_s * 1_000_000)
+        write_s = turn.at_s + late_ms / 1000
+        with monkeypatch.context() as patch:
+            patch.setattr("kaleyra_async._redis_limiter.time.monotonic", lambda: write_s)
+            limiter.sent(turn)
+        await limiter.aclose()
+        moment = await link.client.zscore(TURNS, str(turn.id))
+    finally:
+        await link.aclose()
+    # The write's latest moment on Redis's clock is the clock's uncertainty past the local one.
+    late_us = late_ms * 1000 + uncertainty_us
+    expected = turn.redis_us if late_us <= 2_000 else turn.redis_us + late_us
+    assert moment is not None and abs(moment - expected) <= 2  # µs rounding
+
+
 @pytest.mark.parametrize("how", ["released", "cancelled"])
 async def test_a_turn_a_process_gone_quiet_gives_back_leaves_the_log(
     redis_url: str, how: str

@@ -421,6 +421,23 @@ def test_stats_counts_statuses_recipients_and_the_busiest_second() -> None:
     assert (stats["accepted_requests"], stats["accepted_recipients"]) == (5, 10)
     assert stats["max_requests_in_1s"] == 3
     assert stats["mean_rate_per_s"] == pytest.approx(5 / 3.0)
+    assert stats["tightest_span_s"] is None  # no rate limit: nothing to measure against
+
+
+def test_stats_say_how_close_the_arrivals_came_to_the_rate() -> None:
+    """With a rate of 2/s, ``tightest_span_s`` is the shortest time 3 requests arrived in
+    (counted at arrival, 429s too): over 1 s while the limit held, under it once it did not."""
+    state = make_state(rate_per_s=2)
+    send(state, ok_fields(), now=NOW)
+    send(state, ok_fields(), now=NOW + 0.6)
+    assert payload(call(state, "GET", "/_sandbox/stats"))["tightest_span_s"] is None
+    for offset in (1.1, 1.7, 2.25):  # spans of the last three: 1.1, 1.1, 1.15
+        send(state, ok_fields(), now=NOW + offset)
+    assert payload(call(state, "GET", "/_sandbox/stats"))["tightest_span_s"] == pytest.approx(1.1)
+    send(state, ok_fields(), now=NOW + 2.5)  # 1.7 .. 2.5: three in 0.8 s (the third a 429)
+    stats = payload(call(state, "GET", "/_sandbox/stats"))
+    assert stats["tightest_span_s"] == pytest.approx(0.8)
+    assert stats["by_status"].get("429") == 1
 
 
 def test_control_calls_are_not_counted() -> None:

@@ -58,7 +58,7 @@ class SandboxState:
     def reset(self) -> None:
         """Forget everything but the config; restart the fault sequence (not the request ids)."""
         seed = self.config.seed
-        self.stats = SandboxStats(self.config.arrival_log_size)
+        self.stats = SandboxStats(self.config.arrival_log_size, self.config.rate_per_s)
         self.limiter = (
             SlidingWindowLimiter(self.config.rate_per_s) if self.config.rate_per_s else None
         )

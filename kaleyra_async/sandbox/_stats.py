@@ -22,14 +22,16 @@ class SandboxStats:
         "accepted_requests",
         "arrivals",
         "by_status",
+        "closest",
         "faults",
         "first_arrival_s",
         "last_arrival_s",
         "requests_total",
+        "tightest_span_s",
         "window",
     )
 
-    def __init__(self, arrival_log_size: int) -> None:
+    def __init__(self, arrival_log_size: int, rate_per_s: int = 0) -> None:
         self.requests_total = 0
         #: Responses by HTTP status as a string; "reset" for connections reset on purpose.
         self.by_status: Counter[str] = Counter()
@@ -41,6 +43,11 @@ class SandboxStats:
         self.last_arrival_s: float | None = None
         #: The most recent arrival times (seconds, the server's clock).
         self.arrivals: deque[float] = deque(maxlen=arrival_log_size)
+        #: The last ``rate_per_s + 1`` arrivals (none without a rate limit).
+        self.closest: deque[float] = deque(maxlen=rate_per_s + 1 if rate_per_s else 0)
+        #: The shortest time ``rate_per_s + 1`` requests arrived in (over 1 s: no sliding
+        #: second held more than the rate; the excess over 1 s is the client's margin left).
+        self.tightest_span_s: float | None = None
 
     def arrive(self, now_s: float) -> None:
         """Count one request arriving at ``now_s``."""
@@ -50,6 +57,13 @@ class SandboxStats:
         self.last_arrival_s = now_s
         self.window.add(now_s)
         self.arrivals.append(now_s)
+        closest = self.closest
+        if closest.maxlen:
+            closest.append(now_s)
+            if len(closest) == closest.maxlen:
+                span = now_s - closest[0]
+                if self.tightest_span_s is None or span < self.tightest_span_s:
+                    self.tightest_span_s = span
 
     @property
     def max_requests_in_1s(self) -> int:
@@ -78,6 +92,7 @@ class SandboxStats:
             "accepted_recipients": self.accepted_recipients,
             "faults": dict(sorted(self.faults.items())),
             "max_requests_in_1s": self.max_requests_in_1s,
+            "tightest_span_s": self.tightest_span_s,
             "mean_rate_per_s": self.mean_rate_per_s,
             "active_s": self.active_s,
             "first_arrival_s": self.first_arrival_s,
