@@ -166,10 +166,14 @@ async def _serve(config: SandboxConfig, callbacks: SandboxCallbacks | None = Non
     finally:
         await sandbox.aclose()
     stats = sandbox.stats
+    tightest = stats.tightest_span_s
     print(
         f"sandbox stopped: {stats.requests_total} requests, "
         f"{stats.accepted_recipients} recipients accepted, "
-        f"busiest second {stats.max_requests_in_1s} requests",
+        f"busiest second {stats.max_requests_in_1s} requests"
+        + (
+            "" if tightest is None else f" ({config.rate_per_s + 1} took {tightest:.4f} s at least)"
+        ),
         file=sys.stderr,
     )
     return 0
