@@ -78,9 +78,10 @@ _CATCH_UP_S = 0.005
 WINDOW_S = 1.015
 
 
-def catch_up_tokens(rate_per_s: float) -> float:
-    """Room beyond ``burst`` for late requests to catch up: half a token, or 5 ms worth."""
-    return max(_CATCH_UP_TOKENS, rate_per_s * _CATCH_UP_S)
+def catch_up_tokens(rate_per_s: float, seconds: float = _CATCH_UP_S) -> float:
+    """Room beyond ``burst`` for late requests to catch up: half a token, or ``seconds`` worth
+    (5 ms here; the shared limiter's log needs more, see ``_redis_limiter``)."""
+    return max(_CATCH_UP_TOKENS, rate_per_s * seconds)
 
 
 class Limiter(Protocol):

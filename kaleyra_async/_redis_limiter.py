@@ -7,7 +7,7 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 
 * a GCRA (one "theoretical arrival time"): turns are ``1/rate`` apart; after an idle spell up to
   ``burst`` (at most one second's worth) may fall at once, and turns held back (by the log, a
-  late write, a pause) may catch up by half an interval or 5 ms worth, as locally;
+  late write, a pause) may catch up by ``_CATCH_UP_S`` worth (half an interval at least);
 * a log of the recent turns (a sorted set: each turn's id, never reused, scored by its moment;
   a new turn is never before the latest): no window of ``WINDOW_S`` (a second plus 15 ms for
   the jitter between a request's write and its arrival at Kaleyra) holds more than
@@ -82,6 +82,9 @@ _LATE_S: Final = 0.050
 #: A request written later than this after its turn's moment is logged at its write instead
 #: (what is left of WINDOW_S's 15 ms is the way from here to Kaleyra).
 _LOG_LATE_S: Final = 0.002
+#: Turns held back may bunch this much worth to catch up (5 ms locally): a write moved in the
+#: log holds every process back a second later, and what the bucket cannot make up is lost.
+_CATCH_UP_S: Final = 0.050
 #: Redis answering slower than this at best leaves turns uncertain: warned about.
 _SLOW_REDIS_S: Final = 0.005
 _US: Final = 1_000_000
@@ -155,8 +158,8 @@ class SharedLimiter:
         interval_us = _US / rate_per_s
         burst = max(1, min(burst, math.floor(rate_per_s)))
         self._interval_us = interval_us
-        # As the local limiter: room for a late turn's followers to catch up (the log caps).
-        self._tolerance_us = (burst - 1 + catch_up_tokens(rate_per_s)) * interval_us
+        # Room for a late turn's followers to catch up (the log caps every window).
+        self._tolerance_us = (burst - 1 + catch_up_tokens(rate_per_s, _CATCH_UP_S)) * interval_us
         self._cap = max(1, math.floor(rate_per_s))
         self._otp_interval_us = 0.0
         self._otp_tolerance_us = 0.0

@@ -70,7 +70,7 @@ async def test_a_turn_nobody_uses_is_given_back_for_the_next_request(redis_url: 
     """A request cancelled while waiting for its turn gives the turn back: the next request
     gets the moment the unused turn freed, not one interval later."""
     link = RedisLink(redis_url)
-    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)  # turns 50 ms apart
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=10)  # turns 100 ms apart
     try:
         first = await limiter.acquire(otp=False, admit=False)
         unused = await limiter.acquire(otp=False, admit=False)
@@ -81,9 +81,9 @@ async def test_a_turn_nobody_uses_is_given_back_for_the_next_request(redis_url: 
         log = await link.client.zrange(TURNS, 0, -1, withscores=True)
     finally:
         await link.aclose()
-    # 50 ms apart, less the catch-up room of half an interval.
-    assert unused.redis_us - first.redis_us == 25_000
-    # Without the give-back it would come at unused + 50 ms; it takes the moment freed.
+    # 100 ms apart, less the catch-up room of half an interval (50 ms worth is half a turn).
+    assert unused.redis_us - first.redis_us == 50_000
+    # Without the give-back it would come at unused + 100 ms; it takes the moment freed.
     assert following.redis_us == unused.redis_us
     assert sorted(int(moment) for _, moment in log) == [first.redis_us, following.redis_us]
 
@@ -281,3 +281,16 @@ async def test_a_process_of_the_older_version_sharing_the_limit_is_refused(
         assert (await limiter.acquire(otp=False)).id >= 1
     finally:
         await link.aclose()
+
+
+async def test_turns_held_back_may_catch_up_by_50_ms_worth_and_no_more(redis_url: str) -> None:
+    """At 2,000/s one call on an idle limit grants 1 + 100 turns at once (the burst, plus 50 ms
+    worth to make up a stall the log caused), then one every 0.5 ms up to the 50 ms horizon."""
+    link = RedisLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=2000)
+    try:
+        *waits_us, hint_us, _now, _first_id = await limiter._reserve(False, [1] * 300)
+    finally:
+        await link.aclose()
+    assert waits_us == [0] * 101 + [500 * k for k in range(1, 101)]
+    assert hint_us > 0  # the rest must wait: bulk reserves no further ahead

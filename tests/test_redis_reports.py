@@ -92,7 +92,7 @@ async def test_a_turn_a_process_gone_quiet_gives_back_leaves_the_log(
     """A turn abandoned before its write (released) or whose wait was cancelled leaves the log
     though its process asks no other turn (the turn before it stays: no expiry did this)."""
     link = RedisLink(redis_url)
-    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=10)  # the second turn 50 ms on
     try:
         kept = await limiter.acquire(otp=False, admit=False)
         unused = await limiter.acquire(otp=False, admit=False)
