@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kaleyra_async.sandbox import SandboxConfig, SandboxProcess
+from kaleyra_async.sandbox._process import make_realtime
 
 from ._inputs import DATA_DIR, Kind, ensure_input
 from ._plan import CONTENDERS, Contender, Scenario, contender_argv
@@ -86,19 +87,36 @@ class CpuPlan:
 
     sandbox: tuple[int, ...] | None
     client: tuple[int, ...] | None
+    #: The sandbox runs at real-time priority (it stamps arrivals as they come in).
+    realtime: bool = False
 
     def describe(self) -> str:
+        priority = (
+            "the sandbox at real-time priority"
+            if self.realtime
+            else "the sandbox at normal priority (real-time not permitted here: on a busy "
+            "machine it may stamp arrivals late, in bursts)"
+        )
         if self.sandbox is None or self.client is None:
-            return "not pinned (fewer than 2 CPUs available)"
-        return f"sandbox on CPU {self.sandbox}, client under test on CPU {self.client}"
+            return f"not pinned (fewer than 2 CPUs available), {priority}"
+        return f"sandbox on CPU {self.sandbox}, client under test on CPU {self.client}, {priority}"
+
+
+def realtime_permitted() -> bool:
+    """Whether a child may be given real-time priority: tried on this thread, then undone."""
+    if not make_realtime(0):
+        return False
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    return True
 
 
 def cpu_plan() -> CpuPlan:
     """Sandbox on the first allowed CPU, client on the second; unpinned on a 1-CPU machine."""
     allowed = sorted(os.sched_getaffinity(0))
+    realtime = realtime_permitted()
     if len(allowed) < 2:
-        return CpuPlan(sandbox=None, client=None)
-    return CpuPlan(sandbox=(allowed[0],), client=(allowed[1],))
+        return CpuPlan(sandbox=None, client=None, realtime=realtime)
+    return CpuPlan(sandbox=(allowed[0],), client=(allowed[1],), realtime=realtime)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,7 +320,8 @@ def run_scenario(
     work_dir = data_dir / "runs"
     work_dir.mkdir(parents=True, exist_ok=True)
     records: list[RunRecord] = []
-    with SandboxProcess(_sandbox_config(scenario), cpus=cpus.sandbox) as sandbox:
+    config = _sandbox_config(scenario)
+    with SandboxProcess(config, cpus=cpus.sandbox, realtime=cpus.realtime) as sandbox:
         for rnd in range(first_round, first_round + rounds):
             for key in scenario.contenders:
                 record = _run_once(

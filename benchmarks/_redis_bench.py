@@ -126,7 +126,7 @@ def run_redis_step(
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
         config = SandboxConfig(rate_per_s=LIMIT, keep_in_memory=False, seed=1)
-        with SandboxProcess(config, cpus=cpus.sandbox) as sandbox:
+        with SandboxProcess(config, cpus=cpus.sandbox, realtime=cpus.realtime) as sandbox:
             for rnd in range(1, rounds + 1):
                 for count in WORKERS:
                     run = _run_once(

@@ -6,6 +6,7 @@ per row, that the sandbox accepted exactly those rows, and that the table and JS
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ if (
 ):  # benchmarks/ is a directory of the checkout, not an installed package
     sys.path.insert(0, str(REPO))
 
+from benchmarks._harness import CpuPlan, realtime_permitted  # noqa: E402
 from benchmarks._inputs import ensure_input, numbers  # noqa: E402
 from benchmarks._plan import CONTENDERS, scenarios_for  # noqa: E402
 from benchmarks._redis_bench import RedisRun, redis_markdown  # noqa: E402
@@ -180,3 +182,13 @@ def test_redis_table_shows_the_tightest_span_of_limit_plus_one_arrivals() -> Non
     assert "shortest span of 2,001 arrivals" in table
     one, two = (line for line in table.splitlines() if line.startswith(("| 1 |", "| 2 |")))
     assert "| 1.0031 s |" in one and "| – |" in two
+
+
+def test_probing_real_time_priority_leaves_the_harness_at_normal_priority() -> None:
+    """The probe tries real-time priority on the harness itself and undoes it; the report says
+    which priority the sandbox gets."""
+    permitted = realtime_permitted()
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    described = CpuPlan(sandbox=(0,), client=(1,), realtime=permitted).describe()
+    assert ("the sandbox at real-time priority" in described) is permitted
+    assert ("real-time not permitted here" in described) is not permitted

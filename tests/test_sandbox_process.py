@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -109,3 +110,22 @@ def test_invalid_values_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     """A value the config refuses (negative latency) exits 2 with the reason on stderr."""
     assert main(["sandbox", "--latency-ms", "-5"]) == 2
     assert "latency_ms must be >= 0" in capsys.readouterr().err
+
+
+def test_realtime_takes_effect_where_permitted_and_says_so_where_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Asked for real-time priority, the child runs at SCHED_FIFO where the system permits it
+    and says so; where it does not, the child runs as usual, serves, and says it is not."""
+    with SandboxProcess(SandboxConfig(), realtime=True) as proc:
+        assert proc.realtime == (os.sched_getscheduler(proc.pid) == os.SCHED_FIFO)
+        assert proc.fetch_stats()["requests_total"] == 0
+
+    def refused(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refused)
+    with SandboxProcess(SandboxConfig(), realtime=True) as proc:
+        assert proc.realtime is False
+        assert os.sched_getscheduler(proc.pid) == os.SCHED_OTHER
+        assert proc.fetch_stats()["requests_total"] == 0
