@@ -10,9 +10,11 @@ the design:
   late starts the next interval 1 ms late, for good. So the bucket holds ``burst + 0.5`` tokens
   (or 5 ms worth at high rates, where an interval is shorter than a timer's lateness), which
   lets late requests catch up, and a sliding-window log of the last
-  ``floor(rate_per_s + burst - 1)`` admissions enforces the hard promise: no 1-second window
+  ``floor(rate_per_s + burst - 1)`` requests enforces the hard promise: no 1-second window
   ever sees more than ``rate_per_s + burst - 1`` requests, even after 15 ms of jitter on the way
-  to the server (the log's window is 1.015 s).
+  to the server (the log's window is 1.015 s). The log counts a request from its admission, or
+  from its write when that came more than ``LOG_LATE_S`` later (a busy loop, a new connection),
+  so the 15 ms are left for the way.
 * Waiters are woken smallest amount first, so a 100-recipient request would starve behind
   1-recipient ones on a recipients budget; and ``acquire(amount)`` raises when
   ``amount > max_rate``.
@@ -63,7 +65,7 @@ from aiolimiter import AsyncLimiter
 from ._limits import MAX_RECIPIENTS
 from ._turnstile import Turnstile
 
-__all__ = ["WINDOW_S", "Limiter", "RequestLimiter", "catch_up_tokens"]
+__all__ = ["LOG_LATE_S", "WINDOW_S", "Limiter", "RequestLimiter", "catch_up_tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,9 @@ _CATCH_UP_S = 0.005
 #: admission here and arrival at Kaleyra (two requests a second apart here must not arrive 0.999 s
 #: apart there); it costs at most 1.5% of the rate, and only when the log is what binds.
 WINDOW_S = 1.015
+#: A request written later than this after its admission (its turn, in the shared limiter) is
+#: logged at its write instead: what is left of WINDOW_S's 15 ms is the way to Kaleyra.
+LOG_LATE_S = 0.002
 
 
 def catch_up_tokens(rate_per_s: float, seconds: float = _CATCH_UP_S) -> float:
@@ -103,6 +108,17 @@ class Limiter(Protocol):
 
     def pause(self, seconds: float) -> None:
         """Admit no request for ``seconds`` (a 429's Retry-After)."""
+
+
+class _Slot:
+    """A request's place in the window log: when it was admitted, or written if that was later
+    than ``LOG_LATE_S`` after (the ticket :meth:`RequestLimiter.acquire` returns)."""
+
+    __slots__ = ("at_s", "written")
+
+    def __init__(self) -> None:
+        self.at_s = -math.inf
+        self.written = False
 
 
 class RequestLimiter:
@@ -135,9 +151,10 @@ class RequestLimiter:
         capacity = burst + catch_up_tokens(rate_per_s)
         self._total = AsyncLimiter(capacity, capacity / rate_per_s)
         self._window_cap = max(1, math.floor(rate_per_s + burst - 1))
-        #: Admission times of the last window (older ones are dropped as they age out, so a
-        #: high rate, e.g. --rate 1000000 for "no limit", does not keep a million of them).
-        self._admitted: collections.deque[float] = collections.deque(maxlen=self._window_cap)
+        #: The last window's requests, oldest first, by when they were admitted (or written,
+        #: if late): older ones are dropped as they age out, so a high rate, e.g. --rate
+        #: 1000000 for "no limit", does not keep a million of them.
+        self._admitted: collections.deque[_Slot] = collections.deque(maxlen=self._window_cap)
         self._otp: AsyncLimiter | None = None
         if otp_share > 0:
             otp_rate = otp_share * rate_per_s
@@ -156,8 +173,9 @@ class RequestLimiter:
             f"waiting otp={self._turnstile.waiting(True)} bulk={self._turnstile.waiting(False)}>"
         )
 
-    async def acquire(self, *, otp: bool, recipients: int = 1, admit: bool = True) -> None:
-        """Wait until one request with ``recipients`` recipients may be sent.
+    async def acquire(self, *, otp: bool, recipients: int = 1, admit: bool = True) -> object:
+        """Wait until one request with ``recipients`` recipients may be sent; returns its ticket
+        (for :meth:`admit` and :meth:`sent`).
 
         Cancelling a waiting ``acquire`` is safe: it gives up its place and consumes nothing
         (or one token, if it was cancelled just as it got it).
@@ -175,12 +193,14 @@ class RequestLimiter:
             priority = self._otp.has_capacity()
             if priority:
                 await self._otp.acquire()
+        slot = _Slot()
         async with self._turnstile.turn(priority):
             if self._recipients is not None:
                 await self._recipients.acquire(min(max(recipients, 0), self._recipients.max_rate))
             await self._total.acquire()
             if admit:
-                await self.admit()
+                await self.admit(slot)
+        return slot
 
     def pause(self, seconds: float) -> None:
         """Admit no request for ``seconds`` from now (the loop's clock), e.g. a 429's Retry-After.
@@ -204,24 +224,40 @@ class RequestLimiter:
         will count, so the less time between this and the write, the truer the cap."""
         loop = asyncio.get_running_loop()
         admitted = self._admitted
+        slot = ticket if isinstance(ticket, _Slot) else _Slot()
         while True:
             now = loop.time()
             if self._paused_until_s > now:
                 await self._wait_out_pause(loop)
                 continue
-            while admitted and admitted[0] + WINDOW_S <= now:
+            while admitted and admitted[0].at_s + WINDOW_S <= now:
                 admitted.popleft()
             if len(admitted) == self._window_cap:
-                await asyncio.sleep(admitted[0] + WINDOW_S - now)
+                await asyncio.sleep(admitted[0].at_s + WINDOW_S - now)
                 continue  # others may have gone first: look again
-            admitted.append(now)  # no await since the checks: atomic on the loop
+            slot.at_s = now
+            admitted.append(slot)  # no await since the checks: atomic on the loop
             return
 
     def release(self, ticket: object = None) -> None:
         """Nothing to give back: the token bucket's share is spent once taken."""
 
     def sent(self, ticket: object = None) -> None:
-        """Nothing to record: the window counts admissions."""
+        """The ticket's request is being written: if later than ``LOG_LATE_S`` after its
+        admission, the log counts it from now (the newest moment in it: the log stays in order)."""
+        if not isinstance(ticket, _Slot) or ticket.written:
+            return
+        ticket.written = True  # called from inside the write: it must not raise
+        now = asyncio.get_running_loop().time()
+        if now - ticket.at_s <= LOG_LATE_S:
+            return
+        admitted = self._admitted
+        for index in range(len(admitted) - 1, -1, -1):  # a late write is among the newest
+            if admitted[index] is ticket:
+                del admitted[index]
+                ticket.at_s = now
+                admitted.append(ticket)
+                return
 
     async def _wait_out_pause(self, loop: asyncio.AbstractEventLoop) -> None:
         # Not polling: each sleep lasts until the pause's end, and the loop only goes round

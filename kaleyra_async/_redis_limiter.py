@@ -23,7 +23,7 @@ processes on N machines hold one limit together, whatever their clocks say. The 
 A request reserves its turn, journals (``_flight``) while the turn approaches, then sleeps
 until it and sends. The turn's moment on this process's clock is known to within the quickest
 recent round trip (``_redis_clock``), not this call's (a busy loop can read a reply late). The
-log holds when requests LEFT: a request written more than ``_LOG_LATE_S`` after its turn (a new
+log holds when requests LEFT: a request written more than ``LOG_LATE_S`` after its turn (a new
 connection, a busy machine; on Python 3.11 aiohttp writes the body from a task of its own)
 moves its turn to the write's moment, so the window a second later is checked against the
 writes and the 15 ms margin is left for the way to Kaleyra. A turn missed by more than
@@ -62,7 +62,7 @@ import anyio
 
 from ._exceptions import KaleyraError
 from ._limits import MAX_RECIPIENTS
-from ._ratelimit import WINDOW_S, catch_up_tokens
+from ._ratelimit import LOG_LATE_S, WINDOW_S, catch_up_tokens
 from ._redis import RedisLink
 from ._redis_clock import RedisClock
 from ._redis_reports import Reports
@@ -79,9 +79,6 @@ _HORIZON_S: Final = 0.05
 #: A turn missed by more than this at its admission is given up: a request is not sent on a
 #: stale turn (the window's margin does not depend on it: late writes are logged as such).
 _LATE_S: Final = 0.050
-#: A request written later than this after its turn's moment is logged at its write instead
-#: (what is left of WINDOW_S's 15 ms is the way from here to Kaleyra).
-_LOG_LATE_S: Final = 0.002
 #: Turns held back may bunch this much worth to catch up (5 ms locally): a write moved in the
 #: log holds every process back a second later, and what the bucket cannot make up is lost.
 _CATCH_UP_S: Final = 0.050
@@ -228,7 +225,7 @@ class SharedLimiter:
             self._reports.give_back(ticket.id)
 
     def sent(self, ticket: object = None) -> None:
-        """The turn's request is being written: if later than ``_LOG_LATE_S`` after the turn,
+        """The turn's request is being written: if later than ``LOG_LATE_S`` after the turn,
         the log is told the write's moment (soon, see ``_redis_reports``)."""
         if not isinstance(ticket, Turn) or ticket.written:
             return
@@ -237,7 +234,7 @@ class SharedLimiter:
             written_us = round(self._clock.latest_redis(time.monotonic()) * _US)
         except LookupError:  # no call observed: impossible once a turn was granted
             return
-        if written_us - ticket.redis_us > _LOG_LATE_S * _US:
+        if written_us - ticket.redis_us > LOG_LATE_S * _US:
             self._reports.move(ticket.id, written_us)
 
     async def _reserve_turn(self, otp: bool, recipients: int) -> tuple[float, float, int, int]:

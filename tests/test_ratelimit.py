@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from kaleyra_async._ratelimit import RequestLimiter
+from kaleyra_async._ratelimit import WINDOW_S, RequestLimiter
 
 T = TypeVar("T")
 
@@ -124,6 +124,36 @@ def test_the_window_log_keeps_only_the_last_window() -> None:
 
     kept, _ = run(main())
     assert kept <= 1_020  # the last 1.015 s at 1,000/s
+
+
+def test_a_request_written_late_counts_in_the_window_from_its_write() -> None:
+    """A request written 0.3 s after its admission counts from its write, so the writes, not
+    only the admissions, keep every window within the rate; one written within 2 ms of its
+    admission counts from the admission."""
+
+    async def main() -> tuple[list[float], list[tuple[float, float]]]:
+        limiter = RequestLimiter(10.0)
+        loop = asyncio.get_running_loop()
+        first = await limiter.acquire(otp=False)
+        await asyncio.sleep(0.3)
+        limiter.sent(first)  # its body went out 0.3 s after the admission
+        written = [loop.time()]
+        counted = [(limiter._admitted[-1].at_s, loop.time())]
+        for index in range(10):
+            ticket = await limiter.acquire(otp=False)
+            admitted_at = loop.time()
+            if index == 0:
+                await asyncio.sleep(0.001)
+                limiter.sent(ticket)  # 1 ms late
+                counted.append((limiter._admitted[-1].at_s, admitted_at))
+            else:
+                limiter.sent(ticket)
+            written.append(loop.time())
+        return written, counted
+
+    written, counted = run(main())[0]
+    assert max_in_window(written, WINDOW_S) <= 10
+    assert all(at_s == expected for at_s, expected in counted)
 
 
 def test_bulk_alone_uses_the_whole_rate() -> None:
