@@ -103,6 +103,13 @@ class RedisLink:
     def __repr__(self) -> str:
         return f"<RedisLink {self.url}>"
 
+    @property
+    def resend_window_s(self) -> float:
+        """How long after a command first ran on Redis a resend of it by :meth:`call` may still
+        run there: the lost reply's read may time out first, the retries last the bounded wait,
+        and the last one may wait for a pooled connection and open it."""
+        return 2 * self.unavailable_timeout_s + _SOCKET_TIMEOUT_S + _CONNECT_TIMEOUT_S
+
     async def call(self, command: Callable[[], Awaitable[T]], what: str) -> T:
         """Run ``command``; while Redis is unreachable, retry with backoff for at most
         ``unavailable_timeout_s``.

@@ -151,7 +151,7 @@ class SharedLimiter:
         self._keys = tuple(f"{tag}:{name}" for name in names)
         self._calls_key = f"{tag}:call:"
         # A call's record outlives the resends of the call (RedisLink.call's retries).
-        self._record_ms = math.ceil(link.unavailable_timeout_s * 1000) + 1000
+        self._record_ms = math.ceil(link.resend_window_s * 1000) + 1000
         interval_us = _US / rate_per_s
         burst = max(1, min(burst, math.floor(rate_per_s)))
         self._interval_us = interval_us

@@ -3,12 +3,15 @@ ids that outlive the keys, and a call resent after a lost reply."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import pytest
 import redis.exceptions
 
+from kaleyra_async import _redis
 from kaleyra_async._redis import RedisLink
 from kaleyra_async._redis_limiter import SharedLimiter
 from kaleyra_async._redis_turns import RESERVE
@@ -165,3 +168,52 @@ async def test_a_report_outliving_the_keys_never_touches_a_newer_turn(redis_url:
         await link.aclose()
     assert old not in newer
     assert sorted((int(i), int(moment)) for i, moment in log) == sorted(newer.items())
+
+
+class _SlowLossLink(RedisLink):
+    """Redis runs its first script call, but the reply never comes: the read times out after the
+    socket timeout (``_SOCKET_TIMEOUT_S``), then Redis stays unreachable for most of the bounded
+    wait, and the last resend gets through."""
+
+    def __init__(self, url: str, *, unavailable_timeout_s: float) -> None:
+        super().__init__(url, unavailable_timeout_s=unavailable_timeout_s)
+        self.calls = 0
+
+    def script(self, source: str) -> Any:
+        run = super().script(source)
+        failed_at = 0.0
+
+        async def lossy(keys: Sequence[str], args: Sequence[Any]) -> Any:
+            nonlocal failed_at
+            self.calls += 1
+            if self.calls == 1:
+                await run(keys, args)
+                await anyio.sleep(_redis._SOCKET_TIMEOUT_S)  # waiting for the lost reply
+                failed_at = time.monotonic()
+                raise redis.exceptions.TimeoutError("Timeout reading from socket")
+            if time.monotonic() - failed_at < self.unavailable_timeout_s * 0.8:
+                raise redis.exceptions.ConnectionError("Connection refused")
+            return await run(keys, args)
+
+        return lossy
+
+
+@pytest.mark.slow
+async def test_a_call_resent_at_the_end_of_the_bounded_wait_still_finds_its_record(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply lost to a read timeout, then Redis unreachable for the bounded wait: the resend
+    comes a socket timeout plus that wait after the first run, and must still get the first
+    run's answer (a record kept only the bounded wait would be gone: more turns granted, the
+    first run's left in the log for nobody)."""
+    monkeypatch.setattr(_redis, "_SOCKET_TIMEOUT_S", 1.5)  # 5 s in production: same shape
+    link = _SlowLossLink(redis_url, unavailable_timeout_s=0.3)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=20)
+    try:
+        turn = await limiter.acquire(otp=False, admit=False)
+        log = await link.client.zrange("kaleyra:limit:{SID:IN}:turns", 0, -1, withscores=True)
+    finally:
+        await limiter.aclose()
+        await link.aclose()
+    assert link.calls >= 3  # the lost reply, a refused retry, the resend that got through
+    assert [(int(i), int(moment)) for i, moment in log] == [(turn.id, turn.redis_us)]
