@@ -40,15 +40,8 @@ from ._harness import (
 from ._inputs import DATA_DIR, ensure_input
 from ._plan import Mode, Scenario, scenarios_for
 from ._redis_bench import REDIS_STEP, RedisRun, redis_markdown, redis_targets, run_redis_step
-from ._report import (
-    environment,
-    evaluate_targets,
-    markdown,
-    rss_targets,
-    summarise,
-    write_chart,
-    write_json,
-)
+from ._report import environment, markdown, summarise, write_chart, write_json
+from ._targets import evaluate_targets, rss_targets
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 RSS_STEP: Final = "rss5m"

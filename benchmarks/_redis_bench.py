@@ -40,8 +40,8 @@ from kaleyra_async.sandbox import SandboxConfig, SandboxProcess
 from ._harness import CpuPlan
 from ._inputs import ensure_input
 from ._plan import MESSAGE, Mode
-from ._report import Target
 from ._run import ResultsCheck, check_results, fetch_stats, reset_sandbox
+from ._targets import Target
 
 __all__ = ["REDIS_STEP", "RedisRun", "redis_markdown", "redis_targets", "run_redis_step"]
 
