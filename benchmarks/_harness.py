@@ -103,11 +103,18 @@ class CpuPlan:
 
 
 def realtime_permitted() -> bool:
-    """Whether a child may be given real-time priority: tried on this thread, then undone."""
-    if not make_realtime(0):
-        return False
-    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    return True
+    """Whether a child may be given real-time priority: tried on a throwaway child, so the
+    harness's own scheduling is never touched (nothing to undo, nothing to fail undoing)."""
+    with subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as probe:
+        try:
+            return make_realtime(probe.pid)
+        finally:
+            probe.kill()  # the with block closes its stdin and waits for it
 
 
 def cpu_plan() -> CpuPlan:

@@ -153,8 +153,9 @@ class RequestLimiter:
         self._window_cap = max(1, math.floor(rate_per_s + burst - 1))
         #: The last window's requests, oldest first, by when they were admitted (or written,
         #: if late): older ones are dropped as they age out, so a high rate, e.g. --rate
-        #: 1000000 for "no limit", does not keep a million of them.
-        self._admitted: collections.deque[_Slot] = collections.deque(maxlen=self._window_cap)
+        #: 1000000 for "no limit", does not keep a million of them. No maxlen: a write logged
+        #: after its place aged out may make it one over the cap, and none may be evicted.
+        self._admitted: collections.deque[_Slot] = collections.deque()
         self._otp: AsyncLimiter | None = None
         if otp_share > 0:
             otp_rate = otp_share * rate_per_s
@@ -232,7 +233,7 @@ class RequestLimiter:
                 continue
             while admitted and admitted[0].at_s + WINDOW_S <= now:
                 admitted.popleft()
-            if len(admitted) == self._window_cap:
+            if len(admitted) >= self._window_cap:
                 await asyncio.sleep(admitted[0].at_s + WINDOW_S - now)
                 continue  # others may have gone first: look again
             slot.at_s = now
@@ -244,7 +245,8 @@ class RequestLimiter:
 
     def sent(self, ticket: object = None) -> None:
         """The ticket's request is being written: if later than ``LOG_LATE_S`` after its
-        admission, the log counts it from now (the newest moment in it: the log stays in order)."""
+        admission, the log counts it from now (the newest moment in it: the log stays in order),
+        also when its place there had already aged out."""
         if not isinstance(ticket, _Slot) or ticket.written:
             return
         ticket.written = True  # called from inside the write: it must not raise
@@ -252,12 +254,15 @@ class RequestLimiter:
         if now - ticket.at_s <= LOG_LATE_S:
             return
         admitted = self._admitted
-        for index in range(len(admitted) - 1, -1, -1):  # a late write is among the newest
-            if admitted[index] is ticket:
-                del admitted[index]
-                ticket.at_s = now
-                admitted.append(ticket)
-                return
+        if admitted and ticket.at_s >= admitted[0].at_s:  # else aged out: not in the log
+            for back, slot in enumerate(reversed(admitted)):  # a late write is among the newest
+                if slot is ticket:
+                    del admitted[-1 - back]
+                    break
+        # Logged at its write even if its place aged out (written over a window late): the
+        # write still counts in the windows after it.
+        ticket.at_s = now
+        admitted.append(ticket)
 
     async def _wait_out_pause(self, loop: asyncio.AbstractEventLoop) -> None:
         # Not polling: each sleep lasts until the pause's end, and the loop only goes round

@@ -5,9 +5,10 @@ kept in Redis and updated by one Lua script that reads Redis's own clock (``TIME
 processes on N machines hold one limit together, whatever their clocks say. The script
 (``_redis_turns``) keeps:
 
-* a GCRA (one "theoretical arrival time"): turns are ``1/rate`` apart; after an idle spell up to
-  ``burst`` (at most one second's worth) may fall at once, and turns held back (by the log, a
-  late write, a pause) may catch up by ``_CATCH_UP_S`` worth (half an interval at least);
+* a GCRA (one "theoretical arrival time"): turns are ``1/rate`` apart; turns held back (by the
+  log, a late write, a pause) may catch up by ``_CATCH_UP_S`` worth (half an interval at least),
+  so after an idle spell ``burst`` (at most one second's worth) plus that much may fall at once
+  (1 + 100 at 2,000/s; the log still caps every window at the rate);
 * a log of the recent turns (a sorted set: each turn's id, never reused, scored by its moment;
   a new turn is never before the latest): no window of ``WINDOW_S`` (a second plus 15 ms for
   the jitter between a request's write and its arrival at Kaleyra) holds more than
@@ -121,7 +122,8 @@ class SharedLimiter:
         link: the Redis connection.
         scope: whose limit this is, e.g. ``"<SID>:<pod>"``: one state per scope.
         rate_per_s: requests per second, OTP and bulk together, across all processes.
-        burst: requests allowed at once after an idle spell (capped at one second's worth).
+        burst: requests allowed at once after an idle spell (capped at one second's worth),
+            plus the catch-up room (``_CATCH_UP_S`` worth of the rate).
         otp_share: the part of the rate OTP requests may use ahead of bulk, in [0, 1).
         recipients_per_s: a second budget on recipients per second (0: none).
     """

@@ -9,7 +9,8 @@ refused, rather than both holding the rate), and this call's record (named by th
 ARGV: interval, tolerance, window cap, window, horizon, OTP (1/0), OTP interval, OTP tolerance,
 how long the record is kept (ms), recipients tolerance, pause; ARGV[12], ARGV[13]: how many
 missed turns (ids: each given back, out of the log, its interval back to the GCRA) and how many
-(id, write moment) pairs of late writes (each turn moved to its write's moment) follow, then one
+(id, write moment) pairs of late writes (each turn moved, or added back, to its write's moment,
+unless that is out of the window already) follow, then one
 recipients cost per turn wanted (none: a call that only tells).
 
 Returns the granted turns' waits, the wait before asking again for the rest (-1: none left),
@@ -63,7 +64,9 @@ for i = 14, 13 + missed do
   if redis.call('ZREM', log, ARGV[i]) == 1 then tat = tat - interval end
 end
 for i = 14 + missed, first - 1, 2 do
-  redis.call('ZADD', log, 'XX', ARGV[i + 1], ARGV[i])
+  -- Logged at its write even if its turn was trimmed (written 2 x cap turns late): the write
+  -- still counts in the windows after it. A moment out of every window changes nothing.
+  if tonumber(ARGV[i + 1]) > now - window then redis.call('ZADD', log, ARGV[i + 1], ARGV[i]) end
 end
 -- Ids go on from Redis's clock: never reused, even after the keys expired or were flushed.
 local id = math.max(get(KEYS[6]), now)

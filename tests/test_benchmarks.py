@@ -187,8 +187,26 @@ def test_redis_table_shows_the_tightest_span_of_limit_plus_one_arrivals() -> Non
 def test_probing_real_time_priority_leaves_the_harness_at_normal_priority() -> None:
     """The probe tries real-time priority on the harness itself and undoes it; the report says
     which priority the sandbox gets."""
+    before = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
     permitted = realtime_permitted()
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
     described = CpuPlan(sandbox=(0,), client=(1,), realtime=permitted).describe()
     assert ("the sandbox at real-time priority" in described) is permitted
     assert ("real-time not permitted here" in described) is not permitted
+
+
+def test_the_real_time_probe_never_changes_the_harness_own_priority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe tries real-time priority on a throwaway child, never on the harness: even when
+    granting it works and undoing it would fail, the harness keeps its own scheduling."""
+    calls: list[int] = []
+
+    def setscheduler(pid: int, policy: int, param: os.sched_param) -> None:
+        calls.append(pid)
+        if len(calls) > 1:
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", setscheduler)
+    assert realtime_permitted() is True
+    assert calls and all(pid not in (0, os.getpid()) for pid in calls)

@@ -156,6 +156,30 @@ def test_a_request_written_late_counts_in_the_window_from_its_write() -> None:
     assert all(at_s == expected for at_s, expected in counted)
 
 
+def test_a_request_written_after_its_admission_aged_out_still_counts_from_its_write() -> None:
+    """A request written over a window after its admission (its place in the log gone, e.g. it
+    waited that long for a connection) is logged again at its write: the window after it holds
+    it and at most the rate less one more."""
+
+    async def main() -> list[float]:
+        limiter = RequestLimiter(10.0)
+        loop = asyncio.get_running_loop()
+        late = await limiter.acquire(otp=False)
+        await asyncio.sleep(1.1)  # longer than the whole window: the next admission drops it
+        written: list[float] = []
+        for index in range(12):
+            ticket = await limiter.acquire(otp=False)
+            limiter.sent(ticket)
+            written.append(loop.time())
+            if index == 0:
+                limiter.sent(late)  # its body finally goes out
+                written.append(loop.time())
+        return written
+
+    written = run(main())[0]
+    assert max_in_window(written, WINDOW_S) <= 10
+
+
 def test_bulk_alone_uses_the_whole_rate() -> None:
     """With no OTP traffic, bulk requests get the full pod rate, not rate minus the OTP share."""
 

@@ -215,3 +215,27 @@ async def test_a_call_resent_at_the_end_of_the_bounded_wait_still_finds_its_reco
     link = _SlowLossLink(redis_url, unavailable_timeout_s=0.3)
     await _one_turn_alone_in_the_log(link)
     assert link.calls >= 3  # the lost reply, a refused retry, the resend that got through
+
+
+async def test_a_late_write_whose_turn_was_trimmed_from_the_log_is_logged_again(
+    redis_url: str,
+) -> None:
+    """The log keeps 2 × cap turns: a request written after as many newer turns were granted
+    (a long wait for a connection) finds its turn gone, and is logged again at its write, so
+    the windows after the write count it; a report whose moment is already out of every
+    window changes nothing."""
+    link = RedisLink(redis_url)
+    script = link.script(RESERVE)
+    try:
+        granted = await _reserve(script, 9)  # 2 windows' worth and one: the first is trimmed
+        ids = list(granted)
+        before = await link.client.zrange("t:turns", 0, -1, withscores=True)
+        written = granted[ids[-1]] + 10_000
+        await _reserve(script, 0, late=[ids[0], written, ids[2], 1])
+        log = await link.client.zrange("t:turns", 0, -1, withscores=True)
+    finally:
+        await link.aclose()
+    assert ids[0] not in {int(i) for i, _ in before}
+    assert sorted((int(i), int(moment)) for i, moment in log) == sorted(
+        [(ids[0], written), *((i, granted[i]) for i in ids[2:])]
+    )  # the log keeps its 8 newest: the write, not the oldest turn (T + .25)
