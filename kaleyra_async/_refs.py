@@ -9,6 +9,7 @@ import secrets
 
 from ._batching import Batch
 from ._limits import MAX_REF_CHARS
+from ._models import Message
 
 __all__ = ["RequestReferences"]
 
@@ -40,8 +41,18 @@ class RequestReferences:
             if not any(asking):
                 return batch
             ref = self.next()
+            # Rows that shared a base share its copy: one message object keeps the request's
+            # one-shared-message paths (a personalised campaign's rows differ by body alone).
+            copies: dict[int, Message] = {}
+
+            def with_ref(base: Message) -> Message:
+                copy = copies.get(id(base))
+                if copy is None:
+                    copy = copies[id(base)] = dataclasses.replace(base, ref=ref)
+                return copy
+
             rows = tuple(
-                dataclasses.replace(r, base=dataclasses.replace(r.base, ref=ref)) if ask else r
+                dataclasses.replace(r, base=with_ref(r.base)) if ask else r
                 for r, ask in zip(batch.rows, asking, strict=True)
             )
             return dataclasses.replace(

@@ -28,3 +28,28 @@ def test_no_reference_without_receipts_or_over_the_users_own() -> None:
     refs = RequestReferences("run")
     assert refs.apply(batch()).message.ref is None
     assert refs.apply(batch(callback_profile_id="IN_x", ref="mine")).message.ref == "mine"
+
+
+def test_json_rows_sharing_a_base_still_share_one_message_once_referenced() -> None:
+    """Personalised rows (one base, bodies of their own) asking for receipts get the request's
+    reference on one copy of their base, not one copy each: the request stays one shared
+    message with bodies apart."""
+    base = Message(body="", sender="KLRHXA", callback_profile_id="IN_x")
+    other = Message(body="", sender="KLRHXB", callback_profile_id="IN_x")
+    rows = tuple(
+        PreparedRow(
+            row=n,
+            to=f"+91987654321{n}",
+            base=base if n < 3 else other,
+            segments=1,
+            encoding="GSM-7",
+            body=f"Hello {n}",
+        )
+        for n in range(4)
+    )
+    referenced = RequestReferences("run").apply(Batch(base, rows, endpoint="sms/json"))
+    bases = [r.base for r in referenced.rows]
+    assert {b.ref for b in bases} == {"ka-run-1"}
+    assert bases[0] is bases[1] is bases[2]
+    assert bases[3] is not bases[0] and bases[3].sender == "KLRHXB"
+    assert [r.body for r in referenced.rows] == [f"Hello {n}" for n in range(4)]
