@@ -337,3 +337,13 @@ async def test_refused_receipts_are_retried(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert set(seen.values()) == {3}
+
+
+@pytest.mark.parametrize("profile", [True, 7], ids=["true", "number"])
+def test_an_sms_request_s_callback_profile_must_be_text(profile: object) -> None:
+    """/sms refuses a callback profile that is not text (E400, nothing accepted), as /sms/json
+    does: a JSON true or number is no profile id."""
+    state = make_state()
+    refused = send_fields(state, ok_fields(callback_profile_id=profile))
+    assert refused.status == 400 and refused.acceptance is None
+    assert b"callback_profile_id must be a string" in refused.body

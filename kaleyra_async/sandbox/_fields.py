@@ -74,8 +74,6 @@ def read_body(request: Request) -> dict[str, Any]:
     return fields
 
 
-#: What a ``ref`` or a ``callback_profile_id`` may be to count (an int is taken as its digits).
-_TEXT: Final = (str, int)
 _REFS: Final = ("ref", "ref1", "ref2")
 
 # Mistakes in Kaleyra's own samples, recognised so that the refusal names them (error path only).
@@ -255,7 +253,7 @@ def check_refs(fields: Mapping[str, Any]) -> None:
 def receipt_refs(fields: Mapping[str, Any]) -> dict[str, str] | None:
     """The ``ref``, ``ref1``, ``ref2`` given, which delivery receipts echo, when ``fields`` name
     a ``callback_profile_id``; None when they ask for no receipts (no or an empty profile)."""
-    profile = fields.get("callback_profile_id")
-    if profile is None or profile == "" or not isinstance(profile, _TEXT):
+    profile = fields.get("callback_profile_id")  # checked as text before (opt_str)
+    if not isinstance(profile, str) or profile == "":
         return None
-    return {ref: str(value) for ref in _REFS if isinstance(value := fields.get(ref), _TEXT)}
+    return {ref: value for ref in _REFS if isinstance(value := fields.get(ref), str)}

@@ -118,6 +118,7 @@ def _send(
     check_time(opt_str(fields, "time"), now_s)
     check_ref_custom(fields.get("ref_custom"))
     check_refs(fields)
+    opt_str(fields, "callback_profile_id")  # text, as on /sms/json: a number or true is E400
 
     request_id = state.new_request_id()
     head = orjson.dumps(
