@@ -87,7 +87,11 @@ class RequestPath:
         async def attempt() -> T:
             nonlocal made
             turn = await limiter.acquire(otp=otp, recipients=recipients, admit=attempts is None)
-            self._check_open()
+            try:
+                self._check_open()
+            except BaseException:  # closed while it waited: the turn goes unused
+                limiter.release(turn)
+                raise
             if attempts is not None:
                 try:
                     await attempts.sending()
