@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from typing import Final
 
 from ._exceptions import ValidationError
-from ._limits import ALPHANUMERIC_SENDER, DLT_SENDER_ID, ENTITY_ID, NUMERIC_SENDER
+from ._limits import ALPHANUMERIC_SENDER, DLT_SENDER_ID, NUMERIC_SENDER
 from ._models import SenderId
-from ._validate import blank_to_none
+from ._validate import blank_to_none, validate_entity_id
 
 __all__ = ["validate_sender_id", "validate_sender_ids", "validate_sender_names"]
 
@@ -66,10 +66,11 @@ def validate_sender_id(item: SenderId, *, index: int) -> SenderId:
             "required",
             "is required for India: the DLT principal entity id (12 to 30 digits)",
         )
-    if entity_id is not None and ENTITY_ID.fullmatch(entity_id) is None:
-        raise ValidationError(
-            f"{prefix}.entity_id", "format", f"{item.entity_id!r} is not 12 to 30 digits"
-        )
+    if entity_id is not None:
+        try:
+            entity_id = validate_entity_id(entity_id)
+        except ValidationError as exc:  # the same rule, named at this sender's field
+            raise ValidationError(f"{prefix}.entity_id", exc.rule, exc.reason) from None
     return dataclasses.replace(
         item, sender=sender, description=description, iso_code=iso_code, entity_id=entity_id
     )
