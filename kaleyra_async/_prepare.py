@@ -8,7 +8,6 @@ together by the columns they depend on (a bulk campaign has one for every row).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import operator
 import re
@@ -17,6 +16,7 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 
 from ._batching import PreparedRow
+from ._cells import fill_placeholders, has_placeholders, placeholders, ref_custom_cell
 from ._config import MessageDefaults
 from ._encoding import SegmentInfo, analyse
 from ._exceptions import ConfigError, ValidationError
@@ -57,9 +57,6 @@ MESSAGE_COLUMNS: Final = (
     "entity_id",
 )
 
-# "{name}" is a placeholder; "{{" and "}}" are literal braces. "{#var#}" (India's DLT template
-# slot) contains "#" and is therefore left alone.
-_PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}#]+)\}")
 # A header cell that is a phone number means the file has no header row.
 _LOOKS_LIKE_NUMBER: Final = re.compile(r"\+?[0-9][0-9 ().-]{5,}")
 _MAX_CACHED_MESSAGES: Final = 4096
@@ -200,7 +197,7 @@ class RowPreparer:
                 "template_id's template_data when a body is present"
             )
         if self.plan.defaults.body and "body" not in columns:
-            unknown = [n for n in _placeholders(self.plan.defaults.body) if n not in columns]
+            unknown = [n for n in placeholders(self.plan.defaults.body) if n not in columns]
             if unknown:
                 raise ConfigError(
                     f"the body uses placeholder(s) {', '.join('{' + n + '}' for n in unknown)} "
@@ -209,12 +206,12 @@ class RowPreparer:
         self._columns = columns
         self._overrides = tuple(c for c in MESSAGE_COLUMNS if c in columns)
         self._fill_body = "body" in columns or bool(
-            self.plan.defaults.body and _PLACEHOLDER.search(self.plan.defaults.body)
+            self.plan.defaults.body and has_placeholders(self.plan.defaults.body)
         )
         if "body" in columns:  # a row's body may name any column
             key_columns = [c for c in header if c != to_column]
         else:
-            key_columns = [*self._overrides, *_placeholders(self.plan.defaults.body or "")]
+            key_columns = [*self._overrides, *placeholders(self.plan.defaults.body or "")]
             key_columns += self.plan.defaults.template_data_columns
         self._key_columns = tuple(dict.fromkeys(key_columns))
         self._key_of = _values_of(self._key_columns)
@@ -284,7 +281,7 @@ class RowPreparer:
                 and self._fill_body
                 and ("{" in body_or_default or "}" in body_or_default)
             ):
-                body_or_default = _fill(body_or_default, fields)
+                body_or_default = fill_placeholders(body_or_default, fields)
             # Everything but the body is checked once per distinct value (a personalised
             # campaign changes only the body), then each row's body by the body's rules alone.
             key = self._base_key_of(fields)
@@ -322,7 +319,7 @@ class RowPreparer:
             flash = validate_flash(values["flash"])
         ref_custom: tuple[str, ...] = ()
         if "ref_custom" in values:
-            ref_custom = _ref_custom_cell(values["ref_custom"])
+            ref_custom = ref_custom_cell(values["ref_custom"])
         candidate = Message(
             body=body,
             sender=values.get("sender", plan.defaults.sender),
@@ -401,40 +398,6 @@ def _check_defaults(plan: RowPlan, now: datetime) -> None:
         raise ConfigError(f"default {exc.field}: {exc.reason}") from None
     if plan.defaults.entity_id and not plan.json:
         raise ConfigError(_NO_JSON_FOR_ENTITY_ID)
-
-
-def _ref_custom_cell(cell: str) -> tuple[str, ...]:
-    """A ``ref_custom`` cell: a JSON array of strings (``["John","Doe"]``), or one value."""
-    if not cell.startswith("["):
-        return (cell,)
-    try:
-        values = json.loads(cell)
-    except ValueError:
-        values = None
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise ValidationError(
-            "ref_custom", "format", f'{cell!r} is not a JSON array of strings like ["a","b"]'
-        )
-    return tuple(values)
-
-
-def _placeholders(body: str) -> list[str]:
-    return [m.group(1).strip() for m in _PLACEHOLDER.finditer(body) if m.group(1)]
-
-
-def _fill(body: str, fields: Mapping[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        name = match.group(1).strip()
-        if name not in fields:
-            raise ValidationError("body", "placeholder", f"placeholder {{{name}}} has no column")
-        return fields[name]
-
-    return _PLACEHOLDER.sub(replace, body)
 
 
 def _invalid(row: int, to: str, code: str, reason: str) -> RowResult:

@@ -417,10 +417,10 @@ def test_a_body_column_gives_each_row_its_own_message_however_many_rows() -> Non
 
 def _filled(body: str, record: dict[str, str]) -> str:
     """The body a row's {placeholders} make, "" when one names no column (the row is invalid)."""
-    from kaleyra_async._prepare import _fill
+    from kaleyra_async._cells import fill_placeholders
 
     try:
-        return _fill(body, record)
+        return fill_placeholders(body, record)
     except ValidationError:
         return ""
 
