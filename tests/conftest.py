@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -414,3 +415,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def key() -> str:
+    """An API key no code, fixture or log line could contain by chance (grepped for after)."""
+    return f"klr-{secrets.token_hex(16)}"
