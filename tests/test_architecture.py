@@ -22,6 +22,7 @@ PURE = frozenset(
     {
         "_attempts",
         "_batching",
+        "_cells",
         "_config",
         "_csv_rows",
         "_delivery",
