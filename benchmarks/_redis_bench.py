@@ -66,6 +66,8 @@ class RedisRun:
     problems: tuple[str, ...]
     #: The shortest time LIMIT + 1 requests arrived in at the sandbox (over 1 s: within).
     tightest_span_s: float | None = None
+    #: The longest time between two arrivals at the sandbox (a stall on either side).
+    longest_silence_s: float | None = None
     #: CPU-seconds over the run, by party.
     worker_cpu_s: float = 0.0
     collector_cpu_s: float = 0.0
@@ -138,7 +140,8 @@ def run_redis_step(
                         f"  redis: {count} worker(s), round {rnd}: "
                         f"{run.accepted_rate_per_s:,.0f} accepted req/s, busiest 1 s "
                         f"{run.busiest_1s} (shortest span of {LIMIT + 1:,}: "
-                        f"{_tightest([run])}), {run.refused_429} x 429, CPU ms/request "
+                        f"{_tightest([run])}; longest silence {_silence([run])}), "
+                        f"{run.refused_429} x 429, CPU ms/request "
                         f"{_cpu_split([run])}, machine {100 * run.machine_busy:.0f} % busy"
                         + (f"; PROBLEMS: {'; '.join(run.problems)}" if run.problems else ""),
                         file=sys.stderr,
@@ -216,6 +219,7 @@ def _run_once(
         refused_429=int(stats.get("by_status", {}).get("429", 0)),
         problems=problems,
         tightest_span_s=stats.get("tightest_span_s"),
+        longest_silence_s=stats.get("longest_silence_s"),
         worker_cpu_s=worker_cpu_s,
         collector_cpu_s=collector_cpu_s,
         redis_cpu_s=redis_cpu_s,
@@ -269,9 +273,10 @@ def redis_markdown(runs: Sequence[RedisRun]) -> str:
         f"### Queued mode: N workers sharing one limit through Redis (sandbox limit {LIMIT:,}/s)",
         "",
         "| workers | rows/run | runs ok | accepted req/s at the sandbox (% of limit) | "
-        f"busiest 1 s (max) | shortest span of {LIMIT + 1:,} arrivals (min) | 429s | wall s | "
+        f"busiest 1 s (max) | shortest span of {LIMIT + 1:,} arrivals (min) | "
+        "longest silence between arrivals (max) | 429s | wall s | "
         "CPU ms/request: workers · collector · redis · sandbox | machine CPUs busy |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for count in WORKERS:
         mine = [r for r in runs if r.workers == count]
@@ -283,7 +288,7 @@ def redis_markdown(runs: Sequence[RedisRun]) -> str:
         lines.append(
             f"| {count} | {mine[0].rows:,} | {ok}/{len(mine)} | {rate:,.0f} "
             f"({min(rates):,.0f}–{max(rates):,.0f}; {100 * rate / LIMIT:.1f} %) | "
-            f"{max(r.busiest_1s for r in mine):,} | {_tightest(mine)} | "
+            f"{max(r.busiest_1s for r in mine):,} | {_tightest(mine)} | {_silence(mine)} | "
             f"{sum(r.refused_429 for r in mine)} | "
             f"{statistics.median(r.wall_s for r in mine):.1f} | {_cpu_split(mine)} | "
             f"{100 * statistics.median(r.machine_busy for r in mine):.0f} % |"
@@ -294,6 +299,11 @@ def redis_markdown(runs: Sequence[RedisRun]) -> str:
 def _tightest(runs: Sequence[RedisRun]) -> str:
     spans = [r.tightest_span_s for r in runs if r.tightest_span_s is not None]
     return f"{min(spans):.4f} s" if spans else "–"
+
+
+def _silence(runs: Sequence[RedisRun]) -> str:
+    silences = [r.longest_silence_s for r in runs if r.longest_silence_s is not None]
+    return f"{1000 * max(silences):.1f} ms" if silences else "–"
 
 
 def _cpu_split(runs: Sequence[RedisRun]) -> str:

@@ -209,6 +209,21 @@ def test_stats_say_how_close_the_arrivals_came_to_the_rate() -> None:
     assert stats["by_status"].get("429") == 1
 
 
+def test_stats_name_the_longest_silence_between_arrivals() -> None:
+    """``longest_silence_s`` is the longest time between two arrivals (a stall shows as one),
+    null before the second; control requests are not arrivals."""
+    state = make_state()
+    assert payload(call(state, "GET", "/_sandbox/stats"))["longest_silence_s"] is None
+    send(state, ok_fields(), now=NOW)
+    assert payload(call(state, "GET", "/_sandbox/stats"))["longest_silence_s"] is None
+    for offset in (0.01, 0.052, 0.06):  # silences of 10, 42 and 8 ms
+        send(state, ok_fields(), now=NOW + offset)
+    silence = payload(call(state, "GET", "/_sandbox/stats"))["longest_silence_s"]
+    assert silence == pytest.approx(0.042, abs=1e-6)
+    call(state, "POST", "/_sandbox/reset")
+    assert payload(call(state, "GET", "/_sandbox/stats"))["longest_silence_s"] is None
+
+
 def test_control_calls_are_not_counted() -> None:
     """Requests to /_sandbox/ do not show up in the stats."""
     state = make_state()

@@ -26,6 +26,7 @@ class SandboxStats:
         "faults",
         "first_arrival_s",
         "last_arrival_s",
+        "longest_silence_s",
         "requests_total",
         "tightest_span_s",
         "window",
@@ -48,12 +49,18 @@ class SandboxStats:
         #: The shortest time ``rate_per_s + 1`` requests arrived in (over 1 s: no sliding
         #: second held more than the rate; the excess over 1 s is the client's margin left).
         self.tightest_span_s: float | None = None
+        #: The longest time between two arrivals: a stall on either side (a client's or this
+        #: server's CPU taken away) shows as a silence, and the requests held up arrive bunched.
+        self.longest_silence_s: float | None = None
 
     def arrive(self, now_s: float) -> None:
         """Count one request arriving at ``now_s``."""
         self.requests_total += 1
-        if self.first_arrival_s is None:
+        last = self.last_arrival_s
+        if last is None:
             self.first_arrival_s = now_s
+        elif self.longest_silence_s is None or now_s - last > self.longest_silence_s:
+            self.longest_silence_s = now_s - last
         self.last_arrival_s = now_s
         self.window.add(now_s)
         self.arrivals.append(now_s)
@@ -93,6 +100,7 @@ class SandboxStats:
             "faults": dict(sorted(self.faults.items())),
             "max_requests_in_1s": self.max_requests_in_1s,
             "tightest_span_s": self.tightest_span_s,
+            "longest_silence_s": self.longest_silence_s,
             "mean_rate_per_s": self.mean_rate_per_s,
             "active_s": self.active_s,
             "first_arrival_s": self.first_arrival_s,
