@@ -169,19 +169,19 @@ def test_quick_run_measures_receipts(quick_run: tuple[Path, dict[str, Any]]) -> 
 
 def test_redis_table_shows_the_tightest_span_of_limit_plus_one_arrivals() -> None:
     """The queued-mode table names the shortest span of 2,001 arrivals over a worker count's
-    rounds (how much of the limiter's margin the runs left) and the longest silence between
-    arrivals (a stall), or a dash if none was measured."""
+    rounds (how much of the limiter's margin the runs left) and the silence before it (a stall's
+    bunch), or a dash if none was measured."""
 
     def run(workers: int, rnd: int, span: float | None, silence: float | None = None) -> RedisRun:
         return RedisRun(
             workers=workers, round=rnd, rows=10, wall_s=1.0, accepted=10,
             accepted_rate_per_s=1960.0, busiest_1s=2000, refused_429=0, problems=(),
-            tightest_span_s=span, longest_silence_s=silence,
+            tightest_span_s=span, silence_before_tightest_s=silence,
         )  # fmt: skip
 
     runs = [run(1, 1, 1.0121, 0.0041), run(1, 2, 1.0031, 0.0425), run(1, 3, None), run(2, 1, None)]
     table = redis_markdown(runs)
-    assert "shortest span of 2,001 arrivals" in table and "longest silence" in table
+    assert "shortest span of 2,001 arrivals" in table and "silence before that span" in table
     one, two = (line for line in table.splitlines() if line.startswith(("| 1 |", "| 2 |")))
     assert "| 1.0031 s | 42.5 ms |" in one and "| – | – |" in two
 

@@ -209,19 +209,23 @@ def test_stats_say_how_close_the_arrivals_came_to_the_rate() -> None:
     assert stats["by_status"].get("429") == 1
 
 
-def test_stats_name_the_longest_silence_between_arrivals() -> None:
-    """``longest_silence_s`` is the longest time between two arrivals (a stall shows as one),
-    null before the second; control requests are not arrivals."""
-    state = make_state()
-    assert payload(call(state, "GET", "/_sandbox/stats"))["longest_silence_s"] is None
-    send(state, ok_fields(), now=NOW)
-    assert payload(call(state, "GET", "/_sandbox/stats"))["longest_silence_s"] is None
-    for offset in (0.01, 0.052, 0.06):  # silences of 10, 42 and 8 ms
+def test_stats_name_the_silence_before_the_tightest_span() -> None:
+    """``silence_before_tightest_s`` is the gap before the tightest span's first arrival: a
+    bunch released after a stall shows as a long one."""
+    state = make_state(rate_per_s=2)
+    for offset in (0.0, 0.5, 1.6):  # the first span (1.6 s) began with the first arrival
         send(state, ok_fields(), now=NOW + offset)
-    silence = payload(call(state, "GET", "/_sandbox/stats"))["longest_silence_s"]
-    assert silence == pytest.approx(0.042, abs=1e-6)
-    call(state, "POST", "/_sandbox/reset")
-    assert payload(call(state, "GET", "/_sandbox/stats"))["longest_silence_s"] is None
+    stats = payload(call(state, "GET", "/_sandbox/stats"))
+    assert stats["tightest_span_s"] == pytest.approx(1.6, abs=1e-6)
+    assert stats["silence_before_tightest_s"] is None
+    for offset in (1.7, 2.3):  # spans 1.2 (0.5..1.7), then 0.7 (1.6..2.3) after 1.1 s of silence
+        send(state, ok_fields(), now=NOW + offset)
+    stats = payload(call(state, "GET", "/_sandbox/stats"))
+    assert stats["tightest_span_s"] == pytest.approx(0.7, abs=1e-6)
+    assert stats["silence_before_tightest_s"] == pytest.approx(1.1, abs=1e-6)
+    send(state, ok_fields(), now=NOW + 3.5)  # a wider span: the tightest and its silence stay
+    stats = payload(call(state, "GET", "/_sandbox/stats"))
+    assert stats["silence_before_tightest_s"] == pytest.approx(1.1, abs=1e-6)
 
 
 def test_control_calls_are_not_counted() -> None:

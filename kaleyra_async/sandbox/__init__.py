@@ -230,9 +230,9 @@ Control surface (no auth, not rate limited, not counted in stats)
     arrived in any sliding one-second window, computed incrementally over a bounded deque),
     ``tightest_span_s`` (with a rate limit: the shortest time in which ``rate_per_s + 1``
     requests arrived; over 1 s means no second held more than the rate, and the excess is the
-    margin the client left; null until that many arrived), ``longest_silence_s`` (the longest
-    time between two arrivals, null before the second: a stall on either side shows as a silence
-    followed by a bunch),
+    margin the client left; null until that many arrived), ``silence_before_tightest_s`` (the
+    time between that span's first arrival and the one before it: tens of ms when the span began
+    with a bunch a stall on either side held back; null when the span began with the first),
     ``mean_rate_per_s`` ((arrivals - 1) / ``active_s``), ``active_s`` (first to last arrival),
     ``first_arrival_s``, ``last_arrival_s``. ``POST /_sandbox/reset`` forgets stats, sender IDs,
     issued messages and the in-memory ledger (not the ledger file) and restarts the seeded fault

@@ -26,8 +26,8 @@ class SandboxStats:
         "faults",
         "first_arrival_s",
         "last_arrival_s",
-        "longest_silence_s",
         "requests_total",
+        "silence_before_tightest_s",
         "tightest_span_s",
         "window",
     )
@@ -49,28 +49,30 @@ class SandboxStats:
         #: The shortest time ``rate_per_s + 1`` requests arrived in (over 1 s: no sliding
         #: second held more than the rate; the excess over 1 s is the client's margin left).
         self.tightest_span_s: float | None = None
-        #: The longest time between two arrivals: a stall on either side (a client's or this
-        #: server's CPU taken away) shows as a silence, and the requests held up arrive bunched.
-        self.longest_silence_s: float | None = None
+        #: The time between the tightest span's first arrival and the one before it: tens of ms
+        #: when the span began with a bunch a stall held back (a client's or this server's CPU
+        #: taken away), under a millisecond when the arrivals came at their pace.
+        self.silence_before_tightest_s: float | None = None
 
     def arrive(self, now_s: float) -> None:
         """Count one request arriving at ``now_s``."""
         self.requests_total += 1
-        last = self.last_arrival_s
-        if last is None:
+        if self.first_arrival_s is None:
             self.first_arrival_s = now_s
-        elif self.longest_silence_s is None or now_s - last > self.longest_silence_s:
-            self.longest_silence_s = now_s - last
         self.last_arrival_s = now_s
         self.window.add(now_s)
         self.arrivals.append(now_s)
         closest = self.closest
         if closest.maxlen:
+            dropped = closest[0] if len(closest) == closest.maxlen else None
             closest.append(now_s)
             if len(closest) == closest.maxlen:
                 span = now_s - closest[0]
                 if self.tightest_span_s is None or span < self.tightest_span_s:
                     self.tightest_span_s = span
+                    self.silence_before_tightest_s = (
+                        None if dropped is None else closest[0] - dropped
+                    )
 
     @property
     def max_requests_in_1s(self) -> int:
@@ -100,7 +102,7 @@ class SandboxStats:
             "faults": dict(sorted(self.faults.items())),
             "max_requests_in_1s": self.max_requests_in_1s,
             "tightest_span_s": self.tightest_span_s,
-            "longest_silence_s": self.longest_silence_s,
+            "silence_before_tightest_s": self.silence_before_tightest_s,
             "mean_rate_per_s": self.mean_rate_per_s,
             "active_s": self.active_s,
             "first_arrival_s": self.first_arrival_s,
