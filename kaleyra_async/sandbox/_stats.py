@@ -51,7 +51,7 @@ class SandboxStats:
         self.tightest_span_s: float | None = None
         #: The time between the tightest span's first arrival and the one before it: tens of ms
         #: when the span began with a bunch a stall held back (a client's or this server's CPU
-        #: taken away), under a millisecond when the arrivals came at their pace.
+        #: taken away), a few ms at most when the arrivals came at their pace.
         self.silence_before_tightest_s: float | None = None
 
     def arrive(self, now_s: float) -> None:
