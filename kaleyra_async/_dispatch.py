@@ -337,6 +337,8 @@ class _Run:
         except KaleyraError as exc:
             if isinstance(exc, STOPS_THE_RUN):
                 self._abort(exc)
+                if flight.handed_off:  # lost touch with the process settling it: --resume asks
+                    return
                 if not (exc.fate_unknown or flight.maybe_sent):
                     # Refused as a whole or never sent, for a reason that is the account's or
                     # the network's, not the rows': like the rows still queued, they are left

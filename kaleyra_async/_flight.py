@@ -6,7 +6,9 @@ reached Kaleyra: ``on_wire`` from the moment an attempt is written until it is r
 whole, and ``maybe_sent`` for good once any attempt ended without a clear answer. That is what
 lets a stop record exactly what is known: a request that never left, or was only ever refused as
 a whole (429, 503, connection refused), is released for ``--resume`` to send; one that may have
-reached Kaleyra is recorded ``unknown``.
+reached Kaleyra is recorded ``unknown``; one handed to another process (a queued campaign's
+batch, sent by a worker) is neither: its rows stay in flight in the journal, and ``--resume``
+reads what became of them where that process reports it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Flight:
     __slots__ = (
         "attempts",
         "batch",
+        "handed_off",
         "journal",
         "journaled",
         "maybe_sent",
@@ -65,6 +68,8 @@ class Flight:
         self.maybe_sent = False
         #: Attempts written so far, as the client numbers them.
         self.attempts = 0
+        #: Another process settles the request (a queue's worker): a stop leaves it in flight.
+        self.handed_off = False
 
     async def sending(self) -> None:
         if self.stop.is_set():
@@ -91,8 +96,11 @@ class Flight:
                 self.scope.cancel()  # don't wait out a backoff for a request we won't send
 
     def abandoned(self) -> list[RowResult]:
-        """The request will not complete: its rows ``unknown`` if it may be out (returned to be
-        recorded), else released for ``--resume`` (nothing to record)."""
+        """The request will not complete here: its rows ``unknown`` if it may be out (returned
+        to be recorded), else released for ``--resume`` (nothing to record); left in flight if
+        handed off (``--resume`` asks where it went)."""
+        if self.handed_off:
+            return []
         if self.on_wire or self.maybe_sent:
             return [
                 row_result(

@@ -63,14 +63,6 @@ def campaign_path_for(results_path: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(results_path)}.campaign")
 
 
-class _QueueLost(RedisUnavailableError):
-    """Redis went away while a batch was being queued: it may be on the stream or not."""
-
-    @property
-    def fate_unknown(self) -> bool:
-        return True
-
-
 class QueueSend:
     """The pipeline's send for a queued campaign: queue the batch, wait for its outcome.
 
@@ -81,6 +73,8 @@ class QueueSend:
         self.store = store
         self.campaign = campaign
         self._waiting: dict[str, asyncio.Future[Outcome]] = {}
+        #: Why :meth:`collect` stopped reading outcomes (Redis unreachable), once it has.
+        self._lost: RedisUnavailableError | None = None
 
     async def __call__(
         self, message: Message, recipients: Sequence[str], *, attempts: Attempts | None = None
@@ -104,15 +98,17 @@ class QueueSend:
         batch_id = batch_id_of(batch)
         await attempts.sending()  # the rows are journaled in flight...
         attempts.writing(1)  # ...before the batch can reach the queue
+        # From here a worker settles it; if this run stops or loses Redis first, the rows stay
+        # in flight for --resume, which finds the job and its outcome in Redis (or no job).
+        attempts.handed_off = True
+        if self._lost is not None:
+            raise _still_lost(self._lost)
         waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[batch_id] = waiter
         try:
-            try:
-                added = await self.store.enqueue(
-                    self.campaign, batch_id, encode_job(self.campaign, batch)
-                )
-            except RedisUnavailableError as exc:
-                raise _QueueLost(f"{exc} (the batch may have been queued)", url=exc.url) from None
+            added = await self.store.enqueue(
+                self.campaign, batch_id, encode_job(self.campaign, batch)
+            )
             if not added:
                 raise KaleyraError(f"batch {batch_id} was queued before in this campaign")
             outcome = await waiter
@@ -123,7 +119,17 @@ class QueueSend:
         return outcome
 
     async def collect(self) -> None:
-        """Route reported outcomes to the sends waiting for them (runs until cancelled)."""
+        """Route reported outcomes to the sends waiting for them (runs until cancelled). If
+        Redis stays unreachable, every waiting send (and any later one) raises that."""
+        try:
+            await self._collect()
+        except RedisUnavailableError as exc:
+            self._lost = exc
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(_still_lost(exc))
+
+    async def _collect(self) -> None:
         last = "0-0"
         while True:
             for entry_id, batch_id, data in await self.store.read_done(
@@ -137,6 +143,12 @@ class QueueSend:
                     waiter.set_result(decode_outcome(data))
                 except ValueError as exc:
                     waiter.set_exception(KaleyraError(f"batch {batch_id}: {exc}"))
+
+
+def _still_lost(exc: RedisUnavailableError) -> RedisUnavailableError:
+    """A fresh copy for each send it stops (one exception object raised in many tasks would
+    collect all their tracebacks)."""
+    return RedisUnavailableError(str(exc), url=exc.url)
 
 
 async def send_bulk_queued(
@@ -166,6 +178,8 @@ async def send_bulk_queued(
     store = QueueStore(link, scope=f"{config.sid}:{config.pod}")
     logger.info("campaign %s on %s", campaign, link.url)
     try:
+        # Before any row is read or journaled: a wrong URL leaves nothing behind.
+        await link.call(link.client.ping, "reaching Redis")
         if options.resume and earlier:
             await recover(options.out, store, campaign, stop=stop)
         if stop.is_set():

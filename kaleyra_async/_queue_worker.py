@@ -74,6 +74,22 @@ class WorkerSummary:
     aborted: str | None = None
 
 
+class _MaybeOut(KaleyraError):
+    """A batch whose request may have left when the worker sending it stopped: ``unknown``."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self._code = code
+
+    @property
+    def code(self) -> str:
+        return self._code
+
+    @property
+    def fate_unknown(self) -> bool:
+        return True
+
+
 class _Marks:
     """The ``Journal`` of one batch's :class:`Flight`: "about to send" is a mark in Redis."""
 
@@ -258,9 +274,9 @@ class _Worker:
             return
         if claimed and await self.store.marked_by(job.campaign, job.batch_id) is not None:
             # Its worker died after marking it: the request may have left.
-            error = KaleyraError(
-                "the worker sending this batch stopped while its request may have been out; "
-                "not resent (Kaleyra has no idempotency key)"
+            error = _MaybeOut(
+                "the worker sending this batch stopped while its request may have been out",
+                code="worker_lost",
             )
             await self._report(job, entry_id, failure_outcome(error, maybe_sent=True))
             self.summary.unknown += len(job.batch.rows)
@@ -312,7 +328,9 @@ class _Worker:
     async def _abandon(self, flight: Flight, job: Job, entry_id: str, data: bytes) -> None:
         """A batch this worker will not finish: unknown if it may be out, else given back."""
         if flight.on_wire or flight.maybe_sent:
-            error = KaleyraError("the worker stopped while the request was out; not resent")
+            error = _MaybeOut(
+                "the worker stopped while the request was in flight", code="interrupted"
+            )
             await self._report(job, entry_id, failure_outcome(error, maybe_sent=True))
             self.summary.unknown += len(job.batch.rows)
         else:
