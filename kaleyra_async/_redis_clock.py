@@ -58,6 +58,11 @@ class RedisClock:
         self._high = min([high, *(h for _, h in widened)])
 
     @property
+    def observations(self) -> int:
+        """How many recent calls bound the offset."""
+        return len(self._calls)
+
+    @property
     def uncertainty_s(self) -> float:
         """How wide the bounds are: a moment on Redis's clock is known to within this here."""
         return self._high - self._low

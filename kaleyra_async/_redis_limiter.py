@@ -83,8 +83,10 @@ _LATE_S: Final = 0.050
 #: Turns held back may bunch this much worth to catch up (5 ms locally): a write moved in the
 #: log holds every process back a second later, and what the bucket cannot make up is lost.
 _CATCH_UP_S: Final = 0.050
-#: Redis answering slower than this at best leaves turns uncertain: warned about.
+#: Redis answering slower than this at best leaves turns uncertain: warned about, once the
+#: clock holds this many calls (the first ones open connections and load the script).
 _SLOW_REDIS_S: Final = 0.005
+_SLOW_AFTER_CALLS: Final = 8
 _US: Final = 1_000_000
 
 #: Turns asked for in one script call (the waiters of one lane, oldest first).
@@ -291,13 +293,18 @@ class SharedLimiter:
             return
         answered = time.monotonic()
         *turns, hint, redis_now, first_id = waits
-        self._clock.observe(asked, answered, redis_now / _US)
-        if self._clock.uncertainty_s >= _SLOW_REDIS_S and answered >= self._warned_until:
+        clock = self._clock
+        clock.observe(asked, answered, redis_now / _US)
+        if (
+            clock.uncertainty_s >= _SLOW_REDIS_S
+            and clock.observations >= _SLOW_AFTER_CALLS
+            and answered >= self._warned_until
+        ):
             self._warned_until = answered + 60
             logger.warning(
                 "Redis answers in %.1f ms at best: requests wait that much past their turns "
                 "(%d turns missed so far); the shared limit needs Redis within a few ms",
-                self._clock.uncertainty_s * 1e3,
+                clock.uncertainty_s * 1e3,
                 self.missed,
             )
         for index, (waiter, wait_us) in enumerate(zip(batch, turns, strict=False)):

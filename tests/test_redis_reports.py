@@ -4,6 +4,7 @@ redis-server stand for two processes."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -169,3 +170,35 @@ async def test_a_busy_process_s_late_writes_ride_on_its_reservations(redis_url: 
     assert len(turns) == senders * each
     assert all(log[str(t.id).encode()] >= t.redis_us + 5_000 for t in turns)
     assert link.asked.count(0) < len(turns) / 10
+
+
+async def _acquire_with_delays(redis_url: str, delays_s: Sequence[float]) -> None:
+    """One OTP turn per delay, each its own script call, answered that much later."""
+    link = RedisLink(redis_url)
+    limiter = SharedLimiter(link, scope="SID:IN", rate_per_s=1000)
+    reserve = limiter._reserve
+    pending = list(delays_s)
+
+    async def delayed(otp: bool, recipients: list[int]) -> list[int]:
+        await anyio.sleep(pending.pop(0))
+        return await reserve(otp, recipients)
+
+    limiter._reserve = delayed  # type: ignore[method-assign]
+    try:
+        for _ in delays_s:
+            await limiter.acquire(otp=True, admit=False)
+    finally:
+        await limiter.aclose()
+        await link.aclose()
+
+
+async def test_a_slow_first_call_is_not_a_slow_redis_but_slow_calls_are(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first calls open a connection and load the script: one slow call is not warned
+    about; calls that are all slow are, once the clock holds enough of them."""
+    caplog.set_level(logging.WARNING, logger="kaleyra_async._redis_limiter")
+    await _acquire_with_delays(redis_url, [0.03] + [0.0] * 11)
+    assert "Redis answers in" not in caplog.text
+    await _acquire_with_delays(redis_url, [0.01] * 12)
+    assert "Redis answers in" in caplog.text
