@@ -106,7 +106,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(
             f"worker: {summary.sent} rows sent, {summary.failed} failed, {summary.unknown} "
-            f"unknown; {summary.claimed} batches claimed, {summary.given_back} given back",
+            f"unknown; {summary.claimed} batches claimed, {summary.given_back} given back"
+            + (
+                f", {summary.left_pending} left on the stream for another worker to claim"
+                if summary.left_pending
+                else ""
+            ),
             file=sys.stderr,
         )
     if summary.aborted:

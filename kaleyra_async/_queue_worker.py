@@ -31,7 +31,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._attempts import ValidatedJsonSend, ValidatedSend
-from ._exceptions import STOPS_THE_RUN, KaleyraError, unwrap_group
+from ._exceptions import STOPS_THE_RUN, KaleyraError, RedisUnavailableError, unwrap_group
 from ._flight import Flight, StopBeforeSending
 from ._limits import WORKER_CONCURRENCY
 from ._queue_codec import Job, decode_job, failure_outcome, success_outcome
@@ -70,6 +70,8 @@ class WorkerSummary:
     unknown: int = 0
     claimed: int = 0
     given_back: int = 0
+    #: Batches left pending on the stream (Redis lost): another worker claims them.
+    left_pending: int = 0
     #: Why the worker stopped itself (a refused key, an unreachable host or Redis).
     aborted: str | None = None
 
@@ -158,6 +160,8 @@ class _Worker:
         #: Entries being handled here, by id: renewed, and never handled twice.
         self.mine: dict[str, Flight | None] = {}
         self.sending = anyio.CancelScope()
+        #: Redis stayed unreachable: batches in hand stay pending rather than given back.
+        self.redis_lost = False
 
     async def run(self) -> None:
         logger.info("worker %s reading %s", self.consumer, self.store.jobs)
@@ -346,6 +350,9 @@ class _Worker:
             self._abort(exc)
 
     async def _give_back(self, job: Job, entry_id: str, data: bytes) -> None:
+        if self.redis_lost:  # each would wait out the bounded wait: the claim takes them
+            self.summary.left_pending += 1
+            return
         try:
             if await self.store.give_back(
                 job.campaign, job.batch_id, self.consumer, entry_id, data
@@ -355,6 +362,8 @@ class _Worker:
             logger.warning("could not give batch %s back: %s", job.batch_id, exc)
 
     def _abort(self, exc: KaleyraError) -> None:
+        if isinstance(exc, RedisUnavailableError):
+            self.redis_lost = True
         if self.summary.aborted is None:
             self.summary.aborted = str(exc)
             logger.error("worker stopping: %s", exc)

@@ -29,7 +29,7 @@ from kaleyra_async._queue_codec import (
     success_outcome,
 )
 from kaleyra_async.sandbox import Sandbox
-from tests.conftest import CLI, RedisServer, cli_env, free_port, run_cli
+from tests.conftest import CLI, cli_env, run_cli
 from tests.test_cli_e2e import cli, numbers, read_results, wait_for_lines, write_csv
 
 pytestmark = pytest.mark.timeout(180)
@@ -97,7 +97,7 @@ async def workers(
     args = [*CLI, "worker", "--base-url", sandbox.base_url, "--redis", redis_url, *extra]
     started = [await anyio.open_process(args, env=cli_env(sandbox)) for _ in range(count)]
     try:
-        await _reading(redis_url, count)
+        await wait_for_readers(redis_url, count)
         yield started
     finally:
         codes = []
@@ -112,7 +112,7 @@ async def workers(
     assert all(code in (0, -signal.SIGKILL) for code in codes), codes
 
 
-async def _reading(redis_url: str, count: int) -> None:
+async def wait_for_readers(redis_url: str, count: int) -> None:
     """Wait until ``count`` workers read the jobs stream (their signal handlers are set by then:
     a SIGTERM while one still imports would kill it, not stop it)."""
     client = redis.asyncio.Redis.from_url(redis_url)
@@ -207,93 +207,6 @@ async def test_a_killed_collector_resumes_with_the_workers_outcomes(
     for row, record in first.items():
         assert results[row] == record
     assert len(sandbox.ledger_records()) == total
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sandbox", [{"latency_ms": 50.0}], indirect=True)
-async def test_redis_lost_under_a_queued_campaign_leaves_its_rows_to_resume(
-    sandbox: Sandbox, own_redis: RedisServer, tmp_path: Path
-) -> None:
-    """Redis unreachable mid-campaign (stopped with its data): the collector exits 2 naming
-    --resume and records only what the workers had reported, never "unknown" for a batch it
-    merely queued; with Redis back, --resume settles each row once from Redis and sends the
-    rest (a batch the dead worker had marked is unknown, never resent)."""
-    total = 200
-    src = write_csv(tmp_path / "in.csv", numbers(total))
-    out = tmp_path / "out.ndjson"
-    config = tmp_path / "config.toml"
-    config.write_text("[redis]\nunavailable_timeout_s = 1.0\n")
-    url = own_redis.url
-    assert own_redis.process is not None
-    args = ["--config", config, "--claim-idle-s", "2"]
-    first_worker = await anyio.open_process(
-        [*CLI, "worker", "--base-url", sandbox.base_url, "--redis", url, "--rate", "20", *args],
-        env=cli_env(sandbox),
-    )
-    async with first_worker:
-        await _reading(url, 1)
-        process = await anyio.open_process(
-            collector(sandbox, url, src, out, "--config", config), env=cli_env(sandbox)
-        )
-        async with process:
-            await wait_for_lines(out, 20)
-            own_redis.process.send_signal(signal.SIGSTOP)
-            try:
-                with anyio.fail_after(60):
-                    code = await process.wait()
-                assert process.stderr is not None
-                err = (await process.stderr.receive(1 << 16)).decode()
-            finally:
-                first_worker.send_signal(signal.SIGKILL)  # it dies with batches in hand
-                own_redis.process.send_signal(signal.SIGCONT)
-    assert code == 2, err
-    assert "Redis" in err and "--resume" in err
-    first = read_results(out)
-    assert 20 <= len(first) < total
-    assert {r["status"] for r in first.values()} == {"sent"}
-
-    async with workers(sandbox, url, 1, "--rate", "200", *args):
-        done = await anyio.run_process(
-            collector(sandbox, url, src, out, "--config", config, "--resume"),
-            env=cli_env(sandbox),
-            check=False,
-        )
-    assert done.returncode in (0, 1), done.stderr.decode()
-    results = read_results(out)
-    assert_once_each(results, sandbox, total)
-    for row, record in first.items():
-        assert results[row] == record
-    unknown = [r for r in results.values() if r["status"] != "sent"]
-    assert {r["status"] for r in unknown} <= {"unknown"}
-    assert {r["error_code"] for r in unknown} <= {"worker_lost"}
-    assert len(unknown) <= total // 10  # at most the few batches the dead worker had marked
-
-
-async def test_an_unreachable_redis_url_leaves_nothing_behind(
-    sandbox: Sandbox, redis_url: str, tmp_path: Path
-) -> None:
-    """A wrong --redis URL: exit 2 naming Redis before any row is read, so the corrected
-    command (no --resume, no --overwrite) sends every row."""
-    total = 30
-    src = write_csv(tmp_path / "in.csv", numbers(total))
-    out = tmp_path / "out.ndjson"
-    config = tmp_path / "config.toml"
-    config.write_text("[redis]\nunavailable_timeout_s = 0.5\n")
-    wrong = f"redis://127.0.0.1:{free_port()}/0"
-    refused = await anyio.run_process(
-        collector(sandbox, wrong, src, out, "--config", config), env=cli_env(sandbox), check=False
-    )
-    assert refused.returncode == 2, refused.stderr.decode()
-    assert "Redis" in refused.stderr.decode() and "unreachable" in refused.stderr.decode()
-    assert not out.exists() or out.read_bytes() == b""
-    async with workers(sandbox, redis_url, 1, "--rate", "200"):
-        done = await anyio.run_process(
-            collector(sandbox, redis_url, src, out), env=cli_env(sandbox), check=False
-        )
-    assert done.returncode == 0, done.stderr.decode()
-    results = read_results(out)
-    assert_once_each(results, sandbox, total)
-    assert {r["status"] for r in results.values()} == {"sent"}
 
 
 async def test_queue_needs_redis_and_a_results_file(sandbox: Sandbox, tmp_path: Path) -> None:
