@@ -8,11 +8,13 @@ stream and waits for a worker's outcome, which the pipeline records as usual::
           ▲                                                    │
           └────────────── XREAD ◀── campaign's done stream ◀───┘
 
-The rows of a batch are journaled in flight before it is queued. A collector killed meanwhile
-leaves them unresolved; ``--resume`` (:func:`recover`) then writes the outcomes the workers
-reported (waiting for those still queued), releases the rows whose batch never reached Redis
-(sent by the resumed run), and only then runs the pipeline over the rest. The campaign id that
-ties a results file to its keys in Redis is kept beside it, in ``<results>.campaign``.
+The rows of a batch are journaled in flight before it is queued. A collector killed, stopped
+or cut off from Redis meanwhile leaves them unresolved (it never records a batch it queued on
+its own); ``--resume`` (:func:`recover`) then writes the outcomes the workers reported
+(waiting for those still queued), releases the rows whose batch never reached Redis (sent by
+the resumed run) if Redis is the server the campaign started on, and only then runs the
+pipeline over the rest. The campaign id that ties a results file to its keys in Redis, and
+that server's ``run_id``, are kept beside it, in ``<results>.campaign``.
 """
 
 from __future__ import annotations
@@ -98,11 +100,11 @@ class QueueSend:
         batch_id = batch_id_of(batch)
         await attempts.sending()  # the rows are journaled in flight...
         attempts.writing(1)  # ...before the batch can reach the queue
+        if self._lost is not None:  # certainly not queued: released for --resume to send
+            raise _still_lost(self._lost)
         # From here a worker settles it; if this run stops or loses Redis first, the rows stay
         # in flight for --resume, which finds the job and its outcome in Redis (or no job).
         attempts.handed_off = True
-        if self._lost is not None:
-            raise _still_lost(self._lost)
         waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[batch_id] = waiter
         try:
@@ -114,6 +116,8 @@ class QueueSend:
             outcome = await waiter
         finally:
             self._waiting.pop(batch_id, None)
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # collect()'s error, unread if enqueue failed on its own
         if isinstance(outcome, QueuedFailure):
             raise outcome
         return outcome
@@ -173,15 +177,19 @@ async def send_bulk_queued(
         raise ConfigError("--queue and --dry-run contradict each other: a dry run queues nothing")
     stop = stop if stop is not None else anyio.Event()
     summary = summary if summary is not None else BulkSummary()
-    campaign, earlier = await anyio.to_thread.run_sync(_campaign_id, options)
+    found = await anyio.to_thread.run_sync(_campaign_of, options)
+    campaign = found.id
     link = RedisLink(config.redis.url, unavailable_timeout_s=config.redis.unavailable_timeout_s)
     store = QueueStore(link, scope=f"{config.sid}:{config.pod}")
     logger.info("campaign %s on %s", campaign, link.url)
     try:
         # Before any row is read or journaled: a wrong URL leaves nothing behind.
-        await link.call(link.client.ping, "reaching Redis")
-        if options.resume and earlier:
-            await recover(options.out, store, campaign, stop=stop)
+        server = await store.server_id()
+        if found.earlier:
+            await recover(options.out, store, campaign, stop=stop, trusted=found.server == server)
+        elif found.new:
+            path = campaign_path_for(options.out)
+            await anyio.to_thread.run_sync(path.write_text, f"{campaign}\n{server}\n", "ascii")
         if stop.is_set():
             summary.interrupted = True
             return summary
@@ -207,8 +215,20 @@ async def send_bulk_queued(
     return summary
 
 
-def _campaign_id(options: BulkOptions) -> tuple[str, bool]:
-    """The campaign of this results file, and whether an earlier run queued it.
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Campaign:
+    """A results file's campaign: its id, the Redis server (``run_id``) it started on."""
+
+    id: str
+    server: str | None = None
+    #: An earlier run queued it: --resume recovers it first.
+    earlier: bool = False
+    #: New, and this run starts afresh: the file is to be written (with the server).
+    new: bool = False
+
+
+def _campaign_of(options: BulkOptions) -> _Campaign:
+    """The campaign of this results file (``<results>.campaign``: its id, then the server).
 
     A new run gets a new id, written only where ``send_bulk`` will start afresh (so a refused
     run never replaces the id of the campaign it was refused to overwrite).
@@ -216,24 +236,33 @@ def _campaign_id(options: BulkOptions) -> tuple[str, bool]:
     assert options.out is not None
     path = campaign_path_for(options.out)
     if options.resume and path.exists():
-        return path.read_text(encoding="ascii").strip(), True
+        lines = path.read_text(encoding="ascii").split()
+        return _Campaign(lines[0], lines[1] if len(lines) > 1 else None, earlier=True)
     campaign = uuid.uuid4().hex
     fresh = options.overwrite or not (
         os.path.exists(options.out) or journal_path_for(options.out).exists()
     )
     if fresh or options.resume:
-        path.write_text(campaign + "\n", encoding="ascii")
-    return campaign, False
+        path.write_text(campaign + "\n", encoding="ascii")  # the server follows, once known
+    return _Campaign(campaign, new=fresh or options.resume)
 
 
 async def recover(
-    out: str | os.PathLike[str], store: QueueStore, campaign: str, *, stop: anyio.Event
+    out: str | os.PathLike[str],
+    store: QueueStore,
+    campaign: str,
+    *,
+    stop: anyio.Event,
+    trusted: bool,
 ) -> int:
     """Settle the rows an earlier collector left in flight; return how many got a line.
 
     Rows whose batch is recorded in Redis get the outcome a worker reported (waiting for the
-    workers while it is still queued); the others never reached the queue and are released
-    for this run to send.
+    workers while it is still queued). The others never reached the queue if Redis kept all it
+    was given: ``trusted``, the server the campaign started on and never restarted since
+    (its ``run_id``). Then they are released for this run to send; otherwise (a restart, a
+    failover or another server may have lost a batch a worker sent) they stay in flight, and
+    the run records them ``unknown``, never resent.
     """
     progress = await anyio.to_thread.run_sync(load_progress, out)
     unresolved = progress.unresolved
@@ -253,11 +282,19 @@ async def recover(
         async with anyio.create_task_group() as tg:
             tg.start_soon(writer.run)
             try:
-                if never:
+                if never and trusted:
                     logger.info(
                         "%d rows in flight never reached the queue: sending them", len(never)
                     )
                     writer.release(never)
+                elif never:
+                    logger.warning(
+                        "%d rows were in flight in batches this Redis does not hold, and it is "
+                        "not the server the campaign started on (restarted, failed over or "
+                        "another one): it may have lost batches a worker sent, so they are "
+                        "recorded unknown, never resent",
+                        len(never),
+                    )
                 while waiting and not stop.is_set():
                     found = await store.outcomes(campaign, list(waiting))
                     for batch_id, data in found.items():

@@ -113,6 +113,11 @@ class QueueStore:
 
     # -- the collector ----------------------------------------------------------------------
 
+    async def server_id(self) -> str:
+        """The server's ``run_id``: a restart or another server (a failover) has another."""
+        info: Any = await self.link.call(lambda: self.link.client.info("server"), "reaching Redis")
+        return str(info["run_id"])
+
     async def enqueue(self, campaign: str, batch_id: str, job: bytes) -> bool:
         """Record the job and put it on the stream; False if the campaign had another job under
         that id (the same job again is a success: the call may be a resend)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from kaleyra_async._resume import load_progress
 from kaleyra_async.sandbox import Sandbox
 from tests.conftest import CLI, RedisServer, cli_env, free_port
 from tests.test_cli_e2e import numbers, read_results, wait_for_lines, write_csv
@@ -59,6 +60,8 @@ async def test_redis_lost_under_a_queued_campaign_leaves_its_rows_to_resume(
     first = read_results(out)
     assert 20 <= len(first) < total
     assert {r["status"] for r in first.values()} == {"sent"}
+    in_flight = load_progress(out).unresolved  # the batches it queued: neither recorded nor
+    assert in_flight and not in_flight & set(first)  # released, for --resume to look up
 
     async with workers(sandbox, url, 1, "--rate", "200", *args):
         done = await anyio.run_process(
@@ -142,3 +145,49 @@ async def test_a_worker_losing_redis_leaves_its_batches_for_another_to_claim(
     assert "could not give batch" not in err
     left = int(err.split(" left on the stream")[0].rsplit(", ", 1)[1])
     assert left > 0, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sandbox", [{"latency_ms": 100.0}], indirect=True)
+async def test_a_campaign_resumed_on_a_redis_that_lost_it_resends_nothing(
+    sandbox: Sandbox, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Collector and workers killed, Redis restarted empty (no persistence): --resume cannot
+    tell a batch that never reached the queue from one a worker sent and Redis forgot, so the
+    rows that were in flight are unknown (inflight_at_crash), never resent; the rest are sent."""
+    total = 300
+    src = write_csv(tmp_path / "in.csv", numbers(total))
+    out = tmp_path / "out.ndjson"
+    url = own_redis.url
+    args = [*CLI, "worker", "--base-url", sandbox.base_url, "--redis", url, "--rate", "60"]
+    first_workers = [await anyio.open_process(args, env=cli_env(sandbox)) for _ in range(2)]
+    try:
+        await wait_for_readers(url, 2)
+        process = await anyio.open_process(collector(sandbox, url, src, out), env=cli_env(sandbox))
+        async with process:
+            await wait_for_lines(out, 40)
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+        await anyio.sleep(0.5)  # the workers go on sending what was queued
+    finally:
+        for worker in first_workers:
+            worker.send_signal(signal.SIGKILL)
+            await worker.wait()
+            await worker.aclose()
+    own_redis.stop()
+    own_redis.start()  # the same port, nothing in it
+    first = read_results(out)
+    in_flight = load_progress(out).unresolved - set(first)
+    assert in_flight
+
+    async with workers(sandbox, url, 1, "--rate", "500"):
+        done = await anyio.run_process(
+            collector(sandbox, url, src, out, "--resume"), env=cli_env(sandbox), check=False
+        )
+    assert done.returncode == 1, done.stderr.decode()
+    assert "not the server the campaign started on" in done.stderr.decode()
+    results = read_results(out)
+    assert_once_each(results, sandbox, total)
+    unknown = {row for row, r in results.items() if r["status"] == "unknown"}
+    assert unknown == in_flight
+    assert {results[row]["error_code"] for row in unknown} == {"inflight_at_crash"}
