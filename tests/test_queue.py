@@ -94,7 +94,7 @@ async def workers(
     sandbox: Sandbox, redis_url: str, count: int, *extra: str
 ) -> AsyncIterator[list[anyio.abc.Process]]:
     """``count`` worker processes; on leaving, SIGTERM to the live ones, which must exit 0."""
-    args = [*CLI, "worker", "--base-url", sandbox.base_url, "--redis", redis_url, *extra]
+    args = worker_argv(sandbox, redis_url, *extra)
     started = [await anyio.open_process(args, env=cli_env(sandbox)) for _ in range(count)]
     try:
         await wait_for_readers(redis_url, count)
@@ -110,6 +110,13 @@ async def workers(
         for process in started:
             await process.aclose()
     assert all(code in (0, -signal.SIGKILL) for code in codes), codes
+
+
+def worker_argv(sandbox: Sandbox, redis_url: str, *extra: str | Path) -> list[str]:
+    """``python -m kaleyra_async worker`` against the sandbox and this Redis."""
+    return [
+        *CLI, "worker", "--base-url", sandbox.base_url, "--redis", redis_url, *map(str, extra)
+    ]  # fmt: skip
 
 
 async def wait_for_readers(redis_url: str, count: int) -> None:

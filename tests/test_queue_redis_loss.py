@@ -11,9 +11,15 @@ import pytest
 
 from kaleyra_async._resume import load_progress
 from kaleyra_async.sandbox import Sandbox
-from tests.conftest import CLI, RedisServer, cli_env, free_port
+from tests.conftest import RedisServer, cli_env, free_port
 from tests.test_cli_e2e import numbers, read_results, wait_for_lines, write_csv
-from tests.test_queue import assert_once_each, collector, wait_for_readers, workers
+from tests.test_queue import (
+    assert_once_each,
+    collector,
+    wait_for_readers,
+    worker_argv,
+    workers,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,8 +42,7 @@ async def test_redis_lost_under_a_queued_campaign_leaves_its_rows_to_resume(
     assert own_redis.process is not None
     args = ["--config", config, "--claim-idle-s", "2"]
     first_worker = await anyio.open_process(
-        [*CLI, "worker", "--base-url", sandbox.base_url, "--redis", url, "--rate", "20", *args],
-        env=cli_env(sandbox),
+        worker_argv(sandbox, url, "--rate", "20", *args), env=cli_env(sandbox)
     )
     async with first_worker:
         await wait_for_readers(url, 1)
@@ -121,10 +126,8 @@ async def test_a_worker_losing_redis_leaves_its_batches_for_another_to_claim(
     config.write_text("[redis]\nunavailable_timeout_s = 0.5\n")
     url = own_redis.url
     worker = await anyio.open_process(
-        [*CLI, "worker", "--base-url", sandbox.base_url, "--redis", url, "--config", config,
-         "--rate", "20"],
-        env=cli_env(sandbox),
-    )  # fmt: skip
+        worker_argv(sandbox, url, "--config", config, "--rate", "20"), env=cli_env(sandbox)
+    )
     async with worker:
         await wait_for_readers(url, 1)
         process = await anyio.open_process(
@@ -159,7 +162,7 @@ async def test_a_campaign_resumed_on_a_redis_that_lost_it_resends_nothing(
     src = write_csv(tmp_path / "in.csv", numbers(total))
     out = tmp_path / "out.ndjson"
     url = own_redis.url
-    args = [*CLI, "worker", "--base-url", sandbox.base_url, "--redis", url, "--rate", "60"]
+    args = worker_argv(sandbox, url, "--rate", "60")
     first_workers = [await anyio.open_process(args, env=cli_env(sandbox)) for _ in range(2)]
     try:
         await wait_for_readers(url, 2)
