@@ -235,8 +235,8 @@ def _campaign_of(options: BulkOptions) -> _Campaign:
     """
     assert options.out is not None
     path = campaign_path_for(options.out)
-    if options.resume and path.exists():
-        lines = path.read_text(encoding="ascii").split()
+    lines = path.read_text(encoding="ascii").split() if path.exists() else []
+    if options.resume and lines:  # (empty: cut short; its rows in flight end up unknown)
         return _Campaign(lines[0], lines[1] if len(lines) > 1 else None, earlier=True)
     campaign = uuid.uuid4().hex
     fresh = options.overwrite or not (

@@ -9,6 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from kaleyra_async._bulk import BulkOptions
+from kaleyra_async._queue_collector import _Campaign, _campaign_of, campaign_path_for
 from kaleyra_async._resume import load_progress
 from kaleyra_async.sandbox import Sandbox
 from tests.conftest import RedisServer, cli_env, free_port
@@ -194,3 +196,20 @@ async def test_a_campaign_resumed_on_a_redis_that_lost_it_resends_nothing(
     unknown = {row for row, r in results.items() if r["status"] == "unknown"}
     assert unknown == in_flight
     assert {results[row]["error_code"] for row in unknown} == {"inflight_at_crash"}
+
+
+def test_the_campaign_file_names_the_server_and_a_cut_short_one_is_a_new_campaign(
+    tmp_path: Path,
+) -> None:
+    """``<results>.campaign`` is the id, then the Redis run_id (absent: an older version's,
+    never trusted); an empty one (cut short) does not crash a resume."""
+    out = tmp_path / "out.ndjson"
+    path = campaign_path_for(out)
+    resume = BulkOptions(out=str(out), resume=True)
+    path.write_text("c1\nrun-a\n", encoding="ascii")
+    assert _campaign_of(resume) == _Campaign("c1", "run-a", earlier=True)
+    path.write_text("c1\n", encoding="ascii")
+    assert _campaign_of(resume) == _Campaign("c1", None, earlier=True)
+    path.write_text("", encoding="ascii")
+    found = _campaign_of(resume)
+    assert not found.earlier and found.new and found.id != "c1"
