@@ -34,7 +34,7 @@ from ._attempts import ValidatedJsonSend, ValidatedSend
 from ._exceptions import STOPS_THE_RUN, KaleyraError, RedisUnavailableError, unwrap_group
 from ._flight import Flight, StopBeforeSending
 from ._limits import WORKER_CONCURRENCY
-from ._queue_codec import Job, decode_job, failure_outcome, success_outcome
+from ._queue_codec import Job, QueuedFailure, decode_job, failure_outcome, success_outcome
 from ._queue_store import QueueStore
 from ._redis import BLOCK_MS
 
@@ -74,22 +74,6 @@ class WorkerSummary:
     left_pending: int = 0
     #: Why the worker stopped itself (a refused key, an unreachable host or Redis).
     aborted: str | None = None
-
-
-class _MaybeOut(KaleyraError):
-    """A batch whose request may have left when the worker sending it stopped: ``unknown``."""
-
-    def __init__(self, message: str, *, code: str) -> None:
-        super().__init__(message)
-        self._code = code
-
-    @property
-    def code(self) -> str:
-        return self._code
-
-    @property
-    def fate_unknown(self) -> bool:
-        return True
 
 
 class _Marks:
@@ -278,9 +262,11 @@ class _Worker:
             return
         if claimed and await self.store.marked_by(job.campaign, job.batch_id) is not None:
             # Its worker died after marking it: the request may have left.
-            error = _MaybeOut(
+            error = QueuedFailure(
                 "the worker sending this batch stopped while its request may have been out",
                 code="worker_lost",
+                fate_unknown=True,
+                attempts=0,
             )
             await self._report(job, entry_id, failure_outcome(error, maybe_sent=True))
             self.summary.unknown += len(job.batch.rows)
@@ -332,8 +318,11 @@ class _Worker:
     async def _abandon(self, flight: Flight, job: Job, entry_id: str, data: bytes) -> None:
         """A batch this worker will not finish: unknown if it may be out, else given back."""
         if flight.on_wire or flight.maybe_sent:
-            error = _MaybeOut(
-                "the worker stopped while the request was in flight", code="interrupted"
+            error = QueuedFailure(
+                "the worker stopped while the request was in flight",
+                code="interrupted",
+                fate_unknown=True,
+                attempts=0,
             )
             await self._report(job, entry_id, failure_outcome(error, maybe_sent=True))
             self.summary.unknown += len(job.batch.rows)
